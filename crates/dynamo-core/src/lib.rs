@@ -1,0 +1,24 @@
+//! Pure logic of dynamo: everything that decides *what* the store does, with
+//! no I/O, no clocks and no randomness (those are passed in), so that it can be
+//! property-tested and run inside a deterministic simulation.
+//!
+//! Map of the modules, in the order a request meets them:
+//! - [`keys`]: bucket and key validation, limits, the MD5 ring position of a
+//!   key, its partition, and the storage key layout (paper section 4.2).
+//! - [`props`]: per-bucket replication settings (N, R, W, DW) and the conflict
+//!   mode (`siblings` or `lww`), with their validation (paper section 4.5).
+//! - [`hlc`]: hybrid logical clock timestamps, monotonic per node even when the
+//!   wall clock jumps back; they order last-write-wins buckets.
+//! - [`version`]: actors, dots and version vectors (paper section 4.4).
+//! - [`object`]: the versioned object stored for one key: a dotted version
+//!   vector set (siblings plus causal context), with put, merge and LWW.
+//! - [`context`]: the opaque, checksummed client context (`X-Dynamo-Context`).
+//! - [`codec`]: the versioned binary encoding of objects for storage and wire.
+
+pub mod codec;
+pub mod context;
+pub mod hlc;
+pub mod keys;
+pub mod object;
+pub mod props;
+pub mod version;

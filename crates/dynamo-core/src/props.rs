@@ -1,0 +1,91 @@
+//! Per-bucket replication settings (paper section 4.5: N, R, W; plus DW, how
+//! many of the W acknowledgements must be on disk) and the conflict mode.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Largest replication factor a bucket may ask for.
+pub const MAX_N: u8 = 16;
+
+/// How concurrent writes to one key are reconciled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictMode {
+    /// Keep concurrent versions as siblings; the client merges (default).
+    #[default]
+    Siblings,
+    /// Keep only the version with the highest hybrid logical clock timestamp.
+    Lww,
+}
+
+/// Replication settings of a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketProps {
+    /// Replicas per key.
+    pub n: u8,
+    /// Replies a read waits for.
+    pub r: u8,
+    /// Acknowledgements a write waits for.
+    pub w: u8,
+    /// How many of the W acknowledgements must be durable (fsynced).
+    pub dw: u8,
+    /// Conflict mode.
+    pub conflict: ConflictMode,
+}
+
+impl Default for BucketProps {
+    fn default() -> Self {
+        Self { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings }
+    }
+}
+
+/// Why bucket props or a per-request quorum were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PropsError {
+    /// n outside 1..=MAX_N.
+    #[error("n={0} is out of range; n must be between 1 and {MAX_N}")]
+    BadN(u8),
+    /// A quorum value larger than n or zero where at least one is needed.
+    #[error("{name}={value} is out of range; it must be between {min} and n={n}")]
+    QuorumOutOfRange {
+        /// Which parameter (`r`, `w`, `dw`).
+        name: &'static str,
+        /// The value given.
+        value: u8,
+        /// The smallest allowed value.
+        min: u8,
+        /// The bucket's n.
+        n: u8,
+    },
+    /// dw larger than w.
+    #[error("dw={dw} is larger than w={w}; durable acknowledgements are a subset of w")]
+    DwAboveW {
+        /// dw given.
+        dw: u8,
+        /// w in effect.
+        w: u8,
+    },
+    /// A quorum value that is not a number or one of one|quorum|all.
+    #[error("{name}={value:?} is not a number or one of one, quorum, all, default")]
+    Unparsable {
+        /// Which parameter.
+        name: &'static str,
+        /// The text given.
+        value: String,
+    },
+}
+
+impl BucketProps {
+    /// Checks 1 <= n <= MAX_N, 1 <= r <= n, 1 <= w <= n, 0 <= dw <= w.
+    pub fn validate(&self) -> Result<(), PropsError> {
+        todo!()
+    }
+}
+
+/// Parses a per-request quorum value: a number, or `one`, `quorum`
+/// (n/2 + 1), `all` (n), `default` (`default_value`). Range checks are left to
+/// [`BucketProps::validate`] on the resulting props.
+pub fn parse_quorum(name: &'static str, text: &str, n: u8, default_value: u8) -> Result<u8, PropsError> {
+    todo!()
+}

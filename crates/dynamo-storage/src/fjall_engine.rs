@@ -1,0 +1,1 @@
+//! fjall engine: TODO
