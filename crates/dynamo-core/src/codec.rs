@@ -8,11 +8,15 @@
 //! sibling count (u16 BE) | siblings*` where a sibling is
 //! `actor u64 | counter u64 | timestamp u64 | kind u8 (0 value, 1 tombstone) |`
 //! and for values `content type length u8 | content type | data length u32 BE | data`.
-//! All integers big-endian.
+//! All integers big-endian. A value without a content type is written with
+//! content type length 0, so an empty content type decodes as none.
 
+use bytes::Bytes;
 use thiserror::Error;
 
-use crate::object::VersionedObject;
+use crate::hlc::Hlc;
+use crate::object::{MAX_CONTENT_TYPE_LEN, Payload, Sibling, VersionedObject};
+use crate::version::{ActorId, Dot, VersionVector};
 
 /// Most siblings a decoded object may have. A bound against hostile input;
 /// a healthy key has a handful.
@@ -22,6 +26,16 @@ pub const MAX_CLOCK_ENTRIES: usize = 4096;
 /// Largest value a decoded sibling may carry (the configurable client limit
 /// is enforced at the API; this is the hard ceiling of the format).
 pub const MAX_DATA_LEN: usize = 64 * 1024 * 1024;
+
+/// Format marker of the only layout so far.
+const FORMAT: u8 = 1;
+/// Sibling kind byte of a value.
+const KIND_VALUE: u8 = 0;
+/// Sibling kind byte of a tombstone.
+const KIND_TOMBSTONE: u8 = 1;
+/// Smallest encoded sibling (a tombstone: dot, timestamp, kind), used to
+/// bound the allocation a sibling count may ask for.
+const MIN_SIBLING_LEN: usize = 8 + 8 + 8 + 1;
 
 /// Why bytes could not be decoded into an object.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -41,11 +55,209 @@ pub enum CodecError {
 }
 
 /// Encodes an object (format 1).
+///
+/// Infallible, so storage code can always write; objects outside the format's
+/// bounds (see [`check_encodable`]) produce bytes that [`decode_object`]
+/// rejects, never bytes that decode to something else. The exception is a
+/// content type longer than [`MAX_CONTENT_TYPE_LEN`], which is cut at a
+/// character boundary (it is advisory metadata, and the API refuses it).
 pub fn encode_object(object: &VersionedObject) -> Vec<u8> {
-    todo!()
+    let mut out = Vec::with_capacity(encoded_len_hint(object));
+    out.push(FORMAT);
+    out.extend_from_slice(&clamped_u16(object.context().len()).to_be_bytes());
+    for (actor, counter) in object.context().iter() {
+        out.extend_from_slice(&actor.0.to_be_bytes());
+        out.extend_from_slice(&counter.to_be_bytes());
+    }
+    out.extend_from_slice(&clamped_u16(object.siblings().len()).to_be_bytes());
+    for sibling in object.siblings() {
+        encode_sibling(sibling, &mut out);
+    }
+    out
+}
+
+/// Checks that `object` is within the bounds [`decode_object`] accepts, so
+/// its encoding will decode back to it.
+pub fn check_encodable(object: &VersionedObject) -> Result<(), CodecError> {
+    if object.context().len() > MAX_CLOCK_ENTRIES {
+        return Err(CodecError::Invalid("too many clock entries"));
+    }
+    if object.siblings().len() > MAX_SIBLINGS {
+        return Err(CodecError::Invalid("too many siblings"));
+    }
+    for sibling in object.siblings() {
+        if let Payload::Value { data, content_type } = &sibling.payload {
+            if data.len() > MAX_DATA_LEN {
+                return Err(CodecError::Invalid("value larger than the format allows"));
+            }
+            if content_type.as_ref().is_some_and(|ct| ct.len() > MAX_CONTENT_TYPE_LEN) {
+                return Err(CodecError::Invalid("content type too long"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_sibling(sibling: &Sibling, out: &mut Vec<u8>) {
+    out.extend_from_slice(&sibling.dot.actor.0.to_be_bytes());
+    out.extend_from_slice(&sibling.dot.counter.to_be_bytes());
+    out.extend_from_slice(&sibling.timestamp.0.to_be_bytes());
+    match &sibling.payload {
+        Payload::Tombstone => out.push(KIND_TOMBSTONE),
+        Payload::Value { data, content_type } => {
+            out.push(KIND_VALUE);
+            let content_type = truncate_at_char(content_type.as_deref().unwrap_or(""), MAX_CONTENT_TYPE_LEN);
+            out.push(u8::try_from(content_type.len()).unwrap_or(u8::MAX));
+            out.extend_from_slice(content_type.as_bytes());
+            // Clamping makes an oversized value fail to decode (length above
+            // MAX_DATA_LEN) instead of decoding as a different value.
+            let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&data_len.to_be_bytes());
+            out.extend_from_slice(data);
+        }
+    }
+}
+
+fn clamped_u16(count: usize) -> u16 {
+    // Above u16::MAX means above the MAX_ limits too: decode rejects it.
+    u16::try_from(count).unwrap_or(u16::MAX)
+}
+
+/// The longest prefix of `text` of at most `max_len` bytes that ends on a
+/// character boundary.
+fn truncate_at_char(text: &str, max_len: usize) -> &str {
+    let mut end = text.len().min(max_len);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn encoded_len_hint(object: &VersionedObject) -> usize {
+    let siblings: usize = object.siblings().iter().map(|s| MIN_SIBLING_LEN + payload_len(&s.payload)).sum();
+    1 + 2 + object.context().len() * 16 + 2 + siblings
+}
+
+fn payload_len(payload: &Payload) -> usize {
+    match payload {
+        Payload::Tombstone => 0,
+        Payload::Value { data, content_type } => 1 + content_type.as_ref().map_or(0, String::len) + 4 + data.len(),
+    }
 }
 
 /// Decodes an object, checking every bound and the object invariants.
 pub fn decode_object(bytes: &[u8]) -> Result<VersionedObject, CodecError> {
-    todo!()
+    let mut reader = Reader { rest: bytes };
+    let format = reader.u8("format version")?;
+    if format != FORMAT {
+        return Err(CodecError::UnknownFormat(format));
+    }
+    let clock = decode_clock(&mut reader)?;
+    let siblings = decode_siblings(&mut reader)?;
+    if !reader.rest.is_empty() {
+        return Err(CodecError::TrailingBytes(reader.rest.len()));
+    }
+    VersionedObject::from_parts(clock, siblings).map_err(CodecError::Invalid)
+}
+
+/// Clock entries must be in strictly increasing actor order with non-zero
+/// counters: the only form the encoder writes, so each object has exactly
+/// one encoding.
+fn decode_clock(reader: &mut Reader<'_>) -> Result<VersionVector, CodecError> {
+    let count = usize::from(reader.u16("clock entry count")?);
+    if count > MAX_CLOCK_ENTRIES {
+        return Err(CodecError::Invalid("too many clock entries"));
+    }
+    let mut clock = VersionVector::new();
+    let mut previous: Option<ActorId> = None;
+    for _ in 0..count {
+        let actor = ActorId(reader.u64("clock actor")?);
+        let counter = reader.u64("clock counter")?;
+        if counter == 0 {
+            return Err(CodecError::Invalid("clock entry with counter zero"));
+        }
+        if previous.is_some_and(|previous| actor <= previous) {
+            return Err(CodecError::Invalid("clock actors not in increasing order"));
+        }
+        previous = Some(actor);
+        clock.observe(Dot { actor, counter });
+    }
+    Ok(clock)
+}
+
+fn decode_siblings(reader: &mut Reader<'_>) -> Result<Vec<Sibling>, CodecError> {
+    let count = usize::from(reader.u16("sibling count")?);
+    if count > MAX_SIBLINGS {
+        return Err(CodecError::Invalid("too many siblings"));
+    }
+    // Allocate only what the remaining bytes could possibly hold.
+    let mut siblings = Vec::with_capacity(count.min(reader.rest.len() / MIN_SIBLING_LEN));
+    for _ in 0..count {
+        siblings.push(decode_sibling(reader)?);
+    }
+    Ok(siblings)
+}
+
+fn decode_sibling(reader: &mut Reader<'_>) -> Result<Sibling, CodecError> {
+    let actor = ActorId(reader.u64("sibling actor")?);
+    let counter = reader.u64("sibling counter")?;
+    let timestamp = Hlc(reader.u64("sibling timestamp")?);
+    let payload = match reader.u8("sibling kind")? {
+        KIND_VALUE => decode_value(reader)?,
+        KIND_TOMBSTONE => Payload::Tombstone,
+        _ => return Err(CodecError::Invalid("unknown sibling kind")),
+    };
+    Ok(Sibling { dot: Dot { actor, counter }, timestamp, payload })
+}
+
+fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
+    // A u8 length cannot exceed MAX_CONTENT_TYPE_LEN (255).
+    let content_type_len = usize::from(reader.u8("content type length")?);
+    let content_type = reader.take(content_type_len, "content type")?;
+    let content_type = std::str::from_utf8(content_type)
+        .map_err(|_| CodecError::Invalid("content type is not UTF-8"))?;
+    let content_type = (!content_type.is_empty()).then(|| content_type.to_string());
+    let data_len = usize::try_from(reader.u32("data length")?).unwrap_or(usize::MAX);
+    if data_len > MAX_DATA_LEN {
+        return Err(CodecError::Invalid("value larger than the format allows"));
+    }
+    let data = Bytes::copy_from_slice(reader.take(data_len, "data")?);
+    Ok(Payload::Value { data, content_type })
+}
+
+/// A cursor over untrusted bytes: every read checks the remaining length
+/// first and names the field it was reading when input runs out.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        let Some((taken, rest)) = self.rest.split_at_checked(len) else {
+            return Err(CodecError::Truncated(what));
+        };
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+        let bytes = self.take(N, what)?;
+        bytes.try_into().map_err(|_| CodecError::Truncated(what))
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        Ok(u8::from_be_bytes(self.array(what)?))
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
 }

@@ -6,14 +6,29 @@
 //! Layout before base64 (URL-safe alphabet, no padding):
 //! `format (u8 = 1) | entry count (u16 BE) | entries (actor u64 BE, counter u64 BE)* | crc32 (u32 BE) of everything before`.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use thiserror::Error;
 
-use crate::version::VersionVector;
+use crate::version::{ActorId, Dot, VersionVector};
 
 /// Most actors a context may name. Bounds header size and decode work.
 pub const MAX_CONTEXT_ENTRIES: usize = 1024;
 /// Longest accepted header value, in characters.
 pub const MAX_CONTEXT_LEN: usize = 32 * 1024;
+/// Largest counter a context may carry. Far above any real counter, far
+/// below `u64::MAX`, so a crafted context cannot push a key's counters to
+/// the point where the next dot would overflow (and be issued twice).
+pub const MAX_CONTEXT_COUNTER: u64 = 1 << 62;
+
+/// Format marker of the only layout so far.
+const FORMAT: u8 = 1;
+/// Format byte plus entry count.
+const HEADER_LEN: usize = 3;
+/// Actor and counter, both u64.
+const ENTRY_LEN: usize = 16;
+/// The trailing crc32.
+const CHECKSUM_LEN: usize = 4;
 
 /// Why a context was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -39,11 +54,83 @@ pub enum ContextError {
 }
 
 /// Encodes a context for a client.
+///
+/// A vector with more than [`MAX_CONTEXT_ENTRIES`] actors still encodes, but
+/// [`decode_context`] will reject it: a context is never silently cut short.
 pub fn encode_context(clock: &VersionVector) -> String {
-    todo!()
+    URL_SAFE_NO_PAD.encode(encode_raw(clock))
 }
 
 /// Decodes and fully validates a context from a client.
 pub fn decode_context(text: &str) -> Result<VersionVector, ContextError> {
-    todo!()
+    // Bound the work before decoding anything.
+    if text.len() > MAX_CONTEXT_LEN {
+        return Err(ContextError::TooLong(text.len()));
+    }
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| ContextError::NotBase64)?;
+    decode_raw(&raw)
+}
+
+/// The layout before base64.
+fn encode_raw(clock: &VersionVector) -> Vec<u8> {
+    // The count field is 16 bits; more actors than that cannot be described
+    // (and are far above what decode accepts anyway).
+    let count = u16::try_from(clock.len()).unwrap_or(u16::MAX);
+    let mut raw = Vec::with_capacity(HEADER_LEN + usize::from(count) * ENTRY_LEN + CHECKSUM_LEN);
+    raw.push(FORMAT);
+    raw.extend_from_slice(&count.to_be_bytes());
+    for (actor, counter) in clock.iter().take(usize::from(count)) {
+        raw.extend_from_slice(&actor.0.to_be_bytes());
+        raw.extend_from_slice(&counter.to_be_bytes());
+    }
+    let checksum = crc32fast::hash(&raw);
+    raw.extend_from_slice(&checksum.to_be_bytes());
+    raw
+}
+
+/// Checks and parses the layout before base64.
+fn decode_raw(raw: &[u8]) -> Result<VersionVector, ContextError> {
+    let [format, count_high, count_low, ..] = *raw else {
+        return Err(ContextError::BadLength);
+    };
+    if format != FORMAT {
+        return Err(ContextError::UnknownFormat(format));
+    }
+    let count = usize::from(u16::from_be_bytes([count_high, count_low]));
+    if count > MAX_CONTEXT_ENTRIES {
+        return Err(ContextError::Invalid("too many entries"));
+    }
+    if raw.len() != HEADER_LEN + count * ENTRY_LEN + CHECKSUM_LEN {
+        return Err(ContextError::BadLength);
+    }
+    let (body, checksum) = raw.split_at(raw.len() - CHECKSUM_LEN);
+    if crc32fast::hash(body).to_be_bytes() != checksum {
+        return Err(ContextError::BadChecksum);
+    }
+    parse_entries(&body[HEADER_LEN..])
+}
+
+/// Entries in strictly increasing actor order with counters in
+/// `1..=MAX_CONTEXT_COUNTER`: the only form `encode_raw` writes, so one
+/// vector has exactly one encoding.
+fn parse_entries(entries: &[u8]) -> Result<VersionVector, ContextError> {
+    let mut clock = VersionVector::new();
+    let mut previous: Option<ActorId> = None;
+    for entry in entries.chunks_exact(ENTRY_LEN) {
+        let (actor, counter) = entry.split_at(ENTRY_LEN / 2);
+        let actor = ActorId(u64::from_be_bytes(actor.try_into().map_err(|_| ContextError::BadLength)?));
+        let counter = u64::from_be_bytes(counter.try_into().map_err(|_| ContextError::BadLength)?);
+        if counter == 0 {
+            return Err(ContextError::Invalid("an entry has counter zero"));
+        }
+        if counter > MAX_CONTEXT_COUNTER {
+            return Err(ContextError::Invalid("an entry's counter is out of range"));
+        }
+        if previous.is_some_and(|previous| actor <= previous) {
+            return Err(ContextError::Invalid("actors are not in increasing order"));
+        }
+        previous = Some(actor);
+        clock.observe(Dot { actor, counter });
+    }
+    Ok(clock)
 }

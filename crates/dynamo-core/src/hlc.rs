@@ -8,20 +8,32 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hlc(pub u64);
 
+/// Largest wall-clock reading a timestamp can hold (48 bits of milliseconds,
+/// about the year 10889). Larger readings are clamped so order is kept.
+pub const MAX_WALL_MS: u64 = (1 << 48) - 1;
+
 impl Hlc {
     /// Builds a timestamp from its parts (`logical` wraps into the next ms).
+    /// `wall_ms` above [`MAX_WALL_MS`] is clamped to it.
     pub fn from_parts(wall_ms: u64, logical: u16) -> Self {
-        todo!()
+        Hlc((wall_ms.min(MAX_WALL_MS) << 16) | u64::from(logical))
     }
 
     /// Wall-clock milliseconds part.
     pub fn wall_ms(self) -> u64 {
-        todo!()
+        self.0 >> 16
     }
 
     /// Logical counter part.
     pub fn logical(self) -> u16 {
-        todo!()
+        (self.0 & 0xffff) as u16
+    }
+
+    /// The smallest timestamp after this one: one more logical tick, which
+    /// carries into the next millisecond after 65535 ticks. Saturates at
+    /// `u64::MAX` (unreachable before the year 10889).
+    pub fn next(self) -> Self {
+        Hlc(self.0.saturating_add(1))
     }
 }
 
@@ -41,12 +53,17 @@ impl HlcClock {
     /// Issues a timestamp strictly greater than every timestamp issued or
     /// observed so far, and at least `wall_ms`.
     pub fn now(&mut self, wall_ms: u64) -> Hlc {
-        todo!()
+        // Follow the wall clock when it is ahead; otherwise tick the logical
+        // counter past the last timestamp, so a clock stepping back never
+        // reorders writes.
+        let issued = Hlc::from_parts(wall_ms, 0).max(self.last.next());
+        self.last = issued;
+        issued
     }
 
     /// Takes note of a timestamp seen from elsewhere so later `now` calls
     /// order after it.
     pub fn observe(&mut self, remote: Hlc) {
-        todo!()
+        self.last = self.last.max(remote);
     }
 }

@@ -4,6 +4,7 @@
 //! the partition first so that a whole partition is one contiguous range
 //! (for Merkle rebuilds and partition transfers).
 
+use md5::{Digest, Md5};
 use thiserror::Error;
 
 /// Longest bucket name, in bytes. Bucket names are also path segments and
@@ -13,6 +14,13 @@ pub const MAX_BUCKET_LEN: usize = 255;
 pub const MAX_KEY_LEN: usize = 1024;
 /// Default number of ring partitions (Q) at cluster creation.
 pub const DEFAULT_PARTITIONS: u32 = 256;
+/// Largest partition count (Q). Partition numbers must fit the 16 bits that
+/// operators and metrics use, and a ring of 65536 partitions is already
+/// finer than any cluster needs.
+pub const MAX_PARTITIONS: u32 = 65536;
+/// Bytes before the bucket name in a storage key: partition (u32) and bucket
+/// length (u8).
+const STORAGE_HEADER_LEN: usize = 5;
 
 /// Why a bucket or key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -50,7 +58,9 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// Validates and builds a key.
     pub fn new(bucket: &str, key: &[u8]) -> Result<Self, KeyError> {
-        todo!()
+        validate_bucket(bucket)?;
+        validate_key(key)?;
+        Ok(Self { bucket: bucket.to_string(), key: key.to_vec() })
     }
 
     /// The bucket name.
@@ -66,32 +76,93 @@ impl ObjectKey {
     /// Position on the ring: MD5 of (bucket length as u8, bucket, key), as a
     /// big-endian u128. The length prefix keeps ("ab","c") and ("a","bc") apart.
     pub fn ring_position(&self) -> u128 {
-        todo!()
+        let mut hasher = Md5::new();
+        hasher.update([self.bucket_len()]);
+        hasher.update(self.bucket.as_bytes());
+        hasher.update(&self.key);
+        u128::from_be_bytes(hasher.finalize().into())
     }
 
     /// Partition index in `0..partitions`: the top log2(Q) bits of the ring
     /// position. `partitions` must be a valid partition count.
     pub fn partition(&self, partitions: u32) -> u32 {
-        todo!()
+        debug_assert!(validate_partition_count(partitions).is_ok(), "bad partition count {partitions}");
+        // floor(log2) keeps the result below `partitions` even if a caller
+        // breaks the precondition; Q = 1 (zero bits) is partition 0.
+        let bits = partitions.checked_ilog2().unwrap_or(0).min(MAX_PARTITIONS.ilog2());
+        if bits == 0 {
+            return 0;
+        }
+        (self.ring_position() >> (128 - bits)) as u32
     }
 
     /// Storage layout: partition (u32 BE), bucket length (u8), bucket, key.
     pub fn storage_key(&self, partitions: u32) -> Vec<u8> {
-        todo!()
+        let mut bytes = Vec::with_capacity(STORAGE_HEADER_LEN + self.bucket.len() + self.key.len());
+        bytes.extend_from_slice(&self.partition(partitions).to_be_bytes());
+        bytes.push(self.bucket_len());
+        bytes.extend_from_slice(self.bucket.as_bytes());
+        bytes.extend_from_slice(&self.key);
+        bytes
     }
 
     /// Inverse of [`ObjectKey::storage_key`]: (partition, key).
     pub fn from_storage_key(bytes: &[u8]) -> Result<(u32, ObjectKey), KeyError> {
-        todo!()
+        let Some((header, rest)) = bytes.split_first_chunk::<STORAGE_HEADER_LEN>() else {
+            return Err(KeyError::MalformedStorageKey("shorter than its 5-byte header"));
+        };
+        let partition = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let bucket_len = usize::from(header[4]);
+        if rest.len() < bucket_len {
+            return Err(KeyError::MalformedStorageKey("shorter than its bucket length says"));
+        }
+        let (bucket, key) = rest.split_at(bucket_len);
+        let bucket = std::str::from_utf8(bucket)
+            .map_err(|_| KeyError::MalformedStorageKey("bucket is not UTF-8"))?;
+        Ok((partition, ObjectKey::new(bucket, key)?))
+    }
+
+    /// Bucket length as stored in the key layouts; validation keeps it <= 255.
+    fn bucket_len(&self) -> u8 {
+        u8::try_from(self.bucket.len()).unwrap_or(u8::MAX)
     }
 }
 
 /// Checks that a partition count is a power of two in `1..=65536`.
 pub fn validate_partition_count(partitions: u32) -> Result<(), KeyError> {
-    todo!()
+    if partitions.is_power_of_two() && partitions <= MAX_PARTITIONS {
+        Ok(())
+    } else {
+        Err(KeyError::BadPartitionCount(partitions))
+    }
 }
 
 /// Checks a bucket name.
 pub fn validate_bucket(bucket: &str) -> Result<(), KeyError> {
-    todo!()
+    if bucket.is_empty() {
+        return Err(KeyError::EmptyBucket);
+    }
+    if bucket.len() > MAX_BUCKET_LEN {
+        return Err(KeyError::BucketTooLong(bucket.len()));
+    }
+    match bucket.chars().find(|c| !is_bucket_char(*c)) {
+        Some(bad) => Err(KeyError::BucketCharacter(bad)),
+        None => Ok(()),
+    }
+}
+
+/// Checks a key: 1 to [`MAX_KEY_LEN`] bytes, any bytes allowed.
+pub fn validate_key(key: &[u8]) -> Result<(), KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(KeyError::KeyTooLong(key.len()));
+    }
+    Ok(())
+}
+
+/// Bucket names are path segments, file-name-safe and metric labels.
+fn is_bucket_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }

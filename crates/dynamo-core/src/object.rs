@@ -15,6 +15,15 @@
 //! - a put with the context of a read supersedes exactly what that read saw;
 //! - a put without a context (or with a stale one) never discards a version
 //!   its context has not seen.
+//!
+//! Last-write-wins (`ConflictMode::Lww`) keeps the single version with the
+//! greatest `(timestamp, dot)` of every version a replica has received, and
+//! ignores causality when merging: resolving by timestamp *after* a causal
+//! merge is not associative (a version dropped by LWW on one path can still
+//! discard another version on a different path, and everything can vanish).
+//! Causality still counts where it is known: a put gives its version a
+//! timestamp above every version it supersedes, so a write that saw the
+//! current value always replaces it, even when the coordinator's clock lags.
 
 use bytes::Bytes;
 
@@ -75,8 +84,18 @@ impl VersionedObject {
     }
 
     /// Rebuilds an object from decoded parts, checking the invariants.
-    pub fn from_parts(clock: VersionVector, siblings: Vec<Sibling>) -> Result<Self, &'static str> {
-        todo!()
+    pub fn from_parts(clock: VersionVector, mut siblings: Vec<Sibling>) -> Result<Self, &'static str> {
+        if siblings.iter().any(|sibling| sibling.dot.counter == 0) {
+            return Err("a sibling's dot has counter zero");
+        }
+        if !siblings.iter().all(|sibling| clock.covers(sibling.dot)) {
+            return Err("a sibling's dot is not covered by the clock");
+        }
+        siblings.sort_unstable_by_key(|sibling| sibling.dot);
+        if siblings.windows(2).any(|pair| pair[0].dot == pair[1].dot) {
+            return Err("two siblings share a dot");
+        }
+        Ok(Self { clock, siblings })
     }
 
     /// The causal context handed to clients: everything seen for this key.
@@ -96,7 +115,12 @@ impl VersionedObject {
 
     /// True when there are versions and every one is a tombstone.
     pub fn is_deleted(&self) -> bool {
-        todo!()
+        !self.siblings.is_empty() && self.siblings.iter().all(Sibling::is_tombstone)
+    }
+
+    /// The version last-write-wins keeps: the greatest by (timestamp, dot).
+    pub fn latest(&self) -> Option<&Sibling> {
+        self.siblings.iter().max_by_key(|sibling| lww_key(sibling))
     }
 
     /// A client write coordinated by `actor`: discards the siblings that
@@ -104,6 +128,13 @@ impl VersionedObject {
     /// `(actor, clock[actor] + 1)`, and joins `context` into the clock.
     /// In `Lww` mode only the greatest version (by timestamp, then dot) is
     /// kept. Returns the new version's dot.
+    ///
+    /// The counter is one above the larger of this clock's and `context`'s
+    /// entries for `actor`, so a dot is never issued twice even if the
+    /// context has seen writes of `actor` that this copy lacks. The stored
+    /// timestamp is raised above every superseded version's, so causal order
+    /// and timestamp order agree (what makes LWW keep the later write).
+    /// `actor` must only ever put into its own node's copy of the key.
     pub fn put(
         &mut self,
         context: &VersionVector,
@@ -112,21 +143,104 @@ impl VersionedObject {
         payload: Payload,
         mode: ConflictMode,
     ) -> Dot {
-        todo!()
+        let counter = self.clock.get(actor).max(context.get(actor)).saturating_add(1);
+        let dot = Dot { actor, counter };
+        let superseded_max = self.siblings.iter().filter(|s| context.covers(s.dot)).map(|s| s.timestamp).max();
+        let timestamp = superseded_max.map_or(timestamp, |superseded| timestamp.max(superseded.next()));
+        self.siblings.retain(|sibling| !context.covers(sibling.dot));
+        self.clock.join(context);
+        self.clock.observe(dot);
+        let sibling = Sibling { dot, timestamp, payload };
+        match self.siblings.binary_search_by_key(&dot, |s| s.dot) {
+            // Unreachable while counters stay below u64::MAX: the dot is fresh.
+            Ok(index) => self.siblings[index] = sibling,
+            Err(index) => self.siblings.insert(index, sibling),
+        }
+        if mode == ConflictMode::Lww {
+            self.keep_latest();
+        }
+        dot
     }
 
     /// Merges another replica's state of the same key into this one. A
     /// sibling survives if both sides have it, or if the side that lacks it
     /// has not seen its dot. Commutative, associative, idempotent. In `Lww`
     /// mode the result keeps only the greatest version.
+    ///
+    /// Relies on dots being unique (one dot, one version): if both sides hold
+    /// the same dot, this side's copy is kept.
     pub fn merge(&mut self, other: &VersionedObject, mode: ConflictMode) {
-        todo!()
+        match mode {
+            ConflictMode::Siblings => self.siblings = self.surviving_siblings(other),
+            ConflictMode::Lww => {
+                // Pure maximum over both sides: a semilattice join, unlike
+                // LWW applied after the causal merge (see the module doc).
+                self.siblings.extend(other.latest().cloned());
+                self.keep_latest();
+            }
+        }
+        self.clock.join(&other.clock);
     }
 
     /// Whether this state already contains everything in `other` (merging
     /// `other` in would change nothing). Used by read repair to find stale
     /// replicas.
+    ///
+    /// This is the `Siblings` mode answer; use [`VersionedObject::descends_in`]
+    /// for `Lww` buckets, where merging keeps the latest version regardless
+    /// of clocks.
     pub fn descends(&self, other: &VersionedObject) -> bool {
-        todo!()
+        self.descends_in(other, ConflictMode::Siblings)
     }
+
+    /// Whether merging `other` into this state in `mode` would change nothing.
+    pub fn descends_in(&self, other: &VersionedObject, mode: ConflictMode) -> bool {
+        if !self.clock.descends(&other.clock) {
+            return false;
+        }
+        match mode {
+            ConflictMode::Siblings => {
+                let theirs_known =
+                    other.siblings.iter().all(|o| self.has_dot(o.dot) || self.clock.covers(o.dot));
+                let ours_kept =
+                    self.siblings.iter().all(|s| other.has_dot(s.dot) || !other.clock.covers(s.dot));
+                theirs_known && ours_kept
+            }
+            ConflictMode::Lww => match (self.siblings.as_slice(), other.latest()) {
+                ([], None) => true,
+                ([ours], theirs) => theirs.is_none_or(|theirs| lww_key(theirs) <= lww_key(ours)),
+                _ => false,
+            },
+        }
+    }
+
+    /// The siblings that survive a causal merge with `other`: those both
+    /// sides hold, and those the side lacking them has not seen (a side that
+    /// has seen a dot but lacks its version has superseded it).
+    fn surviving_siblings(&self, other: &VersionedObject) -> Vec<Sibling> {
+        let ours = self.siblings.iter().filter(|s| other.has_dot(s.dot) || !other.clock.covers(s.dot));
+        let theirs = other.siblings.iter().filter(|o| !self.has_dot(o.dot) && !self.clock.covers(o.dot));
+        let mut kept: Vec<Sibling> = ours.chain(theirs).cloned().collect();
+        kept.sort_unstable_by_key(|sibling| sibling.dot);
+        kept
+    }
+
+    /// Drops every version but the latest (LWW resolution).
+    fn keep_latest(&mut self) {
+        let latest = (0..self.siblings.len()).max_by_key(|&index| lww_key(&self.siblings[index]));
+        if let Some(index) = latest {
+            let kept = self.siblings.swap_remove(index);
+            self.siblings.clear();
+            self.siblings.push(kept);
+        }
+    }
+
+    fn has_dot(&self, dot: Dot) -> bool {
+        self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
+    }
+}
+
+/// Last-write-wins order: timestamp, then dot to break ties deterministically.
+fn lww_key(sibling: &Sibling) -> (Hlc, Dot) {
+    (sibling.timestamp, sibling.dot)
 }

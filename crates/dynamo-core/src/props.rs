@@ -79,7 +79,27 @@ pub enum PropsError {
 impl BucketProps {
     /// Checks 1 <= n <= MAX_N, 1 <= r <= n, 1 <= w <= n, 0 <= dw <= w.
     pub fn validate(&self) -> Result<(), PropsError> {
-        todo!()
+        let n = self.n;
+        if !(1..=MAX_N).contains(&n) {
+            return Err(PropsError::BadN(n));
+        }
+        check_quorum("r", self.r, 1, n)?;
+        check_quorum("w", self.w, 1, n)?;
+        // dw counts durable acknowledgements among the w ones, so it is
+        // bounded by w (and thereby by n).
+        if self.dw > self.w {
+            return Err(PropsError::DwAboveW { dw: self.dw, w: self.w });
+        }
+        Ok(())
+    }
+}
+
+/// Checks `min <= value <= n` for one quorum parameter.
+fn check_quorum(name: &'static str, value: u8, min: u8, n: u8) -> Result<(), PropsError> {
+    if (min..=n).contains(&value) {
+        Ok(())
+    } else {
+        Err(PropsError::QuorumOutOfRange { name, value, min, n })
     }
 }
 
@@ -87,5 +107,26 @@ impl BucketProps {
 /// (n/2 + 1), `all` (n), `default` (`default_value`). Range checks are left to
 /// [`BucketProps::validate`] on the resulting props.
 pub fn parse_quorum(name: &'static str, text: &str, n: u8, default_value: u8) -> Result<u8, PropsError> {
-    todo!()
+    let named = |word: &str| text.eq_ignore_ascii_case(word);
+    if named("one") {
+        Ok(1)
+    } else if named("quorum") {
+        Ok(n / 2 + 1)
+    } else if named("all") {
+        Ok(n)
+    } else if named("default") {
+        Ok(default_value)
+    } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: `parse` alone would also take a leading '+'.
+        text.parse().map_err(|_| unparsable(name, text))
+    } else {
+        Err(unparsable(name, text))
+    }
+}
+
+/// Longest part of a bad quorum value echoed back in the error message.
+const MAX_ECHOED_CHARS: usize = 64;
+
+fn unparsable(name: &'static str, text: &str) -> PropsError {
+    PropsError::Unparsable { name, value: text.chars().take(MAX_ECHOED_CHARS).collect() }
 }

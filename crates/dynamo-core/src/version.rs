@@ -41,37 +41,45 @@ impl VersionVector {
 
     /// Highest counter seen for `actor` (0 when none).
     pub fn get(&self, actor: ActorId) -> u64 {
-        todo!()
+        self.entries.get(&actor).copied().unwrap_or(0)
     }
 
     /// Raise `actor`'s entry to at least `counter`.
     pub fn observe(&mut self, dot: Dot) {
-        todo!()
+        // A zero counter names no event; storing it would break equality of
+        // vectors that have seen the same thing.
+        if dot.counter == 0 {
+            return;
+        }
+        let entry = self.entries.entry(dot.actor).or_insert(0);
+        *entry = (*entry).max(dot.counter);
     }
 
     /// Whether `dot` has been seen by this vector.
     pub fn covers(&self, dot: Dot) -> bool {
-        todo!()
+        dot.counter <= self.get(dot.actor)
     }
 
     /// Pointwise maximum (least upper bound) with `other`.
     pub fn join(&mut self, other: &VersionVector) {
-        todo!()
+        for (actor, counter) in other.iter() {
+            self.observe(Dot { actor, counter });
+        }
     }
 
     /// Whether every entry of `other` is <= the entry here.
     pub fn descends(&self, other: &VersionVector) -> bool {
-        todo!()
+        other.iter().all(|(actor, counter)| counter <= self.get(actor))
     }
 
     /// Number of actors with a non-zero entry.
     pub fn len(&self) -> usize {
-        todo!()
+        self.entries.len()
     }
 
     /// Whether the vector has seen nothing.
     pub fn is_empty(&self) -> bool {
-        todo!()
+        self.entries.is_empty()
     }
 
     /// Entries in actor order.
@@ -80,8 +88,14 @@ impl VersionVector {
     }
 }
 
+/// Builds a vector from `(actor, counter)` pairs: zero counters are dropped
+/// and a repeated actor keeps its highest counter (the join of the pairs).
 impl FromIterator<(ActorId, u64)> for VersionVector {
     fn from_iter<I: IntoIterator<Item = (ActorId, u64)>>(iter: I) -> Self {
-        todo!()
+        let mut vector = VersionVector::new();
+        for (actor, counter) in iter {
+            vector.observe(Dot { actor, counter });
+        }
+        vector
     }
 }

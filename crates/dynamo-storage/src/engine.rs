@@ -57,6 +57,9 @@ pub enum StorageError {
     Closed,
 }
 
+/// Key-value records as a scan returns them: `(key, value)` in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A storage backend. Operations are synchronous and expected to be fast
 /// (memtable writes, cached reads); durability is requested separately with
 /// [`Engine::sync`], which [`crate::group_commit`] batches.
@@ -75,7 +78,13 @@ pub trait Engine: Send + Sync + 'static {
     fn remove(&self, ns: Namespace, key: &[u8]) -> Result<(), StorageError>;
     /// Up to `limit` records with keys `>= start` and starting with `prefix`,
     /// in key order. Callers page with the last key returned.
-    fn scan(&self, ns: Namespace, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan(
+        &self,
+        ns: Namespace,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Records, StorageError>;
     /// Makes every write that returned before this call durable (fsync).
     fn sync(&self) -> Result<(), StorageError>;
 }

@@ -12,6 +12,12 @@
 //! - [`group_commit`]: batches concurrent durability requests into one fsync.
 //! - [`store`]: [`Store`], the handle the node uses: an engine plus framing
 //!   plus group commit.
+//!
+//! What "durable" means: a [`Durability::Buffered`] write has reached the
+//! engine (for fjall, the OS page cache: it survives a process kill, not a
+//! power loss); a [`Durability::Durable`] write has been covered by an fsync
+//! that started after the write returned. See [`fjall_engine`] for the
+//! details of fjall's journal.
 
 pub mod engine;
 pub mod fjall_engine;
@@ -20,6 +26,8 @@ pub mod memory;
 pub mod record;
 pub mod store;
 
-pub use engine::{Engine, Namespace, StorageError};
+pub use engine::{Engine, Namespace, Records, StorageError};
+pub use fjall_engine::FjallEngine;
+pub use group_commit::{GroupCommit, GroupCommitStats};
 pub use memory::MemoryEngine;
-pub use store::{Durability, Store, StoreStats};
+pub use store::{Durability, Store, StoreStats, SyncMode};

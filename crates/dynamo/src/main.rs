@@ -1,1 +1,56 @@
-fn main() {}
+//! `dynamo`: one binary for everything. Subcommands:
+//! - `server`: run one node ([`server_cmd`]);
+//! - `dev`: run a local cluster of real node processes ([`dev`]);
+//! - `get`, `put`, `delete`: talk to a node over HTTP ([`client_cmd`]);
+//! - `bench`: a YCSB-style load generator ([`bench`]).
+
+mod bench;
+mod client_cmd;
+mod dev;
+mod server_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// A highly available, eventually consistent key-value store (Amazon's
+/// Dynamo design).
+#[derive(Parser)]
+#[command(name = "dynamo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Server(server_cmd::ServerArgs),
+    /// Run a local cluster of node processes on loopback until Ctrl-C.
+    Dev(dev::DevArgs),
+    /// Read a key (prints the value, or every sibling).
+    Get(client_cmd::GetArgs),
+    /// Write a key.
+    Put(client_cmd::PutArgs),
+    /// Delete a key (writes a tombstone).
+    Delete(client_cmd::DeleteArgs),
+    /// Generate load against one or more nodes and report latency.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server_cmd::run(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Get(args) => client_cmd::run_get(args),
+        Command::Put(args) => client_cmd::run_put(args),
+        Command::Delete(args) => client_cmd::run_delete(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Node configuration. Every setting can come from a TOML file or from a
+//! command-line flag (flags win), and everything has a default that runs a
+//! sensible single node. [`Settings`] is the partial form both sources parse
+//! into; [`NodeConfig`] is the resolved, validated form the node runs with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dynamo_core::keys::{DEFAULT_PARTITIONS, validate_partition_count};
+use dynamo_core::props::{BucketProps, ConflictMode};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Default client API address: loopback only, so a fresh node is never
+/// exposed to the network by accident.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default node-to-node address.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9080";
+/// Default largest value accepted, in bytes (SPEC: 1 MiB).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Hard ceiling for `max_value_bytes`: values travel whole in one message.
+pub const MAX_VALUE_BYTES_CEILING: usize = 64 * 1024 * 1024;
+/// Default time a request may take before the client gets a 503.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Longest `timeout_ms` a client may ask for.
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 120_000;
+/// Default time in-flight requests get to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Default cap on simultaneous client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Which storage engine holds the node's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// fjall LSM-tree on disk (durable; the default).
+    #[default]
+    Fjall,
+    /// In memory; everything is lost when the process exits. For tests.
+    Memory,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "fjall" => Ok(EngineKind::Fjall),
+            "memory" => Ok(EngineKind::Memory),
+            other => Err(format!("unknown storage engine {other:?}; use fjall or memory")),
+        }
+    }
+}
+
+/// Settings as read from a config file or flags: every field optional.
+/// The field names are the config-file keys; flags use the same names with
+/// dashes (`max_value_bytes` ↔ `--max-value-bytes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Stable name of this node in the cluster (default: `node-<http port>`).
+    pub node_id: Option<String>,
+    /// Address of the client HTTP API.
+    pub http_addr: Option<SocketAddr>,
+    /// Address of the node-to-node RPC listener.
+    pub rpc_addr: Option<SocketAddr>,
+    /// Directory for the node's data.
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine.
+    pub engine: Option<EngineKind>,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: Option<usize>,
+    /// Ring partitions (Q), fixed at cluster creation; a power of two.
+    pub partitions: Option<u32>,
+    /// Default N for buckets without props of their own.
+    pub default_n: Option<u8>,
+    /// Default R.
+    pub default_r: Option<u8>,
+    /// Default W.
+    pub default_w: Option<u8>,
+    /// Default DW.
+    pub default_dw: Option<u8>,
+    /// Default conflict mode.
+    pub default_conflict: Option<ConflictMode>,
+    /// Default request timeout, in milliseconds.
+    pub request_timeout_ms: Option<u64>,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace_ms: Option<u64>,
+    /// Cap on simultaneous client connections.
+    pub max_connections: Option<usize>,
+    /// Log level: error, warn, info, debug, trace.
+    pub log_level: Option<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Reads settings from a TOML file.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Overlays `over` on `self`: every field set in `over` wins.
+    pub fn overlay(self, over: Settings) -> Settings {
+        Settings {
+            node_id: over.node_id.or(self.node_id),
+            http_addr: over.http_addr.or(self.http_addr),
+            rpc_addr: over.rpc_addr.or(self.rpc_addr),
+            data_dir: over.data_dir.or(self.data_dir),
+            engine: over.engine.or(self.engine),
+            max_value_bytes: over.max_value_bytes.or(self.max_value_bytes),
+            partitions: over.partitions.or(self.partitions),
+            default_n: over.default_n.or(self.default_n),
+            default_r: over.default_r.or(self.default_r),
+            default_w: over.default_w.or(self.default_w),
+            default_dw: over.default_dw.or(self.default_dw),
+            default_conflict: over.default_conflict.or(self.default_conflict),
+            request_timeout_ms: over.request_timeout_ms.or(self.request_timeout_ms),
+            shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
+            max_connections: over.max_connections.or(self.max_connections),
+            log_level: over.log_level.or(self.log_level),
+        }
+    }
+
+    /// Fills defaults and validates.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let http_addr = self.http_addr.unwrap_or_else(|| parse_default(DEFAULT_HTTP_ADDR));
+        let rpc_addr = self.rpc_addr.unwrap_or_else(|| parse_default(DEFAULT_RPC_ADDR));
+        let defaults = BucketProps::default();
+        let default_props = BucketProps {
+            n: self.default_n.unwrap_or(defaults.n),
+            r: self.default_r.unwrap_or(defaults.r),
+            w: self.default_w.unwrap_or(defaults.w),
+            dw: self.default_dw.unwrap_or(defaults.dw),
+            conflict: self.default_conflict.unwrap_or(defaults.conflict),
+        };
+        default_props.validate().map_err(|error| invalid("default_n/r/w/dw", error.to_string()))?;
+        let partitions = self.partitions.unwrap_or(DEFAULT_PARTITIONS);
+        validate_partition_count(partitions).map_err(|error| invalid("partitions", error.to_string()))?;
+        let max_value_bytes = self.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+        if max_value_bytes == 0 || max_value_bytes > MAX_VALUE_BYTES_CEILING {
+            return Err(invalid(
+                "max_value_bytes",
+                format!("{max_value_bytes} is out of range 1..={MAX_VALUE_BYTES_CEILING}"),
+            ));
+        }
+        let request_timeout_ms = self.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
+        if request_timeout_ms == 0 || request_timeout_ms > MAX_REQUEST_TIMEOUT_MS {
+            return Err(invalid(
+                "request_timeout_ms",
+                format!("{request_timeout_ms} is out of range 1..={MAX_REQUEST_TIMEOUT_MS}"),
+            ));
+        }
+        let max_connections = self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".to_string()));
+        }
+        let log_level = self.log_level.unwrap_or_else(|| "info".to_string());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(invalid("log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
+        }
+        Ok(NodeConfig {
+            node_id: self.node_id.unwrap_or_else(|| format!("node-{}", http_addr.port())),
+            http_addr,
+            rpc_addr,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("dynamo-data")),
+            engine: self.engine.unwrap_or_default(),
+            max_value_bytes,
+            partitions,
+            default_props,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
+            max_connections,
+            log_level,
+        })
+    }
+}
+
+fn parse_default(text: &str) -> SocketAddr {
+    // The defaults are constants written above; a parse failure is a bug
+    // caught by the `defaults_resolve` test.
+    text.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn invalid(key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { key, message }
+}
+
+/// The resolved configuration a node runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Stable node name.
+    pub node_id: String,
+    /// Client HTTP API address.
+    pub http_addr: SocketAddr,
+    /// Node-to-node RPC address.
+    pub rpc_addr: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Storage engine.
+    pub engine: EngineKind,
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+    /// Ring partitions (Q).
+    pub partitions: u32,
+    /// Props of buckets that have none of their own.
+    pub default_props: BucketProps,
+    /// Default request timeout.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get on shutdown.
+    pub shutdown_grace: Duration,
+    /// Cap on simultaneous client connections.
+    pub max_connections: usize,
+    /// Log level.
+    pub log_level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let config = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(config.http_addr, DEFAULT_HTTP_ADDR.parse().expect("constant"));
+        assert_eq!(config.rpc_addr, DEFAULT_RPC_ADDR.parse().expect("constant"));
+        assert_eq!(config.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
+        assert_eq!(config.node_id, "node-8080");
+    }
+
+    #[test]
+    fn flags_override_file_values() {
+        let file: Settings = toml::from_str("max_value_bytes = 10\nnode_id = \"a\"").expect("valid toml");
+        let flags = Settings { node_id: Some("b".into()), ..Settings::default() };
+        let config = file.overlay(flags).resolve().expect("valid");
+        assert_eq!(config.node_id, "b");
+        assert_eq!(config.max_value_bytes, 10);
+    }
+
+    #[test]
+    fn unknown_config_key_is_rejected_by_name() {
+        let error = toml::from_str::<Settings>("max_valu_bytes = 10").expect_err("typo must fail");
+        assert!(error.to_string().contains("max_valu_bytes"), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_settings_name_the_key() {
+        let settings = Settings { default_w: Some(4), default_n: Some(3), ..Settings::default() };
+        let error = settings.resolve().expect_err("w > n");
+        assert!(error.to_string().contains("default_n/r/w/dw"), "{error}");
+        let settings = Settings { partitions: Some(100), ..Settings::default() };
+        assert!(settings.resolve().expect_err("not a power of two").to_string().contains("partitions"));
+    }
+}

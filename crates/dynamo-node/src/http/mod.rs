@@ -1,0 +1,418 @@
+//! The client HTTP API (SPEC section 4, modelled on Riak's): routing, request
+//! parsing and response encoding. A thin layer: every decision about data
+//! lives in the [`Coordinator`]; this module only translates HTTP to calls
+//! and results (or errors) back to status codes with bodies that say what
+//! went wrong and what to do.
+
+pub mod multipart;
+pub mod params;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use dynamo_core::context::{decode_context, encode_context};
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
+use dynamo_core::version::VersionVector;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use md5::{Digest, Md5};
+use serde_json::json;
+
+use crate::buckets::{PropsPatch, PropsStoreError};
+use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions};
+use crate::metrics::{Metrics, Operation};
+
+/// Header carrying the opaque causal context.
+pub const CONTEXT_HEADER: &str = "X-Dynamo-Context";
+/// Largest bucket-props body accepted.
+const MAX_PROPS_BODY: usize = 64 * 1024;
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Everything the HTTP layer needs, shared by all connections.
+pub struct Api {
+    coordinator: Arc<Coordinator>,
+    metrics: Arc<Metrics>,
+    node_id: String,
+    max_value_bytes: usize,
+    partitions: u32,
+    boundary_seed: AtomicU64,
+}
+
+impl Api {
+    /// Builds the API over a coordinator.
+    pub fn new(
+        coordinator: Arc<Coordinator>,
+        metrics: Arc<Metrics>,
+        node_id: String,
+        max_value_bytes: usize,
+        partitions: u32,
+    ) -> Self {
+        Self { coordinator, metrics, node_id, max_value_bytes, partitions, boundary_seed: AtomicU64::new(1) }
+    }
+
+    /// Serves one request, recording its metrics.
+    pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
+        let started = Instant::now();
+        let (operation, response) = self.route(request).await;
+        self.metrics.record_request(operation, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> (Operation, HttpResponse) {
+        let path = request.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = request.method().clone();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["ping"]) => (Operation::Other, text(StatusCode::OK, "OK")),
+            (Method::GET, ["metrics"]) => (Operation::Other, self.metrics_response()),
+            (method, ["buckets", bucket, "keys", key]) => {
+                let operation = match method {
+                    Method::GET => Operation::Get,
+                    Method::PUT | Method::POST => Operation::Put,
+                    Method::DELETE => Operation::Delete,
+                    _ => return (Operation::Other, method_not_allowed("GET, PUT, DELETE")),
+                };
+                let response = match object_key(bucket, key) {
+                    Err(response) => response,
+                    Ok(key) => match operation {
+                        Operation::Get => self.get_object(&key, request).await,
+                        Operation::Put => self.put_object(&key, request).await,
+                        _ => self.delete_object(&key, request).await,
+                    },
+                };
+                (operation, response)
+            }
+            (method, ["buckets", bucket, "props"]) => {
+                let response = match method {
+                    Method::GET => self.get_props(bucket),
+                    Method::PUT => self.put_props(bucket, request).await,
+                    _ => method_not_allowed("GET, PUT"),
+                };
+                (Operation::Props, response)
+            }
+            (Method::GET, ["admin", "replicas", bucket, key]) => {
+                let response = match object_key(bucket, key) {
+                    Err(response) => response,
+                    Ok(key) => self.admin_replicas(&key),
+                };
+                (Operation::Other, response)
+            }
+            _ => (Operation::Other, error(StatusCode::NOT_FOUND, format!("no such resource: {path}"))),
+        }
+    }
+
+    async fn get_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+        let options = match request_options(&request, &["r", "n", "timeout_ms"]) {
+            Ok(options) => options,
+            Err(response) => return response,
+        };
+        match self.coordinator.get(key, &options).await {
+            Ok(object) => self.object_response(&object),
+            Err(error) => coordinator_error(error),
+        }
+    }
+
+    fn object_response(&self, object: &VersionedObject) -> HttpResponse {
+        let context = encode_context(object.context());
+        if object.is_empty() {
+            return error(StatusCode::NOT_FOUND, "not found".to_string());
+        }
+        self.metrics.record_siblings(object.siblings().len());
+        if object.is_deleted() {
+            let mut response = error(StatusCode::NOT_FOUND, "not found (deleted)".to_string());
+            set_header(&mut response, CONTEXT_HEADER, &context);
+            return response;
+        }
+        if let [only] = object.siblings() {
+            let Payload::Value { data, content_type } = &only.payload else {
+                unreachable!("a lone sibling of a non-deleted object is a value");
+            };
+            let mut response = Response::new(Full::new(data.clone()));
+            let content_type = content_type.as_deref().unwrap_or(multipart::DEFAULT_CONTENT_TYPE);
+            set_header(&mut response, CONTENT_TYPE.as_str(), content_type);
+            set_header(&mut response, CONTEXT_HEADER, &context);
+            set_header(&mut response, multipart::VTAG_HEADER, &multipart::vtag(only));
+            set_header(&mut response, multipart::TIMESTAMP_HEADER, &only.timestamp.wall_ms().to_string());
+            return response;
+        }
+        let seed = self.boundary_seed.fetch_add(1, Ordering::Relaxed);
+        let (boundary, body) = multipart::encode(object.siblings(), seed);
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = StatusCode::MULTIPLE_CHOICES;
+        set_header(&mut response, CONTENT_TYPE.as_str(), &format!("multipart/mixed; boundary={boundary}"));
+        set_header(&mut response, CONTEXT_HEADER, &context);
+        response
+    }
+
+    async fn put_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+        let (options, context) = match write_preamble(&request) {
+            Ok(parts) => parts,
+            Err(response) => return response,
+        };
+        let content_type = match request_content_type(&request) {
+            Ok(content_type) => content_type,
+            Err(response) => return response,
+        };
+        let data = match self.read_value(request).await {
+            Ok(data) => data,
+            Err(response) => return response,
+        };
+        let payload = Payload::Value { data, content_type };
+        self.write(key, &context, payload, &options).await
+    }
+
+    async fn delete_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+        match write_preamble(&request) {
+            Ok((options, context)) => self.write(key, &context, Payload::Tombstone, &options).await,
+            Err(response) => response,
+        }
+    }
+
+    async fn write(&self, key: &ObjectKey, context: &VersionVector, payload: Payload, options: &RequestOptions) -> HttpResponse {
+        match self.coordinator.put(key, context, payload, options).await {
+            Ok(object) => {
+                let mut response = empty(StatusCode::NO_CONTENT);
+                set_header(&mut response, CONTEXT_HEADER, &encode_context(object.context()));
+                response
+            }
+            Err(error) => coordinator_error(error),
+        }
+    }
+
+    /// Reads a value body, refusing it (413) as soon as it is known to be
+    /// larger than the limit: from Content-Length before reading, or while
+    /// streaming a chunked body.
+    async fn read_value(&self, request: Request<Incoming>) -> Result<Bytes, HttpResponse> {
+        let limit = self.max_value_bytes;
+        let too_large = |size: String| {
+            self.metrics.record_value_too_large();
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("value is {size} bytes; the limit is {limit} bytes (max_value_bytes); nothing was stored"),
+            )
+        };
+        if let Some(length) = declared_length(&request)?
+            && length > limit as u64
+        {
+            return Err(too_large(length.to_string()));
+        }
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(format!("more than {limit}"))),
+            Err(error) => Err(self::error(StatusCode::BAD_REQUEST, format!("could not read the request body: {error}"))),
+        }
+    }
+
+    fn get_props(&self, bucket: &str) -> HttpResponse {
+        if let Err(message) = dynamo_core::keys::validate_bucket(bucket) {
+            return error(StatusCode::BAD_REQUEST, message.to_string());
+        }
+        match self.coordinator.buckets().get(bucket) {
+            Ok(props) => json_response(StatusCode::OK, &json!(props)),
+            Err(error) => props_error(error),
+        }
+    }
+
+    async fn put_props(&self, bucket: &str, request: Request<Incoming>) -> HttpResponse {
+        if let Err(message) = dynamo_core::keys::validate_bucket(bucket) {
+            return error(StatusCode::BAD_REQUEST, message.to_string());
+        }
+        let body = match Limited::new(request.into_body(), MAX_PROPS_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return error(StatusCode::BAD_REQUEST, format!("props body unreadable or over {MAX_PROPS_BODY} bytes"));
+            }
+        };
+        let patch: PropsPatch = match serde_json::from_slice(&body) {
+            Ok(patch) => patch,
+            Err(parse) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("props must be a JSON object with any of n, r, w, dw, conflict (siblings|lww): {parse}"),
+                );
+            }
+        };
+        match self.coordinator.buckets().update(bucket, &patch).await {
+            Ok(_) => empty(StatusCode::NO_CONTENT),
+            Err(error) => props_error(error),
+        }
+    }
+
+    fn admin_replicas(&self, key: &ObjectKey) -> HttpResponse {
+        let replica = self.coordinator.replica();
+        let state = match replica.read(key) {
+            Ok(object) => json!({
+                "node": self.node_id,
+                "status": "ok",
+                "context": encode_context(object.context()),
+                "versions": object.siblings().iter().map(version_summary).collect::<Vec<_>>(),
+            }),
+            Err(error) => json!({ "node": self.node_id, "status": "failed", "reason": error.to_string() }),
+        };
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "bucket": key.bucket(),
+                "key": String::from_utf8_lossy(key.key()),
+                "partition": key.partition(self.partitions),
+                "preference_list": [self.node_id],
+                "replicas": [state],
+            }),
+        )
+    }
+
+    fn metrics_response(&self) -> HttpResponse {
+        let body = self.metrics.render(&self.node_id, self.coordinator.replica().store().stats());
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
+        response
+    }
+}
+
+fn version_summary(sibling: &dynamo_core::object::Sibling) -> serde_json::Value {
+    let (deleted, size, digest) = match &sibling.payload {
+        Payload::Value { data, .. } => (false, data.len(), hex(&Md5::digest(data))),
+        Payload::Tombstone => (true, 0, String::new()),
+    };
+    json!({
+        "vtag": multipart::vtag(sibling),
+        "timestamp_ms": sibling.timestamp.wall_ms(),
+        "deleted": deleted,
+        "size": size,
+        "digest_md5": digest,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, HttpResponse> {
+    let bucket = params::percent_decode(bucket)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("bucket {bucket:?} is not valid percent-encoded UTF-8")))?;
+    let key = params::percent_decode(key).map_err(|message| error(StatusCode::BAD_REQUEST, format!("bad key: {message}")))?;
+    ObjectKey::new(&bucket, &key).map_err(|problem| error(StatusCode::BAD_REQUEST, problem.to_string()))
+}
+
+fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<RequestOptions, HttpResponse> {
+    let pairs = params::parse_query(request.uri().query(), allowed).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+    let mut options = RequestOptions::default();
+    for (name, value) in pairs {
+        let slot = match name.as_str() {
+            "r" => &mut options.r,
+            "w" => &mut options.w,
+            "dw" => &mut options.dw,
+            "n" => &mut options.n,
+            _ => &mut options.timeout_ms,
+        };
+        *slot = Some(value);
+    }
+    Ok(options)
+}
+
+fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, VersionVector), HttpResponse> {
+    let options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
+    let context = match request.headers().get(CONTEXT_HEADER) {
+        None => VersionVector::new(),
+        Some(value) => {
+            let text = value.to_str().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{CONTEXT_HEADER} is not ASCII")))?;
+            decode_context(text.trim())
+                .map_err(|problem| error(StatusCode::BAD_REQUEST, format!("malformed {CONTEXT_HEADER}: {problem}")))?
+        }
+    };
+    Ok((options, context))
+}
+
+fn request_content_type(request: &Request<Incoming>) -> Result<Option<String>, HttpResponse> {
+    let Some(value) = request.headers().get(CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(text) if text.len() <= MAX_CONTENT_TYPE_LEN => Ok(Some(text.to_string())),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Content-Type must be ASCII and at most {MAX_CONTENT_TYPE_LEN} bytes"),
+        )),
+    }
+}
+
+fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, HttpResponse> {
+    match request.headers().get(CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .map(Some)
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Content-Length is not a number".to_string())),
+    }
+}
+
+fn coordinator_error(problem: CoordinatorError) -> HttpResponse {
+    match problem {
+        CoordinatorError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
+        CoordinatorError::Unavailable(failure) => {
+            let mut body = json!(failure.as_ref());
+            body["error"] = json!(format!(
+                "quorum not reached: {} of {} required replicas answered",
+                failure.answered, failure.needed
+            ));
+            json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+        }
+        CoordinatorError::Props(problem) => props_error(problem),
+    }
+}
+
+fn props_error(problem: PropsStoreError) -> HttpResponse {
+    match problem {
+        PropsStoreError::Invalid(message) => error(StatusCode::BAD_REQUEST, message),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> HttpResponse {
+    json_response(status, &json!({ "error": message }))
+}
+
+fn method_not_allowed(allowed: &str) -> HttpResponse {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allowed}"));
+    set_header(&mut response, "Allow", allowed);
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    set_header(&mut response, CONTENT_TYPE.as_str(), "application/json");
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain");
+    response
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+fn set_header(response: &mut HttpResponse, name: &str, value: &str) {
+    // Every value set here is ASCII built by this module (contexts are
+    // base64, content types were checked on the way in).
+    if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        response.headers_mut().insert(name, value);
+    }
+}

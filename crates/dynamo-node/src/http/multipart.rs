@@ -1,0 +1,67 @@
+//! `multipart/mixed` encoding of siblings (RFC 2046), the way Riak's HTTP API
+//! returns them with `300 Multiple Choices`. Each part carries the sibling's
+//! content type, its vtag (the dot that created it), its timestamp, and
+//! `X-Dynamo-Deleted: true` for a tombstone (whose body is empty).
+
+use std::fmt::Write as _;
+
+use dynamo_core::object::{Payload, Sibling};
+
+/// Header naming a sibling's identity (`actor-counter` of its dot).
+pub const VTAG_HEADER: &str = "X-Dynamo-Vtag";
+/// Header marking a tombstone part.
+pub const DELETED_HEADER: &str = "X-Dynamo-Deleted";
+/// Header with the sibling's write time (milliseconds since the epoch).
+pub const TIMESTAMP_HEADER: &str = "X-Dynamo-Timestamp-Ms";
+
+/// Content type of values stored without one.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// The vtag of a sibling: its dot, printable.
+pub fn vtag(sibling: &Sibling) -> String {
+    format!("{}-{}", sibling.dot.actor, sibling.dot.counter)
+}
+
+/// Encodes siblings as a multipart body; returns (boundary, body). The
+/// boundary is chosen so it occurs in no part's data.
+pub fn encode(siblings: &[Sibling], seed: u64) -> (String, Vec<u8>) {
+    let boundary = choose_boundary(siblings, seed);
+    let mut body = Vec::new();
+    for sibling in siblings {
+        let mut head = format!("--{boundary}\r\n");
+        let (content_type, data): (&str, &[u8]) = match &sibling.payload {
+            Payload::Value { data, content_type } => (content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE), data),
+            Payload::Tombstone => (DEFAULT_CONTENT_TYPE, &[]),
+        };
+        let _ = write!(head, "Content-Type: {content_type}\r\n{VTAG_HEADER}: {}\r\n", vtag(sibling));
+        let _ = write!(head, "{TIMESTAMP_HEADER}: {}\r\n", sibling.timestamp.wall_ms());
+        if sibling.is_tombstone() {
+            let _ = write!(head, "{DELETED_HEADER}: true\r\n");
+        }
+        head.push_str("\r\n");
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+fn choose_boundary(siblings: &[Sibling], seed: u64) -> String {
+    let mut attempt = seed;
+    loop {
+        let boundary = format!("dynamo-{:016x}", attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let collides = siblings.iter().any(|sibling| match &sibling.payload {
+            Payload::Value { data, .. } => contains(data, boundary.as_bytes()),
+            Payload::Tombstone => false,
+        });
+        if !collides {
+            return boundary;
+        }
+        attempt = attempt.wrapping_add(1);
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}

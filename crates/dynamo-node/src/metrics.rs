@@ -1,0 +1,202 @@
+//! Prometheus metrics of a node (paper section 6: Amazon watched the 99.9th
+//! percentile, so every operation has a latency histogram fine enough to
+//! read it). Hand-written text exposition: a handful of atomics needs no
+//! metrics framework.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dynamo_storage::StoreStats;
+
+/// Upper bounds of the latency buckets, in seconds: fine below 10 ms where a
+/// healthy store lives, coarse above.
+const LATENCY_BUCKETS_S: [f64; 20] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Client operations that are measured separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Object read.
+    Get,
+    /// Object write.
+    Put,
+    /// Object delete.
+    Delete,
+    /// Bucket props read or write.
+    Props,
+    /// Anything else (ping, metrics, admin, unknown routes).
+    Other,
+}
+
+impl Operation {
+    const ALL: [Operation; 5] = [Operation::Get, Operation::Put, Operation::Delete, Operation::Props, Operation::Other];
+
+    fn label(self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::Put => "put",
+            Operation::Delete => "delete",
+            Operation::Props => "props",
+            Operation::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Status classes counted per operation.
+const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+
+fn status_class_index(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        300..=399 => 1,
+        400..=499 => 2,
+        500..=599 => 3,
+        _ => 4,
+    }
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(index) = LATENCY_BUCKETS_S.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct OperationMetrics {
+    by_status: [AtomicU64; STATUS_CLASSES.len()],
+    latency: Histogram,
+}
+
+/// All counters of a node. Shared by reference; every update is one atomic.
+#[derive(Default)]
+pub struct Metrics {
+    operations: [OperationMetrics; 5],
+    reads_with_siblings: AtomicU64,
+    siblings_returned: AtomicU64,
+    values_too_large: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one finished client request.
+    pub fn record_request(&self, operation: Operation, status: u16, elapsed: Duration) {
+        let op = &self.operations[operation.index()];
+        op.by_status[status_class_index(status)].fetch_add(1, Ordering::Relaxed);
+        op.latency.observe(elapsed);
+    }
+
+    /// Records a read answered with `count` versions (siblings when > 1).
+    pub fn record_siblings(&self, count: usize) {
+        if count > 1 {
+            self.reads_with_siblings.fetch_add(1, Ordering::Relaxed);
+        }
+        self.siblings_returned.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// Records a write refused for its size.
+    pub fn record_value_too_large(&self) {
+        self.values_too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, node_id: &str, store: StoreStats) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let node = escape_label(node_id);
+        self.render_requests(&mut out, &node);
+        self.render_latency(&mut out, &node);
+        counter(&mut out, "dynamo_reads_with_siblings_total", "Reads that returned more than one version.", &node, self.reads_with_siblings.load(Ordering::Relaxed));
+        counter(&mut out, "dynamo_siblings_returned_total", "Versions returned by reads (one per sibling).", &node, self.siblings_returned.load(Ordering::Relaxed));
+        counter(&mut out, "dynamo_values_too_large_total", "Writes refused because the value exceeded max_value_bytes.", &node, self.values_too_large.load(Ordering::Relaxed));
+        counter(&mut out, "dynamo_storage_fsyncs_total", "Fsyncs performed by group commit.", &node, store.syncs);
+        counter(&mut out, "dynamo_storage_durable_writes_total", "Writes acknowledged after an fsync.", &node, store.durable_writes);
+        counter(&mut out, "dynamo_storage_corruptions_total", "Stored records that failed their checksum on read.", &node, store.corruptions);
+        out
+    }
+
+    fn render_requests(&self, out: &mut String, node: &str) {
+        let _ = writeln!(out, "# HELP dynamo_requests_total Client requests by operation and status class.");
+        let _ = writeln!(out, "# TYPE dynamo_requests_total counter");
+        for operation in Operation::ALL {
+            let op = &self.operations[operation.index()];
+            for (index, class) in STATUS_CLASSES.iter().enumerate() {
+                let value = op.by_status[index].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "dynamo_requests_total{{node=\"{node}\",op=\"{}\",status=\"{class}\"}} {value}",
+                    operation.label()
+                );
+            }
+        }
+    }
+
+    fn render_latency(&self, out: &mut String, node: &str) {
+        let name = "dynamo_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Client request latency by operation.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for operation in Operation::ALL {
+            let histogram = &self.operations[operation.index()].latency;
+            let labels = format!("node=\"{node}\",op=\"{}\"", operation.label());
+            let mut cumulative = 0;
+            for (index, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+                cumulative += histogram.buckets[index].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+            }
+            let count = histogram.count.load(Ordering::Relaxed);
+            let sum_s = histogram.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum_s}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        }
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+}
+
+/// Escapes a label value per the exposition format.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_that_holds_it_and_in_every_later_one() {
+        let metrics = Metrics::default();
+        metrics.record_request(Operation::Get, 200, Duration::from_micros(1_200));
+        let text = metrics.render("n1", StoreStats::default());
+        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.001\"} 0"), "{text}");
+        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.0015\"} 1"), "{text}");
+        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"+Inf\"} 1"), "{text}");
+        assert!(text.contains("dynamo_requests_total{node=\"n1\",op=\"get\",status=\"2xx\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}

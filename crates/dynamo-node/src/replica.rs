@@ -1,0 +1,167 @@
+//! A replica: this node's copy of the keys it stores, and the only code that
+//! reads or writes objects in storage. Every change to a key is a
+//! read-merge-write under that key's lock, so two concurrent writes to one
+//! key on one node can never overwrite each other (both survive as siblings
+//! or one supersedes the other, as their contexts say). Waiting for an fsync
+//! happens after the lock is released, so durable writes to one key still
+//! share a group commit.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dynamo_core::codec::{CodecError, decode_object, encode_object};
+use dynamo_core::hlc::HlcClock;
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::object::{Payload, VersionedObject};
+use dynamo_core::props::ConflictMode;
+use dynamo_core::version::{ActorId, VersionVector};
+use dynamo_storage::{Durability, Namespace, Store, StorageError};
+use thiserror::Error;
+
+use crate::clock::WallClock;
+
+/// Number of key-lock stripes: enough that unrelated keys rarely share one
+/// on a 2-core box, small enough to allocate up front.
+const LOCK_STRIPES: usize = 4096;
+
+/// Why a replica could not serve a request.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    /// Storage failed (I/O, corruption detected by the record checksum).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A record passed its checksum but does not decode: written by a newer
+    /// format or corrupted before framing. Treated as corruption.
+    #[error("corruption detected in stored object {bucket}/{key}: {source}")]
+    Undecodable {
+        /// Bucket of the key.
+        bucket: String,
+        /// Key, lossy UTF-8.
+        key: String,
+        /// The decode error.
+        source: CodecError,
+    },
+}
+
+impl ReplicaError {
+    /// Whether this is detected corruption (as opposed to an I/O failure).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, ReplicaError::Undecodable { .. } | ReplicaError::Storage(StorageError::Corruption { .. }))
+    }
+}
+
+/// This node's replica of the keyspace.
+pub struct Replica {
+    store: Store,
+    partitions: u32,
+    actor: ActorId,
+    hlc: Mutex<HlcClock>,
+    wall: Arc<dyn WallClock>,
+    key_locks: Box<[Mutex<()>]>,
+}
+
+impl Replica {
+    /// A replica over `store`. `actor` must be fresh for this process
+    /// incarnation (see [`dynamo_core::version::ActorId`]).
+    pub fn new(store: Store, partitions: u32, actor: ActorId, wall: Arc<dyn WallClock>) -> Self {
+        let key_locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        Self { store, partitions, actor, hlc: Mutex::new(HlcClock::new()), wall, key_locks }
+    }
+
+    /// The actor id this replica signs the writes it coordinates with.
+    pub fn actor(&self) -> ActorId {
+        self.actor
+    }
+
+    /// The underlying store (for metrics and shutdown).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reads this replica's state of `key` (empty when never written).
+    pub fn read(&self, key: &ObjectKey) -> Result<VersionedObject, ReplicaError> {
+        let storage_key = key.storage_key(self.partitions);
+        self.load(key, &storage_key)
+    }
+
+    /// Applies a client write coordinated here: supersedes what `context`
+    /// has seen and adds `payload` as a new version. Returns the new state.
+    pub async fn coordinate_write(
+        &self,
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        mode: ConflictMode,
+        durability: Durability,
+    ) -> Result<VersionedObject, ReplicaError> {
+        let timestamp = self.lock_hlc().now(self.wall.now_ms());
+        let updated = self.update(key, |object| {
+            object.put(context, self.actor, timestamp, payload, mode);
+        })?;
+        self.wait_durable(durability).await?;
+        Ok(updated)
+    }
+
+    /// Merges a version set coordinated elsewhere (replication, read repair,
+    /// hinted handoff, anti-entropy) into this replica. Returns the new state.
+    pub async fn merge_write(
+        &self,
+        key: &ObjectKey,
+        incoming: &VersionedObject,
+        mode: ConflictMode,
+        durability: Durability,
+    ) -> Result<VersionedObject, ReplicaError> {
+        if let Some(latest) = incoming.siblings().iter().map(|sibling| sibling.timestamp).max() {
+            self.lock_hlc().observe(latest);
+        }
+        let updated = self.update(key, |object| object.merge(incoming, mode))?;
+        self.wait_durable(durability).await?;
+        Ok(updated)
+    }
+
+    /// Read-merge-write of one key under its stripe lock. Writes only when
+    /// the state changed.
+    fn update(
+        &self,
+        key: &ObjectKey,
+        change: impl FnOnce(&mut VersionedObject),
+    ) -> Result<VersionedObject, ReplicaError> {
+        let storage_key = key.storage_key(self.partitions);
+        let _guard = self.lock_key(key);
+        let mut object = self.load(key, &storage_key)?;
+        let before = object.clone();
+        change(&mut object);
+        if object != before {
+            self.store.put_buffered(Namespace::Objects, &storage_key, &encode_object(&object))?;
+        }
+        Ok(object)
+    }
+
+    fn load(&self, key: &ObjectKey, storage_key: &[u8]) -> Result<VersionedObject, ReplicaError> {
+        match self.store.get(Namespace::Objects, storage_key)? {
+            None => Ok(VersionedObject::new()),
+            Some(bytes) => decode_object(&bytes).map_err(|source| ReplicaError::Undecodable {
+                bucket: key.bucket().to_string(),
+                key: String::from_utf8_lossy(key.key()).into_owned(),
+                source,
+            }),
+        }
+    }
+
+    async fn wait_durable(&self, durability: Durability) -> Result<(), ReplicaError> {
+        if durability == Durability::Durable {
+            self.store.sync().await?;
+        }
+        Ok(())
+    }
+
+    fn lock_key(&self, key: &ObjectKey) -> MutexGuard<'_, ()> {
+        let stripe = (key.ring_position() as usize) % self.key_locks.len();
+        // A poisoned stripe only means another request panicked mid-update;
+        // the stored bytes are still whole (one put per update), so go on.
+        self.key_locks[stripe].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_hlc(&self) -> MutexGuard<'_, HlcClock> {
+        self.hlc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,137 @@
+//! `dynamo server`: one node. Every setting is a flag and a key of the TOML
+//! config file (`--config`); flags win over the file, the file over
+//! defaults. See `config/dynamo.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use dynamo_core::props::ConflictMode;
+use dynamo_node::config::{EngineKind, Settings};
+use dynamo_node::server::Node;
+
+/// Flags of `dynamo server` (each also a config-file key, with `_` for `-`).
+#[derive(clap::Args, Debug, Default)]
+pub struct ServerArgs {
+    /// TOML config file; flags override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Stable node name [default: node-<http port>].
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Client HTTP API address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
+    /// Node-to-node RPC address [default: 127.0.0.1:9080].
+    #[arg(long)]
+    pub rpc_addr: Option<SocketAddr>,
+    /// Data directory [default: ./dynamo-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine: fjall (durable) or memory [default: fjall].
+    #[arg(long)]
+    pub engine: Option<EngineKind>,
+    /// Largest value accepted, in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_value_bytes: Option<usize>,
+    /// Ring partitions Q, a power of two, fixed at cluster creation [default: 256].
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Default replicas per key for buckets without props [default: 3].
+    #[arg(long)]
+    pub default_n: Option<u8>,
+    /// Default read quorum [default: 2].
+    #[arg(long)]
+    pub default_r: Option<u8>,
+    /// Default write quorum [default: 2].
+    #[arg(long)]
+    pub default_w: Option<u8>,
+    /// Default durable-write count [default: 0].
+    #[arg(long)]
+    pub default_dw: Option<u8>,
+    /// Default conflict mode: siblings or lww [default: siblings].
+    #[arg(long, value_parser = parse_conflict)]
+    pub default_conflict: Option<ConflictMode>,
+    /// Default request timeout in ms [default: 5000].
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Time in-flight requests get on shutdown, in ms [default: 30000].
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Cap on simultaneous client connections [default: 1024].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Log level: error, warn, info, debug, trace [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
+    match text {
+        "siblings" => Ok(ConflictMode::Siblings),
+        "lww" => Ok(ConflictMode::Lww),
+        other => Err(format!("unknown conflict mode {other:?}; use siblings or lww")),
+    }
+}
+
+impl ServerArgs {
+    fn into_settings(self) -> Settings {
+        Settings {
+            node_id: self.node_id,
+            http_addr: self.http_addr,
+            rpc_addr: self.rpc_addr,
+            data_dir: self.data_dir,
+            engine: self.engine,
+            max_value_bytes: self.max_value_bytes,
+            partitions: self.partitions,
+            default_n: self.default_n,
+            default_r: self.default_r,
+            default_w: self.default_w,
+            default_dw: self.default_dw,
+            default_conflict: self.default_conflict,
+            request_timeout_ms: self.request_timeout_ms,
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            max_connections: self.max_connections,
+            log_level: self.log_level,
+        }
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let config = file.overlay(args.into_settings()).resolve()?;
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let node = Node::bind(config).await?;
+        node.run(shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn init_logging(level: &str) {
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt().with_max_level(level).with_target(false).init();
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
