@@ -20,17 +20,28 @@
 //! - **When fsync happens.** Only when asked, never on a timer: fjall 3 has
 //!   no background fsync thread (fjall 2's `fsync_ms` is gone). The journal
 //!   is fsynced (`sync_all`) by `Database::persist(SyncAll)` (our
-//!   [`Engine::sync`], batched by [`crate::group_commit`]), when a full
-//!   memtable rotates the journal, by the flush worker, on recovery at open,
-//!   and when the journal is dropped (database closed). Those incidental
-//!   fsyncs are not something to rely on: a write is durable against power
-//!   loss only once a `sync` that started after it has returned.
+//!   [`Engine::sync`], batched by [`crate::group_commit`]); incidentally by
+//!   the flush worker each time a full memtable (64 MiB by default) is
+//!   flushed, rotating the journal once it passes ~64 MB; on recovery at
+//!   open; and when the journal is dropped (database closed, which
+//!   [`FjallEngine`]'s `Drop` also does explicitly). The incidental fsyncs
+//!   are not something to rely on: a write is durable against power loss
+//!   only once a `sync` that started after it returned has succeeded.
+//! - **An fsync blocks writers, not readers.** `persist` holds the journal
+//!   mutex for the whole `fsync`, and every `insert`/`remove` takes that
+//!   mutex first. So while group commit fsyncs, writers wait (on their own
+//!   thread — a tokio worker, if called from async code) for up to one fsync;
+//!   `get` and scans do not touch the journal and are not delayed.
+//! - **Write stalls.** When flushing falls behind (4+ sealed memtables of a
+//!   keyspace queued) `insert` sleeps in 100 ms steps on the calling thread
+//!   until it catches up; at 20+ level-0 runs it also spins briefly.
 //! - **Torn tails.** A crash mid-append leaves a partial batch at the end of
 //!   the journal; recovery checks each batch's checksum and drops the torn
 //!   tail, so a write that had not returned may be lost, never half-applied.
 //! - **Errors are sticky.** A failed journal write or fsync *poisons* the
-//!   database: every later write fails with `Poisoned` (fsync errors cannot
-//!   be retried safely). The node should then stop and recover from disk.
+//!   database: every later write and persist fails with `Poisoned` (fsync
+//!   errors cannot be retried safely). The node should then stop and recover
+//!   from disk.
 //!
 //! # Corrupting a record on purpose (tests)
 //!
@@ -83,10 +94,11 @@ impl FjallEngine {
                     )
                 })
         };
+        // In `keyspace_index` order (checked below).
         let keyspaces = [
-            open_keyspace(Namespace::ALL[0])?,
-            open_keyspace(Namespace::ALL[1])?,
-            open_keyspace(Namespace::ALL[2])?,
+            open_keyspace(Namespace::Objects)?,
+            open_keyspace(Namespace::Meta)?,
+            open_keyspace(Namespace::Hints)?,
         ];
         debug_assert!(
             Namespace::ALL

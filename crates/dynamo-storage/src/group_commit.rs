@@ -307,7 +307,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_requests_share_syncs() {
         let engine = MemoryEngine::new();
-        engine.set_sync_delay(Duration::from_millis(20));
+        engine.set_sync_delay(Duration::from_millis(50));
         let group = start(&engine);
         let mut tasks = Vec::new();
         for i in 0..64u32 {

@@ -19,6 +19,8 @@
 //! that started after the write returned. See [`fjall_engine`] for the
 //! details of fjall's journal.
 
+#![warn(missing_docs)]
+
 pub mod engine;
 pub mod fjall_engine;
 pub mod group_commit;

@@ -41,6 +41,9 @@ struct State {
     next_seq: u64,
     /// Completed successful syncs, for group-commit tests.
     sync_count: u64,
+    /// Syncs started and not yet finished (only ever above zero while a
+    /// sync sleeps for `sync_delay`).
+    syncs_in_flight: u64,
     /// Crashes so far; a sync that straddles a crash fails.
     crash_count: u64,
     /// Test knob: how long a sync takes (models fsync latency).
@@ -89,6 +92,12 @@ impl MemoryEngine {
     /// Number of syncs performed (for tests of group commit).
     pub fn sync_count(&self) -> u64 {
         self.lock().sync_count
+    }
+
+    /// Number of syncs currently running (sleeping for the sync delay): lets
+    /// a test act exactly while an fsync is in flight.
+    pub fn syncs_in_flight(&self) -> u64 {
+        self.lock().syncs_in_flight
     }
 
     /// Test knob: makes every later sync take `delay`, to model fsync latency
@@ -260,7 +269,8 @@ impl Engine for MemoryEngine {
     fn sync(&self) -> Result<(), StorageError> {
         // The sync covers exactly the writes that exist when it starts.
         let (seq_end, crash_count, delay, fail) = {
-            let state = self.lock();
+            let mut state = self.lock();
+            state.syncs_in_flight += 1;
             (
                 state.next_seq,
                 state.crash_count,
@@ -269,6 +279,7 @@ impl Engine for MemoryEngine {
             )
         };
         if fail {
+            self.lock().syncs_in_flight -= 1;
             return Err(StorageError::Engine {
                 engine: "memory",
                 operation: "sync",
@@ -279,6 +290,7 @@ impl Engine for MemoryEngine {
             std::thread::sleep(delay);
         }
         let mut state = self.lock();
+        state.syncs_in_flight -= 1;
         if state.crash_count != crash_count {
             return Err(StorageError::Engine {
                 engine: "memory",

@@ -54,6 +54,10 @@ pub struct StoreStats {
 }
 
 /// Handle to a node's storage: engine + record framing + group commit.
+///
+/// Call [`Store::close`] at shutdown. Dropping the last handle without it
+/// does the same work (final sync, worker joined, engine released), blocking
+/// the dropping thread for one fsync.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<StoreInner>,
@@ -438,7 +442,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_durable_puts_share_fsyncs_and_all_survive_a_crash() {
         let engine = MemoryEngine::new();
-        engine.set_sync_delay(Duration::from_millis(20));
+        engine.set_sync_delay(Duration::from_millis(50));
         let store =
             Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
         let mut tasks = Vec::new();
@@ -483,8 +487,11 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move { store.put(NS, b"first", b"1", Durability::Durable).await })
         };
-        // Let the first fsync start, then write while it is in flight.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Write exactly while the first fsync is in flight.
+        while engine.syncs_in_flight() == 0 {
+            assert!(!first.is_finished(), "missed the first fsync");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let issued = Instant::now();
         store
             .put(NS, b"second", b"2", Durability::Durable)
@@ -493,8 +500,7 @@ mod tests {
         let waited = issued.elapsed();
         first.await.expect("task").expect("first put");
 
-        // Served by a second, complete fsync: well over the ~200 ms left of
-        // the first one.
+        // Served by a second, complete fsync, not by the one in flight.
         assert!(waited >= sync_delay, "acknowledged after {waited:?}");
         assert_eq!(engine.sync_count(), 2);
         engine.crash();
