@@ -22,7 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one node.
+    /// Run one node. A flag given twice takes its last value, so wrappers
+    /// like `dynamo dev --server-arg` can override defaults.
+    #[command(args_override_self = true)]
     Server(server_cmd::ServerArgs),
     /// Run a local cluster of node processes on loopback until Ctrl-C.
     Dev(dev::DevArgs),

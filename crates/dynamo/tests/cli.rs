@@ -1,0 +1,154 @@
+//! The command line as a user meets it: `dynamo dev` and the client
+//! commands, run as real processes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestNode, dynamo_bin, free_port};
+
+fn dynamo(args: &[&str]) -> std::process::Output {
+    Command::new(dynamo_bin()).args(args).stdin(Stdio::null()).output().expect("run dynamo")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn put_get_delete_commands_show_values_siblings_and_carry_contexts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), &[]);
+    let addr = node.addr();
+    let node_flag = format!("--node={addr}");
+
+    let put = dynamo(&["put", &node_flag, "b", "k", "first"]);
+    assert!(put.status.success(), "{put:?}");
+    assert!(dynamo(&["put", &node_flag, "b", "k", "second"]).status.success());
+
+    let get = dynamo(&["get", &node_flag, "b", "k"]);
+    assert!(get.status.success());
+    let listing = stdout(&get);
+    assert!(listing.contains("2 siblings"), "{listing}");
+    assert!(listing.contains("first") && listing.contains("second"), "{listing}");
+    let context = listing
+        .lines()
+        .find_map(|line| line.strip_prefix("context: "))
+        .expect("the listing shows the context")
+        .to_string();
+
+    let resolve = dynamo(&["put", &node_flag, "--context", &context, "b", "k", "merged"]);
+    assert!(resolve.status.success(), "{resolve:?}");
+    let get = dynamo(&["get", &node_flag, "b", "k"]);
+    assert_eq!(stdout(&get), "merged", "a lone value is printed exactly as stored");
+    let stderr = String::from_utf8_lossy(&get.stderr).into_owned();
+    let context = stderr.lines().find_map(|line| line.strip_prefix("context: ")).expect("context on stderr").to_string();
+
+    let json = dynamo(&["get", &node_flag, "--json", "b", "k"]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json output");
+    assert_eq!(parsed["status"], "found");
+    assert_eq!(parsed["siblings"][0]["value"], "merged");
+
+    assert!(dynamo(&["delete", &node_flag, "--context", &context, "b", "k"]).status.success());
+    let get = dynamo(&["get", &node_flag, "b", "k"]);
+    assert_eq!(get.status.code(), Some(2), "not found exits with 2");
+
+    let bad = dynamo(&["put", &node_flag, "--context", "garbage!", "b", "k", "v"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("400"), "{bad:?}");
+}
+
+#[test]
+fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_argv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut dev = Command::new(dynamo_bin())
+        .args(["dev", "--nodes", "1", "--http-port-base", &port.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn dev");
+    let cluster_file = dir.path().join("cluster.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = format!("127.0.0.1:{port}");
+    while !(cluster_file.exists() && std::net::TcpStream::connect(&addr).is_ok()) {
+        assert!(Instant::now() < deadline, "dev did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cluster: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cluster_file).expect("read cluster.json")).expect("valid json");
+    let node = &cluster["nodes"][0];
+    assert_eq!(node["id"], "node0");
+    assert_eq!(node["http_addr"], addr);
+    assert!(node["rpc_addr"].as_str().is_some_and(|rpc| rpc.starts_with("127.0.0.1:")));
+    assert!(node["data_dir"].as_str().is_some());
+    let pid = node["pid"].as_u64().expect("pid") as libc::pid_t;
+    let argv: Vec<String> =
+        node["argv"].as_array().expect("argv").iter().map(|arg| arg.as_str().expect("string").to_string()).collect();
+
+    let node_flag = format!("--node={addr}");
+    let put = dynamo(&["put", &node_flag, "--dw=1", "b", "k", "kept"]);
+    assert!(put.status.success(), "{put:?}");
+
+    // SAFETY: kill(2) on the node's pid, as a test script would.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut restarted = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).spawn().expect("restart from argv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "restarted node did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stdout(&dynamo(&["get", &node_flag, "b", "k"])), "kept");
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+
+    // SAFETY: SIGINT to our own child, as Ctrl-C would.
+    unsafe {
+        libc::kill(dev.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = dev.try_wait().expect("try_wait") {
+            assert!(status.success(), "dev exits cleanly on Ctrl-C: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "dev did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dev_refuses_more_nodes_than_this_build_supports_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(dynamo_bin())
+        .args(["dev", "--nodes", "3", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run dev");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--nodes 3"), "{output:?}");
+}
+
+#[test]
+fn server_rejects_an_unknown_config_key_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("dynamo.toml");
+    std::fs::write(&config, "max_valu_bytes = 3\n").expect("write config");
+    let output = Command::new(dynamo_bin()).args(["server", "--config"]).arg(&config).output().expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_valu_bytes"), "{output:?}");
+}
+
+#[test]
+fn the_example_config_file_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dynamo.example.toml");
+    let settings = dynamo_node::config::Settings::from_file(std::path::Path::new(example)).expect("example parses");
+    settings.resolve().expect("example resolves");
+}

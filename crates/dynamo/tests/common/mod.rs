@@ -1,0 +1,160 @@
+//! Harness for tests against the real `dynamo` binary: start a node process
+//! on a free loopback port, talk to it over HTTP, kill or stop it, restart it
+//! on the same data directory.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use dynamo_client::Connection;
+
+/// Path of the binary under test.
+pub fn dynamo_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dynamo")
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port that was free a moment ago. Ports are handed out from a
+/// per-process range so parallel tests in one binary never pick the same.
+pub fn free_port() -> u16 {
+    let _ = NEXT_PORT.compare_exchange(0, 20_000 + (std::process::id() % 2_000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + port % 40_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 1000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A node process under test.
+pub struct TestNode {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    /// Starts a single node (n = r = w = 1 defaults) on a fresh port.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> TestNode {
+        let mut node = TestNode {
+            data_dir: data_dir.to_path_buf(),
+            port: free_port(),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            child: None,
+        };
+        node.restart();
+        node
+    }
+
+    /// The node's HTTP address.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the process on the same port and data directory and waits
+    /// until it answers `/ping`.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        let child = Command::new(dynamo_bin())
+            .args([
+                "server",
+                &format!("--http-addr=127.0.0.1:{}", self.port),
+                &format!("--rpc-addr=127.0.0.1:{}", self.port + 1000),
+                &format!("--data-dir={}", self.data_dir.display()),
+                "--default-n=1",
+                "--default-r=1",
+                "--default-w=1",
+                "--log-level=warn",
+            ])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn dynamo server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+                panic!("node exited during start-up: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("node did not listen on {} within 30 s", self.addr());
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit; returns whether it exited with success.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Graceful stop: SIGTERM and wait.
+    pub fn stop(&mut self) {
+        self.sigterm();
+        assert!(self.wait_exit(Duration::from_secs(30)), "node exited with failure");
+    }
+
+    /// A new kept-alive HTTP connection.
+    pub async fn connect(&self) -> Connection {
+        dynamo_client::connect(&self.addr()).await.expect("connect")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A current-thread runtime for a test body.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+}
