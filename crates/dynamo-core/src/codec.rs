@@ -214,8 +214,8 @@ fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
     // A u8 length cannot exceed MAX_CONTENT_TYPE_LEN (255).
     let content_type_len = usize::from(reader.u8("content type length")?);
     let content_type = reader.take(content_type_len, "content type")?;
-    let content_type = std::str::from_utf8(content_type)
-        .map_err(|_| CodecError::Invalid("content type is not UTF-8"))?;
+    let content_type =
+        std::str::from_utf8(content_type).map_err(|_| CodecError::Invalid("content type is not UTF-8"))?;
     let content_type = (!content_type.is_empty()).then(|| content_type.to_string());
     let data_len = usize::try_from(reader.u32("data length")?).unwrap_or(usize::MAX);
     if data_len > MAX_DATA_LEN {
@@ -259,5 +259,169 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
         Ok(u64::from_be_bytes(self.array(what)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::props::ConflictMode;
+    use crate::testing::{World, history};
+
+    fn reachable_object() -> impl Strategy<Value = VersionedObject> {
+        (history(30), any::<Index>(), any::<bool>()).prop_map(|((replicas, ops), pick, lww)| {
+            let mode = if lww { ConflictMode::Lww } else { ConflictMode::Siblings };
+            pick.get(&World::run(replicas, &ops, mode).snapshots).clone()
+        })
+    }
+
+    fn value(data: &[u8], content_type: Option<&str>) -> Payload {
+        Payload::Value { data: Bytes::copy_from_slice(data), content_type: content_type.map(str::to_string) }
+    }
+
+    /// One value sibling (1, 1) under clock {1: 1}.
+    fn single(payload: Payload) -> VersionedObject {
+        let dot = Dot { actor: ActorId(1), counter: 1 };
+        let clock: VersionVector = [(ActorId(1), 1)].into_iter().collect();
+        VersionedObject::from_parts(clock, vec![Sibling { dot, timestamp: Hlc(9), payload }]).unwrap()
+    }
+
+    #[test]
+    fn empty_object_encodes_to_format_and_two_zero_counts() {
+        let bytes = encode_object(&VersionedObject::new());
+        assert_eq!(bytes, [1, 0, 0, 0, 0]);
+        assert_eq!(decode_object(&bytes), Ok(VersionedObject::new()));
+    }
+
+    #[test]
+    fn layout_matches_the_documented_format() {
+        let bytes = encode_object(&single(value(b"hi", Some("t/p"))));
+        let mut expected = vec![1, 0, 1];
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        expected.extend_from_slice(&[0, 1]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]);
+        expected.extend_from_slice(&[0, 3, b't', b'/', b'p', 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn tombstones_and_values_without_content_type_roundtrip() {
+        for payload in [Payload::Tombstone, value(b"", None), value(&[0xff; 300], Some("application/json"))] {
+            let object = single(payload);
+            assert_eq!(decode_object(&encode_object(&object)), Ok(object));
+        }
+    }
+
+    #[test]
+    fn unknown_format_and_trailing_bytes_are_refused() {
+        assert_eq!(decode_object(&[2, 0, 0, 0, 0]), Err(CodecError::UnknownFormat(2)));
+        assert_eq!(decode_object(&[1, 0, 0, 0, 0, 7, 7]), Err(CodecError::TrailingBytes(2)));
+        assert_eq!(decode_object(&[]), Err(CodecError::Truncated("format version")));
+        assert_eq!(
+            decode_object(&[]).unwrap_err().to_string(),
+            "object encoding truncated while reading format version"
+        );
+    }
+
+    #[test]
+    fn counts_above_the_limits_are_refused_before_allocating() {
+        assert_eq!(decode_object(&[1, 0xff, 0xff]), Err(CodecError::Invalid("too many clock entries")));
+        assert_eq!(decode_object(&[1, 0, 0, 0xff, 0xff]), Err(CodecError::Invalid("too many siblings")));
+        // A count within the limit but with no bytes behind it.
+        assert_eq!(decode_object(&[1, 0, 0, 0x10, 0x00]), Err(CodecError::Truncated("sibling actor")));
+    }
+
+    #[test]
+    fn oversized_data_length_is_refused_without_reading_it() {
+        let mut bytes = encode_object(&single(value(b"", None)));
+        let len_at = bytes.len() - 4;
+        bytes[len_at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode_object(&bytes), Err(CodecError::Invalid("value larger than the format allows")));
+    }
+
+    #[test]
+    fn non_utf8_content_type_is_refused() {
+        let mut bytes = encode_object(&single(value(b"", Some("ab"))));
+        let content_type_at = bytes.len() - 4 - 2;
+        bytes[content_type_at] = 0xff;
+        assert_eq!(decode_object(&bytes), Err(CodecError::Invalid("content type is not UTF-8")));
+    }
+
+    #[test]
+    fn broken_object_invariants_are_refused() {
+        // Sibling (1, 2) under clock {1: 1}: not covered.
+        let mut bytes = encode_object(&single(Payload::Tombstone));
+        bytes[3 + 16 + 2 + 15] = 2;
+        assert_eq!(decode_object(&bytes), Err(CodecError::Invalid("a sibling's dot is not covered by the clock")));
+    }
+
+    #[test]
+    fn unordered_or_zero_clock_entries_are_refused() {
+        let clock = |entries: &[(u64, u64)]| {
+            let mut bytes = vec![1];
+            bytes.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+            for (actor, counter) in entries {
+                bytes.extend_from_slice(&actor.to_be_bytes());
+                bytes.extend_from_slice(&counter.to_be_bytes());
+            }
+            bytes.extend_from_slice(&[0, 0]);
+            decode_object(&bytes)
+        };
+        assert_eq!(clock(&[(2, 1), (1, 1)]), Err(CodecError::Invalid("clock actors not in increasing order")));
+        assert_eq!(clock(&[(1, 0)]), Err(CodecError::Invalid("clock entry with counter zero")));
+        assert!(clock(&[(1, 1), (2, 1)]).is_ok());
+    }
+
+    #[test]
+    fn overlong_content_type_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(200); // 400 bytes
+        let object = single(value(b"x", Some(&long)));
+        assert!(check_encodable(&object).is_err());
+        let decoded = decode_object(&encode_object(&object)).unwrap();
+        let Payload::Value { content_type: Some(kept), .. } = &decoded.siblings()[0].payload else {
+            panic!("expected a value with a content type");
+        };
+        assert_eq!(kept.len(), 254);
+        assert!(long.starts_with(kept.as_str()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn reachable_objects_roundtrip(object in reachable_object()) {
+            prop_assert_eq!(check_encodable(&object), Ok(()));
+            prop_assert_eq!(decode_object(&encode_object(&object)), Ok(object));
+        }
+
+        #[test]
+        fn every_strict_prefix_of_an_encoding_is_refused(object in reachable_object(), cut in any::<Index>()) {
+            let bytes = encode_object(&object);
+            let cut = cut.index(bytes.len());
+            prop_assert!(decode_object(&bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn corrupted_encodings_never_panic_and_decode_only_to_valid_objects(
+            object in reachable_object(),
+            at in any::<Index>(),
+            mask in 1..=255u8,
+        ) {
+            let mut bytes = encode_object(&object);
+            let at = at.index(bytes.len());
+            bytes[at] ^= mask;
+            if let Ok(decoded) = decode_object(&bytes) {
+                // Whatever decodes satisfies the invariants and re-encodes to itself.
+                prop_assert_eq!(decode_object(&encode_object(&decoded)), Ok(decoded));
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_object(&bytes);
+        }
     }
 }

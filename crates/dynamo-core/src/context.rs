@@ -134,3 +134,142 @@ fn parse_entries(entries: &[u8]) -> Result<VersionVector, ContextError> {
     }
     Ok(clock)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const BASE64_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    fn vector() -> impl Strategy<Value = VersionVector> {
+        prop::collection::btree_map(any::<u64>(), 1..=MAX_CONTEXT_COUNTER, 0..40)
+            .prop_map(|entries| entries.into_iter().map(|(actor, counter)| (ActorId(actor), counter)).collect())
+    }
+
+    /// A raw (pre-base64) context with the given entries and a right checksum.
+    fn raw_with(entries: &[(u64, u64)]) -> Vec<u8> {
+        let mut raw = vec![FORMAT];
+        raw.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+        for (actor, counter) in entries {
+            raw.extend_from_slice(&actor.to_be_bytes());
+            raw.extend_from_slice(&counter.to_be_bytes());
+        }
+        raw.extend_from_slice(&crc32fast::hash(&raw).to_be_bytes());
+        raw
+    }
+
+    #[test]
+    fn empty_vector_encodes_and_decodes() {
+        let text = encode_context(&VersionVector::new());
+        assert_eq!(decode_context(&text), Ok(VersionVector::new()));
+    }
+
+    #[test]
+    fn overlong_context_is_refused_before_decoding() {
+        let text = "A".repeat(MAX_CONTEXT_LEN + 1);
+        assert_eq!(decode_context(&text), Err(ContextError::TooLong(MAX_CONTEXT_LEN + 1)));
+    }
+
+    #[test]
+    fn non_base64_and_padded_contexts_are_refused() {
+        assert_eq!(decode_context("not base64!"), Err(ContextError::NotBase64));
+        let padded = format!("{}=", encode_context(&VersionVector::new()));
+        assert_eq!(decode_context(&padded), Err(ContextError::NotBase64));
+    }
+
+    #[test]
+    fn unknown_format_is_named_in_the_error() {
+        let mut raw = raw_with(&[]);
+        raw[0] = 2;
+        let error = decode_raw(&raw).unwrap_err();
+        assert_eq!(error, ContextError::UnknownFormat(2));
+        assert!(error.to_string().contains("unknown format version 2"));
+    }
+
+    #[test]
+    fn zero_counters_unordered_actors_and_huge_counters_are_refused() {
+        let invalid = |entries: &[(u64, u64)]| decode_raw(&raw_with(entries));
+        assert_eq!(invalid(&[(1, 0)]), Err(ContextError::Invalid("an entry has counter zero")));
+        assert_eq!(invalid(&[(2, 1), (1, 1)]), Err(ContextError::Invalid("actors are not in increasing order")));
+        assert_eq!(invalid(&[(1, 1), (1, 2)]), Err(ContextError::Invalid("actors are not in increasing order")));
+        assert_eq!(
+            invalid(&[(1, MAX_CONTEXT_COUNTER + 1)]),
+            Err(ContextError::Invalid("an entry's counter is out of range"))
+        );
+        assert_eq!(invalid(&[(1, 5), (2, 6)]), Ok([(ActorId(1), 5), (ActorId(2), 6)].into_iter().collect()));
+    }
+
+    #[test]
+    fn entry_count_above_the_limit_is_refused() {
+        let entries: Vec<(u64, u64)> = (1..=MAX_CONTEXT_ENTRIES as u64 + 1).map(|actor| (actor, 1)).collect();
+        assert_eq!(decode_raw(&raw_with(&entries)), Err(ContextError::Invalid("too many entries")));
+        let at_limit = &entries[..MAX_CONTEXT_ENTRIES];
+        let text = URL_SAFE_NO_PAD.encode(raw_with(at_limit));
+        assert!(text.len() <= MAX_CONTEXT_LEN, "a full context fits the length limit");
+        assert_eq!(decode_context(&text).map(|v| v.len()), Ok(MAX_CONTEXT_ENTRIES));
+    }
+
+    #[test]
+    fn truncated_or_extended_contexts_are_refused() {
+        let raw = raw_with(&[(1, 1)]);
+        assert_eq!(decode_raw(&raw[..raw.len() - 1]), Err(ContextError::BadLength));
+        assert_eq!(decode_raw(&[raw.as_slice(), &[0]].concat()), Err(ContextError::BadLength));
+        assert_eq!(decode_raw(&[]), Err(ContextError::BadLength));
+    }
+
+    proptest! {
+        #[test]
+        fn context_roundtrips(vector in vector()) {
+            let text = encode_context(&vector);
+            prop_assert!(text.len() <= MAX_CONTEXT_LEN);
+            prop_assert_eq!(decode_context(&text), Ok(vector));
+        }
+
+        #[test]
+        fn any_single_flipped_byte_is_rejected(vector in vector(), at in any::<prop::sample::Index>(), mask in 1..=255u8) {
+            let mut raw = encode_raw(&vector);
+            let at = at.index(raw.len());
+            raw[at] ^= mask;
+            prop_assert!(decode_raw(&raw).is_err());
+            prop_assert!(decode_context(&URL_SAFE_NO_PAD.encode(&raw)).is_err());
+        }
+
+        #[test]
+        fn any_single_changed_character_is_rejected_or_harmless(
+            vector in vector(),
+            at in any::<prop::sample::Index>(),
+            replacement in prop_oneof![
+                3 => prop::sample::select(BASE64_ALPHABET.chars().collect::<Vec<_>>()),
+                1 => any::<char>(),
+            ],
+        ) {
+            let text = encode_context(&vector);
+            let mut chars: Vec<char> = text.chars().collect();
+            let at = at.index(chars.len());
+            prop_assume!(chars[at] != replacement);
+            chars[at] = replacement;
+            let changed: String = chars.into_iter().collect();
+            match decode_context(&changed) {
+                Err(_) => {}
+                Ok(decoded) => prop_assert_eq!(decoded, vector),
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_text_never_panics(text in ".{0,300}") {
+            let _ = decode_context(&text);
+        }
+
+        #[test]
+        fn decoding_arbitrary_base64_never_panics(text in "[A-Za-z0-9_-]{0,400}") {
+            let _ = decode_context(&text);
+        }
+
+        #[test]
+        fn decoding_arbitrary_raw_bytes_never_panics(raw in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_raw(&raw);
+        }
+    }
+}

@@ -67,3 +67,75 @@ impl HlcClock {
         self.last = self.last.max(remote);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Now(u64),
+        Observe(Hlc),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        // Wall readings cluster around one instant so they often go back.
+        let base = 1_700_000_000_000u64;
+        prop_oneof![
+            (0..5_000u64).prop_map(move |offset| Step::Now(base + offset)),
+            Just(Step::Now(0)),
+            (0..5_000u64, any::<u16>()).prop_map(move |(o, l)| Step::Observe(Hlc::from_parts(base + o, l))),
+        ]
+    }
+
+    #[test]
+    fn parts_roundtrip_and_logical_overflow_carries_into_the_next_millisecond() {
+        let stamp = Hlc::from_parts(1234, 56);
+        assert_eq!((stamp.wall_ms(), stamp.logical()), (1234, 56));
+        let carried = Hlc::from_parts(1234, u16::MAX).next();
+        assert_eq!((carried.wall_ms(), carried.logical()), (1235, 0));
+        assert_eq!(Hlc::from_parts(u64::MAX, 0).wall_ms(), MAX_WALL_MS, "clamped, not wrapped");
+    }
+
+    #[test]
+    fn clock_follows_the_wall_clock_when_it_is_ahead() {
+        let mut clock = HlcClock::new();
+        assert_eq!(clock.now(1000), Hlc::from_parts(1000, 0));
+        assert_eq!(clock.now(1000), Hlc::from_parts(1000, 1));
+        assert_eq!(clock.now(900), Hlc::from_parts(1000, 2), "a step back only ticks");
+        assert_eq!(clock.now(2000), Hlc::from_parts(2000, 0));
+    }
+
+    #[test]
+    fn observed_timestamp_from_a_fast_node_orders_later_writes_after_it() {
+        let mut clock = HlcClock::new();
+        clock.observe(Hlc::from_parts(5000, 7));
+        assert_eq!(clock.now(1000), Hlc::from_parts(5000, 8));
+    }
+
+    proptest! {
+        #[test]
+        fn timestamps_strictly_increase_whatever_the_wall_clock_does(
+            steps in prop::collection::vec(step(), 1..200),
+        ) {
+            let mut clock = HlcClock::new();
+            let mut floor = Hlc(0);
+            for step in steps {
+                match step {
+                    Step::Now(wall_ms) => {
+                        let stamp = clock.now(wall_ms);
+                        prop_assert!(stamp > floor, "{stamp:?} not after {floor:?}");
+                        prop_assert!(stamp >= Hlc::from_parts(wall_ms, 0));
+                        floor = stamp;
+                    }
+                    Step::Observe(remote) => {
+                        clock.observe(remote);
+                        floor = floor.max(remote);
+                    }
+                }
+            }
+        }
+    }
+}

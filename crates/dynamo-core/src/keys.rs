@@ -117,8 +117,7 @@ impl ObjectKey {
             return Err(KeyError::MalformedStorageKey("shorter than its bucket length says"));
         }
         let (bucket, key) = rest.split_at(bucket_len);
-        let bucket = std::str::from_utf8(bucket)
-            .map_err(|_| KeyError::MalformedStorageKey("bucket is not UTF-8"))?;
+        let bucket = std::str::from_utf8(bucket).map_err(|_| KeyError::MalformedStorageKey("bucket is not UTF-8"))?;
         Ok((partition, ObjectKey::new(bucket, key)?))
     }
 
@@ -165,4 +164,128 @@ pub fn validate_key(key: &[u8]) -> Result<(), KeyError> {
 /// Bucket names are path segments, file-name-safe and metric labels.
 fn is_bucket_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn bucket() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.-]{1,40}"
+    }
+
+    fn partitions() -> impl Strategy<Value = u32> {
+        (0..=16u32).prop_map(|bits| 1 << bits)
+    }
+
+    #[test]
+    fn empty_key_is_refused_with_the_allowed_range() {
+        let error = ObjectKey::new("b", b"").unwrap_err();
+        assert_eq!(error, KeyError::EmptyKey);
+        assert_eq!(error.to_string(), "key is empty; keys are 1 to 1024 bytes");
+    }
+
+    #[test]
+    fn key_one_byte_over_the_limit_is_refused() {
+        assert!(ObjectKey::new("b", &[b'k'; MAX_KEY_LEN]).is_ok());
+        let error = ObjectKey::new("b", &[b'k'; MAX_KEY_LEN + 1]).unwrap_err();
+        assert_eq!(error, KeyError::KeyTooLong(1025));
+        assert_eq!(error.to_string(), "key is 1025 bytes; the limit is 1024");
+    }
+
+    #[test]
+    fn bucket_with_a_slash_or_space_is_refused_naming_the_character() {
+        let error = ObjectKey::new("my/bucket", b"k").unwrap_err();
+        assert_eq!(error, KeyError::BucketCharacter('/'));
+        assert_eq!(error.to_string(), "bucket name contains '/'; only [A-Za-z0-9_.-] are allowed");
+        assert_eq!(validate_bucket("a b"), Err(KeyError::BucketCharacter(' ')));
+        assert_eq!(validate_bucket("é"), Err(KeyError::BucketCharacter('é')));
+        assert_eq!(validate_bucket(""), Err(KeyError::EmptyBucket));
+        assert_eq!(validate_bucket(&"b".repeat(256)), Err(KeyError::BucketTooLong(256)));
+        assert_eq!(validate_bucket(&"b".repeat(255)), Ok(()));
+    }
+
+    #[test]
+    fn keys_may_hold_any_bytes() {
+        assert!(ObjectKey::new("b", &[0, 0xff, b'/', b' ']).is_ok());
+    }
+
+    #[test]
+    fn partition_counts_must_be_powers_of_two_up_to_65536() {
+        for good in [1, 2, 256, 65536] {
+            assert_eq!(validate_partition_count(good), Ok(()));
+        }
+        for bad in [0, 3, 255, 131072] {
+            assert_eq!(validate_partition_count(bad), Err(KeyError::BadPartitionCount(bad)));
+        }
+    }
+
+    #[test]
+    fn length_prefix_keeps_bucket_and_key_boundaries_apart() {
+        let ab_c = ObjectKey::new("ab", b"c").unwrap();
+        let a_bc = ObjectKey::new("a", b"bc").unwrap();
+        assert_ne!(ab_c.ring_position(), a_bc.ring_position());
+        assert_ne!(ab_c.storage_key(1), a_bc.storage_key(1));
+    }
+
+    #[test]
+    fn ring_position_is_md5_of_length_bucket_and_key() {
+        // md5("\x01bk") computed independently (printf '\x01bk' | md5sum).
+        let key = ObjectKey::new("b", b"k").unwrap();
+        assert_eq!(format!("{:032x}", key.ring_position()), "de3eae59b816fa23d898a13675a79ae6");
+    }
+
+    #[test]
+    fn truncated_or_invalid_storage_keys_are_refused() {
+        let malformed = |bytes: &[u8]| ObjectKey::from_storage_key(bytes).unwrap_err();
+        assert_eq!(malformed(&[0, 0, 0]), KeyError::MalformedStorageKey("shorter than its 5-byte header"));
+        assert_eq!(
+            malformed(&[0, 0, 0, 1, 9, b'b']),
+            KeyError::MalformedStorageKey("shorter than its bucket length says")
+        );
+        assert_eq!(malformed(&[0, 0, 0, 1, 1, b'b']), KeyError::EmptyKey);
+        assert_eq!(malformed(&[0, 0, 0, 1, 1, b'/', b'k']), KeyError::BucketCharacter('/'));
+    }
+
+    proptest! {
+        #[test]
+        fn storage_key_roundtrips(bucket in bucket(), key in prop::collection::vec(any::<u8>(), 1..64), q in partitions()) {
+            let object_key = ObjectKey::new(&bucket, &key).unwrap();
+            let (partition, decoded) = ObjectKey::from_storage_key(&object_key.storage_key(q)).unwrap();
+            prop_assert_eq!(partition, object_key.partition(q));
+            prop_assert_eq!(decoded, object_key);
+        }
+
+        #[test]
+        fn partition_is_in_range_and_nests_when_q_doubles(
+            bucket in bucket(),
+            key in prop::collection::vec(any::<u8>(), 1..64),
+            q in partitions(),
+        ) {
+            let object_key = ObjectKey::new(&bucket, &key).unwrap();
+            prop_assert!(object_key.partition(q) < q);
+            if q < MAX_PARTITIONS {
+                // Splitting every partition in two keeps keys in their half.
+                prop_assert_eq!(object_key.partition(q * 2) / 2, object_key.partition(q));
+            }
+        }
+
+        #[test]
+        fn storage_keys_of_one_partition_share_its_prefix(
+            bucket in bucket(),
+            key in prop::collection::vec(any::<u8>(), 1..64),
+            q in partitions(),
+        ) {
+            let object_key = ObjectKey::new(&bucket, &key).unwrap();
+            let storage_key = object_key.storage_key(q);
+            prop_assert_eq!(&storage_key[..4], &object_key.partition(q).to_be_bytes());
+        }
+
+        #[test]
+        fn decoding_arbitrary_storage_keys_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = ObjectKey::from_storage_key(&bytes);
+        }
+    }
 }

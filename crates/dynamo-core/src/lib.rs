@@ -22,3 +22,6 @@ pub mod keys;
 pub mod object;
 pub mod props;
 pub mod version;
+
+#[cfg(test)]
+mod testing;

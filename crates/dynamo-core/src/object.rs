@@ -200,10 +200,8 @@ impl VersionedObject {
         }
         match mode {
             ConflictMode::Siblings => {
-                let theirs_known =
-                    other.siblings.iter().all(|o| self.has_dot(o.dot) || self.clock.covers(o.dot));
-                let ours_kept =
-                    self.siblings.iter().all(|s| other.has_dot(s.dot) || !other.clock.covers(s.dot));
+                let theirs_known = other.siblings.iter().all(|o| self.has_dot(o.dot) || self.clock.covers(o.dot));
+                let ours_kept = self.siblings.iter().all(|s| other.has_dot(s.dot) || !other.clock.covers(s.dot));
                 theirs_known && ours_kept
             }
             ConflictMode::Lww => match (self.siblings.as_slice(), other.latest()) {
@@ -243,4 +241,353 @@ impl VersionedObject {
 /// Last-write-wins order: timestamp, then dot to break ties deterministically.
 fn lww_key(sibling: &Sibling) -> (Hlc, Dot) {
     (sibling.timestamp, sibling.dot)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::testing::{Op, World, history, three_states, value_of, value_payload};
+
+    const SIBLINGS: ConflictMode = ConflictMode::Siblings;
+    const LWW: ConflictMode = ConflictMode::Lww;
+
+    fn merged(a: &VersionedObject, b: &VersionedObject, mode: ConflictMode) -> VersionedObject {
+        let mut result = a.clone();
+        result.merge(b, mode);
+        result
+    }
+
+    fn dots(object: &VersionedObject) -> BTreeSet<Dot> {
+        object.siblings().iter().map(|s| s.dot).collect()
+    }
+
+    fn values(object: &VersionedObject) -> BTreeSet<u32> {
+        object.siblings().iter().filter_map(|s| value_of(&s.payload)).collect()
+    }
+
+    fn vv(entries: &[(u64, u64)]) -> VersionVector {
+        entries.iter().map(|&(actor, counter)| (ActorId(actor), counter)).collect()
+    }
+
+    fn check_merge_laws(a: &VersionedObject, b: &VersionedObject, c: &VersionedObject, mode: ConflictMode) {
+        assert_eq!(merged(a, b, mode), merged(b, a, mode), "commutative");
+        assert_eq!(merged(&merged(a, b, mode), c, mode), merged(a, &merged(b, c, mode), mode), "associative");
+        let once = merged(a, b, mode);
+        assert_eq!(merged(&once, &once, mode), once, "idempotent");
+        assert_eq!(merged(&once, b, mode), once, "absorbs an input again");
+        assert!(once.descends_in(a, mode) && once.descends_in(b, mode), "a merge descends its inputs");
+    }
+
+    /// Ground truth of causality: the writes each write's context had seen.
+    #[derive(Default)]
+    struct Causality {
+        seen_by: BTreeMap<u32, BTreeSet<u32>>,
+    }
+
+    impl Causality {
+        fn record(&mut self, write: u32, seen: &BTreeSet<u32>) {
+            self.seen_by.insert(write, seen.clone());
+        }
+
+        /// Writes of `history` that no other write of `history` has seen.
+        fn frontier(&self, history: &BTreeSet<u32>) -> BTreeSet<u32> {
+            let superseded: BTreeSet<u32> = history.iter().flat_map(|w| self.seen_by[w].iter().copied()).collect();
+            history.difference(&superseded).copied().collect()
+        }
+    }
+
+    /// What a client remembers of its last read: the context and, as ground
+    /// truth, the writes that replica state had seen.
+    type ClientRead = Option<(VersionVector, BTreeSet<u32>)>;
+
+    #[test]
+    fn concurrent_puts_without_context_become_siblings() {
+        let mut object = VersionedObject::new();
+        let first = object.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        let second = object.put(&VersionVector::new(), ActorId(1), Hlc(2), value_payload(2), SIBLINGS);
+        assert_eq!(first, Dot { actor: ActorId(1), counter: 1 });
+        assert_eq!(second, Dot { actor: ActorId(1), counter: 2 });
+        assert_eq!(values(&object), BTreeSet::from([1, 2]));
+        assert_eq!(object.context(), &vv(&[(1, 2)]));
+    }
+
+    #[test]
+    fn put_with_context_of_both_siblings_replaces_them() {
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        object.put(&VersionVector::new(), ActorId(1), Hlc(2), value_payload(2), SIBLINGS);
+        let read = object.context().clone();
+        object.put(&read, ActorId(1), Hlc(3), value_payload(3), SIBLINGS);
+        assert_eq!(values(&object), BTreeSet::from([3]));
+    }
+
+    #[test]
+    fn put_never_reissues_a_dot_the_context_has_seen() {
+        // The context saw (1, 5) although this copy only knows (1, 2).
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        object.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(2), SIBLINGS);
+        let dot = object.put(&vv(&[(1, 5)]), ActorId(1), Hlc(2), value_payload(3), SIBLINGS);
+        assert_eq!(dot, Dot { actor: ActorId(1), counter: 6 });
+        assert_eq!(values(&object), BTreeSet::from([3]));
+    }
+
+    #[test]
+    fn put_raises_its_timestamp_above_the_versions_it_supersedes() {
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(100), value_payload(1), SIBLINGS);
+        let read = object.context().clone();
+        object.put(&read, ActorId(2), Hlc(7), value_payload(2), SIBLINGS);
+        assert_eq!(object.siblings()[0].timestamp, Hlc(101));
+    }
+
+    #[test]
+    fn lww_put_that_saw_the_current_version_replaces_it_even_with_a_lagging_clock() {
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(100), value_payload(1), LWW);
+        let read = object.context().clone();
+        object.put(&read, ActorId(2), Hlc(5), value_payload(2), LWW);
+        assert_eq!(values(&object), BTreeSet::from([2]));
+    }
+
+    #[test]
+    fn lww_concurrent_put_with_older_timestamp_loses() {
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(100), value_payload(1), LWW);
+        object.put(&VersionVector::new(), ActorId(2), Hlc(5), value_payload(2), LWW);
+        assert_eq!(values(&object), BTreeSet::from([1]));
+        assert_eq!(object.context(), &vv(&[(1, 1), (2, 1)]), "the lost write is still known");
+    }
+
+    #[test]
+    fn lww_merge_stays_associative_when_a_put_supersedes_a_version_it_never_held() {
+        // Resolving LWW after a causal merge fails here: (a ⊔ b) ⊔ c would
+        // drop both x and y (each side has seen the other's and lacks it)
+        // and end empty, while a ⊔ (b ⊔ c) keeps y.
+        let empty = VersionVector::new();
+        let mut a = VersionedObject::new();
+        a.put(&empty, ActorId(1), Hlc(10), value_payload(1), LWW); // x
+        let mut b = VersionedObject::new();
+        b.put(&empty, ActorId(2), Hlc(5), value_payload(2), LWW); // y
+        let mut c = VersionedObject::new();
+        c.put(a.context(), ActorId(3), Hlc(1), value_payload(3), LWW); // z saw x, lacks it
+        c.merge(&b, LWW);
+        let left = merged(&merged(&a, &b, LWW), &c, LWW);
+        assert_eq!(left, merged(&a, &merged(&b, &c, LWW), LWW));
+        assert_eq!(values(&left), BTreeSet::from([1]), "the greatest timestamp received wins");
+    }
+
+    #[test]
+    fn deleted_means_versions_exist_and_all_are_tombstones() {
+        let mut object = VersionedObject::new();
+        assert!(!object.is_deleted() && object.is_empty());
+        object.put(&VersionVector::new(), ActorId(1), Hlc(1), Payload::Tombstone, SIBLINGS);
+        assert!(object.is_deleted());
+        object.put(&VersionVector::new(), ActorId(1), Hlc(2), value_payload(1), SIBLINGS);
+        assert!(!object.is_deleted(), "a concurrent value keeps the key alive");
+    }
+
+    #[test]
+    fn from_parts_sorts_siblings_and_checks_the_invariants() {
+        let sibling = |actor, counter| Sibling {
+            dot: Dot { actor: ActorId(actor), counter },
+            timestamp: Hlc(0),
+            payload: Payload::Tombstone,
+        };
+        let object = VersionedObject::from_parts(vv(&[(1, 3), (2, 1)]), vec![sibling(2, 1), sibling(1, 3)]);
+        let sorted: Vec<Dot> = object.expect("valid parts").siblings().iter().map(|s| s.dot).collect();
+        assert_eq!(sorted, [Dot { actor: ActorId(1), counter: 3 }, Dot { actor: ActorId(2), counter: 1 }]);
+        let clock = vv(&[(1, 3)]);
+        assert!(VersionedObject::from_parts(clock.clone(), vec![sibling(1, 4)]).is_err(), "uncovered dot");
+        assert!(VersionedObject::from_parts(clock.clone(), vec![sibling(1, 2), sibling(1, 2)]).is_err(), "dup");
+        assert!(VersionedObject::from_parts(clock, vec![sibling(1, 0)]).is_err(), "zero counter");
+    }
+
+    #[test]
+    fn replica_that_missed_a_write_does_not_descend_one_that_has_it() {
+        let mut fresh = VersionedObject::new();
+        fresh.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        let stale = fresh.clone();
+        let read = fresh.context().clone();
+        fresh.put(&read, ActorId(1), Hlc(2), value_payload(2), SIBLINGS);
+        assert!(fresh.descends(&stale));
+        assert!(!stale.descends(&fresh));
+        assert!(VersionedObject::new().descends(&VersionedObject::new()));
+    }
+
+    proptest! {
+        // The laws get many cases: the LWW counterexample above needs a rare
+        // shape (a put whose context came from another replica).
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn merge_is_commutative_associative_and_idempotent([a, b, c] in three_states(SIBLINGS)) {
+            check_merge_laws(&a, &b, &c, SIBLINGS);
+        }
+
+        #[test]
+        fn lww_merge_is_commutative_associative_and_idempotent([a, b, c] in three_states(LWW)) {
+            check_merge_laws(&a, &b, &c, LWW);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn descends_means_merging_changes_nothing([a, b, _c] in three_states(SIBLINGS), lww in any::<bool>()) {
+            let mode = if lww { LWW } else { SIBLINGS };
+            let (a, b) = if lww { (merged(&a, &a, LWW), merged(&b, &b, LWW)) } else { (a, b) };
+            prop_assert_eq!(a.descends_in(&b, mode), merged(&a, &b, mode) == a);
+        }
+
+        #[test]
+        fn put_with_read_context_supersedes_exactly_what_was_read(
+            (replicas, before) in history(30),
+            after in prop::collection::vec(crate::testing::op(), 0..30),
+            coordinator in any::<Index>(),
+        ) {
+            let mut world = World::run(replicas, &before, SIBLINGS);
+            let coordinator = coordinator.index(replicas);
+            let read = world.replicas[coordinator].clone();
+            // Other clients write and replicas merge between read and write.
+            for op in &after {
+                world.apply(op);
+            }
+            let current = world.replicas[coordinator].clone();
+            let (dot, _) = world.put(coordinator, read.context(), 0, false);
+            let mut expected: BTreeSet<Dot> = dots(&current).difference(&dots(&read)).copied().collect();
+            expected.insert(dot);
+            prop_assert_eq!(dots(&world.replicas[coordinator]), expected);
+        }
+
+        #[test]
+        fn put_without_context_keeps_every_existing_version((replicas, ops) in history(40), at in any::<Index>()) {
+            let mut world = World::run(replicas, &ops, SIBLINGS);
+            let at = at.index(replicas);
+            let before = dots(&world.replicas[at]);
+            let (dot, _) = world.put(at, &VersionVector::new(), 0, false);
+            let after = dots(&world.replicas[at]);
+            prop_assert!(after.is_superset(&before) && after.contains(&dot));
+            prop_assert_eq!(after.len(), before.len() + 1);
+        }
+
+        #[test]
+        fn one_coordinator_keeps_exactly_the_truly_concurrent_writes(
+            clients in 2..=5usize,
+            steps in prop::collection::vec((any::<bool>(), any::<Index>()), 1..80),
+        ) {
+            // The classic Riak case: every client goes through one node, so
+            // every write carries the same actor.
+            let mut object = VersionedObject::new();
+            let mut history = BTreeSet::new();
+            let mut causality = Causality::default();
+            let mut reads: Vec<ClientRead> = vec![None; clients];
+            for (write, client) in steps {
+                let client = client.index(clients);
+                if !write {
+                    reads[client] = Some((object.context().clone(), history.clone()));
+                    continue;
+                }
+                let (context, seen) = reads[client].clone().unwrap_or_default();
+                let id = history.len() as u32 + 1;
+                object.put(&context, ActorId(1), Hlc(0), value_payload(id), SIBLINGS);
+                causality.record(id, &seen);
+                history.extend(seen);
+                history.insert(id);
+                prop_assert_eq!(values(&object), causality.frontier(&history));
+            }
+        }
+
+        #[test]
+        fn siblings_never_outnumber_clients_that_read_before_each_write(
+            clients in 1..=5usize,
+            steps in prop::collection::vec(any::<Index>(), 1..120),
+        ) {
+            let mut object = VersionedObject::new();
+            let mut reads: Vec<Option<VersionVector>> = vec![None; clients];
+            for client in steps {
+                let client = client.index(clients);
+                match reads[client].take() {
+                    None => reads[client] = Some(object.context().clone()),
+                    Some(context) => {
+                        object.put(&context, ActorId(1), Hlc(0), value_payload(1), SIBLINGS);
+                    }
+                }
+                prop_assert!(object.siblings().len() <= clients);
+            }
+        }
+
+        #[test]
+        fn many_coordinators_with_merges_keep_exactly_the_truly_concurrent_writes(
+            replicas in 2..=4usize,
+            clients in 2..=5usize,
+            steps in prop::collection::vec((0..3u8, any::<Index>(), any::<Index>()), 1..80),
+        ) {
+            let mut world = World::new(replicas, SIBLINGS);
+            let mut histories = vec![BTreeSet::new(); replicas];
+            let mut causality = Causality::default();
+            let mut reads: Vec<ClientRead> = vec![None; clients];
+            for (kind, first, second) in steps {
+                let replica = second.index(replicas);
+                match kind {
+                    0 => {
+                        let client = first.index(clients);
+                        let read = (world.replicas[replica].context().clone(), histories[replica].clone());
+                        reads[client] = Some(read);
+                    }
+                    1 => {
+                        let (context, seen) = reads[first.index(clients)].clone().unwrap_or_default();
+                        let (_, id) = world.put(replica, &context, 0, false);
+                        causality.record(id, &seen);
+                        histories[replica].extend(seen);
+                        histories[replica].insert(id);
+                    }
+                    _ => {
+                        let from = first.index(replicas);
+                        world.apply(&Op::Merge { from: first, into: second });
+                        let source = histories[from].clone();
+                        histories[replica].extend(source);
+                    }
+                }
+                for (object, history) in world.replicas.iter().zip(&histories) {
+                    prop_assert_eq!(values(object), causality.frontier(history));
+                }
+            }
+        }
+
+        #[test]
+        fn lww_keeps_only_the_latest_of_every_version_received((replicas, ops) in history(60)) {
+            let mut world = World::new(replicas, LWW);
+            // Model: the greatest (timestamp, dot) each replica has received.
+            let mut latest: Vec<Option<(Hlc, Dot)>> = vec![None; replicas];
+            for op in &ops {
+                match op {
+                    Op::Put { replica, context, timestamp, .. } => {
+                        let at = replica.index(replicas);
+                        let context = context.map(|i| i.get(&world.snapshots).context().clone()).unwrap_or_default();
+                        // A put orders after the version it saw (see `put`).
+                        let floor = latest[at].filter(|(_, dot)| context.covers(*dot)).map(|(ts, _)| ts.next());
+                        let (dot, _) = world.put(at, &context, *timestamp, false);
+                        let stored = Hlc(*timestamp).max(floor.unwrap_or_default());
+                        latest[at] = latest[at].max(Some((stored, dot)));
+                    }
+                    Op::Merge { from, into } => {
+                        let (from_index, into_index) = (from.index(replicas), into.index(replicas));
+                        world.apply(op);
+                        latest[into_index] = latest[into_index].max(latest[from_index]);
+                    }
+                }
+                for (object, expected) in world.replicas.iter().zip(&latest) {
+                    let kept: Vec<(Hlc, Dot)> = object.siblings().iter().map(|s| (s.timestamp, s.dot)).collect();
+                    prop_assert_eq!(kept, expected.iter().copied().collect::<Vec<_>>());
+                }
+            }
+        }
+    }
 }

@@ -96,11 +96,7 @@ impl BucketProps {
 
 /// Checks `min <= value <= n` for one quorum parameter.
 fn check_quorum(name: &'static str, value: u8, min: u8, n: u8) -> Result<(), PropsError> {
-    if (min..=n).contains(&value) {
-        Ok(())
-    } else {
-        Err(PropsError::QuorumOutOfRange { name, value, min, n })
-    }
+    if (min..=n).contains(&value) { Ok(()) } else { Err(PropsError::QuorumOutOfRange { name, value, min, n }) }
 }
 
 /// Parses a per-request quorum value: a number, or `one`, `quorum`
@@ -129,4 +125,96 @@ const MAX_ECHOED_CHARS: usize = 64;
 
 fn unparsable(name: &'static str, text: &str) -> PropsError {
     PropsError::Unparsable { name, value: text.chars().take(MAX_ECHOED_CHARS).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(n: u8, r: u8, w: u8, dw: u8) -> BucketProps {
+        BucketProps { n, r, w, dw, conflict: ConflictMode::Siblings }
+    }
+
+    #[test]
+    fn default_props_are_valid_and_overlap() {
+        let default = BucketProps::default();
+        assert_eq!(default.validate(), Ok(()));
+        assert!(default.r + default.w > default.n);
+    }
+
+    #[test]
+    fn edge_quorums_are_accepted() {
+        assert_eq!(props(1, 1, 1, 1).validate(), Ok(()));
+        assert_eq!(props(3, 1, 3, 0).validate(), Ok(()));
+        assert_eq!(props(MAX_N, MAX_N, MAX_N, MAX_N).validate(), Ok(()));
+    }
+
+    #[test]
+    fn n_outside_one_to_sixteen_is_refused() {
+        assert_eq!(props(0, 1, 1, 0).validate(), Err(PropsError::BadN(0)));
+        let error = props(17, 1, 1, 0).validate().unwrap_err();
+        assert_eq!(error.to_string(), "n=17 is out of range; n must be between 1 and 16");
+    }
+
+    #[test]
+    fn zero_or_above_n_read_and_write_quorums_are_refused() {
+        assert_eq!(
+            props(3, 0, 2, 0).validate(),
+            Err(PropsError::QuorumOutOfRange { name: "r", value: 0, min: 1, n: 3 })
+        );
+        let error = props(3, 2, 4, 0).validate().unwrap_err();
+        assert_eq!(error.to_string(), "w=4 is out of range; it must be between 1 and n=3");
+    }
+
+    #[test]
+    fn dw_above_w_is_refused() {
+        let error = props(3, 2, 2, 3).validate().unwrap_err();
+        assert_eq!(error, PropsError::DwAboveW { dw: 3, w: 2 });
+        assert_eq!(error.to_string(), "dw=3 is larger than w=2; durable acknowledgements are a subset of w");
+    }
+
+    #[test]
+    fn quorum_names_resolve_against_n() {
+        assert_eq!(parse_quorum("r", "one", 5, 3), Ok(1));
+        assert_eq!(parse_quorum("r", "quorum", 5, 3), Ok(3));
+        assert_eq!(parse_quorum("r", "quorum", 4, 3), Ok(3));
+        assert_eq!(parse_quorum("r", "all", 5, 3), Ok(5));
+        assert_eq!(parse_quorum("r", "default", 5, 3), Ok(3));
+        assert_eq!(parse_quorum("w", "ALL", 5, 3), Ok(5));
+    }
+
+    #[test]
+    fn quorum_numbers_parse_and_range_is_left_to_validate() {
+        assert_eq!(parse_quorum("w", "0", 3, 2), Ok(0));
+        assert_eq!(parse_quorum("w", "255", 3, 2), Ok(255));
+        assert_eq!(
+            props(3, 2, 0, 0).validate().map_err(|e| e.to_string()).unwrap_err(),
+            "w=0 is out of range; it must be between 1 and n=3"
+        );
+    }
+
+    #[test]
+    fn garbage_quorum_is_refused_quoting_it() {
+        for bad in ["", "256", "+1", "-1", " 2", "two", "1.5"] {
+            let error = parse_quorum("r", bad, 3, 2).unwrap_err();
+            assert_eq!(error, PropsError::Unparsable { name: "r", value: bad.to_string() });
+        }
+        let error = parse_quorum("dw", "most", 3, 2).unwrap_err();
+        assert_eq!(error.to_string(), r#"dw="most" is not a number or one of one, quorum, all, default"#);
+        let long = "x".repeat(10_000);
+        let PropsError::Unparsable { value, .. } = parse_quorum("r", &long, 3, 2).unwrap_err() else {
+            panic!("expected Unparsable");
+        };
+        assert!(value.len() <= 64, "errors do not echo unbounded input");
+    }
+
+    #[test]
+    fn props_json_uses_lowercase_conflict_names_and_refuses_unknown_fields() {
+        let lww = BucketProps { conflict: ConflictMode::Lww, ..BucketProps::default() };
+        let json = serde_json::to_string(&lww).unwrap();
+        assert_eq!(json, r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww"}"#);
+        assert_eq!(serde_json::from_str::<BucketProps>(&json).unwrap(), lww);
+        let unknown = r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"siblings","x":1}"#;
+        assert!(serde_json::from_str::<BucketProps>(unknown).is_err());
+    }
 }

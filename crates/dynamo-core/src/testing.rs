@@ -100,9 +100,7 @@ impl World {
         match op {
             Op::Put { replica, context, timestamp, tombstone } => {
                 let replica = replica.index(self.replicas.len());
-                let context = context
-                    .map(|index| index.get(&self.snapshots).context().clone())
-                    .unwrap_or_default();
+                let context = context.map(|index| index.get(&self.snapshots).context().clone()).unwrap_or_default();
                 self.put(replica, &context, *timestamp, *tombstone);
             }
             Op::Merge { from, into } => {

@@ -99,3 +99,47 @@ impl FromIterator<(ActorId, u64)> for VersionVector {
         vector
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dot(actor: u64, counter: u64) -> Dot {
+        Dot { actor: ActorId(actor), counter }
+    }
+
+    #[test]
+    fn observe_only_raises_and_never_stores_zero() {
+        let mut vector = VersionVector::new();
+        vector.observe(dot(1, 0));
+        assert!(vector.is_empty());
+        vector.observe(dot(1, 3));
+        vector.observe(dot(1, 2));
+        assert_eq!(vector.get(ActorId(1)), 3);
+        assert!(vector.covers(dot(1, 3)) && !vector.covers(dot(1, 4)) && !vector.covers(dot(2, 1)));
+    }
+
+    #[test]
+    fn join_is_the_pointwise_maximum_and_descends_both() {
+        let mut a: VersionVector = [(ActorId(1), 2), (ActorId(2), 5)].into_iter().collect();
+        let b: VersionVector = [(ActorId(1), 4), (ActorId(3), 1)].into_iter().collect();
+        assert!(!a.descends(&b) && !b.descends(&a));
+        a.join(&b);
+        let expected: Vec<(ActorId, u64)> = vec![(ActorId(1), 4), (ActorId(2), 5), (ActorId(3), 1)];
+        assert_eq!(a.iter().collect::<Vec<_>>(), expected);
+        assert!(a.descends(&b) && a.descends(&VersionVector::new()));
+    }
+
+    #[test]
+    fn collecting_drops_zero_counters_and_keeps_the_highest_repeat() {
+        let vector: VersionVector = [(ActorId(1), 0), (ActorId(2), 7), (ActorId(2), 3)].into_iter().collect();
+        assert_eq!(vector.len(), 1);
+        assert_eq!(vector.get(ActorId(2)), 7);
+        assert_eq!(vector, [(ActorId(2), 7)].into_iter().collect());
+    }
+
+    #[test]
+    fn actor_displays_as_fixed_width_hex() {
+        assert_eq!(ActorId(0xab).to_string(), "00000000000000ab");
+    }
+}
