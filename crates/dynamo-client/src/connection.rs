@@ -203,7 +203,9 @@ impl Connection {
             let headers = response
                 .headers()
                 .iter()
-                .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .map(|(name, value)| {
+                    (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+                })
                 .collect();
             let body = response.into_body().collect().await.map_err(http_error)?.to_bytes();
             Ok(RawResponse { status, headers, body })
@@ -220,7 +222,12 @@ impl Connection {
     }
 
     /// Reads a key.
-    pub async fn get(&mut self, bucket: &str, key: &[u8], query: &[(String, String)]) -> Result<GetResult, ClientError> {
+    pub async fn get(
+        &mut self,
+        bucket: &str,
+        key: &[u8],
+        query: &[(String, String)],
+    ) -> Result<GetResult, ClientError> {
         let path = object_path(bucket, key, query);
         let response = self.request(Method::GET, &path, &[], Bytes::new()).await?;
         let context = response.header(CONTEXT_HEADER).map(str::to_string);
@@ -244,12 +251,23 @@ impl Connection {
     }
 
     /// Writes a value; returns the new context the server sent back.
-    pub async fn put(&mut self, bucket: &str, key: &[u8], value: Bytes, options: &WriteOptions) -> Result<Option<String>, ClientError> {
+    pub async fn put(
+        &mut self,
+        bucket: &str,
+        key: &[u8],
+        value: Bytes,
+        options: &WriteOptions,
+    ) -> Result<Option<String>, ClientError> {
         self.write(Method::PUT, bucket, key, value, options).await
     }
 
     /// Deletes a key (writes a tombstone).
-    pub async fn delete(&mut self, bucket: &str, key: &[u8], options: &WriteOptions) -> Result<Option<String>, ClientError> {
+    pub async fn delete(
+        &mut self,
+        bucket: &str,
+        key: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Option<String>, ClientError> {
         self.write(Method::DELETE, bucket, key, Bytes::new(), options).await
     }
 

@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn parts_keep_their_bytes_including_crlf_inside_values() {
-        let body = Bytes::from_static(b"--b\r\nContent-Type: text/plain\r\n\r\none\r\n\r\n--b\r\nX-A: 1\r\n\r\n\r\n--b--\r\n");
+        let body =
+            Bytes::from_static(b"--b\r\nContent-Type: text/plain\r\n\r\none\r\n\r\n--b\r\nX-A: 1\r\n\r\n\r\n--b--\r\n");
         let parts = parse(&body, "b").expect("valid");
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].body, Bytes::from_static(b"one\r\n"));

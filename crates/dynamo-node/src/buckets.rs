@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use dynamo_core::props::{BucketProps, ConflictMode};
-use dynamo_storage::{Durability, Namespace, Store, StorageError};
+use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use serde::Deserialize;
 use thiserror::Error;
 

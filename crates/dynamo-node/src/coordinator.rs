@@ -103,7 +103,12 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator for a cluster of one.
-    pub fn new(node_id: String, replica: Arc<Replica>, buckets: Arc<BucketRegistry>, default_timeout: Duration) -> Self {
+    pub fn new(
+        node_id: String,
+        replica: Arc<Replica>,
+        buckets: Arc<BucketRegistry>,
+        default_timeout: Duration,
+    ) -> Self {
         Self { node_id, replica, buckets, default_timeout }
     }
 
@@ -121,9 +126,8 @@ impl Coordinator {
     pub fn resolve(&self, bucket: &str, options: &RequestOptions) -> Result<Effective, CoordinatorError> {
         let mut props = self.buckets.get(bucket)?;
         if let Some(text) = &options.n {
-            let n: u8 = text
-                .parse()
-                .map_err(|_| CoordinatorError::BadRequest(format!("n={text:?} is not a number")))?;
+            let n: u8 =
+                text.parse().map_err(|_| CoordinatorError::BadRequest(format!("n={text:?} is not a number")))?;
             if n == 0 || n > props.n {
                 return Err(CoordinatorError::BadRequest(format!(
                     "n={n} is out of range; it must be between 1 and the bucket's n={}",

@@ -12,8 +12,8 @@ use dynamo_storage::StoreStats;
 /// Upper bounds of the latency buckets, in seconds: fine below 10 ms where a
 /// healthy store lives, coarse above.
 const LATENCY_BUCKETS_S: [f64; 20] = [
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 10.0,
 ];
 
 /// Client operations that are measured separately.
@@ -123,12 +123,42 @@ impl Metrics {
         let node = escape_label(node_id);
         self.render_requests(&mut out, &node);
         self.render_latency(&mut out, &node);
-        counter(&mut out, "dynamo_reads_with_siblings_total", "Reads that returned more than one version.", &node, self.reads_with_siblings.load(Ordering::Relaxed));
-        counter(&mut out, "dynamo_siblings_returned_total", "Versions returned by reads (one per sibling).", &node, self.siblings_returned.load(Ordering::Relaxed));
-        counter(&mut out, "dynamo_values_too_large_total", "Writes refused because the value exceeded max_value_bytes.", &node, self.values_too_large.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "dynamo_reads_with_siblings_total",
+            "Reads that returned more than one version.",
+            &node,
+            self.reads_with_siblings.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "dynamo_siblings_returned_total",
+            "Versions returned by reads (one per sibling).",
+            &node,
+            self.siblings_returned.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "dynamo_values_too_large_total",
+            "Writes refused because the value exceeded max_value_bytes.",
+            &node,
+            self.values_too_large.load(Ordering::Relaxed),
+        );
         counter(&mut out, "dynamo_storage_fsyncs_total", "Fsyncs performed by group commit.", &node, store.syncs);
-        counter(&mut out, "dynamo_storage_durable_writes_total", "Writes acknowledged after an fsync.", &node, store.durable_writes);
-        counter(&mut out, "dynamo_storage_corruptions_total", "Stored records that failed their checksum on read.", &node, store.corruptions);
+        counter(
+            &mut out,
+            "dynamo_storage_durable_writes_total",
+            "Writes acknowledged after an fsync.",
+            &node,
+            store.durable_writes,
+        );
+        counter(
+            &mut out,
+            "dynamo_storage_corruptions_total",
+            "Stored records that failed their checksum on read.",
+            &node,
+            store.corruptions,
+        );
         out
     }
 
@@ -189,9 +219,18 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_request(Operation::Get, 200, Duration::from_micros(1_200));
         let text = metrics.render("n1", StoreStats::default());
-        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.001\"} 0"), "{text}");
-        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.0015\"} 1"), "{text}");
-        assert!(text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"+Inf\"} 1"), "{text}");
+        assert!(
+            text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.001\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"0.0015\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dynamo_request_duration_seconds_bucket{node=\"n1\",op=\"get\",le=\"+Inf\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("dynamo_requests_total{node=\"n1\",op=\"get\",status=\"2xx\"} 1"), "{text}");
     }
 

@@ -14,7 +14,7 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::ConflictMode;
 use dynamo_core::version::{ActorId, VersionVector};
-use dynamo_storage::{Durability, Namespace, Store, StorageError};
+use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
 
 use crate::clock::WallClock;

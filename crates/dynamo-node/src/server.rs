@@ -84,13 +84,8 @@ impl Node {
         let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
         let coordinator = Arc::new(Coordinator::new(config.node_id.clone(), replica, buckets, config.request_timeout));
         let metrics = Arc::new(Metrics::default());
-        let api = Arc::new(Api::new(
-            coordinator,
-            metrics,
-            config.node_id.clone(),
-            config.max_value_bytes,
-            config.partitions,
-        ));
+        let api =
+            Arc::new(Api::new(coordinator, metrics, config.node_id.clone(), config.max_value_bytes, config.partitions));
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ServerError::Bind { addr: config.http_addr, source })?;
@@ -145,8 +140,11 @@ impl Node {
             });
         }
         drop(listener);
-        info!(in_flight_connections = graceful.count(), grace_ms = config.shutdown_grace.as_millis() as u64,
-              "shutting down: finishing in-flight requests");
+        info!(
+            in_flight_connections = graceful.count(),
+            grace_ms = config.shutdown_grace.as_millis() as u64,
+            "shutting down: finishing in-flight requests"
+        );
         if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
             warn!("grace period over; closing remaining connections");
         }
@@ -173,7 +171,9 @@ fn open_store(config: &NodeConfig) -> Result<Store, ServerError> {
 /// [`dynamo_core::version::ActorId`] for why it must be fresh).
 fn fresh_actor_id() -> ActorId {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+    );
     hasher.write_u32(std::process::id());
     ActorId(hasher.finish())
 }

@@ -78,13 +78,7 @@ pub trait Engine: Send + Sync + 'static {
     fn remove(&self, ns: Namespace, key: &[u8]) -> Result<(), StorageError>;
     /// Up to `limit` records with keys `>= start` and starting with `prefix`,
     /// in key order. Callers page with the last key returned.
-    fn scan(
-        &self,
-        ns: Namespace,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Records, StorageError>;
+    fn scan(&self, ns: Namespace, prefix: &[u8], start: &[u8], limit: usize) -> Result<Records, StorageError>;
     /// Makes every write that returned before this call durable (fsync).
     fn sync(&self) -> Result<(), StorageError>;
 }

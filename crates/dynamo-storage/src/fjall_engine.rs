@@ -87,30 +87,14 @@ impl FjallEngine {
             .map_err(|e| engine_error("open", format!("database in {}: {e}", dir.display())))?;
         let open_keyspace = |ns: Namespace| {
             db.keyspace(ns.name(), KeyspaceCreateOptions::default)
-                .map_err(|e| {
-                    engine_error(
-                        "open",
-                        format!("keyspace {} in {}: {e}", ns.name(), dir.display()),
-                    )
-                })
+                .map_err(|e| engine_error("open", format!("keyspace {} in {}: {e}", ns.name(), dir.display())))
         };
         // In `keyspace_index` order (checked below).
-        let keyspaces = [
-            open_keyspace(Namespace::Objects)?,
-            open_keyspace(Namespace::Meta)?,
-            open_keyspace(Namespace::Hints)?,
-        ];
-        debug_assert!(
-            Namespace::ALL
-                .iter()
-                .all(|ns| &**keyspaces[keyspace_index(*ns)].name() == ns.name())
-        );
+        let keyspaces =
+            [open_keyspace(Namespace::Objects)?, open_keyspace(Namespace::Meta)?, open_keyspace(Namespace::Hints)?];
+        debug_assert!(Namespace::ALL.iter().all(|ns| &**keyspaces[keyspace_index(*ns)].name() == ns.name()));
         tracing::debug!(dir = %dir.display(), "opened fjall storage");
-        Ok(FjallEngine {
-            keyspaces,
-            db,
-            dir: dir.to_path_buf(),
-        })
+        Ok(FjallEngine { keyspaces, db, dir: dir.to_path_buf() })
     }
 
     /// The data directory.
@@ -134,11 +118,7 @@ fn keyspace_index(ns: Namespace) -> usize {
 }
 
 fn engine_error(operation: &'static str, detail: String) -> StorageError {
-    StorageError::Engine {
-        engine: ENGINE_NAME,
-        operation,
-        detail,
-    }
+    StorageError::Engine { engine: ENGINE_NAME, operation, detail }
 }
 
 fn ns_error(operation: &'static str, ns: Namespace, e: fjall::Error) -> StorageError {
@@ -151,32 +131,19 @@ impl Engine for FjallEngine {
     }
 
     fn get(&self, ns: Namespace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let value = self
-            .keyspace(ns)
-            .get(key)
-            .map_err(|e| ns_error("get", ns, e))?;
+        let value = self.keyspace(ns).get(key).map_err(|e| ns_error("get", ns, e))?;
         Ok(value.map(|value| value.to_vec()))
     }
 
     fn put(&self, ns: Namespace, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.keyspace(ns)
-            .insert(key, value)
-            .map_err(|e| ns_error("put", ns, e))
+        self.keyspace(ns).insert(key, value).map_err(|e| ns_error("put", ns, e))
     }
 
     fn remove(&self, ns: Namespace, key: &[u8]) -> Result<(), StorageError> {
-        self.keyspace(ns)
-            .remove(key)
-            .map_err(|e| ns_error("remove", ns, e))
+        self.keyspace(ns).remove(key).map_err(|e| ns_error("remove", ns, e))
     }
 
-    fn scan(
-        &self,
-        ns: Namespace,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Records, StorageError> {
+    fn scan(&self, ns: Namespace, prefix: &[u8], start: &[u8], limit: usize) -> Result<Records, StorageError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -234,21 +201,9 @@ mod tests {
             engine.put(Namespace::Meta, b"node", b"n1").expect("put");
         }
         let engine = FjallEngine::open(dir.path()).expect("reopen");
-        assert_eq!(
-            engine
-                .get(Namespace::Objects, b"k1")
-                .expect("get")
-                .as_deref(),
-            Some(&b"v1"[..])
-        );
+        assert_eq!(engine.get(Namespace::Objects, b"k1").expect("get").as_deref(), Some(&b"v1"[..]));
         assert_eq!(engine.get(Namespace::Objects, b"k2").expect("get"), None);
-        assert_eq!(
-            engine
-                .get(Namespace::Meta, b"node")
-                .expect("get")
-                .as_deref(),
-            Some(&b"n1"[..])
-        );
+        assert_eq!(engine.get(Namespace::Meta, b"node").expect("get").as_deref(), Some(&b"n1"[..]));
     }
 
     #[test]
@@ -256,14 +211,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let _engine = FjallEngine::open(dir.path()).expect("open");
         let second = FjallEngine::open(dir.path());
-        assert!(matches!(
-            second,
-            Err(StorageError::Engine {
-                engine: "fjall",
-                operation: "open",
-                ..
-            })
-        ));
+        assert!(matches!(second, Err(StorageError::Engine { engine: "fjall", operation: "open", .. })));
     }
 
     #[test]
@@ -271,21 +219,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = FjallEngine::open(dir.path()).expect("open");
         engine.put(Namespace::Hints, b"k", b"hint").expect("put");
-        engine
-            .put(Namespace::Objects, b"k", b"object")
-            .expect("put");
+        engine.put(Namespace::Objects, b"k", b"object").expect("put");
         assert_eq!(engine.get(Namespace::Meta, b"k").expect("get"), None);
-        assert_eq!(
-            engine.get(Namespace::Hints, b"k").expect("get").as_deref(),
-            Some(&b"hint"[..])
-        );
-        assert_eq!(
-            engine
-                .get(Namespace::Objects, b"k")
-                .expect("get")
-                .as_deref(),
-            Some(&b"object"[..])
-        );
+        assert_eq!(engine.get(Namespace::Hints, b"k").expect("get").as_deref(), Some(&b"hint"[..]));
+        assert_eq!(engine.get(Namespace::Objects, b"k").expect("get").as_deref(), Some(&b"object"[..]));
         let hints = engine.scan(Namespace::Hints, b"", b"", 10).expect("scan");
         assert_eq!(hints, vec![(b"k".to_vec(), b"hint".to_vec())]);
     }
@@ -297,34 +234,16 @@ mod tests {
         for key in [&b"a/1"[..], b"b/3", b"b/1", b"b/2", b"b/4", b"c/1", b"b"] {
             engine.put(Namespace::Objects, key, key).expect("put");
         }
-        let rows = engine
-            .scan(Namespace::Objects, b"b/", b"", 100)
-            .expect("scan");
+        let rows = engine.scan(Namespace::Objects, b"b/", b"", 100).expect("scan");
         assert_eq!(keys(&rows), vec![&b"b/1"[..], b"b/2", b"b/3", b"b/4"]);
         assert_eq!(rows[0].1, b"b/1");
-        let rows = engine
-            .scan(Namespace::Objects, b"b/", b"b/2", 2)
-            .expect("scan");
+        let rows = engine.scan(Namespace::Objects, b"b/", b"b/2", 2).expect("scan");
         assert_eq!(keys(&rows), vec![&b"b/2"[..], b"b/3"]);
-        let rows = engine
-            .scan(Namespace::Objects, b"b/", b"a", 1)
-            .expect("scan");
+        let rows = engine.scan(Namespace::Objects, b"b/", b"a", 1).expect("scan");
         assert_eq!(keys(&rows), vec![&b"b/1"[..]]);
-        assert!(
-            engine
-                .scan(Namespace::Objects, b"b/", b"b/5", 10)
-                .expect("scan")
-                .is_empty()
-        );
-        assert!(
-            engine
-                .scan(Namespace::Objects, b"", b"", 0)
-                .expect("scan")
-                .is_empty()
-        );
-        let all = engine
-            .scan(Namespace::Objects, b"", b"", 100)
-            .expect("scan");
+        assert!(engine.scan(Namespace::Objects, b"b/", b"b/5", 10).expect("scan").is_empty());
+        assert!(engine.scan(Namespace::Objects, b"", b"", 0).expect("scan").is_empty());
+        let all = engine.scan(Namespace::Objects, b"", b"", 100).expect("scan");
         assert_eq!(all.len(), 7);
     }
 
@@ -337,13 +256,7 @@ mod tests {
             engine.sync().expect("sync");
         }
         let engine = FjallEngine::open(dir.path()).expect("reopen");
-        assert_eq!(
-            engine
-                .get(Namespace::Objects, b"k")
-                .expect("get")
-                .as_deref(),
-            Some(&b"v"[..])
-        );
+        assert_eq!(engine.get(Namespace::Objects, b"k").expect("get").as_deref(), Some(&b"v"[..]));
         assert_eq!(engine.dir(), dir.path());
     }
 }

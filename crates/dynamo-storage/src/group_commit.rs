@@ -89,12 +89,7 @@ impl GroupCommit {
         let closing = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let engine_name = engine.name();
-        let worker = Worker {
-            engine,
-            receiver,
-            closing: Arc::clone(&closing),
-            counters: Arc::clone(&counters),
-        };
+        let worker = Worker { engine, receiver, closing: Arc::clone(&closing), counters: Arc::clone(&counters) };
         let handle = std::thread::Builder::new()
             .name(format!("group-commit-{engine_name}"))
             .spawn(move || worker.run())
@@ -103,13 +98,7 @@ impl GroupCommit {
                 operation: "start group commit",
                 detail: format!("cannot spawn the worker thread: {e}"),
             })?;
-        Ok(GroupCommit {
-            sender,
-            closing,
-            worker: Mutex::new(Some(handle)),
-            counters,
-            engine_name,
-        })
+        Ok(GroupCommit { sender, closing, worker: Mutex::new(Some(handle)), counters, engine_name })
     }
 
     /// Waits until every write that returned before this call is durable.
@@ -147,11 +136,7 @@ impl GroupCommit {
         // busy and sees `closing` after its current batch; if it is gone,
         // there is nothing to wake.
         let _ = self.sender.try_send(Request::Stop);
-        let handle = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let handle = self.worker.lock().unwrap_or_else(PoisonError::into_inner).take();
         match handle {
             None => Ok(()),
             Some(handle) => handle.join().unwrap_or_else(|_| {
@@ -253,11 +238,7 @@ impl Worker {
             self.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(engine = self.engine.name(), waiters = count, error = %e, "group commit sync failed");
         } else {
-            tracing::trace!(
-                engine = self.engine.name(),
-                waiters = count,
-                "group commit sync done"
-            );
+            tracing::trace!(engine = self.engine.name(), waiters = count, "group commit sync done");
         }
         for waiter in batch.drain(..) {
             // A waiter that gave up (its future was dropped) is not an error.
@@ -270,24 +251,12 @@ impl Worker {
 /// every waiter gets the full message).
 pub(crate) fn copy_error(e: &StorageError) -> StorageError {
     match e {
-        StorageError::Corruption {
-            namespace,
-            key,
-            detail,
-        } => StorageError::Corruption {
-            namespace,
-            key: key.clone(),
-            detail: detail.clone(),
-        },
-        StorageError::Engine {
-            engine,
-            operation,
-            detail,
-        } => StorageError::Engine {
-            engine,
-            operation,
-            detail: detail.clone(),
-        },
+        StorageError::Corruption { namespace, key, detail } => {
+            StorageError::Corruption { namespace, key: key.clone(), detail: detail.clone() }
+        }
+        StorageError::Engine { engine, operation, detail } => {
+            StorageError::Engine { engine, operation, detail: detail.clone() }
+        }
         StorageError::Closed => StorageError::Closed,
     }
 }
@@ -328,13 +297,7 @@ mod tests {
         assert_eq!(engine.sync_count(), stats.syncs);
         engine.crash();
         for i in 0..64u32 {
-            assert!(
-                engine
-                    .get(Namespace::Objects, &i.to_be_bytes())
-                    .expect("get")
-                    .is_some(),
-                "key {i} lost"
-            );
+            assert!(engine.get(Namespace::Objects, &i.to_be_bytes()).expect("get").is_some(), "key {i} lost");
         }
     }
 
@@ -381,11 +344,7 @@ mod tests {
         let group = GroupCommit::start(Arc::clone(&shared)).expect("start");
         assert_eq!(Arc::strong_count(&shared), 2);
         drop(group);
-        assert_eq!(
-            Arc::strong_count(&shared),
-            1,
-            "worker thread joined and its handle dropped"
-        );
+        assert_eq!(Arc::strong_count(&shared), 1, "worker thread joined and its handle dropped");
         assert_eq!(engine.sync_count(), 1);
     }
 }

@@ -115,11 +115,7 @@ impl MemoryEngine {
 
     /// Number of writes (puts and removes) not yet covered by a sync.
     pub fn pending_writes(&self) -> usize {
-        self.lock()
-            .spaces
-            .iter()
-            .map(|space| space.pending.len())
-            .sum()
+        self.lock().spaces.iter().map(|space| space.pending.len()).sum()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -135,11 +131,7 @@ impl MemoryEngine {
         let space = &mut state.spaces[space_index(ns)];
         let value = value.map(<[u8]>::to_vec);
         space.overlay.insert(key.to_vec(), (seq, value.clone()));
-        space.pending.push_back(PendingWrite {
-            seq,
-            key: key.to_vec(),
-            value,
-        });
+        space.pending.push_back(PendingWrite { seq, key: key.to_vec(), value });
     }
 }
 
@@ -154,19 +146,11 @@ impl State {
 impl Space {
     /// Makes durable every pending write with `seq < seq_end`, in order.
     fn fold_pending_before(&mut self, seq_end: u64) {
-        while self
-            .pending
-            .front()
-            .is_some_and(|write| write.seq < seq_end)
-        {
+        while self.pending.front().is_some_and(|write| write.seq < seq_end) {
             let Some(write) = self.pending.pop_front() else {
                 break;
             };
-            if self
-                .overlay
-                .get(&write.key)
-                .is_some_and(|(seq, _)| *seq == write.seq)
-            {
+            if self.overlay.get(&write.key).is_some_and(|(seq, _)| *seq == write.seq) {
                 // This was the key's latest write: reads now find it in
                 // `durable`.
                 self.overlay.remove(&write.key);
@@ -256,13 +240,7 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
-    fn scan(
-        &self,
-        ns: Namespace,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Records, StorageError> {
+    fn scan(&self, ns: Namespace, prefix: &[u8], start: &[u8], limit: usize) -> Result<Records, StorageError> {
         Ok(self.lock().spaces[space_index(ns)].scan(prefix, start, limit))
     }
 
@@ -271,12 +249,7 @@ impl Engine for MemoryEngine {
         let (seq_end, crash_count, delay, fail) = {
             let mut state = self.lock();
             state.syncs_in_flight += 1;
-            (
-                state.next_seq,
-                state.crash_count,
-                state.sync_delay,
-                state.fail_syncs,
-            )
+            (state.next_seq, state.crash_count, state.sync_delay, state.fail_syncs)
         };
         if fail {
             self.lock().syncs_in_flight -= 1;
@@ -313,9 +286,7 @@ mod tests {
     }
 
     fn put(engine: &MemoryEngine, key: &[u8], value: &[u8]) {
-        engine
-            .put(Namespace::Objects, key, value)
-            .expect("memory put");
+        engine.put(Namespace::Objects, key, value).expect("memory put");
     }
 
     fn keys(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<&[u8]> {
@@ -351,11 +322,7 @@ mod tests {
         engine.remove(Namespace::Objects, b"a").expect("remove");
         assert_eq!(get(&engine, b"a"), None);
         engine.crash();
-        assert_eq!(
-            get(&engine, b"a").as_deref(),
-            Some(&b"1"[..]),
-            "unsynced remove is undone"
-        );
+        assert_eq!(get(&engine, b"a").as_deref(), Some(&b"1"[..]), "unsynced remove is undone");
 
         engine.remove(Namespace::Objects, b"b").expect("remove");
         engine.sync().expect("sync");
@@ -379,10 +346,7 @@ mod tests {
         engine.put(Namespace::Meta, b"k", b"meta").expect("put");
         assert_eq!(engine.get(Namespace::Objects, b"k").expect("get"), None);
         assert_eq!(engine.get(Namespace::Hints, b"k").expect("get"), None);
-        assert_eq!(
-            engine.scan(Namespace::Objects, b"", b"", 10).expect("scan"),
-            vec![]
-        );
+        assert_eq!(engine.scan(Namespace::Objects, b"", b"", 10).expect("scan"), vec![]);
     }
 
     #[test]
@@ -396,23 +360,14 @@ mod tests {
         put(&engine, b"p/4", b"p/4");
         put(&engine, b"p/5", b"new");
         engine.remove(Namespace::Objects, b"p/3").expect("remove");
-        engine
-            .remove(Namespace::Objects, b"p/9")
-            .expect("remove of an absent key");
+        engine.remove(Namespace::Objects, b"p/9").expect("remove of an absent key");
 
-        let rows = engine
-            .scan(Namespace::Objects, b"p/", b"", 100)
-            .expect("scan");
+        let rows = engine.scan(Namespace::Objects, b"p/", b"", 100).expect("scan");
         assert_eq!(keys(&rows), vec![&b"p/1"[..], b"p/2", b"p/4", b"p/5"]);
         assert_eq!(rows[3].1, b"new");
 
-        let all = engine
-            .scan(Namespace::Objects, b"", b"", 100)
-            .expect("scan");
-        assert_eq!(
-            keys(&all),
-            vec![&b"o/9"[..], b"p/1", b"p/2", b"p/4", b"p/5", b"q/1"]
-        );
+        let all = engine.scan(Namespace::Objects, b"", b"", 100).expect("scan");
+        assert_eq!(keys(&all), vec![&b"o/9"[..], b"p/1", b"p/2", b"p/4", b"p/5", b"q/1"]);
     }
 
     #[test]
@@ -424,34 +379,18 @@ mod tests {
                 engine.sync().expect("sync");
             }
         }
-        let page = engine
-            .scan(Namespace::Objects, b"k", b"k3", 4)
-            .expect("scan");
+        let page = engine.scan(Namespace::Objects, b"k", b"k3", 4).expect("scan");
         assert_eq!(keys(&page), vec![&b"k3"[..], b"k4", b"k5", b"k6"]);
         // Paging: restart just after the last key returned.
         let mut next_start = page[3].0.clone();
         next_start.push(0);
-        let page = engine
-            .scan(Namespace::Objects, b"k", &next_start, 4)
-            .expect("scan");
+        let page = engine.scan(Namespace::Objects, b"k", &next_start, 4).expect("scan");
         assert_eq!(keys(&page), vec![&b"k7"[..], b"k8", b"k9"]);
         // A start before the prefix is clamped to the prefix.
-        let page = engine
-            .scan(Namespace::Objects, b"k8", b"a", 10)
-            .expect("scan");
+        let page = engine.scan(Namespace::Objects, b"k8", b"a", 10).expect("scan");
         assert_eq!(keys(&page), vec![&b"k8"[..]]);
-        assert!(
-            engine
-                .scan(Namespace::Objects, b"k", b"", 0)
-                .expect("scan")
-                .is_empty()
-        );
-        assert!(
-            engine
-                .scan(Namespace::Objects, b"z", b"", 10)
-                .expect("scan")
-                .is_empty()
-        );
+        assert!(engine.scan(Namespace::Objects, b"k", b"", 0).expect("scan").is_empty());
+        assert!(engine.scan(Namespace::Objects, b"z", b"", 10).expect("scan").is_empty());
     }
 
     #[test]
@@ -481,16 +420,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         engine.crash();
         let result = sync.join().expect("sync thread");
-        assert!(
-            matches!(
-                result,
-                Err(StorageError::Engine {
-                    operation: "sync",
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(StorageError::Engine { operation: "sync", .. })), "{result:?}");
         assert_eq!(get(&engine, b"k"), None);
     }
 

@@ -27,22 +27,14 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 
 /// Checks and strips the framing. `key` is only used in the error.
 pub fn unframe(ns: Namespace, key: &[u8], record: &[u8]) -> Result<Vec<u8>, StorageError> {
-    let corruption = |detail: String| StorageError::Corruption {
-        namespace: ns.name(),
-        key: printable_key(key),
-        detail,
-    };
+    let corruption =
+        |detail: String| StorageError::Corruption { namespace: ns.name(), key: printable_key(key), detail };
     let Some((header, payload)) = record.split_first_chunk::<HEADER_LEN>() else {
-        return Err(corruption(format!(
-            "record is {} bytes, shorter than the {HEADER_LEN}-byte header",
-            record.len()
-        )));
+        return Err(corruption(format!("record is {} bytes, shorter than the {HEADER_LEN}-byte header", record.len())));
     };
     let [format, crc @ ..] = *header;
     if format != RECORD_FORMAT {
-        return Err(corruption(format!(
-            "unknown record format {format} (expected {RECORD_FORMAT})"
-        )));
+        return Err(corruption(format!("unknown record format {format} (expected {RECORD_FORMAT})")));
     }
     let crc_stored = u32::from_be_bytes(crc);
     let crc_computed = crc32fast::hash(payload);
@@ -114,17 +106,10 @@ mod tests {
     #[test]
     fn truncated_record_is_reported() {
         let record = frame(b"some payload");
-        let (_, detail) = corruption_detail(unframe(
-            Namespace::Objects,
-            b"k",
-            &record[..record.len() - 1],
-        ));
+        let (_, detail) = corruption_detail(unframe(Namespace::Objects, b"k", &record[..record.len() - 1]));
         assert!(detail.contains("checksum mismatch"), "{detail}");
         let (_, detail) = corruption_detail(unframe(Namespace::Objects, b"k", &record[..3]));
-        assert!(
-            detail.contains("shorter than the 5-byte header"),
-            "{detail}"
-        );
+        assert!(detail.contains("shorter than the 5-byte header"), "{detail}");
         let (_, detail) = corruption_detail(unframe(Namespace::Objects, b"k", &[]));
         assert!(detail.contains("0 bytes"), "{detail}");
     }

@@ -101,12 +101,7 @@ impl Store {
     /// Syncs run inline ([`SyncMode::Inline`]): no thread, deterministic.
     /// For group commit over a memory engine use [`Store::with_engine`].
     pub fn memory(engine: MemoryEngine) -> Store {
-        Store::from_parts(
-            Arc::new(engine),
-            Syncer::Inline {
-                syncs: AtomicU64::new(0),
-            },
-        )
+        Store::from_parts(Arc::new(engine), Syncer::Inline { syncs: AtomicU64::new(0) })
     }
 
     /// A store over any engine. With [`SyncMode::GroupCommit`] this starts
@@ -114,9 +109,7 @@ impl Store {
     pub fn with_engine(engine: Arc<dyn Engine>, mode: SyncMode) -> Result<Store, StorageError> {
         let syncer = match mode {
             SyncMode::GroupCommit => Syncer::Group(GroupCommit::start(Arc::clone(&engine))?),
-            SyncMode::Inline => Syncer::Inline {
-                syncs: AtomicU64::new(0),
-            },
+            SyncMode::Inline => Syncer::Inline { syncs: AtomicU64::new(0) },
         };
         Ok(Store::from_parts(engine, syncer))
     }
@@ -174,12 +167,7 @@ impl Store {
     /// Writes a record without waiting (the caller then awaits
     /// [`Store::sync`] outside any lock). Used by the replica, which writes
     /// under a per-key lock and waits for durability after releasing it.
-    pub fn put_buffered(
-        &self,
-        ns: Namespace,
-        key: &[u8],
-        payload: &[u8],
-    ) -> Result<(), StorageError> {
+    pub fn put_buffered(&self, ns: Namespace, key: &[u8], payload: &[u8]) -> Result<(), StorageError> {
         let framed = record::frame(payload);
         self.run_on_engine(|engine| engine.put(ns, key, &framed))
     }
@@ -190,13 +178,7 @@ impl Store {
     }
 
     /// Verified scan; see [`Engine::scan`]. A corrupt record is an error.
-    pub fn scan(
-        &self,
-        ns: Namespace,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Records, StorageError> {
+    pub fn scan(&self, ns: Namespace, prefix: &[u8], start: &[u8], limit: usize) -> Result<Records, StorageError> {
         let rows = self.run_on_engine(|engine| engine.scan(ns, prefix, start, limit))?;
         rows.into_iter()
             .map(|(key, raw)| {
@@ -243,12 +225,7 @@ impl Store {
     /// Returns the final sync's result; calling it again returns `Ok(())`.
     /// Blocks the calling thread for the duration of one fsync.
     pub fn close(&self) -> Result<(), StorageError> {
-        let taken = self
-            .inner
-            .engine
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let taken = self.inner.engine.write().unwrap_or_else(PoisonError::into_inner).take();
         let Some(engine) = taken else {
             return Ok(());
         };
@@ -273,11 +250,7 @@ impl Store {
         &self,
         op: impl FnOnce(&Arc<dyn Engine>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let guard = self
-            .inner
-            .engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let guard = self.inner.engine.read().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
             Some(engine) => op(engine),
             None => Err(StorageError::Closed),
@@ -312,28 +285,15 @@ mod tests {
     async fn buffered_puts_are_lost_on_crash_and_durable_puts_survive() {
         let engine = MemoryEngine::new();
         let store = Store::memory(engine.clone());
-        store
-            .put(NS, b"durable", b"1", Durability::Durable)
-            .await
-            .expect("put");
-        store
-            .put(NS, b"buffered", b"2", Durability::Buffered)
-            .await
-            .expect("put");
+        store.put(NS, b"durable", b"1", Durability::Durable).await.expect("put");
+        store.put(NS, b"buffered", b"2", Durability::Buffered).await.expect("put");
         assert_eq!(value(&store, b"buffered").as_deref(), Some(&b"2"[..]));
 
         engine.crash();
 
         assert_eq!(value(&store, b"durable").as_deref(), Some(&b"1"[..]));
         assert_eq!(value(&store, b"buffered"), None);
-        assert_eq!(
-            store.stats(),
-            StoreStats {
-                syncs: 1,
-                durable_writes: 1,
-                corruptions: 0
-            }
-        );
+        assert_eq!(store.stats(), StoreStats { syncs: 1, durable_writes: 1, corruptions: 0 });
     }
 
     #[tokio::test]
@@ -345,11 +305,7 @@ mod tests {
         store.sync().await.expect("sync");
         store.remove(NS, b"a").expect("remove");
         engine.crash();
-        assert_eq!(
-            value(&store, b"a").as_deref(),
-            Some(&b"1"[..]),
-            "unsynced remove undone"
-        );
+        assert_eq!(value(&store, b"a").as_deref(), Some(&b"1"[..]), "unsynced remove undone");
         assert_eq!(value(&store, b"b").as_deref(), Some(&b"2"[..]));
     }
 
@@ -357,19 +313,10 @@ mod tests {
     async fn scan_returns_unframed_payloads_in_key_order() {
         let store = Store::memory(MemoryEngine::new());
         for key in [&b"b/2"[..], b"a/1", b"b/1", b"b/3"] {
-            store
-                .put(NS, key, &[key, b"!"].concat(), Durability::Buffered)
-                .await
-                .expect("put");
+            store.put(NS, key, &[key, b"!"].concat(), Durability::Buffered).await.expect("put");
         }
         let rows = store.scan(NS, b"b/", b"b/2", 10).expect("scan");
-        assert_eq!(
-            rows,
-            vec![
-                (b"b/2".to_vec(), b"b/2!".to_vec()),
-                (b"b/3".to_vec(), b"b/3!".to_vec())
-            ]
-        );
+        assert_eq!(rows, vec![(b"b/2".to_vec(), b"b/2!".to_vec()), (b"b/3".to_vec(), b"b/3!".to_vec())]);
         assert_eq!(store.scan(NS, b"", b"", 1).expect("scan").len(), 1);
     }
 
@@ -377,43 +324,19 @@ mod tests {
     async fn operations_after_close_fail_with_closed() {
         let engine = MemoryEngine::new();
         let store = Store::memory(engine.clone());
-        store
-            .put(NS, b"k", b"v", Durability::Buffered)
-            .await
-            .expect("put");
+        store.put(NS, b"k", b"v", Durability::Buffered).await.expect("put");
         let other_handle = store.clone();
         store.close().expect("close");
         // The final sync made the buffered write durable.
         engine.crash();
-        assert_eq!(
-            engine.get(NS, b"k").expect("get").map(|raw| raw.len()),
-            Some(HEADER_LEN + 1)
-        );
+        assert_eq!(engine.get(NS, b"k").expect("get").map(|raw| raw.len()), Some(HEADER_LEN + 1));
 
-        assert!(matches!(
-            other_handle.get(NS, b"k"),
-            Err(StorageError::Closed)
-        ));
-        assert!(matches!(
-            other_handle.put(NS, b"k", b"v", Durability::Buffered).await,
-            Err(StorageError::Closed)
-        ));
-        assert!(matches!(
-            other_handle.put_buffered(NS, b"k", b"v"),
-            Err(StorageError::Closed)
-        ));
-        assert!(matches!(
-            other_handle.remove(NS, b"k"),
-            Err(StorageError::Closed)
-        ));
-        assert!(matches!(
-            other_handle.scan(NS, b"", b"", 10),
-            Err(StorageError::Closed)
-        ));
-        assert!(matches!(
-            other_handle.sync().await,
-            Err(StorageError::Closed)
-        ));
+        assert!(matches!(other_handle.get(NS, b"k"), Err(StorageError::Closed)));
+        assert!(matches!(other_handle.put(NS, b"k", b"v", Durability::Buffered).await, Err(StorageError::Closed)));
+        assert!(matches!(other_handle.put_buffered(NS, b"k", b"v"), Err(StorageError::Closed)));
+        assert!(matches!(other_handle.remove(NS, b"k"), Err(StorageError::Closed)));
+        assert!(matches!(other_handle.scan(NS, b"", b"", 10), Err(StorageError::Closed)));
+        assert!(matches!(other_handle.sync().await, Err(StorageError::Closed)));
         assert!(matches!(other_handle.engine(), Err(StorageError::Closed)));
         other_handle.close().expect("second close is a no-op");
         assert_eq!(other_handle.engine_name(), "memory");
@@ -422,18 +345,11 @@ mod tests {
     #[tokio::test]
     async fn group_commit_store_refuses_operations_after_close() {
         let engine = MemoryEngine::new();
-        let store =
-            Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
-        store
-            .put(NS, b"k", b"v", Durability::Durable)
-            .await
-            .expect("put");
+        let store = Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
+        store.put(NS, b"k", b"v", Durability::Durable).await.expect("put");
         store.close().expect("close");
         assert!(matches!(store.sync().await, Err(StorageError::Closed)));
-        assert!(matches!(
-            store.put(NS, b"k", b"v", Durability::Durable).await,
-            Err(StorageError::Closed)
-        ));
+        assert!(matches!(store.put(NS, b"k", b"v", Durability::Durable).await, Err(StorageError::Closed)));
         assert_eq!(engine.sync_count(), 2, "one for the put, one final");
     }
 
@@ -443,16 +359,13 @@ mod tests {
     async fn concurrent_durable_puts_share_fsyncs_and_all_survive_a_crash() {
         let engine = MemoryEngine::new();
         engine.set_sync_delay(Duration::from_millis(50));
-        let store =
-            Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
+        let store = Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
         let mut tasks = Vec::new();
         for i in 0..64u32 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let key = format!("key-{i:02}");
-                store
-                    .put(NS, key.as_bytes(), &i.to_be_bytes(), Durability::Durable)
-                    .await
+                store.put(NS, key.as_bytes(), &i.to_be_bytes(), Durability::Durable).await
             }));
         }
         for task in tasks {
@@ -467,11 +380,7 @@ mod tests {
 
         for i in 0..64u32 {
             let key = format!("key-{i:02}");
-            assert_eq!(
-                value(&store, key.as_bytes()),
-                Some(i.to_be_bytes().to_vec()),
-                "{key} lost"
-            );
+            assert_eq!(value(&store, key.as_bytes()), Some(i.to_be_bytes().to_vec()), "{key} lost");
         }
     }
 
@@ -480,8 +389,7 @@ mod tests {
         let sync_delay = Duration::from_millis(300);
         let engine = MemoryEngine::new();
         engine.set_sync_delay(sync_delay);
-        let store =
-            Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
+        let store = Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
 
         let first = {
             let store = store.clone();
@@ -493,10 +401,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let issued = Instant::now();
-        store
-            .put(NS, b"second", b"2", Durability::Durable)
-            .await
-            .expect("second put");
+        store.put(NS, b"second", b"2", Durability::Durable).await.expect("second put");
         let waited = issued.elapsed();
         first.await.expect("task").expect("first put");
 
@@ -511,20 +416,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_fsync_fails_the_durable_put() {
         let engine = MemoryEngine::new();
-        let store =
-            Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
+        let store = Store::with_engine(Arc::new(engine.clone()), SyncMode::GroupCommit).expect("store");
         engine.set_fail_syncs(true);
         let result = store.put(NS, b"k", b"v", Durability::Durable).await;
-        assert!(
-            matches!(
-                result,
-                Err(StorageError::Engine {
-                    operation: "sync",
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(StorageError::Engine { operation: "sync", .. })), "{result:?}");
         assert_eq!(store.stats().durable_writes, 0);
     }
 
@@ -536,26 +431,10 @@ mod tests {
 
     fn corruptions() -> Vec<Damage> {
         vec![
-            (
-                "flipped payload byte",
-                |raw| raw[HEADER_LEN + 2] ^= 0x10,
-                "checksum mismatch",
-            ),
-            (
-                "truncated record",
-                |raw| raw.truncate(raw.len() - 3),
-                "checksum mismatch",
-            ),
-            (
-                "truncated header",
-                |raw| raw.truncate(3),
-                "shorter than the 5-byte header",
-            ),
-            (
-                "wrong format byte",
-                |raw| raw[0] = 7,
-                "unknown record format 7",
-            ),
+            ("flipped payload byte", |raw| raw[HEADER_LEN + 2] ^= 0x10, "checksum mismatch"),
+            ("truncated record", |raw| raw.truncate(raw.len() - 3), "checksum mismatch"),
+            ("truncated header", |raw| raw.truncate(3), "shorter than the 5-byte header"),
+            ("wrong format byte", |raw| raw[0] = 7, "unknown record format 7"),
         ]
     }
 
@@ -563,28 +442,13 @@ mod tests {
         let engine = store.engine().expect("engine");
         for (i, (what, damage, expected)) in corruptions().into_iter().enumerate() {
             let key = format!("bucket/key-{i}");
-            store
-                .put(
-                    NS,
-                    key.as_bytes(),
-                    b"a healthy payload",
-                    Durability::Durable,
-                )
-                .await
-                .expect("put");
-            let mut raw = engine
-                .get(NS, key.as_bytes())
-                .expect("raw get")
-                .expect("raw record");
+            store.put(NS, key.as_bytes(), b"a healthy payload", Durability::Durable).await.expect("put");
+            let mut raw = engine.get(NS, key.as_bytes()).expect("raw get").expect("raw record");
             damage(&mut raw);
             engine.put(NS, key.as_bytes(), &raw).expect("raw put");
 
             match store.get(NS, key.as_bytes()) {
-                Err(StorageError::Corruption {
-                    namespace,
-                    key: reported,
-                    detail,
-                }) => {
+                Err(StorageError::Corruption { namespace, key: reported, detail }) => {
                     assert_eq!(namespace, "objects", "{what}");
                     assert_eq!(reported, key, "{what}");
                     assert!(detail.contains(expected), "{what}: {detail}");
@@ -594,10 +458,7 @@ mod tests {
         }
         assert_eq!(store.stats().corruptions, 4);
         let scanned = store.scan(NS, b"bucket/", b"", 10);
-        assert!(
-            matches!(scanned, Err(StorageError::Corruption { .. })),
-            "{scanned:?}"
-        );
+        assert!(matches!(scanned, Err(StorageError::Corruption { .. })), "{scanned:?}");
         assert_eq!(store.stats().corruptions, 5);
     }
 
@@ -621,10 +482,7 @@ mod tests {
         let key = &[0u8, 3, b'b', b'k', b'1'][..];
         {
             let store = Store::open_fjall(dir.path()).expect("open");
-            store
-                .put(NS, key, b"precious", Durability::Durable)
-                .await
-                .expect("put");
+            store.put(NS, key, b"precious", Durability::Durable).await.expect("put");
             store.close().expect("close");
         }
         {
@@ -651,23 +509,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open_fjall(dir.path()).expect("open");
-            store
-                .put(NS, b"k", b"durable", Durability::Durable)
-                .await
-                .expect("put");
-            store
-                .put(Namespace::Hints, b"h", b"hint", Durability::Durable)
-                .await
-                .expect("put");
+            store.put(NS, b"k", b"durable", Durability::Durable).await.expect("put");
+            store.put(Namespace::Hints, b"h", b"hint", Durability::Durable).await.expect("put");
             assert!(store.stats().syncs >= 1);
             // No close: the handle is simply dropped.
         }
         let store = Store::open_fjall(dir.path()).expect("reopen");
         assert_eq!(value(&store, b"k").as_deref(), Some(&b"durable"[..]));
-        assert_eq!(
-            store.get(Namespace::Hints, b"h").expect("get").as_deref(),
-            Some(&b"hint"[..])
-        );
+        assert_eq!(store.get(Namespace::Hints, b"h").expect("get").as_deref(), Some(&b"hint"[..]));
         assert_eq!(store.get(Namespace::Objects, b"h").expect("get"), None);
     }
 
@@ -677,24 +526,15 @@ mod tests {
         let store = Store::open_fjall(dir.path()).expect("open");
         for i in 0..100u32 {
             let key = format!("obj/{i:03}");
-            store
-                .put(NS, key.as_bytes(), &i.to_be_bytes(), Durability::Buffered)
-                .await
-                .expect("put");
+            store.put(NS, key.as_bytes(), &i.to_be_bytes(), Durability::Buffered).await.expect("put");
         }
         store.remove(NS, b"obj/050").expect("remove");
         store.close().expect("close");
         // The directory is unlocked even though `store` (a handle) is alive.
         let reopened = Store::open_fjall(dir.path()).expect("reopen");
-        assert!(matches!(
-            store.get(NS, b"obj/001"),
-            Err(StorageError::Closed)
-        ));
+        assert!(matches!(store.get(NS, b"obj/001"), Err(StorageError::Closed)));
         let rows = reopened.scan(NS, b"obj/", b"obj/048", 4).expect("scan");
-        let keys: Vec<_> = rows
-            .iter()
-            .map(|(key, _)| String::from_utf8_lossy(key).into_owned())
-            .collect();
+        let keys: Vec<_> = rows.iter().map(|(key, _)| String::from_utf8_lossy(key).into_owned()).collect();
         assert_eq!(keys, ["obj/048", "obj/049", "obj/051", "obj/052"]);
         assert_eq!(rows[0].1, 48u32.to_be_bytes());
     }
@@ -706,11 +546,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..64u32 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .put(NS, &i.to_be_bytes(), b"v", Durability::Durable)
-                    .await
-            }));
+            tasks.push(tokio::spawn(async move { store.put(NS, &i.to_be_bytes(), b"v", Durability::Durable).await }));
         }
         for task in tasks {
             task.await.expect("task").expect("durable put");

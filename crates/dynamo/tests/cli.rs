@@ -43,7 +43,8 @@ fn put_get_delete_commands_show_values_siblings_and_carry_contexts() {
     let get = dynamo(&["get", &node_flag, "b", "k"]);
     assert_eq!(stdout(&get), "merged", "a lone value is printed exactly as stored");
     let stderr = String::from_utf8_lossy(&get.stderr).into_owned();
-    let context = stderr.lines().find_map(|line| line.strip_prefix("context: ")).expect("context on stderr").to_string();
+    let context =
+        stderr.lines().find_map(|line| line.strip_prefix("context: ")).expect("context on stderr").to_string();
 
     let json = dynamo(&["get", &node_flag, "--json", "b", "k"]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json output");
@@ -99,7 +100,8 @@ fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_arg
     while std::net::TcpStream::connect(&addr).is_ok() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut restarted = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).spawn().expect("restart from argv");
+    let mut restarted =
+        Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).spawn().expect("restart from argv");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&addr).is_err() {
         assert!(Instant::now() < deadline, "restarted node did not come up");

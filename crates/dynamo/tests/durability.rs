@@ -22,7 +22,9 @@ fn a_put_acknowledged_with_dw_1_survives_kill_9_and_restart() {
         let mut http = node.connect().await;
         for index in 0..50 {
             let options = WriteOptions { query: vec![("dw".into(), "1".into())], ..WriteOptions::default() };
-            http.put("b", format!("k{index}").as_bytes(), Bytes::from(format!("v{index}")), &options).await.expect("durable put");
+            http.put("b", format!("k{index}").as_bytes(), Bytes::from(format!("v{index}")), &options)
+                .await
+                .expect("durable put");
         }
     });
     node.kill_9();
@@ -69,7 +71,10 @@ fn a_corrupted_record_on_disk_is_reported_as_corruption_not_served() {
         let raw = http.request(Method::GET, "/buckets/b/keys/bystander", &[], Bytes::new()).await.expect("get");
         assert_eq!(raw.status, 200, "other keys are unaffected");
         let metrics = http.request(Method::GET, "/metrics", &[], Bytes::new()).await.expect("metrics");
-        assert!(String::from_utf8_lossy(&metrics.body).contains("dynamo_storage_corruptions_total{node=\"node-"), "metric exported");
+        assert!(
+            String::from_utf8_lossy(&metrics.body).contains("dynamo_storage_corruptions_total{node=\"node-"),
+            "metric exported"
+        );
     });
 }
 

@@ -115,13 +115,16 @@ fn value_above_the_limit_is_413_and_nothing_is_stored() {
     });
 }
 
+/// (method, path, headers, what the error message must mention)
+type BadRequestCase = (Method, &'static str, Vec<(&'static str, &'static str)>, &'static str);
+
 #[test]
 fn bad_requests_are_400_with_a_message_saying_what_is_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(dir.path(), &[]);
     block_on(async {
         let mut http = node.connect().await;
-        let cases: [(Method, &str, Vec<(&str, &str)>, &str); 7] = [
+        let cases: [BadRequestCase; 7] = [
             (Method::PUT, "/buckets/b/keys/k", vec![("x-dynamo-context", "not-a-context!")], "X-Dynamo-Context"),
             (Method::PUT, "/buckets/b/keys/k", vec![("x-dynamo-context", "AQAB")], "X-Dynamo-Context"),
             (Method::PUT, "/buckets/b/keys/k?w=lots", vec![], "w="),
@@ -192,11 +195,15 @@ fn bucket_props_are_validated_and_persist_across_restart() {
     block_on(async {
         let mut http = node.connect().await;
         let json = [("content-type", "application/json")];
-        let raw = http.request(Method::PUT, "/buckets/b/props", &json, Bytes::from(r#"{"conflict":"lww"}"#)).await.expect("put");
+        let raw = http
+            .request(Method::PUT, "/buckets/b/props", &json, Bytes::from(r#"{"conflict":"lww"}"#))
+            .await
+            .expect("put");
         assert_eq!(raw.status, 204, "{}", String::from_utf8_lossy(&raw.body));
         let raw = http.request(Method::PUT, "/buckets/b/props", &json, Bytes::from(r#"{"w":5}"#)).await.expect("put");
         assert_eq!(raw.status, 400);
-        let raw = http.request(Method::PUT, "/buckets/b/props", &json, Bytes::from(r#"{"quorum":1}"#)).await.expect("put");
+        let raw =
+            http.request(Method::PUT, "/buckets/b/props", &json, Bytes::from(r#"{"quorum":1}"#)).await.expect("put");
         assert_eq!(raw.status, 400, "unknown fields are refused");
     });
     node.stop();

@@ -80,7 +80,7 @@ impl Api {
                     _ => return (Operation::Other, method_not_allowed("GET, PUT, DELETE")),
                 };
                 let response = match object_key(bucket, key) {
-                    Err(response) => response,
+                    Err(problem) => problem.into_response(),
                     Ok(key) => match operation {
                         Operation::Get => self.get_object(&key, request).await,
                         Operation::Put => self.put_object(&key, request).await,
@@ -99,7 +99,7 @@ impl Api {
             }
             (Method::GET, ["admin", "replicas", bucket, key]) => {
                 let response = match object_key(bucket, key) {
-                    Err(response) => response,
+                    Err(problem) => problem.into_response(),
                     Ok(key) => self.admin_replicas(&key),
                 };
                 (Operation::Other, response)
@@ -111,7 +111,7 @@ impl Api {
     async fn get_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
         let options = match request_options(&request, &["r", "n", "timeout_ms"]) {
             Ok(options) => options,
-            Err(response) => return response,
+            Err(problem) => return problem.into_response(),
         };
         match self.coordinator.get(key, &options).await {
             Ok(object) => self.object_response(&object),
@@ -154,15 +154,15 @@ impl Api {
     async fn put_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
         let (options, context) = match write_preamble(&request) {
             Ok(parts) => parts,
-            Err(response) => return response,
+            Err(problem) => return problem.into_response(),
         };
         let content_type = match request_content_type(&request) {
             Ok(content_type) => content_type,
-            Err(response) => return response,
+            Err(problem) => return problem.into_response(),
         };
         let data = match self.read_value(request).await {
             Ok(data) => data,
-            Err(response) => return response,
+            Err(problem) => return problem.into_response(),
         };
         let payload = Payload::Value { data, content_type };
         self.write(key, &context, payload, &options).await
@@ -171,11 +171,17 @@ impl Api {
     async fn delete_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
         match write_preamble(&request) {
             Ok((options, context)) => self.write(key, &context, Payload::Tombstone, &options).await,
-            Err(response) => response,
+            Err(problem) => problem.into_response(),
         }
     }
 
-    async fn write(&self, key: &ObjectKey, context: &VersionVector, payload: Payload, options: &RequestOptions) -> HttpResponse {
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> HttpResponse {
         match self.coordinator.put(key, context, payload, options).await {
             Ok(object) => {
                 let mut response = empty(StatusCode::NO_CONTENT);
@@ -189,11 +195,11 @@ impl Api {
     /// Reads a value body, refusing it (413) as soon as it is known to be
     /// larger than the limit: from Content-Length before reading, or while
     /// streaming a chunked body.
-    async fn read_value(&self, request: Request<Incoming>) -> Result<Bytes, HttpResponse> {
+    async fn read_value(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
         let limit = self.max_value_bytes;
         let too_large = |size: String| {
             self.metrics.record_value_too_large();
-            error(
+            ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("value is {size} bytes; the limit is {limit} bytes (max_value_bytes); nothing was stored"),
             )
@@ -205,8 +211,12 @@ impl Api {
         }
         match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(format!("more than {limit}"))),
-            Err(error) => Err(self::error(StatusCode::BAD_REQUEST, format!("could not read the request body: {error}"))),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(too_large(format!("more than {limit}")))
+            }
+            Err(error) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, format!("could not read the request body: {error}")))
+            }
         }
     }
 
@@ -294,17 +304,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, HttpResponse> {
-    let bucket = params::percent_decode(bucket)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("bucket {bucket:?} is not valid percent-encoded UTF-8")))?;
-    let key = params::percent_decode(key).map_err(|message| error(StatusCode::BAD_REQUEST, format!("bad key: {message}")))?;
-    ObjectKey::new(&bucket, &key).map_err(|problem| error(StatusCode::BAD_REQUEST, problem.to_string()))
+fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError> {
+    let bucket =
+        params::percent_decode(bucket).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("bucket {bucket:?} is not valid percent-encoded UTF-8"))
+        })?;
+    let key = params::percent_decode(key)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, format!("bad key: {message}")))?;
+    ObjectKey::new(&bucket, &key).map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, problem.to_string()))
 }
 
-fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<RequestOptions, HttpResponse> {
-    let pairs = params::parse_query(request.uri().query(), allowed).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<RequestOptions, ApiError> {
+    let pairs = params::parse_query(request.uri().query(), allowed)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let mut options = RequestOptions::default();
     for (name, value) in pairs {
         let slot = match name.as_str() {
@@ -319,33 +331,36 @@ fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<Requ
     Ok(options)
 }
 
-fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, VersionVector), HttpResponse> {
+fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, VersionVector), ApiError> {
     let options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
     let context = match request.headers().get(CONTEXT_HEADER) {
         None => VersionVector::new(),
         Some(value) => {
-            let text = value.to_str().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{CONTEXT_HEADER} is not ASCII")))?;
-            decode_context(text.trim())
-                .map_err(|problem| error(StatusCode::BAD_REQUEST, format!("malformed {CONTEXT_HEADER}: {problem}")))?
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{CONTEXT_HEADER} is not ASCII")))?;
+            decode_context(text.trim()).map_err(|problem| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("malformed {CONTEXT_HEADER}: {problem}"))
+            })?
         }
     };
     Ok((options, context))
 }
 
-fn request_content_type(request: &Request<Incoming>) -> Result<Option<String>, HttpResponse> {
+fn request_content_type(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(CONTENT_TYPE) else {
         return Ok(None);
     };
     match value.to_str() {
         Ok(text) if text.len() <= MAX_CONTENT_TYPE_LEN => Ok(Some(text.to_string())),
-        _ => Err(error(
+        _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("Content-Type must be ASCII and at most {MAX_CONTENT_TYPE_LEN} bytes"),
         )),
     }
 }
 
-fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, HttpResponse> {
+fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
     match request.headers().get(CONTENT_LENGTH) {
         None => Ok(None),
         Some(value) => value
@@ -353,7 +368,7 @@ fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, HttpRespo
             .ok()
             .and_then(|text| text.parse().ok())
             .map(Some)
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Content-Length is not a number".to_string())),
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Content-Length is not a number".to_string())),
     }
 }
 
@@ -376,6 +391,23 @@ fn props_error(problem: PropsStoreError) -> HttpResponse {
     match problem {
         PropsStoreError::Invalid(message) => error(StatusCode::BAD_REQUEST, message),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+/// A client-facing failure: a status and a message saying what is wrong,
+/// turned into a JSON body at the edge.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> Self {
+        Self { status, message }
+    }
+
+    fn into_response(self) -> HttpResponse {
+        error(self.status, self.message)
     }
 }
 
@@ -412,7 +444,9 @@ fn empty(status: StatusCode) -> HttpResponse {
 fn set_header(response: &mut HttpResponse, name: &str, value: &str) {
     // Every value set here is ASCII built by this module (contexts are
     // base64, content types were checked on the way in).
-    if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+    if let (Ok(name), Ok(value)) =
+        (hyper::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+    {
         response.headers_mut().insert(name, value);
     }
 }

@@ -22,7 +22,9 @@ pub fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
         let low = bytes.get(index + 2).and_then(|byte| hex_value(*byte));
         match (high, low) {
             (Some(high), Some(low)) => out.push(high << 4 | low),
-            _ => return Err(format!("invalid percent-escape at byte {index} of {text:?}; use %XX with two hex digits")),
+            _ => {
+                return Err(format!("invalid percent-escape at byte {index} of {text:?}; use %XX with two hex digits"));
+            }
         }
         index += 3;
     }

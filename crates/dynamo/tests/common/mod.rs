@@ -22,7 +22,12 @@ static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 /// A loopback port that was free a moment ago. Ports are handed out from a
 /// per-process range so parallel tests in one binary never pick the same.
 pub fn free_port() -> u16 {
-    let _ = NEXT_PORT.compare_exchange(0, 20_000 + (std::process::id() % 2_000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 2_000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
         let port = 20_000 + port % 40_000;
