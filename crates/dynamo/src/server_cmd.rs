@@ -116,7 +116,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 
 fn init_logging(level: &str) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt().with_max_level(level).with_target(false).init();
+    // Logs go to stderr; colours only when a person is watching.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
