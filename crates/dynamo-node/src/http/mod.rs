@@ -130,10 +130,9 @@ impl Api {
             set_header(&mut response, CONTEXT_HEADER, &context);
             return response;
         }
-        if let [only] = object.siblings() {
-            let Payload::Value { data, content_type } = &only.payload else {
-                unreachable!("a lone sibling of a non-deleted object is a value");
-            };
+        if let [only] = object.siblings()
+            && let Payload::Value { data, content_type } = &only.payload
+        {
             let mut response = Response::new(Full::new(data.clone()));
             let content_type = content_type.as_deref().unwrap_or(multipart::DEFAULT_CONTENT_TYPE);
             set_header(&mut response, CONTENT_TYPE.as_str(), content_type);
