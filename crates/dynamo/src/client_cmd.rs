@@ -128,7 +128,11 @@ fn print_get(result: &GetResult) -> anyhow::Result<()> {
             eprintln!("\ncontext: {context}");
         }
         GetResult::Siblings { siblings, context } => {
-            writeln!(stdout, "{} siblings (concurrent versions); write with this context to resolve them:", siblings.len())?;
+            writeln!(
+                stdout,
+                "{} siblings (concurrent versions); write with this context to resolve them:",
+                siblings.len()
+            )?;
             writeln!(stdout, "context: {context}")?;
             for (index, sibling) in siblings.iter().enumerate() {
                 let vtag = sibling.vtag.as_deref().unwrap_or("?");
@@ -137,7 +141,12 @@ fn print_get(result: &GetResult) -> anyhow::Result<()> {
                     continue;
                 }
                 let content_type = sibling.content_type.as_deref().unwrap_or("?");
-                writeln!(stdout, "--- sibling {} (vtag {vtag}, {content_type}, {} bytes)", index + 1, sibling.value.len())?;
+                writeln!(
+                    stdout,
+                    "--- sibling {} (vtag {vtag}, {content_type}, {} bytes)",
+                    index + 1,
+                    sibling.value.len()
+                )?;
                 stdout.write_all(&sibling.value)?;
                 writeln!(stdout)?;
             }
@@ -154,7 +163,9 @@ fn print_get(result: &GetResult) -> anyhow::Result<()> {
 
 fn get_json(result: &GetResult) -> serde_json::Value {
     let sibling_json = |sibling: &Sibling| match std::str::from_utf8(&sibling.value) {
-        Ok(text) => json!({"value": text, "content_type": sibling.content_type, "vtag": sibling.vtag, "deleted": sibling.deleted}),
+        Ok(text) => {
+            json!({"value": text, "content_type": sibling.content_type, "vtag": sibling.vtag, "deleted": sibling.deleted})
+        }
         Err(_) => json!({"value_base64": base64_encode(&sibling.value), "content_type": sibling.content_type,
                          "vtag": sibling.vtag, "deleted": sibling.deleted}),
     };

@@ -224,7 +224,10 @@ fn watch(records: &[NodeRecord], children: &mut [Option<Child>]) {
             if let Some(child) = slot
                 && let Ok(Some(status)) = child.try_wait()
             {
-                println!("{} (pid {}) exited: {status}; restart it with the argv in cluster.json", record.id, record.pid);
+                println!(
+                    "{} (pid {}) exited: {status}; restart it with the argv in cluster.json",
+                    record.id, record.pid
+                );
                 *slot = None;
             }
         }
