@@ -14,6 +14,7 @@
 //!   vector set (siblings plus causal context), with put, merge and LWW.
 //! - [`context`]: the opaque, checksummed client context (`X-Dynamo-Context`).
 //! - [`codec`]: the versioned binary encoding of objects for storage and wire.
+//! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
 
 pub mod codec;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod hlc;
 pub mod keys;
 pub mod object;
 pub mod props;
+pub mod ring;
 pub mod version;
 
 #[cfg(test)]
