@@ -27,28 +27,39 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 pub struct ContextCache {
     /// Most entries kept; the oldest insertion is evicted beyond it.
     capacity: usize,
-    /// Key index to context.
-    contexts: HashMap<u64, String>,
-    /// Insertion order, for eviction. Never longer than `capacity`; may hold
-    /// keys already taken out, whose eviction is then a no-op or an early
-    /// miss, never a wrong context.
-    order: VecDeque<u64>,
+    /// Key index to (context, generation of its insertion).
+    contexts: HashMap<u64, (String, u64)>,
+    /// Insertions in order, for eviction: (key, generation). Never longer
+    /// than `capacity`. An entry whose generation no longer matches the
+    /// map's is stale (the key was taken or re-inserted since), and evicting
+    /// it must leave the live context alone.
+    order: VecDeque<(u64, u64)>,
+    /// Generation of the next insertion.
+    next_generation: u64,
 }
 
 impl ContextCache {
     /// An empty cache holding at most `capacity` (at least one) contexts.
     pub fn new(capacity: usize) -> ContextCache {
         let capacity = capacity.max(1);
-        ContextCache { capacity, contexts: HashMap::with_capacity(capacity), order: VecDeque::with_capacity(capacity) }
+        ContextCache {
+            capacity,
+            contexts: HashMap::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            next_generation: 0,
+        }
     }
 
     /// Remembers `context` for `key`, replacing an older one.
     pub fn insert(&mut self, key: u64, context: String) {
-        if self.contexts.insert(key, context).is_none() {
-            self.order.push_back(key);
-        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.contexts.insert(key, (context, generation));
+        self.order.push_back((key, generation));
         while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
+            if let Some((oldest, oldest_generation)) = self.order.pop_front()
+                && self.contexts.get(&oldest).is_some_and(|(_, live)| *live == oldest_generation)
+            {
                 self.contexts.remove(&oldest);
             }
         }
@@ -56,7 +67,7 @@ impl ContextCache {
 
     /// Takes the context of `key` out: once a write used it, it is stale.
     pub fn take(&mut self, key: u64) -> Option<String> {
-        self.contexts.remove(&key)
+        self.contexts.remove(&key).map(|(context, _)| context)
     }
 
     /// Forgets `key` (a read found no context for it).
@@ -93,6 +104,16 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.take(1), None);
         assert_eq!(cache.take(3).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_stale_order_entry_never_evicts_a_fresh_context() {
+        let mut cache = ContextCache::new(2);
+        cache.insert(7, "old".into());
+        assert_eq!(cache.take(7).as_deref(), Some("old"));
+        cache.insert(8, "x".into());
+        cache.insert(7, "fresh".into());
+        assert_eq!(cache.take(7).as_deref(), Some("fresh"), "evicting the stale (7, old) entry kept the fresh one");
     }
 
     #[test]
