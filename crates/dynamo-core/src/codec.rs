@@ -29,10 +29,11 @@ pub const MAX_DATA_LEN: usize = 64 * 1024 * 1024;
 
 /// Format marker of the only layout so far.
 const FORMAT: u8 = 1;
-/// Sibling kind byte of a value.
-const KIND_VALUE: u8 = 0;
+/// Sibling kind byte of a value (also the payload kind byte of
+/// [`crate::messages`]).
+pub(crate) const KIND_VALUE: u8 = 0;
 /// Sibling kind byte of a tombstone.
-const KIND_TOMBSTONE: u8 = 1;
+pub(crate) const KIND_TOMBSTONE: u8 = 1;
 /// Smallest encoded sibling (a tombstone: dot, timestamp, kind), used to
 /// bound the allocation a sibling count may ask for.
 const MIN_SIBLING_LEN: usize = 8 + 8 + 8 + 1;
@@ -64,11 +65,7 @@ pub enum CodecError {
 pub fn encode_object(object: &VersionedObject) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len_hint(object));
     out.push(FORMAT);
-    out.extend_from_slice(&clamped_u16(object.context().len()).to_be_bytes());
-    for (actor, counter) in object.context().iter() {
-        out.extend_from_slice(&actor.0.to_be_bytes());
-        out.extend_from_slice(&counter.to_be_bytes());
-    }
+    encode_clock(object.context(), &mut out);
     out.extend_from_slice(&clamped_u16(object.siblings().len()).to_be_bytes());
     for sibling in object.siblings() {
         encode_sibling(sibling, &mut out);
@@ -98,11 +95,29 @@ pub fn check_encodable(object: &VersionedObject) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// Appends a clock: `entry count (u16 BE) | (actor u64, counter u64)*`, in
+/// actor order (the only order [`decode_clock`] accepts). Shared with
+/// [`crate::messages`], which carries clocks outside objects.
+pub(crate) fn encode_clock(clock: &VersionVector, out: &mut Vec<u8>) {
+    out.extend_from_slice(&clamped_u16(clock.len()).to_be_bytes());
+    for (actor, counter) in clock.iter() {
+        out.extend_from_slice(&actor.0.to_be_bytes());
+        out.extend_from_slice(&counter.to_be_bytes());
+    }
+}
+
 fn encode_sibling(sibling: &Sibling, out: &mut Vec<u8>) {
     out.extend_from_slice(&sibling.dot.actor.0.to_be_bytes());
     out.extend_from_slice(&sibling.dot.counter.to_be_bytes());
     out.extend_from_slice(&sibling.timestamp.0.to_be_bytes());
-    match &sibling.payload {
+    encode_payload(&sibling.payload, out);
+}
+
+/// Appends a payload: `kind u8` and, for values, `content type length u8 |
+/// content type | data length u32 BE | data`. Shared with
+/// [`crate::messages`], which carries payloads outside objects.
+pub(crate) fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
+    match payload {
         Payload::Tombstone => out.push(KIND_TOMBSTONE),
         Payload::Value { data, content_type } => {
             out.push(KIND_VALUE);
@@ -125,7 +140,7 @@ fn clamped_u16(count: usize) -> u16 {
 
 /// The longest prefix of `text` of at most `max_len` bytes that ends on a
 /// character boundary.
-fn truncate_at_char(text: &str, max_len: usize) -> &str {
+pub(crate) fn truncate_at_char(text: &str, max_len: usize) -> &str {
     let mut end = text.len().min(max_len);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -147,7 +162,7 @@ fn payload_len(payload: &Payload) -> usize {
 
 /// Decodes an object, checking every bound and the object invariants.
 pub fn decode_object(bytes: &[u8]) -> Result<VersionedObject, CodecError> {
-    let mut reader = Reader { rest: bytes };
+    let mut reader = Reader::new(bytes);
     let format = reader.u8("format version")?;
     if format != FORMAT {
         return Err(CodecError::UnknownFormat(format));
@@ -163,7 +178,7 @@ pub fn decode_object(bytes: &[u8]) -> Result<VersionedObject, CodecError> {
 /// Clock entries must be in strictly increasing actor order with non-zero
 /// counters: the only form the encoder writes, so each object has exactly
 /// one encoding.
-fn decode_clock(reader: &mut Reader<'_>) -> Result<VersionVector, CodecError> {
+pub(crate) fn decode_clock(reader: &mut Reader<'_>) -> Result<VersionVector, CodecError> {
     let count = usize::from(reader.u16("clock entry count")?);
     if count > MAX_CLOCK_ENTRIES {
         return Err(CodecError::Invalid("too many clock entries"));
@@ -210,7 +225,8 @@ fn decode_sibling(reader: &mut Reader<'_>) -> Result<Sibling, CodecError> {
     Ok(Sibling { dot: Dot { actor, counter }, timestamp, payload })
 }
 
-fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
+/// Reads the rest of a value payload, after its kind byte.
+pub(crate) fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
     // A u8 length cannot exceed MAX_CONTENT_TYPE_LEN (255).
     let content_type_len = usize::from(reader.u8("content type length")?);
     let content_type = reader.take(content_type_len, "content type")?;
@@ -226,13 +242,24 @@ fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
 }
 
 /// A cursor over untrusted bytes: every read checks the remaining length
-/// first and names the field it was reading when input runs out.
-struct Reader<'a> {
+/// first and names the field it was reading when input runs out. Shared with
+/// [`crate::messages`].
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+    /// A cursor at the start of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    pub(crate) fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
         let Some((taken, rest)) = self.rest.split_at_checked(len) else {
             return Err(CodecError::Truncated(what));
         };
@@ -245,19 +272,19 @@ impl<'a> Reader<'a> {
         bytes.try_into().map_err(|_| CodecError::Truncated(what))
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
         Ok(u8::from_be_bytes(self.array(what)?))
     }
 
-    fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 }

@@ -15,13 +15,19 @@
 //! - [`context`]: the opaque, checksummed client context (`X-Dynamo-Context`).
 //! - [`codec`]: the versioned binary encoding of objects for storage and wire.
 //! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
+//! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
+//!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
+//! - [`messages`]: node-to-node requests and responses (replica read and
+//!   write, forwarded coordination, ping) and their versioned binary encoding.
 
 pub mod codec;
 pub mod context;
 pub mod hlc;
 pub mod keys;
+pub mod messages;
 pub mod object;
 pub mod props;
+pub mod quorum;
 pub mod ring;
 pub mod version;
 

@@ -1,0 +1,767 @@
+//! What nodes say to each other: the requests a coordinator sends to replicas
+//! (and a non-replica to a coordinator), their responses, and the versioned
+//! binary encoding of both.
+//!
+//! The RPC layer moves a `method: u16` and opaque bytes between nodes; this
+//! module gives the bytes their meaning. It lives in the pure core, apart
+//! from the transport, so that the codec is fuzzable and property-tested on
+//! its own, and so that the node and the deterministic simulation speak
+//! exactly the same messages.
+//!
+//! Every encoding starts with a message format version (1), so a node can
+//! refuse (rather than misread) a message from a newer build during a rolling
+//! upgrade. Every length is bounded and checked against its bound and the
+//! bytes present before anything is allocated, trailing bytes are refused,
+//! and keys and objects are validated as they would be from a client: the
+//! bytes come from the network. Encoding is infallible; a field outside its
+//! bound produces bytes that decoding refuses, never bytes that decode to
+//! something else. The exception is a failure reason, which is advisory
+//! text and is cut at a character boundary.
+//!
+//! Format 1, all integers big-endian:
+//! - key: `bucket length u8 | bucket | key length u16 | key`, validated by
+//!   [`ObjectKey::new`];
+//! - object: `length u32 | object` in the [`crate::codec`] object format;
+//! - clock and payload: as inside a [`crate::codec`] object (clock: entry
+//!   count u16, then (actor u64, counter u64) in increasing actor order;
+//!   payload: kind u8 (0 value, 1 tombstone), and for values content type
+//!   length u8, content type, data length u32, data);
+//! - booleans and conflict modes: one byte, 0 or 1 (0 = siblings, 1 = lww);
+//! - optional text: `present u8 (0 or 1) | length u8 | UTF-8` when present.
+//!
+//! Requests (the method travels beside the bytes):
+//! - [`METHOD_READ`] (1): `version | key`
+//! - [`METHOD_WRITE`] (2): `version | key | object | mode | durable`
+//! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms`
+//!   (each option an optional text)
+//! - [`METHOD_PING`] (4): `version`
+//!
+//! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
+//! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
+//! as a clock, or 1 then `status u16 | body length u32 | body`), 3 `Pong`,
+//! 4 `Failed` (`reason length u16 | reason`).
+
+use thiserror::Error;
+
+use crate::codec::{self, CodecError, KIND_TOMBSTONE, KIND_VALUE, Reader};
+use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, ObjectKey};
+use crate::object::{Payload, VersionedObject};
+use crate::props::ConflictMode;
+use crate::quorum::MAX_REASON_LEN;
+use crate::version::VersionVector;
+
+/// Method of [`Request::Read`]. Method 0 is never used, so that a zeroed
+/// header cannot pass for a request.
+pub const METHOD_READ: u16 = 1;
+/// Method of [`Request::Write`].
+pub const METHOD_WRITE: u16 = 2;
+/// Method of [`Request::Coordinate`].
+pub const METHOD_COORDINATE: u16 = 3;
+/// Method of [`Request::Ping`].
+pub const METHOD_PING: u16 = 4;
+
+/// Longest forwarded quorum option (`w`, `dw`, `n`, `timeout_ms`), in bytes:
+/// a number or a word like `quorum`; anything longer is not worth relaying.
+pub const MAX_OPTION_LEN: usize = 64;
+/// Longest relayed HTTP error body, in bytes: a `503` names at most
+/// [`crate::props::MAX_N`] replicas, each with a reason of at most
+/// [`MAX_REASON_LEN`] bytes, which fits with room to spare.
+pub const MAX_FORWARDED_BODY_LEN: usize = 64 * 1024;
+
+/// Format marker of the only message layout so far.
+const FORMAT: u8 = 1;
+
+/// Response kind bytes.
+const RESPONSE_READ: u8 = 0;
+const RESPONSE_WRITTEN: u8 = 1;
+const RESPONSE_COORDINATED: u8 = 2;
+const RESPONSE_PONG: u8 = 3;
+const RESPONSE_FAILED: u8 = 4;
+
+/// Outcome bytes of a `Coordinated` response.
+const OUTCOME_OK: u8 = 0;
+const OUTCOME_ERROR: u8 = 1;
+
+/// A request from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Read this replica's state of a key (not reconciled).
+    Read {
+        /// The key.
+        key: ObjectKey,
+    },
+    /// Merge a version set into this replica (replication, read repair;
+    /// later hints and anti-entropy).
+    Write {
+        /// The key.
+        key: ObjectKey,
+        /// The state to merge into the replica's own.
+        object: VersionedObject,
+        /// The bucket's conflict mode, to merge with (the coordinator read
+        /// the bucket props; the replica need not).
+        mode: ConflictMode,
+        /// Whether the replica must fsync before acknowledging (the write
+        /// counts toward `dw`).
+        durable: bool,
+    },
+    /// Coordinate a client write on behalf of a node outside the key's
+    /// preference list (paper section 4.5: a non-replica forwards).
+    Coordinate {
+        /// The key.
+        key: ObjectKey,
+        /// The client's context (empty when it sent none).
+        context: VersionVector,
+        /// The value, or a tombstone for a delete.
+        payload: Payload,
+        /// The client's quorum options, as it sent them.
+        options: ForwardOptions,
+    },
+    /// Liveness probe.
+    Ping,
+}
+
+/// A client's per-request options, relayed as text so that the coordinator
+/// parses and validates them against its own view of the bucket props, and
+/// the client gets the same `400` whichever node it called. Each is at most
+/// [`MAX_OPTION_LEN`] bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// `w` query parameter.
+    pub w: Option<String>,
+    /// `dw` query parameter.
+    pub dw: Option<String>,
+    /// `n` query parameter.
+    pub n: Option<String>,
+    /// `timeout_ms` query parameter.
+    pub timeout_ms: Option<String>,
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// The replica's state of the key (empty if it has none).
+    Read {
+        /// The replica's state.
+        object: VersionedObject,
+    },
+    /// The write was merged, and fsynced if `durable`.
+    Written {
+        /// Whether it is on disk.
+        durable: bool,
+    },
+    /// The outcome of a forwarded write: the new context, or the HTTP error
+    /// the coordinator would have answered, to relay to the client.
+    Coordinated(Result<VersionVector, ForwardedError>),
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// The replica could not serve the request (storage error, corruption).
+    /// The reason is at most [`MAX_REASON_LEN`] bytes.
+    Failed {
+        /// What went wrong, for the quorum report.
+        reason: String,
+    },
+}
+
+/// An HTTP-level error of a coordinator, relayed unchanged to the client by
+/// the node that forwarded the request (for example a `503` with its JSON
+/// body, or a `400` for a bad quorum option).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardedError {
+    /// HTTP status, 100 to 599.
+    pub status: u16,
+    /// Response body, at most [`MAX_FORWARDED_BODY_LEN`] bytes.
+    pub body: String,
+}
+
+/// Why bytes could not be decoded into a message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// The method is not one this build knows.
+    #[error("unknown request method {0}")]
+    UnknownMethod(u16),
+    /// The first byte names a message format this build does not know.
+    #[error("unknown message format version {0}")]
+    UnknownFormat(u8),
+    /// The response kind byte is not one this build knows.
+    #[error("unknown response kind {0}")]
+    UnknownResponse(u8),
+    /// Input ended before a field was complete.
+    #[error("message truncated while reading {0}")]
+    Truncated(&'static str),
+    /// Bytes left after the message.
+    #[error("message has {0} trailing bytes")]
+    TrailingBytes(usize),
+    /// A length above its bound, a bad tag, or malformed text.
+    #[error("message invalid: {0}")]
+    Invalid(&'static str),
+    /// The bucket or key is not one a client could have used.
+    #[error("message carries an invalid key: {0}")]
+    Key(#[from] KeyError),
+    /// The embedded object does not decode.
+    #[error("message carries an invalid object: {0}")]
+    Object(#[source] CodecError),
+}
+
+/// Field readers shared with [`crate::codec`] report in its terms; a
+/// truncated or invalid field means the same thing in a message. (Errors of
+/// an embedded object are wrapped in [`MessageError::Object`] instead.)
+impl From<CodecError> for MessageError {
+    fn from(error: CodecError) -> Self {
+        match error {
+            CodecError::Truncated(what) => MessageError::Truncated(what),
+            CodecError::Invalid(what) => MessageError::Invalid(what),
+            CodecError::TrailingBytes(count) => MessageError::TrailingBytes(count),
+            CodecError::UnknownFormat(_) => MessageError::Object(error),
+        }
+    }
+}
+
+impl Request {
+    /// The method number the RPC layer carries beside the bytes.
+    pub fn method(&self) -> u16 {
+        match self {
+            Request::Read { .. } => METHOD_READ,
+            Request::Write { .. } => METHOD_WRITE,
+            Request::Coordinate { .. } => METHOD_COORDINATE,
+            Request::Ping => METHOD_PING,
+        }
+    }
+
+    /// Encodes the request's fields (format 1); send with [`Request::method`].
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT];
+        match self {
+            Request::Read { key } => encode_key(key, &mut out),
+            Request::Write { key, object, mode, durable } => {
+                encode_key(key, &mut out);
+                encode_object(object, &mut out);
+                out.push(mode_byte(*mode));
+                out.push(u8::from(*durable));
+            }
+            Request::Coordinate { key, context, payload, options } => {
+                encode_key(key, &mut out);
+                codec::encode_clock(context, &mut out);
+                codec::encode_payload(payload, &mut out);
+                for option in [&options.w, &options.dw, &options.n, &options.timeout_ms] {
+                    encode_option(option.as_deref(), &mut out);
+                }
+            }
+            Request::Ping => {}
+        }
+        out
+    }
+
+    /// Decodes a request of `method`, checking every bound.
+    pub fn decode(method: u16, bytes: &[u8]) -> Result<Request, MessageError> {
+        if !matches!(method, METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING) {
+            return Err(MessageError::UnknownMethod(method));
+        }
+        let mut reader = Reader::new(bytes);
+        read_format(&mut reader)?;
+        let request = match method {
+            METHOD_READ => Request::Read { key: decode_key(&mut reader)? },
+            METHOD_WRITE => Request::Write {
+                key: decode_key(&mut reader)?,
+                object: decode_object(&mut reader)?,
+                mode: decode_mode(&mut reader)?,
+                durable: decode_bool(&mut reader, "durable flag")?,
+            },
+            METHOD_COORDINATE => Request::Coordinate {
+                key: decode_key(&mut reader)?,
+                context: codec::decode_clock(&mut reader)?,
+                payload: decode_payload(&mut reader)?,
+                options: ForwardOptions {
+                    w: decode_option(&mut reader, "w option")?,
+                    dw: decode_option(&mut reader, "dw option")?,
+                    n: decode_option(&mut reader, "n option")?,
+                    timeout_ms: decode_option(&mut reader, "timeout_ms option")?,
+                },
+            },
+            _ => Request::Ping,
+        };
+        finish(&reader)?;
+        Ok(request)
+    }
+}
+
+impl Response {
+    /// Encodes the response (format 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT];
+        match self {
+            Response::Read { object } => {
+                out.push(RESPONSE_READ);
+                encode_object(object, &mut out);
+            }
+            Response::Written { durable } => out.extend_from_slice(&[RESPONSE_WRITTEN, u8::from(*durable)]),
+            Response::Coordinated(Ok(context)) => {
+                out.extend_from_slice(&[RESPONSE_COORDINATED, OUTCOME_OK]);
+                codec::encode_clock(context, &mut out);
+            }
+            Response::Coordinated(Err(ForwardedError { status, body })) => {
+                out.extend_from_slice(&[RESPONSE_COORDINATED, OUTCOME_ERROR]);
+                out.extend_from_slice(&status.to_be_bytes());
+                // Clamping makes an oversized body fail to decode instead of
+                // decoding as a different one.
+                out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+                out.extend_from_slice(body.as_bytes());
+            }
+            Response::Pong => out.push(RESPONSE_PONG),
+            Response::Failed { reason } => {
+                out.push(RESPONSE_FAILED);
+                let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
+                // MAX_REASON_LEN fits in u16.
+                out.extend_from_slice(&u16::try_from(reason.len()).unwrap_or(u16::MAX).to_be_bytes());
+                out.extend_from_slice(reason.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes a response, checking every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Response, MessageError> {
+        let mut reader = Reader::new(bytes);
+        read_format(&mut reader)?;
+        let response = match reader.u8("response kind")? {
+            RESPONSE_READ => Response::Read { object: decode_object(&mut reader)? },
+            RESPONSE_WRITTEN => Response::Written { durable: decode_bool(&mut reader, "durable flag")? },
+            RESPONSE_COORDINATED => match reader.u8("coordination outcome")? {
+                OUTCOME_OK => Response::Coordinated(Ok(codec::decode_clock(&mut reader)?)),
+                OUTCOME_ERROR => Response::Coordinated(Err(decode_forwarded_error(&mut reader)?)),
+                _ => return Err(MessageError::Invalid("unknown coordination outcome")),
+            },
+            RESPONSE_PONG => Response::Pong,
+            RESPONSE_FAILED => {
+                let len = usize::from(reader.u16("reason length")?);
+                Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
+            }
+            kind => return Err(MessageError::UnknownResponse(kind)),
+        };
+        finish(&reader)?;
+        Ok(response)
+    }
+}
+
+fn read_format(reader: &mut Reader<'_>) -> Result<(), MessageError> {
+    match reader.u8("format version")? {
+        FORMAT => Ok(()),
+        other => Err(MessageError::UnknownFormat(other)),
+    }
+}
+
+fn finish(reader: &Reader<'_>) -> Result<(), MessageError> {
+    match reader.remaining() {
+        0 => Ok(()),
+        trailing => Err(MessageError::TrailingBytes(trailing)),
+    }
+}
+
+fn encode_key(key: &ObjectKey, out: &mut Vec<u8>) {
+    // Validation keeps both lengths within their fields.
+    out.push(u8::try_from(key.bucket().len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(key.bucket().as_bytes());
+    out.extend_from_slice(&u16::try_from(key.key().len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(key.key());
+}
+
+fn decode_key(reader: &mut Reader<'_>) -> Result<ObjectKey, MessageError> {
+    // A u8 length cannot exceed MAX_BUCKET_LEN (255).
+    let bucket_len = usize::from(reader.u8("bucket length")?);
+    debug_assert!(bucket_len <= MAX_BUCKET_LEN);
+    let bucket = reader.take(bucket_len, "bucket")?;
+    let bucket = std::str::from_utf8(bucket).map_err(|_| MessageError::Invalid("bucket is not UTF-8"))?;
+    let key_len = usize::from(reader.u16("key length")?);
+    if key_len > MAX_KEY_LEN {
+        return Err(KeyError::KeyTooLong(key_len).into());
+    }
+    let key = reader.take(key_len, "key")?;
+    Ok(ObjectKey::new(bucket, key)?)
+}
+
+fn encode_object(object: &VersionedObject, out: &mut Vec<u8>) {
+    let encoded = codec::encode_object(object);
+    // Clamping makes an object beyond 4 GiB fail to decode (a strict prefix
+    // of an object encoding never decodes) instead of decoding as another.
+    out.extend_from_slice(&u32::try_from(encoded.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&encoded);
+}
+
+fn decode_object(reader: &mut Reader<'_>) -> Result<VersionedObject, MessageError> {
+    // No allocation before the object decoder, which bounds its own: the
+    // length is only checked against the bytes present.
+    let len = usize::try_from(reader.u32("object length")?).unwrap_or(usize::MAX);
+    let bytes = reader.take(len, "object")?;
+    codec::decode_object(bytes).map_err(MessageError::Object)
+}
+
+fn decode_payload(reader: &mut Reader<'_>) -> Result<Payload, MessageError> {
+    match reader.u8("payload kind")? {
+        KIND_VALUE => Ok(codec::decode_value(reader)?),
+        KIND_TOMBSTONE => Ok(Payload::Tombstone),
+        _ => Err(MessageError::Invalid("unknown payload kind")),
+    }
+}
+
+fn mode_byte(mode: ConflictMode) -> u8 {
+    match mode {
+        ConflictMode::Siblings => 0,
+        ConflictMode::Lww => 1,
+    }
+}
+
+fn decode_mode(reader: &mut Reader<'_>) -> Result<ConflictMode, MessageError> {
+    match reader.u8("conflict mode")? {
+        0 => Ok(ConflictMode::Siblings),
+        1 => Ok(ConflictMode::Lww),
+        _ => Err(MessageError::Invalid("unknown conflict mode")),
+    }
+}
+
+/// Only 0 and 1, so every message has exactly one encoding.
+fn decode_bool(reader: &mut Reader<'_>, what: &'static str) -> Result<bool, MessageError> {
+    match reader.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(MessageError::Invalid("a flag is neither 0 nor 1")),
+    }
+}
+
+fn encode_option(option: Option<&str>, out: &mut Vec<u8>) {
+    match option {
+        None => out.push(0),
+        Some(text) => {
+            // An over-long option gets a length above MAX_OPTION_LEN (or
+            // 255), which decoding refuses: a quorum value is never cut.
+            out.extend_from_slice(&[1, u8::try_from(text.len()).unwrap_or(u8::MAX)]);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+fn decode_option(reader: &mut Reader<'_>, what: &'static str) -> Result<Option<String>, MessageError> {
+    if !decode_bool(reader, what)? {
+        return Ok(None);
+    }
+    let len = usize::from(reader.u8(what)?);
+    decode_text(reader, len, MAX_OPTION_LEN, what).map(Some)
+}
+
+fn decode_forwarded_error(reader: &mut Reader<'_>) -> Result<ForwardedError, MessageError> {
+    let status = reader.u16("status")?;
+    if !(100..=599).contains(&status) {
+        return Err(MessageError::Invalid("forwarded status is not an HTTP status"));
+    }
+    let len = usize::try_from(reader.u32("body length")?).unwrap_or(usize::MAX);
+    let body = decode_text(reader, len, MAX_FORWARDED_BODY_LEN, "body")?;
+    Ok(ForwardedError { status, body })
+}
+
+/// Reads `len` bytes of UTF-8 text, refusing `len` above `max` before
+/// reading or allocating anything.
+fn decode_text(reader: &mut Reader<'_>, len: usize, max: usize, what: &'static str) -> Result<String, MessageError> {
+    if len > max {
+        return Err(MessageError::Invalid("text longer than its field allows"));
+    }
+    let bytes = reader.take(len, what)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| MessageError::Invalid("text is not UTF-8"))?;
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::testing::{World, history};
+    use crate::version::ActorId;
+
+    fn reachable_object() -> impl Strategy<Value = VersionedObject> {
+        (history(30), any::<Index>(), any::<bool>()).prop_map(|((replicas, ops), pick, lww)| {
+            let mode = if lww { ConflictMode::Lww } else { ConflictMode::Siblings };
+            pick.get(&World::run(replicas, &ops, mode).snapshots).clone()
+        })
+    }
+
+    fn object_key() -> impl Strategy<Value = ObjectKey> {
+        ("[A-Za-z0-9_.-]{1,40}", prop::collection::vec(any::<u8>(), 1..80))
+            .prop_map(|(bucket, key)| ObjectKey::new(&bucket, &key).expect("generated keys are valid"))
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        prop_oneof![
+            Just(Payload::Tombstone),
+            (prop::collection::vec(any::<u8>(), 0..64), prop::option::of("[a-z]{1,10}/[a-z0-9.+-]{1,20}"))
+                .prop_map(|(data, content_type)| Payload::Value { data: Bytes::from(data), content_type }),
+        ]
+    }
+
+    /// Up to 16 characters of up to 4 bytes: within MAX_OPTION_LEN.
+    fn option() -> impl Strategy<Value = Option<String>> {
+        prop::option::of("\\PC{0,16}")
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let mode = prop_oneof![Just(ConflictMode::Siblings), Just(ConflictMode::Lww)];
+        prop_oneof![
+            object_key().prop_map(|key| Request::Read { key }),
+            (object_key(), reachable_object(), mode, any::<bool>())
+                .prop_map(|(key, object, mode, durable)| Request::Write { key, object, mode, durable }),
+            (object_key(), reachable_object(), payload(), option(), option(), option(), option()).prop_map(
+                |(key, object, payload, w, dw, n, timeout_ms)| Request::Coordinate {
+                    key,
+                    context: object.context().clone(),
+                    payload,
+                    options: ForwardOptions { w, dw, n, timeout_ms },
+                }
+            ),
+            Just(Request::Ping),
+        ]
+    }
+
+    fn response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            reachable_object().prop_map(|object| Response::Read { object }),
+            any::<bool>().prop_map(|durable| Response::Written { durable }),
+            reachable_object().prop_map(|object| Response::Coordinated(Ok(object.context().clone()))),
+            (100..=599u16, "\\PC{0,200}")
+                .prop_map(|(status, body)| Response::Coordinated(Err(ForwardedError { status, body }))),
+            Just(Response::Pong),
+            "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
+        ]
+    }
+
+    fn key(bucket: &str, key: &[u8]) -> ObjectKey {
+        ObjectKey::new(bucket, key).unwrap()
+    }
+
+    #[test]
+    fn ping_is_one_version_byte_and_pong_adds_its_kind() {
+        assert_eq!(Request::Ping.encode(), [1]);
+        assert_eq!(Request::Ping.method(), METHOD_PING);
+        assert_eq!(Request::decode(METHOD_PING, &[1]), Ok(Request::Ping));
+        assert_eq!(Response::Pong.encode(), [1, 3]);
+        assert_eq!(Response::decode(&[1, 3]), Ok(Response::Pong));
+    }
+
+    #[test]
+    fn read_request_layout_matches_the_documented_format() {
+        let request = Request::Read { key: key("b1", b"k") };
+        assert_eq!(request.method(), METHOD_READ);
+        assert_eq!(request.encode(), [1, 2, b'b', b'1', 0, 1, b'k']);
+    }
+
+    #[test]
+    fn write_request_layout_embeds_the_object_codec_with_a_length() {
+        let request = Request::Write {
+            key: key("b", b"k"),
+            object: VersionedObject::new(),
+            mode: ConflictMode::Lww,
+            durable: true,
+        };
+        assert_eq!(request.encode(), [1, 1, b'b', 0, 1, b'k', 0, 0, 0, 5, 1, 0, 0, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn coordinate_request_layout_carries_clock_payload_and_options() {
+        let request = Request::Coordinate {
+            key: key("b", b"k"),
+            context: [(ActorId(7), 2)].into_iter().collect(),
+            payload: Payload::Tombstone,
+            options: ForwardOptions { w: Some("all".to_string()), ..ForwardOptions::default() },
+        };
+        let mut expected = vec![1, 1, b'b', 0, 1, b'k', 0, 1];
+        expected.extend_from_slice(&7u64.to_be_bytes());
+        expected.extend_from_slice(&2u64.to_be_bytes());
+        expected.extend_from_slice(&[1, 1, 3, b'a', b'l', b'l', 0, 0, 0]);
+        assert_eq!(request.encode(), expected);
+    }
+
+    #[test]
+    fn forwarded_error_layout_is_status_then_length_prefixed_body() {
+        let response = Response::Coordinated(Err(ForwardedError { status: 503, body: "{}".to_string() }));
+        assert_eq!(response.encode(), [1, 2, 1, 0x01, 0xf7, 0, 0, 0, 2, b'{', b'}']);
+    }
+
+    #[test]
+    fn unknown_method_and_format_version_are_refused() {
+        assert_eq!(Request::decode(0, &[1]), Err(MessageError::UnknownMethod(0)));
+        assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
+        assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
+        assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
+        assert_eq!(Response::decode(&[1, 9]), Err(MessageError::UnknownResponse(9)));
+        assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
+        assert_eq!(
+            Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),
+            "message truncated while reading format version"
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        assert_eq!(Request::decode(METHOD_PING, &[1, 0]), Err(MessageError::TrailingBytes(1)));
+        assert_eq!(Response::decode(&[1, 3, 0, 0]), Err(MessageError::TrailingBytes(2)));
+    }
+
+    #[test]
+    fn invalid_keys_are_refused_with_the_key_error() {
+        assert_eq!(Request::decode(METHOD_READ, &[1, 1, b'b', 0, 0]), Err(MessageError::Key(KeyError::EmptyKey)));
+        assert_eq!(
+            Request::decode(METHOD_READ, &[1, 1, b'/', 0, 1, b'k']),
+            Err(MessageError::Key(KeyError::BucketCharacter('/')))
+        );
+        let error = Request::decode(METHOD_READ, &[1, 1, b'b', 0xff, 0xff]).unwrap_err();
+        assert_eq!(error, MessageError::Key(KeyError::KeyTooLong(65535)), "refused before reading the key");
+        assert_eq!(error.to_string(), "message carries an invalid key: key is 65535 bytes; the limit is 1024");
+        assert_eq!(
+            Request::decode(METHOD_READ, &[1, 1, 0xff, 0, 1, b'k']),
+            Err(MessageError::Invalid("bucket is not UTF-8"))
+        );
+    }
+
+    #[test]
+    fn broken_embedded_objects_are_refused_as_objects() {
+        let mut bytes = Response::Read { object: VersionedObject::new() }.encode();
+        bytes[6] = 7; // the object's own format byte
+        let error = Response::decode(&bytes).unwrap_err();
+        assert_eq!(error, MessageError::Object(CodecError::UnknownFormat(7)));
+        assert_eq!(error.to_string(), "message carries an invalid object: unknown object format version 7");
+    }
+
+    #[test]
+    fn flags_modes_and_outcomes_other_than_the_defined_bytes_are_refused() {
+        assert_eq!(Response::decode(&[1, 1, 2]), Err(MessageError::Invalid("a flag is neither 0 nor 1")));
+        assert_eq!(Response::decode(&[1, 2, 5]), Err(MessageError::Invalid("unknown coordination outcome")));
+        let mut write = Request::Write {
+            key: key("b", b"k"),
+            object: VersionedObject::new(),
+            mode: ConflictMode::Siblings,
+            durable: false,
+        }
+        .encode();
+        let mode_at = write.len() - 2;
+        write[mode_at] = 2;
+        assert_eq!(Request::decode(METHOD_WRITE, &write), Err(MessageError::Invalid("unknown conflict mode")));
+    }
+
+    #[test]
+    fn statuses_outside_http_range_are_refused() {
+        for status in [0, 99, 600, u16::MAX] {
+            let bytes = Response::Coordinated(Err(ForwardedError { status, body: String::new() })).encode();
+            assert_eq!(Response::decode(&bytes), Err(MessageError::Invalid("forwarded status is not an HTTP status")));
+        }
+    }
+
+    #[test]
+    fn overlong_options_and_bodies_encode_to_bytes_that_are_refused() {
+        for long in ["1".repeat(MAX_OPTION_LEN + 1), "1".repeat(300)] {
+            let options = ForwardOptions { timeout_ms: Some(long), ..ForwardOptions::default() };
+            let request = Request::Coordinate {
+                key: key("b", b"k"),
+                context: VersionVector::new(),
+                payload: Payload::Tombstone,
+                options,
+            };
+            let refused = Request::decode(METHOD_COORDINATE, &request.encode());
+            assert_eq!(refused, Err(MessageError::Invalid("text longer than its field allows")));
+        }
+        let options = ForwardOptions { n: Some("1".repeat(MAX_OPTION_LEN)), ..ForwardOptions::default() };
+        let request = Request::Coordinate {
+            key: key("b", b"k"),
+            context: VersionVector::new(),
+            payload: Payload::Tombstone,
+            options,
+        };
+        assert_eq!(Request::decode(METHOD_COORDINATE, &request.encode()), Ok(request), "the limit itself is fine");
+        let body = "x".repeat(MAX_FORWARDED_BODY_LEN + 1);
+        let bytes = Response::Coordinated(Err(ForwardedError { status: 503, body })).encode();
+        assert_eq!(Response::decode(&bytes), Err(MessageError::Invalid("text longer than its field allows")));
+    }
+
+    #[test]
+    fn overlong_failure_reasons_are_cut_at_a_character_boundary() {
+        let reason = "é".repeat(MAX_REASON_LEN);
+        let Ok(Response::Failed { reason: kept }) = Response::decode(&Response::Failed { reason }.encode()) else {
+            panic!("expected a failure response");
+        };
+        assert_eq!(kept.len(), MAX_REASON_LEN);
+        assert!(kept.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn non_utf8_text_is_refused() {
+        assert_eq!(Response::decode(&[1, 4, 0, 1, 0xff]), Err(MessageError::Invalid("text is not UTF-8")));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn every_request_roundtrips(request in request()) {
+            let decoded = Request::decode(request.method(), &request.encode());
+            prop_assert_eq!(decoded, Ok(request));
+        }
+
+        #[test]
+        fn every_response_roundtrips(response in response()) {
+            prop_assert_eq!(Response::decode(&response.encode()), Ok(response));
+        }
+
+        #[test]
+        fn every_strict_prefix_of_a_request_is_refused(request in request(), cut in any::<Index>()) {
+            let bytes = request.encode();
+            let cut = cut.index(bytes.len());
+            prop_assert!(Request::decode(request.method(), &bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn every_strict_prefix_of_a_response_is_refused(response in response(), cut in any::<Index>()) {
+            let bytes = response.encode();
+            let cut = cut.index(bytes.len());
+            prop_assert!(Response::decode(&bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn corrupted_messages_never_panic_and_decode_only_to_valid_messages(
+            request in request(),
+            response in response(),
+            at in any::<Index>(),
+            mask in 1..=255u8,
+        ) {
+            let mut bytes = request.encode();
+            let index = at.index(bytes.len());
+            bytes[index] ^= mask;
+            if let Ok(decoded) = Request::decode(request.method(), &bytes) {
+                prop_assert_eq!(Request::decode(decoded.method(), &decoded.encode()), Ok(decoded));
+            }
+            let mut bytes = response.encode();
+            let index = at.index(bytes.len());
+            bytes[index] ^= mask;
+            if let Ok(decoded) = Response::decode(&bytes) {
+                prop_assert_eq!(Response::decode(&decoded.encode()), Ok(decoded));
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(method in 0..=5u16, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(method, &bytes);
+            let _ = Response::decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_after_a_valid_header_never_panics(
+            method in METHOD_READ..=METHOD_PING,
+            kind in 0..=5u8,
+            tail in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            // Random bytes rarely get past the version byte; these do.
+            let mut request = vec![FORMAT];
+            request.extend_from_slice(&tail);
+            let _ = Request::decode(method, &request);
+            let mut response = vec![FORMAT, kind];
+            response.extend_from_slice(&tail);
+            let _ = Response::decode(&response);
+        }
+    }
+}
