@@ -90,6 +90,60 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// Log level: error, warn, info, debug, trace.
     pub log_level: Option<String>,
+    /// This node's weight in the ring: its share of partitions follows it.
+    pub capacity: Option<u32>,
+    /// This node's zone (rack, data centre); replicas spread across zones.
+    pub zone: Option<String>,
+    /// Every node of the cluster, this one included, identical on every
+    /// node (the ring is computed from it). Empty: a cluster of one.
+    pub members: Option<Vec<MemberSpec>>,
+    /// File holding the shared cluster secret (at least 16 bytes; trailing
+    /// newline ignored). Required for clusters of more than one node.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret itself (prefer the file or the
+    /// `DYNAMO_CLUSTER_SECRET` environment variable: flags show up in `ps`).
+    pub cluster_secret: Option<String>,
+}
+
+/// One member of the cluster as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    /// The member's node id.
+    pub id: String,
+    /// Where its RPC listener is reached.
+    pub rpc_addr: String,
+    /// Its ring weight (default 1).
+    pub capacity: Option<u32>,
+    /// Its zone.
+    pub zone: Option<String>,
+}
+
+impl std::str::FromStr for MemberSpec {
+    type Err = String;
+
+    /// Parses `ID=RPC_ADDR[,capacity=C][,zone=Z]`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut parts = text.split(',');
+        let head = parts.next().unwrap_or_default();
+        let (id, rpc_addr) = head
+            .split_once('=')
+            .filter(|(id, addr)| !id.is_empty() && !addr.is_empty())
+            .ok_or_else(|| format!("member {text:?} must look like ID=HOST:PORT[,capacity=C][,zone=Z]"))?;
+        let mut member = MemberSpec { id: id.to_string(), rpc_addr: rpc_addr.to_string(), capacity: None, zone: None };
+        for option in parts {
+            match option.split_once('=') {
+                Some(("capacity", value)) => {
+                    member.capacity = Some(
+                        value.parse().map_err(|_| format!("member {text:?}: capacity {value:?} is not a number"))?,
+                    )
+                }
+                Some(("zone", value)) if !value.is_empty() => member.zone = Some(value.to_string()),
+                _ => return Err(format!("member {text:?}: unknown option {option:?}; use capacity=C or zone=Z")),
+            }
+        }
+        Ok(member)
+    }
 }
 
 /// Why a configuration was refused.
@@ -149,6 +203,11 @@ impl Settings {
             shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
             max_connections: over.max_connections.or(self.max_connections),
             log_level: over.log_level.or(self.log_level),
+            capacity: over.capacity.or(self.capacity),
+            zone: over.zone.or(self.zone),
+            members: over.members.or(self.members),
+            cluster_secret_file: over.cluster_secret_file.or(self.cluster_secret_file),
+            cluster_secret: over.cluster_secret.or(self.cluster_secret),
         }
     }
 
@@ -189,8 +248,27 @@ impl Settings {
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             return Err(invalid("log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
         }
+        let node_id = self.node_id.unwrap_or_else(|| format!("node-{}", http_addr.port()));
+        let capacity = self.capacity.unwrap_or(1);
+        if capacity == 0 {
+            return Err(invalid("capacity", "must be at least 1".to_string()));
+        }
+        let members =
+            resolve_members(&node_id, rpc_addr, capacity, self.zone.clone(), self.members.unwrap_or_default())?;
+        let cluster_secret = resolve_secret(self.cluster_secret, self.cluster_secret_file.as_deref())?;
+        if members.len() > 1 && cluster_secret.is_none() {
+            return Err(invalid(
+                "cluster_secret_file",
+                format!(
+                    "a cluster of {} members needs a shared secret: set cluster_secret_file or DYNAMO_CLUSTER_SECRET",
+                    members.len()
+                ),
+            ));
+        }
         Ok(NodeConfig {
-            node_id: self.node_id.unwrap_or_else(|| format!("node-{}", http_addr.port())),
+            members,
+            cluster_secret,
+            node_id,
             http_addr,
             rpc_addr,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("dynamo-data")),
@@ -206,6 +284,63 @@ impl Settings {
     }
 }
 
+/// Shortest accepted cluster secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+fn resolve_members(
+    node_id: &str,
+    rpc_addr: SocketAddr,
+    capacity: u32,
+    zone: Option<String>,
+    mut members: Vec<MemberSpec>,
+) -> Result<Vec<MemberSpec>, ConfigError> {
+    if members.is_empty() {
+        members.push(MemberSpec {
+            id: node_id.to_string(),
+            rpc_addr: rpc_addr.to_string(),
+            capacity: None,
+            zone: None,
+        });
+    }
+    let Some(me) = members.iter_mut().find(|member| member.id == node_id) else {
+        let ids: Vec<&str> = members.iter().map(|member| member.id.as_str()).collect();
+        return Err(invalid("members", format!("node_id {node_id:?} is not among the members {ids:?}")));
+    };
+    me.capacity = me.capacity.or(Some(capacity));
+    me.zone = me.zone.clone().or(zone);
+    for (index, member) in members.iter().enumerate() {
+        if members[..index].iter().any(|earlier| earlier.id == member.id) {
+            return Err(invalid("members", format!("member {:?} is listed twice", member.id)));
+        }
+        if member.capacity == Some(0) {
+            return Err(invalid("members", format!("member {:?} has capacity 0", member.id)));
+        }
+    }
+    Ok(members)
+}
+
+fn resolve_secret(inline: Option<String>, file: Option<&Path>) -> Result<Option<Vec<u8>>, ConfigError> {
+    let secret = match (inline, file) {
+        (Some(text), _) => text.into_bytes(),
+        (None, Some(path)) => {
+            let mut bytes =
+                std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            while bytes.last().is_some_and(|byte| *byte == b'\n' || *byte == b'\r') {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => return Ok(None),
+    };
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(invalid(
+            "cluster_secret",
+            format!("the cluster secret is {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
+        ));
+    }
+    Ok(Some(secret))
+}
+
 fn parse_default(text: &str) -> SocketAddr {
     // The defaults are constants written above; a parse failure is a bug
     // caught by the `defaults_resolve` test.
@@ -217,7 +352,7 @@ fn invalid(key: &'static str, message: String) -> ConfigError {
 }
 
 /// The resolved configuration a node runs with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     /// Stable node name.
     pub node_id: String,
@@ -243,6 +378,28 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Log level.
     pub log_level: String,
+    /// Every member of the cluster, this node included (with its capacity
+    /// and zone filled in).
+    pub members: Vec<MemberSpec>,
+    /// The shared cluster secret (None only for a cluster of one).
+    pub cluster_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Everything but the secret.
+        f.debug_struct("NodeConfig")
+            .field("node_id", &self.node_id)
+            .field("http_addr", &self.http_addr)
+            .field("rpc_addr", &self.rpc_addr)
+            .field("data_dir", &self.data_dir)
+            .field("engine", &self.engine)
+            .field("partitions", &self.partitions)
+            .field("default_props", &self.default_props)
+            .field("members", &self.members)
+            .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +428,34 @@ mod tests {
     fn unknown_config_key_is_rejected_by_name() {
         let error = toml::from_str::<Settings>("max_valu_bytes = 10").expect_err("typo must fail");
         assert!(error.to_string().contains("max_valu_bytes"), "{error}");
+    }
+
+    #[test]
+    fn members_parse_from_flags_and_must_include_this_node() {
+        let member: MemberSpec = "node1=127.0.0.1:9081,capacity=2,zone=a".parse().expect("valid");
+        assert_eq!((member.capacity, member.zone.as_deref()), (Some(2), Some("a")));
+        assert!("node1".parse::<MemberSpec>().is_err());
+        assert!("node1=x,weight=2".parse::<MemberSpec>().expect_err("unknown option").contains("weight"));
+        let settings = Settings {
+            node_id: Some("node9".into()),
+            members: Some(vec!["node1=127.0.0.1:9081".parse().expect("valid")]),
+            ..Settings::default()
+        };
+        assert!(settings.resolve().expect_err("not a member").to_string().contains("node9"));
+    }
+
+    #[test]
+    fn a_multi_node_cluster_needs_a_long_enough_secret() {
+        let members: Vec<MemberSpec> =
+            vec!["a=127.0.0.1:1".parse().expect("valid"), "b=127.0.0.1:2".parse().expect("valid")];
+        let base = Settings { node_id: Some("a".into()), members: Some(members), ..Settings::default() };
+        assert!(base.clone().resolve().expect_err("no secret").to_string().contains("secret"));
+        let short = Settings { cluster_secret: Some("short".into()), ..base.clone() };
+        assert!(short.resolve().expect_err("too short").to_string().contains("at least 16"));
+        let good = Settings { cluster_secret: Some("0123456789abcdef".into()), ..base };
+        let config = good.resolve().expect("valid");
+        assert_eq!(config.members[0].capacity, Some(1));
+        assert!(!format!("{config:?}").contains("0123456789abcdef"), "Debug never prints the secret");
     }
 
     #[test]

@@ -1,28 +1,58 @@
 //! The coordinator: turns a client request into replica operations and
-//! decides, by counting answers, whether the request succeeded (paper
-//! section 4.5). It resolves the per-request N/R/W/DW against the bucket's
-//! props, builds the preference list of replicas, sends the operation to
-//! them, and answers after R replies (reads) or W acknowledgements of which
-//! DW are durable (writes). A quorum that cannot be met is an error that
-//! says how many replicas answered and why the others did not.
+//! decides, by counting answers, whether it succeeded (paper section 4.5).
 //!
-//! A single node is a cluster of one: its preference list holds only itself,
-//! so a bucket with `n = 3, w = 2` is unavailable on it, and says so.
+//! - It resolves the per-request N/R/W/DW against the bucket's props.
+//! - It takes the key's preference list from the ring: the first N
+//!   distinct nodes clockwise from the key's partition.
+//! - **Reads** go to all N replicas at once; the client is answered once R
+//!   have replied, with the merge of their versions. The coordinator then
+//!   keeps listening (bounded) for the others and sends the merged version
+//!   to every replica that was stale or missing it: *read repair* (paper
+//!   section 5).
+//! - **Writes** are coordinated by a replica: it applies the write to its own
+//!   copy first (issuing the new version's dot with its own actor id, which
+//!   only a replica may do, so dots stay unique), then sends the resulting
+//!   version set to the other N-1 replicas and answers after W
+//!   acknowledgements of which DW are durable. A node outside the key's
+//!   preference list forwards the write to a replica, preferring the one
+//!   that answered the last read of the key fastest (paper section 5,
+//!   read-your-writes).
+//! - A quorum that cannot be met is an error saying how many replicas
+//!   answered and why the others did not.
+//!
+//! The counting itself is pure ([`dynamo_core::quorum`]); this module only
+//! sends, waits and times out.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamo_core::keys::ObjectKey;
+use dynamo_core::messages::{ForwardOptions, Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::{BucketProps, parse_quorum};
+use dynamo_core::quorum::{Progress, QuorumReport, ReadQuorum, WriteQuorum};
+use dynamo_core::ring::NodeId;
 use dynamo_core::version::VersionVector;
 use dynamo_storage::Durability;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
 
 use crate::buckets::{BucketRegistry, PropsStoreError};
+use crate::cluster::Cluster;
 use crate::config::MAX_REQUEST_TIMEOUT_MS;
-use crate::replica::{Replica, ReplicaError};
+use crate::peers::Peers;
+use crate::replica::Replica;
+
+/// How long after answering a read the coordinator keeps waiting for the
+/// remaining replicas, to repair them.
+const READ_REPAIR_WAIT: Duration = Duration::from_secs(2);
+/// Keys whose fastest reader is remembered (for choosing write
+/// coordinators). Bounded: the map is cleared when full.
+const FASTEST_READER_MEMORY: usize = 16 * 1024;
 
 /// Per-request overrides, as the client sent them (unparsed text).
 #[derive(Clone, Debug, Default)]
@@ -44,7 +74,7 @@ pub struct RequestOptions {
 pub struct ReplicaOutcome {
     /// The replica's node id.
     pub node: String,
-    /// `ok`, `failed`, `unreachable` or `timeout`.
+    /// `ok`, `failed`, `missing` or `pending`.
     pub status: &'static str,
     /// Why, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,7 +94,7 @@ pub struct QuorumFailure {
     pub needed_durable: u8,
     /// Replicas that answered successfully.
     pub answered: u8,
-    /// Every replica asked or skipped, and what became of it.
+    /// Every replica asked or missing, and what became of it.
     pub replicas: Vec<ReplicaOutcome>,
     /// What an operator or client can do about it.
     pub hint: String,
@@ -79,6 +109,15 @@ pub enum CoordinatorError {
     /// Not enough replicas answered.
     #[error("quorum not reached for {}: {} of {} needed replicas answered", .0.operation, .0.answered, .0.needed)]
     Unavailable(Box<QuorumFailure>),
+    /// A forwarded request failed at the coordinating replica; its HTTP
+    /// status and body are relayed as they are.
+    #[error("forwarded request failed with status {status}: {body}")]
+    Forwarded {
+        /// HTTP status from the coordinating replica.
+        status: u16,
+        /// Its body.
+        body: String,
+    },
     /// The bucket's props could not be read.
     #[error("bucket props unavailable: {0}")]
     Props(#[from] PropsStoreError),
@@ -95,21 +134,24 @@ pub struct Effective {
 
 /// Coordinates client requests on this node.
 pub struct Coordinator {
-    node_id: String,
+    cluster: Cluster,
     replica: Arc<Replica>,
     buckets: Arc<BucketRegistry>,
+    peers: Arc<dyn Peers>,
     default_timeout: Duration,
+    fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
 }
 
 impl Coordinator {
-    /// A coordinator for a cluster of one.
+    /// A coordinator for `cluster`, whose local replica is `replica`.
     pub fn new(
-        node_id: String,
+        cluster: Cluster,
         replica: Arc<Replica>,
         buckets: Arc<BucketRegistry>,
+        peers: Arc<dyn Peers>,
         default_timeout: Duration,
     ) -> Self {
-        Self { node_id, replica, buckets, default_timeout }
+        Self { cluster, replica, buckets, peers, default_timeout, fastest_reader: Mutex::new(HashMap::new()) }
     }
 
     /// The bucket registry.
@@ -120,6 +162,16 @@ impl Coordinator {
     /// The local replica.
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// The cluster view.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The peers (for admin reads of single replicas).
+    pub fn peers(&self) -> &dyn Peers {
+        self.peers.as_ref()
     }
 
     /// Resolves the request's options against the bucket's props.
@@ -157,125 +209,358 @@ impl Coordinator {
         Ok(Effective { props, timeout })
     }
 
-    /// Reads `key`: waits for R replies and returns their reconciled state.
+    /// Reads `key`: waits for R replies and returns their merge; repairs
+    /// stale replicas in the background.
     pub async fn get(&self, key: &ObjectKey, options: &RequestOptions) -> Result<VersionedObject, CoordinatorError> {
-        let effective = self.resolve(key.bucket(), options)?;
-        let props = effective.props;
-        let replicas = self.preference_list(props.n);
-        self.check_reachable("get", props, props.r, 0, replicas.len())?;
-        match self.replica.read(key) {
-            Ok(object) => Ok(object),
-            Err(error) => Err(self.replica_failed("get", props, props.r, 0, &error)),
+        let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
+        let replicas = self.cluster.preference_list(key, props.n);
+        let deadline = Instant::now() + timeout;
+        let mut quorum = ReadQuorum::new(replicas.clone(), props.r, props.conflict);
+        let mut replies = self.send_to_all(&replicas, &Request::Read { key: key.clone() }, deadline);
+        let mut first_reader: Option<NodeId> = None;
+        let mut progress = quorum.progress();
+        while progress == Progress::Pending {
+            let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await else {
+                quorum.timed_out();
+                return Err(self.unavailable("get", props, props.r, 0, quorum.report()));
+            };
+            progress = match outcome {
+                Ok(Response::Read { object }) => {
+                    first_reader.get_or_insert_with(|| node.clone());
+                    quorum.reply(node, object)
+                }
+                Ok(other) => quorum.fail(node, unexpected(&other)),
+                Err(reason) => quorum.fail(node, reason),
+            };
         }
+        if progress == Progress::Failed {
+            return Err(self.unavailable("get", props, props.r, 0, quorum.report()));
+        }
+        if let Some(fastest) = first_reader {
+            self.remember_fastest_reader(key, fastest);
+        }
+        let merged = quorum.merged();
+        self.spawn_read_repair(key.clone(), quorum, replies, props);
+        Ok(merged)
     }
 
-    /// Writes `payload` over what `context` has seen.
+    /// Writes `payload` over what `context` has seen; returns the new
+    /// context.
     pub async fn put(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
         payload: Payload,
         options: &RequestOptions,
-    ) -> Result<VersionedObject, CoordinatorError> {
-        let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
-        let effective = self.resolve(key.bucket(), options)?;
-        let props = effective.props;
-        let replicas = self.preference_list(props.n);
-        self.check_reachable(operation, props, props.w, props.dw, replicas.len())?;
-        let durability = if props.dw > 0 { Durability::Durable } else { Durability::Buffered };
-        let write = self.replica.coordinate_write(key, context, payload, props.conflict, durability);
-        match tokio::time::timeout(effective.timeout, write).await {
-            Ok(Ok(object)) => Ok(object),
-            Ok(Err(error)) => Err(self.replica_failed(operation, props, props.w, props.dw, &error)),
-            Err(_elapsed) => Err(self.timed_out(operation, props, props.w, props.dw, effective.timeout)),
+    ) -> Result<VersionVector, CoordinatorError> {
+        let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
+        let replicas = self.cluster.preference_list(key, props.n);
+        let deadline = Instant::now() + timeout;
+        if !replicas.contains(self.cluster.local()) {
+            return self.forward(key, context, payload, options, &replicas, deadline).await;
         }
+        self.coordinate_write(key, context, payload, props, replicas, deadline).await
     }
 
-    /// The replicas of a key, in preference order. A cluster of one has
-    /// only this node.
-    fn preference_list(&self, n: u8) -> Vec<String> {
-        let _ = n;
-        vec![self.node_id.clone()]
-    }
-
-    fn check_reachable(
+    /// Coordinates a write forwarded by a node outside the key's preference
+    /// list. Never forwards again: if this node is not a replica either
+    /// (the two nodes disagree about the ring), the write is refused rather
+    /// than bounced around.
+    pub async fn put_forwarded(
         &self,
-        operation: &'static str,
-        props: BucketProps,
-        needed: u8,
-        needed_durable: u8,
-        available: usize,
-    ) -> Result<(), CoordinatorError> {
-        if usize::from(needed) <= available && usize::from(needed_durable) <= available {
-            return Ok(());
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> Result<VersionVector, CoordinatorError> {
+        let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
+        let replicas = self.cluster.preference_list(key, props.n);
+        if !replicas.contains(self.cluster.local()) {
+            return Err(CoordinatorError::BadRequest(format!(
+                "{} received a forwarded write for a key it does not replicate; the nodes disagree about the ring",
+                self.cluster.local()
+            )));
         }
-        let mut replicas = vec![ReplicaOutcome { node: self.node_id.clone(), status: "ok", reason: None }];
-        for missing in available..usize::from(props.n) {
-            replicas.push(ReplicaOutcome {
-                node: format!("(replica {})", missing + 1),
-                status: "unreachable",
-                reason: Some("the cluster has fewer nodes than n".to_string()),
-            });
+        self.coordinate_write(key, context, payload, props, replicas, Instant::now() + timeout).await
+    }
+
+    /// The write path on a replica: local write first, then the others.
+    async fn coordinate_write(
+        &self,
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        props: BucketProps,
+        replicas: Vec<NodeId>,
+        deadline: Instant,
+    ) -> Result<VersionVector, CoordinatorError> {
+        let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
+        let mut quorum = WriteQuorum::new(replicas.clone(), props.w, props.dw);
+        if quorum.progress() == Progress::Failed {
+            return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
+        }
+        let durable = props.dw > 0;
+        let durability = if durable { Durability::Durable } else { Durability::Buffered };
+        let local = self.replica.coordinate_write(key, context, payload, props.conflict, durability);
+        let object = match tokio::time::timeout_at(deadline, local).await {
+            Ok(Ok(object)) => object,
+            Ok(Err(error)) => {
+                quorum.fail(self.cluster.local().clone(), error.to_string());
+                return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
+            }
+            Err(_) => {
+                quorum.timed_out();
+                return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
+            }
+        };
+        let new_context = object.context().clone();
+        let mut progress = quorum.ack(self.cluster.local().clone(), durable);
+        let others: Vec<NodeId> = replicas.into_iter().filter(|node| node != self.cluster.local()).collect();
+        let request = Request::Write { key: key.clone(), object, mode: props.conflict, durable };
+        let mut acks = self.send_to_all(&others, &request, deadline);
+        while progress == Progress::Pending {
+            let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, acks.recv()).await else {
+                quorum.timed_out();
+                break;
+            };
+            progress = match outcome {
+                Ok(Response::Written { durable }) => quorum.ack(node, durable),
+                Ok(other) => quorum.fail(node, unexpected(&other)),
+                Err(reason) => quorum.fail(node, reason),
+            };
+        }
+        match progress {
+            Progress::Succeeded => Ok(new_context),
+            _ => Err(self.unavailable(operation, props, props.w, props.dw, quorum.report())),
+        }
+    }
+
+    /// Sends the write to a replica to coordinate it, trying the key's
+    /// fastest recent reader first, then the preference list in order.
+    async fn forward(
+        &self,
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        options: &RequestOptions,
+        replicas: &[NodeId],
+        deadline: Instant,
+    ) -> Result<VersionVector, CoordinatorError> {
+        let mut candidates: Vec<NodeId> = replicas.to_vec();
+        if let Some(fastest) = self.fastest_reader(key)
+            && let Some(position) = candidates.iter().position(|node| *node == fastest)
+        {
+            candidates[..=position].rotate_right(1);
+        }
+        let request = Request::Coordinate {
+            key: key.clone(),
+            context: context.clone(),
+            payload,
+            options: ForwardOptions {
+                w: options.w.clone(),
+                dw: options.dw.clone(),
+                n: options.n.clone(),
+                timeout_ms: options.timeout_ms.clone(),
+            },
+        };
+        let mut failures = Vec::new();
+        for node in candidates {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                failures.push(ReplicaOutcome { node: node.to_string(), status: "pending", reason: None });
+                continue;
+            }
+            match self.peers.call(&node, request.clone(), remaining).await {
+                Ok(Response::Coordinated(Ok(context))) => return Ok(context),
+                Ok(Response::Coordinated(Err(error))) => {
+                    return Err(CoordinatorError::Forwarded { status: error.status, body: error.body });
+                }
+                Ok(other) => failures.push(failed(&node, unexpected(&other))),
+                Err(reason) => {
+                    debug!(%node, %reason, "forwarding failed; trying the next replica");
+                    failures.push(failed(&node, reason));
+                }
+            }
         }
         Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
-            operation,
-            n: props.n,
-            needed,
-            needed_durable,
-            answered: available as u8,
-            replicas,
-            hint: format!(
-                "this cluster has {available} node(s) but the request needs {needed}; lower r/w/dw for the request, \
-                 lower the bucket's n (PUT /buckets/{{bucket}}/props), or add nodes"
-            ),
+            operation: "forward",
+            n: replicas.len() as u8,
+            needed: 1,
+            needed_durable: 0,
+            answered: 0,
+            replicas: failures,
+            hint: "no replica of the key could coordinate the write; check that its nodes are up".to_string(),
         })))
     }
 
-    fn replica_failed(
+    /// Sends `request` to every node in `nodes` concurrently; answers arrive
+    /// on the returned channel as they come. Local requests are served
+    /// directly, without the network.
+    fn send_to_all(
         &self,
-        operation: &'static str,
-        props: BucketProps,
-        needed: u8,
-        needed_durable: u8,
-        error: &ReplicaError,
-    ) -> CoordinatorError {
-        let kind = if error.is_corruption() { "corruption" } else { "storage error" };
-        CoordinatorError::Unavailable(Box::new(QuorumFailure {
-            operation,
-            n: props.n,
-            needed,
-            needed_durable,
-            answered: 0,
-            replicas: vec![ReplicaOutcome {
-                node: self.node_id.clone(),
-                status: "failed",
-                reason: Some(error.to_string()),
-            }],
-            hint: format!("the replica reported {kind}; see the node's log"),
-        }))
+        nodes: &[NodeId],
+        request: &Request,
+        deadline: Instant,
+    ) -> mpsc::Receiver<(NodeId, Result<Response, String>)> {
+        let (sender, receiver) = mpsc::channel(nodes.len().max(1));
+        for node in nodes {
+            let sender = sender.clone();
+            let node = node.clone();
+            let request = request.clone();
+            let local = (node == *self.cluster.local()).then(|| self.replica_handle());
+            let peers = self.peers_handle();
+            tokio::spawn(async move {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                let outcome = match local {
+                    Some(replica) => serve_locally(&replica, request).await,
+                    None => peers.call(&node, request, timeout).await,
+                };
+                let _ = sender.send((node, outcome)).await;
+            });
+        }
+        receiver
     }
 
-    fn timed_out(
+    fn spawn_read_repair(
+        &self,
+        key: ObjectKey,
+        mut quorum: ReadQuorum,
+        mut replies: mpsc::Receiver<(NodeId, Result<Response, String>)>,
+        props: BucketProps,
+    ) {
+        let local = self.replica_handle();
+        let peers = self.peers_handle();
+        let local_id = self.cluster.local().clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + READ_REPAIR_WAIT;
+            while let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await {
+                match outcome {
+                    Ok(Response::Read { object }) => quorum.reply(node, object),
+                    Ok(other) => quorum.fail(node, unexpected(&other)),
+                    Err(reason) => quorum.fail(node, reason),
+                };
+            }
+            let merged = quorum.merged();
+            for node in quorum.repair_targets() {
+                debug!(%node, bucket = key.bucket(), "read repair");
+                let request =
+                    Request::Write { key: key.clone(), object: merged.clone(), mode: props.conflict, durable: false };
+                let _ = if node == local_id {
+                    serve_locally(&local, request).await
+                } else {
+                    peers.call(&node, request, READ_REPAIR_WAIT).await
+                };
+            }
+        });
+    }
+
+    fn replica_handle(&self) -> Arc<Replica> {
+        self.replica.clone()
+    }
+
+    fn peers_handle(&self) -> Arc<dyn Peers> {
+        self.peers.clone()
+    }
+
+    fn remember_fastest_reader(&self, key: &ObjectKey, node: NodeId) {
+        let mut map = self.fastest_reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= FASTEST_READER_MEMORY {
+            map.clear();
+        }
+        map.insert(key.clone(), node);
+    }
+
+    fn fastest_reader(&self, key: &ObjectKey) -> Option<NodeId> {
+        self.fastest_reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+    }
+
+    fn unavailable(
         &self,
         operation: &'static str,
         props: BucketProps,
         needed: u8,
         needed_durable: u8,
-        timeout: Duration,
+        report: QuorumReport,
     ) -> CoordinatorError {
+        let mut replicas: Vec<ReplicaOutcome> = report.replicas.iter().map(ReplicaOutcome::from_status).collect();
+        let members = self.cluster.size();
+        for missing in replicas.len()..usize::from(props.n) {
+            replicas.push(ReplicaOutcome {
+                node: format!("(replica {})", missing + 1),
+                status: "missing",
+                reason: Some(format!("the cluster has only {members} node(s) but n={}", props.n)),
+            });
+        }
+        let hint = if usize::from(needed) > members {
+            format!(
+                "this cluster has {members} node(s) but the request needs {needed}; lower r/w/dw for the request, \
+                 lower the bucket's n (PUT /buckets/{{bucket}}/props), or add nodes"
+            )
+        } else {
+            "some replicas did not answer; see each replica's reason, retry, or lower r/w/dw for the request"
+                .to_string()
+        };
         CoordinatorError::Unavailable(Box::new(QuorumFailure {
             operation,
             n: props.n,
             needed,
             needed_durable,
-            answered: 0,
-            replicas: vec![ReplicaOutcome {
-                node: self.node_id.clone(),
-                status: "timeout",
-                reason: Some(format!("no answer within {} ms", timeout.as_millis())),
-            }],
-            hint: "retry, or raise timeout_ms; the write may still have been applied".to_string(),
+            answered: report.answered_ok,
+            replicas,
+            hint,
         }))
+    }
+}
+
+impl ReplicaOutcome {
+    fn from_status(status: &dynamo_core::quorum::ReplicaStatus) -> ReplicaOutcome {
+        use dynamo_core::quorum::ReplicaState;
+        let node = status.node.to_string();
+        match &status.state {
+            ReplicaState::Ok { .. } => ReplicaOutcome { node, status: "ok", reason: None },
+            ReplicaState::Failed(reason) => ReplicaOutcome { node, status: "failed", reason: Some(reason.clone()) },
+            ReplicaState::Pending => ReplicaOutcome { node, status: "pending", reason: None },
+        }
+    }
+}
+
+fn failed(node: &NodeId, reason: String) -> ReplicaOutcome {
+    ReplicaOutcome { node: node.to_string(), status: "failed", reason: Some(reason) }
+}
+
+/// Serves a replica request on the local replica (no network).
+pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Response, String> {
+    match request {
+        Request::Read { key } => match replica.read(&key) {
+            Ok(object) => Ok(Response::Read { object }),
+            Err(error) => Err(error.to_string()),
+        },
+        Request::Write { key, object, mode, durable } => {
+            let durability = if durable { Durability::Durable } else { Durability::Buffered };
+            match replica.merge_write(&key, &object, mode, durability).await {
+                Ok(_) => Ok(Response::Written { durable }),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+        Request::Ping => Ok(Response::Pong),
+        Request::Coordinate { .. } => Err("a node never forwards a write to itself".to_string()),
+    }
+}
+
+fn unexpected(response: &Response) -> String {
+    match response {
+        Response::Failed { reason } => reason.clone(),
+        other => format!("unexpected reply {}", response_name(other)),
+    }
+}
+
+fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Read { .. } => "Read",
+        Response::Written { .. } => "Written",
+        Response::Coordinated(_) => "Coordinated",
+        Response::Pong => "Pong",
+        Response::Failed { .. } => "Failed",
     }
 }
 

@@ -6,20 +6,27 @@
 //!   gracefully.
 //! - [`http`]: the client API of SPEC section 4: routing, parsing, status
 //!   codes, `multipart/mixed` siblings.
-//! - [`coordinator`]: resolves N/R/W/DW, builds the preference list, counts
-//!   answers into a quorum (paper section 4.5).
+//! - [`coordinator`]: resolves N/R/W/DW, takes the preference list from the
+//!   ring, sends to the replicas and counts answers into a quorum (paper
+//!   section 4.5), then repairs stale replicas (section 5).
+//! - [`peers`]: how the coordinator reaches other nodes (RPC); [`handler`]:
+//!   how this node serves them.
 //! - [`replica`]: this node's copy of its keys; every change is a
 //!   read-merge-write of a versioned object under the key's lock.
 //! - [`buckets`]: per-bucket props, persisted.
 //!
-//! Alongside: [`config`] (settings from file and flags), [`metrics`]
+//! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
+//! file and flags), [`metrics`]
 //! (Prometheus), [`clock`] (the injected wall clock).
 
 pub mod buckets;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod handler;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 pub mod replica;
 pub mod server;

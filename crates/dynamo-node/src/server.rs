@@ -21,12 +21,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use dynamo_rpc::{ClusterSecret, NonceSource, OsNonce, RpcClient, RpcConfig, TcpRpcListener, TcpTransport, Transport};
+
 use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
+use crate::cluster::Cluster;
 use crate::config::{EngineKind, NodeConfig};
 use crate::coordinator::Coordinator;
+use crate::handler::NodeHandler;
 use crate::http::Api;
 use crate::metrics::Metrics;
+use crate::peers::RpcPeers;
 use crate::replica::Replica;
 
 /// A client that sends headers slower than this is disconnected.
@@ -51,8 +56,11 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The cluster configuration is unusable (ring, secret, names).
+    #[error("cluster configuration: {0}")]
+    Cluster(String),
     /// The HTTP address could not be bound.
-    #[error("cannot listen for HTTP on {addr}: {source} (is another node using the port?)")]
+    #[error("cannot listen on {addr}: {source} (is another node using the port?)")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -61,35 +69,84 @@ pub enum ServerError {
     },
 }
 
-/// A node that has opened its storage and bound its listener.
+/// The parts of a node that do not depend on how it talks to the world:
+/// what the HTTP front end and the RPC server serve, and what the
+/// deterministic simulation drives directly.
+pub struct NodeParts {
+    /// The coordinator (client requests).
+    pub coordinator: Arc<Coordinator>,
+    /// The RPC handler (requests from other nodes).
+    pub handler: Arc<NodeHandler>,
+    /// The RPC identity and limits of this node.
+    pub rpc_config: RpcConfig,
+    /// The node's storage.
+    pub store: Store,
+    /// This incarnation's actor id.
+    pub actor: ActorId,
+}
+
+/// Wires a node together over `store` and `transport`. Everything from
+/// outside is a parameter: clock, network, randomness (nonces and the
+/// actor id), storage.
+pub fn assemble<T: Transport>(
+    config: &NodeConfig,
+    store: Store,
+    wall: Arc<dyn WallClock>,
+    transport: T,
+    nonces: Arc<dyn NonceSource>,
+    actor: ActorId,
+) -> Result<NodeParts, ServerError> {
+    let cluster = Cluster::from_config(config).map_err(|error| ServerError::Cluster(error.to_string()))?;
+    // A cluster of one needs no secret; it gets a random one nobody knows,
+    // so its RPC port refuses everyone.
+    let secret_bytes = config.cluster_secret.clone().unwrap_or_else(|| nonces.nonce().to_vec());
+    let secret = ClusterSecret::new(secret_bytes).map_err(|error| ServerError::Cluster(error.to_string()))?;
+    let rpc_config = RpcConfig::new(config.node_id.clone(), secret, nonces)
+        .map_err(|error| ServerError::Cluster(error.to_string()))?;
+    let peers = Arc::new(RpcPeers::new(RpcClient::new(transport, rpc_config.clone()), cluster.clone()));
+    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall));
+    let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
+    let coordinator = Arc::new(Coordinator::new(cluster, replica, buckets, peers, config.request_timeout));
+    let handler = Arc::new(NodeHandler::new(coordinator.clone()));
+    Ok(NodeParts { coordinator, handler, rpc_config, store, actor })
+}
+
+/// A node that has opened its storage and bound its listeners.
 pub struct Node {
     config: NodeConfig,
     listener: TcpListener,
+    rpc_listener: TcpRpcListener,
     api: Arc<Api>,
-    store: Store,
-    actor: ActorId,
+    parts: NodeParts,
 }
 
 impl Node {
-    /// Opens storage and binds the HTTP listener, using the system clock.
+    /// Opens storage and binds the HTTP and RPC listeners, using the
+    /// system clock, real TCP and OS randomness.
     pub async fn bind(config: NodeConfig) -> Result<Node, ServerError> {
         Self::bind_with_clock(config, Arc::new(SystemClock)).await
     }
 
     /// Like [`Node::bind`] with an injected wall clock.
     pub async fn bind_with_clock(config: NodeConfig, wall: Arc<dyn WallClock>) -> Result<Node, ServerError> {
+        OsNonce::check().map_err(|error| ServerError::Cluster(format!("cannot read /dev/urandom: {error}")))?;
         let store = open_store(&config)?;
-        let actor = fresh_actor_id();
-        let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall));
-        let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
-        let coordinator = Arc::new(Coordinator::new(config.node_id.clone(), replica, buckets, config.request_timeout));
+        let parts = assemble(&config, store, wall, TcpTransport::default(), Arc::new(OsNonce), fresh_actor_id())?;
         let metrics = Arc::new(Metrics::default());
-        let api =
-            Arc::new(Api::new(coordinator, metrics, config.node_id.clone(), config.max_value_bytes, config.partitions));
+        let api = Arc::new(Api::new(
+            parts.coordinator.clone(),
+            metrics,
+            config.node_id.clone(),
+            config.max_value_bytes,
+            config.partitions,
+        ));
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ServerError::Bind { addr: config.http_addr, source })?;
-        Ok(Node { config, listener, api, store, actor })
+        let rpc_listener = TcpListener::bind(config.rpc_addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.rpc_addr, source })?;
+        Ok(Node { config, listener, rpc_listener: TcpRpcListener::from(rpc_listener), api, parts })
     }
 
     /// The address the HTTP API listens on (useful with port 0).
@@ -99,59 +156,73 @@ impl Node {
 
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Node { config, listener, api, store, actor } = self;
+        let Node { config, listener, rpc_listener, api, parts } = self;
+        let NodeParts { handler, rpc_config, store, actor, .. } = parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-              engine = store.engine_name(), %actor, "node serving");
-        let graceful = GracefulShutdown::new();
-        let connection_slots = Arc::new(Semaphore::new(config.max_connections));
-        let mut builder = http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        tokio::pin!(shutdown);
-        loop {
-            let slot = tokio::select! {
-                () = &mut shutdown => break,
-                slot = connection_slots.clone().acquire_owned() => slot,
-            };
-            let Ok(slot) = slot else { break };
-            let accepted = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and similar: back off briefly
-                    // instead of spinning.
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let api = api.clone();
-            let service = service_fn(move |request| {
-                let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
-            });
-            let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                let _ = connection.await;
-                drop(slot);
-            });
-        }
-        drop(listener);
-        info!(
-            in_flight_connections = graceful.count(),
-            grace_ms = config.shutdown_grace.as_millis() as u64,
-            "shutting down: finishing in-flight requests"
-        );
-        if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
-            warn!("grace period over; closing remaining connections");
-        }
+              rpc = %config.rpc_addr, members = config.members.len(), engine = store.engine_name(), %actor,
+              "node serving");
+        let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
+        let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, async move {
+            let mut stopped = rpc_stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        serve_http(&config, listener, api, shutdown).await;
+        let _ = stop_rpc.send(true);
+        let _ = rpc_task.await;
         let dir = config.data_dir.display().to_string();
         store.close().map_err(|source| ServerError::Storage { dir, source })?;
         info!("storage closed; node stopped");
         Ok(())
+    }
+}
+
+/// The HTTP accept loop, until `shutdown`; then a graceful drain.
+async fn serve_http(config: &NodeConfig, listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let connection_slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = connection_slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors and similar: back off briefly
+                // instead of spinning.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        let service = service_fn(move |request| {
+            let api = api.clone();
+            async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    info!(
+        in_flight_connections = graceful.count(),
+        grace_ms = config.shutdown_grace.as_millis() as u64,
+        "shutting down: finishing in-flight requests"
+    );
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        warn!("grace period over; closing remaining connections");
     }
 }
 
@@ -169,7 +240,7 @@ fn open_store(config: &NodeConfig) -> Result<Store, ServerError> {
 
 /// A random actor id for this process incarnation (see
 /// [`dynamo_core::version::ActorId`] for why it must be fresh).
-fn fresh_actor_id() -> ActorId {
+pub fn fresh_actor_id() -> ActorId {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),

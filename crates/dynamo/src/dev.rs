@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-/// Nodes this build can run together. Multi-node clusters need the ring and
-/// RPC layer (the cluster issue); until then, one.
-const MAX_DEV_NODES: u16 = 1;
+/// Most nodes `dev` starts: a bound on processes and ports, far above what
+/// one machine runs usefully.
+const MAX_DEV_NODES: u16 = 64;
 /// How far RPC ports sit above HTTP ports.
 const RPC_PORT_OFFSET: u16 = 1000;
 /// How long a node gets to stop after SIGTERM before SIGKILL.
@@ -77,22 +77,20 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 /// Runs the cluster until interrupted.
 pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 0 || args.nodes > MAX_DEV_NODES {
-        bail!(
-            "--nodes {}: this build runs clusters of up to {MAX_DEV_NODES} node(s); multi-node clusters arrive with the ring and RPC layer",
-            args.nodes
-        );
+        bail!("--nodes {}: dev runs between 1 and {MAX_DEV_NODES} nodes", args.nodes);
     }
     if u32::from(args.http_port_base) + u32::from(args.nodes) + u32::from(RPC_PORT_OFFSET) > 65535 {
         bail!("--http-port-base {} leaves no room for {} HTTP and RPC ports", args.http_port_base, args.nodes);
     }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    let secret_file = ensure_secret(&data_dir)?;
     install_signal_handlers();
     let exe = std::env::current_exe().context("locating the dynamo binary")?;
     let mut children: Vec<Option<Child>> = Vec::new();
     let mut records = Vec::new();
     for index in 0..args.nodes {
-        let argv = node_argv(&exe, &args, &data_dir, index);
+        let argv = node_argv(&exe, &args, &data_dir, &secret_file, index);
         let child = spawn(&argv).with_context(|| format!("starting node {index}"))?;
         records.push(NodeRecord {
             id: format!("node{index}"),
@@ -120,7 +118,32 @@ pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn node_argv(exe: &Path, args: &DevArgs, data_dir: &Path, index: u16) -> Vec<String> {
+/// The cluster secret file of this dev cluster: created once with 32
+/// random bytes (hex), readable only by the owner, and reused on later runs
+/// so a restarted dev cluster is the same cluster.
+fn ensure_secret(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join("cluster.secret");
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| source.read_exact(&mut random))
+        .context("reading /dev/urandom for the cluster secret")?;
+    let hex: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, hex.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn node_argv(exe: &Path, args: &DevArgs, data_dir: &Path, secret_file: &Path, index: u16) -> Vec<String> {
     let replicas = args.nodes.min(3);
     let quorum = replicas / 2 + 1;
     let mut argv = vec![
@@ -134,7 +157,11 @@ fn node_argv(exe: &Path, args: &DevArgs, data_dir: &Path, index: u16) -> Vec<Str
         format!("--default-n={replicas}"),
         format!("--default-r={quorum}"),
         format!("--default-w={quorum}"),
+        format!("--cluster-secret-file={}", secret_file.display()),
     ];
+    for member in 0..args.nodes {
+        argv.push(format!("--member=node{member}=127.0.0.1:{}", args.http_port_base + RPC_PORT_OFFSET + member));
+    }
     argv.extend(args.server_args.iter().cloned());
     argv
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use dynamo_core::props::ConflictMode;
-use dynamo_node::config::{EngineKind, Settings};
+use dynamo_node::config::{EngineKind, MemberSpec, Settings};
 use dynamo_node::server::Node;
 
 /// Flags of `dynamo server` (each also a config-file key, with `_` for `-`).
@@ -65,6 +65,22 @@ pub struct ServerArgs {
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
+    /// This node's ring weight [default: 1].
+    #[arg(long)]
+    pub capacity: Option<u32>,
+    /// This node's zone (rack or data centre).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// A cluster member, `ID=RPC_ADDR[,capacity=C][,zone=Z]`; repeat for
+    /// every node, this one included (config key: `[[members]]`).
+    #[arg(long = "member")]
+    pub members: Vec<MemberSpec>,
+    /// File holding the shared cluster secret.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret (prefer the file; flags are visible in `ps`).
+    #[arg(long, env = "DYNAMO_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -94,6 +110,11 @@ impl ServerArgs {
             shutdown_grace_ms: self.shutdown_grace_ms,
             max_connections: self.max_connections,
             log_level: self.log_level,
+            capacity: self.capacity,
+            zone: self.zone,
+            members: if self.members.is_empty() { None } else { Some(self.members) },
+            cluster_secret_file: self.cluster_secret_file,
+            cluster_secret: self.cluster_secret,
         }
     }
 }

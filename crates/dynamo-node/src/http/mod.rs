@@ -24,11 +24,14 @@ use md5::{Digest, Md5};
 use serde_json::json;
 
 use crate::buckets::{PropsPatch, PropsStoreError};
-use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions};
+use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, serve_locally};
 use crate::metrics::{Metrics, Operation};
+use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 
 /// Header carrying the opaque causal context.
 pub const CONTEXT_HEADER: &str = "X-Dynamo-Context";
+/// How long `/admin/replicas` waits for each replica.
+const ADMIN_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Largest bucket-props body accepted.
 const MAX_PROPS_BODY: usize = 64 * 1024;
 
@@ -100,7 +103,7 @@ impl Api {
             (Method::GET, ["admin", "replicas", bucket, key]) => {
                 let response = match object_key(bucket, key) {
                     Err(problem) => problem.into_response(),
-                    Ok(key) => self.admin_replicas(&key),
+                    Ok(key) => self.admin_replicas(&key).await,
                 };
                 (Operation::Other, response)
             }
@@ -182,9 +185,9 @@ impl Api {
         options: &RequestOptions,
     ) -> HttpResponse {
         match self.coordinator.put(key, context, payload, options).await {
-            Ok(object) => {
+            Ok(context) => {
                 let mut response = empty(StatusCode::NO_CONTENT);
-                set_header(&mut response, CONTEXT_HEADER, &encode_context(object.context()));
+                set_header(&mut response, CONTEXT_HEADER, &encode_context(&context));
                 response
             }
             Err(error) => coordinator_error(error),
@@ -254,25 +257,44 @@ impl Api {
         }
     }
 
-    fn admin_replicas(&self, key: &ObjectKey) -> HttpResponse {
-        let replica = self.coordinator.replica();
-        let state = match replica.read(key) {
-            Ok(object) => json!({
-                "node": self.node_id,
-                "status": "ok",
-                "context": encode_context(object.context()),
-                "versions": object.siblings().iter().map(version_summary).collect::<Vec<_>>(),
-            }),
-            Err(error) => json!({ "node": self.node_id, "status": "failed", "reason": error.to_string() }),
+    /// Each replica's own state of the key, read from each replica
+    /// directly and not reconciled: what an operator needs to see whether
+    /// replicas agree.
+    async fn admin_replicas(&self, key: &ObjectKey) -> HttpResponse {
+        let props = match self.coordinator.buckets().get(key.bucket()) {
+            Ok(props) => props,
+            Err(error) => return props_error(error),
         };
+        let replicas = self.coordinator.cluster().preference_list(key, props.n);
+        let mut states = Vec::with_capacity(replicas.len());
+        for node in &replicas {
+            let outcome = if node == self.coordinator.cluster().local() {
+                serve_locally(self.coordinator.replica(), ReplicaRequest::Read { key: key.clone() }).await
+            } else {
+                self.coordinator.peers().call(node, ReplicaRequest::Read { key: key.clone() }, ADMIN_READ_TIMEOUT).await
+            };
+            states.push(match outcome {
+                Ok(ReplicaResponse::Read { object }) => json!({
+                    "node": node.to_string(),
+                    "status": "ok",
+                    "context": encode_context(object.context()),
+                    "versions": object.siblings().iter().map(version_summary).collect::<Vec<_>>(),
+                }),
+                Ok(ReplicaResponse::Failed { reason }) | Err(reason) => {
+                    json!({ "node": node.to_string(), "status": "failed", "reason": reason })
+                }
+                Ok(_) => json!({ "node": node.to_string(), "status": "failed", "reason": "unexpected reply" }),
+            });
+        }
         json_response(
             StatusCode::OK,
             &json!({
                 "bucket": key.bucket(),
                 "key": String::from_utf8_lossy(key.key()),
                 "partition": key.partition(self.partitions),
-                "preference_list": [self.node_id],
-                "replicas": [state],
+                "n": props.n,
+                "preference_list": replicas.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "replicas": states,
             }),
         )
     }
@@ -372,17 +394,29 @@ fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, ApiError>
 }
 
 fn coordinator_error(problem: CoordinatorError) -> HttpResponse {
+    let (status, body) = coordinator_error_parts(&problem);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    set_header(&mut response, CONTENT_TYPE.as_str(), "application/json");
+    response
+}
+
+/// The HTTP status and JSON body of a coordinator error; also what a
+/// replica coordinating a forwarded write sends back to relay.
+pub fn coordinator_error_parts(problem: &CoordinatorError) -> (u16, String) {
     match problem {
-        CoordinatorError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
+        CoordinatorError::BadRequest(message) => (400, json!({ "error": message }).to_string()),
         CoordinatorError::Unavailable(failure) => {
             let mut body = json!(failure.as_ref());
             body["error"] = json!(format!(
                 "quorum not reached: {} of {} required replicas answered",
                 failure.answered, failure.needed
             ));
-            json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+            (503, body.to_string())
         }
-        CoordinatorError::Props(problem) => props_error(problem),
+        CoordinatorError::Forwarded { status, body } => (*status, body.clone()),
+        CoordinatorError::Props(PropsStoreError::Invalid(message)) => (400, json!({ "error": message }).to_string()),
+        CoordinatorError::Props(other) => (500, json!({ "error": other.to_string() }).to_string()),
     }
 }
 

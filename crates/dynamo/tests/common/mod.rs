@@ -163,3 +163,44 @@ impl Drop for TestNode {
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
+
+/// The secret every test cluster shares.
+pub const TEST_SECRET: &str = "test-cluster-secret-0123456789";
+
+/// A cluster of real node processes on loopback.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub secret_file: PathBuf,
+}
+
+impl TestCluster {
+    /// Starts `size` nodes sharing one secret, with the server's default
+    /// props (n=3, r=2, w=2) unless `extra_args` override them.
+    pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
+        let secret_file = dir.join("cluster.secret");
+        std::fs::write(&secret_file, TEST_SECRET).expect("write secret");
+        let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let members: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("--member=node{index}=127.0.0.1:{}", port + 1000))
+            .collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (index, port) in ports.iter().enumerate() {
+            let mut args = vec![
+                format!("--node-id=node{index}"),
+                format!("--cluster-secret-file={}", secret_file.display()),
+                "--default-n=3".to_string(),
+                "--default-r=2".to_string(),
+                "--default-w=2".to_string(),
+            ];
+            args.extend(members.iter().cloned());
+            args.extend(extra_args.iter().map(|arg| arg.to_string()));
+            let mut node =
+                TestNode { data_dir: dir.join(format!("node{index}")), port: *port, extra_args: args, child: None };
+            node.restart();
+            nodes.push(node);
+        }
+        TestCluster { nodes, secret_file }
+    }
+}

@@ -1,0 +1,65 @@
+//! Serves requests from other nodes (the RPC side of a replica): reads and
+//! merges of this node's copies, and writes forwarded here to coordinate.
+//! Every request is decoded with the checked codec of
+//! [`dynamo_core::messages`]; a malformed one is refused, never guessed at.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dynamo_core::messages::{ForwardedError, Request, Response};
+use tracing::warn;
+
+use crate::coordinator::{Coordinator, RequestOptions, serve_locally};
+use crate::http::coordinator_error_parts;
+
+/// The node's RPC request handler.
+pub struct NodeHandler {
+    coordinator: Arc<Coordinator>,
+}
+
+impl NodeHandler {
+    /// A handler serving `coordinator`'s replica.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        Self { coordinator }
+    }
+
+    async fn serve(&self, request: Request) -> Response {
+        match request {
+            Request::Coordinate { key, context, payload, options } => {
+                let options = RequestOptions {
+                    r: None,
+                    w: options.w,
+                    dw: options.dw,
+                    n: options.n,
+                    timeout_ms: options.timeout_ms,
+                };
+                let outcome = self.coordinator.put_forwarded(&key, &context, payload, &options).await;
+                Response::Coordinated(outcome.map_err(|error| {
+                    let (status, body) = coordinator_error_parts(&error);
+                    ForwardedError { status, body }
+                }))
+            }
+            other => match serve_locally(self.coordinator.replica(), other).await {
+                Ok(response) => response,
+                Err(reason) => Response::Failed { reason },
+            },
+        }
+    }
+}
+
+impl dynamo_rpc::Handler for NodeHandler {
+    fn handle(&self, peer: &str, method: u16, body: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
+        let decoded = Request::decode(method, &body);
+        let peer = peer.to_string();
+        async move {
+            match decoded {
+                Ok(request) => Ok(Bytes::from(self.serve(request).await.encode())),
+                Err(error) => {
+                    warn!(%peer, %error, "refused a malformed request");
+                    Err(format!("malformed request: {error}"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! How the coordinator reaches other replicas: a [`Peers`] sends one
+//! [`Request`] to one node and returns its [`Response`]. The real
+//! implementation speaks the authenticated RPC protocol over TCP
+//! ([`RpcPeers`]); the simulation plugs in the same type over turmoil's
+//! network. The coordinator never calls its own node through here: local
+//! replica operations are direct calls.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynamo_core::messages::{Request, Response};
+use dynamo_core::ring::NodeId;
+use dynamo_rpc::{RpcClient, Transport};
+
+use crate::cluster::Cluster;
+
+/// A boxed future, so [`Peers`] stays object-safe.
+pub type PeerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, String>> + Send + 'a>>;
+
+/// Sends requests to other nodes.
+pub trait Peers: Send + Sync + 'static {
+    /// Sends `request` to `node`, waiting at most `timeout`. The error is a
+    /// human-readable reason (unreachable, timeout, refused...), reported in
+    /// quorum diagnostics.
+    fn call<'a>(&'a self, node: &'a NodeId, request: Request, timeout: Duration) -> PeerFuture<'a>;
+}
+
+/// [`Peers`] over the RPC protocol.
+pub struct RpcPeers<T: Transport> {
+    client: RpcClient<T>,
+    cluster: Cluster,
+}
+
+impl<T: Transport> RpcPeers<T> {
+    /// Peers of `cluster`, reached through `client`.
+    pub fn new(client: RpcClient<T>, cluster: Cluster) -> Self {
+        Self { client, cluster }
+    }
+}
+
+impl<T: Transport> Peers for RpcPeers<T> {
+    fn call<'a>(&'a self, node: &'a NodeId, request: Request, timeout: Duration) -> PeerFuture<'a> {
+        Box::pin(async move {
+            let addr = self.cluster.rpc_addr(node).ok_or_else(|| format!("{node} is not a member"))?;
+            let method = request.method();
+            let body = Bytes::from(request.encode());
+            let reply = self.client.call(addr, method, body, timeout).await.map_err(|error| error.to_string())?;
+            Response::decode(&reply).map_err(|error| format!("unreadable reply from {node}: {error}"))
+        })
+    }
+}
