@@ -35,6 +35,7 @@
 //! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms`
 //!   (each option an optional text)
 //! - [`METHOD_PING`] (4): `version`
+//! - [`METHOD_SET_PROPS`] (5): `version | bucket len u8 | bucket | n | r | w | dw | mode | props version u64`
 //!
 //! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
 //! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
@@ -46,7 +47,7 @@ use thiserror::Error;
 use crate::codec::{self, CodecError, KIND_TOMBSTONE, KIND_VALUE, Reader};
 use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, ObjectKey};
 use crate::object::{Payload, VersionedObject};
-use crate::props::ConflictMode;
+use crate::props::{BucketProps, ConflictMode};
 use crate::quorum::MAX_REASON_LEN;
 use crate::version::VersionVector;
 
@@ -59,6 +60,8 @@ pub const METHOD_WRITE: u16 = 2;
 pub const METHOD_COORDINATE: u16 = 3;
 /// Method of [`Request::Ping`].
 pub const METHOD_PING: u16 = 4;
+/// Method of [`Request::SetProps`].
+pub const METHOD_SET_PROPS: u16 = 5;
 
 /// Longest forwarded quorum option (`w`, `dw`, `n`, `timeout_ms`), in bytes:
 /// a number or a word like `quorum`; anything longer is not worth relaying.
@@ -77,6 +80,7 @@ const RESPONSE_WRITTEN: u8 = 1;
 const RESPONSE_COORDINATED: u8 = 2;
 const RESPONSE_PONG: u8 = 3;
 const RESPONSE_FAILED: u8 = 4;
+const RESPONSE_PROPS_SET: u8 = 5;
 
 /// Outcome bytes of a `Coordinated` response.
 const OUTCOME_OK: u8 = 0;
@@ -118,6 +122,17 @@ pub enum Request {
     },
     /// Liveness probe.
     Ping,
+    /// Store a bucket's props if `version` is newer than the stored one
+    /// (last writer wins by the hybrid logical clock of the node that took
+    /// the change, so concurrent changes converge on every node).
+    SetProps {
+        /// The bucket.
+        bucket: String,
+        /// Its new props (validated on decode).
+        props: BucketProps,
+        /// Version of the change (an HLC timestamp).
+        version: u64,
+    },
 }
 
 /// A client's per-request options, relayed as text so that the coordinator
@@ -154,6 +169,8 @@ pub enum Response {
     Coordinated(Result<VersionVector, ForwardedError>),
     /// Answer to [`Request::Ping`].
     Pong,
+    /// Answer to [`Request::SetProps`]: stored (or a newer change already was).
+    PropsSet,
     /// The replica could not serve the request (storage error, corruption).
     /// The reason is at most [`MAX_REASON_LEN`] bytes.
     Failed {
@@ -224,6 +241,7 @@ impl Request {
             Request::Write { .. } => METHOD_WRITE,
             Request::Coordinate { .. } => METHOD_COORDINATE,
             Request::Ping => METHOD_PING,
+            Request::SetProps { .. } => METHOD_SET_PROPS,
         }
     }
 
@@ -247,13 +265,19 @@ impl Request {
                 }
             }
             Request::Ping => {}
+            Request::SetProps { bucket, props, version } => {
+                out.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
+                out.extend_from_slice(bucket.as_bytes());
+                out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode_byte(props.conflict)]);
+                out.extend_from_slice(&version.to_be_bytes());
+            }
         }
         out
     }
 
     /// Decodes a request of `method`, checking every bound.
     pub fn decode(method: u16, bytes: &[u8]) -> Result<Request, MessageError> {
-        if !matches!(method, METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING) {
+        if !matches!(method, METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING | METHOD_SET_PROPS) {
             return Err(MessageError::UnknownMethod(method));
         }
         let mut reader = Reader::new(bytes);
@@ -277,6 +301,7 @@ impl Request {
                     timeout_ms: decode_option(&mut reader, "timeout_ms option")?,
                 },
             },
+            METHOD_SET_PROPS => decode_set_props(&mut reader)?,
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -307,6 +332,7 @@ impl Response {
                 out.extend_from_slice(body.as_bytes());
             }
             Response::Pong => out.push(RESPONSE_PONG),
+            Response::PropsSet => out.push(RESPONSE_PROPS_SET),
             Response::Failed { reason } => {
                 out.push(RESPONSE_FAILED);
                 let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
@@ -331,6 +357,7 @@ impl Response {
                 _ => return Err(MessageError::Invalid("unknown coordination outcome")),
             },
             RESPONSE_PONG => Response::Pong,
+            RESPONSE_PROPS_SET => Response::PropsSet,
             RESPONSE_FAILED => {
                 let len = usize::from(reader.u16("reason length")?);
                 Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
@@ -400,6 +427,21 @@ fn decode_payload(reader: &mut Reader<'_>) -> Result<Payload, MessageError> {
         KIND_TOMBSTONE => Ok(Payload::Tombstone),
         _ => Err(MessageError::Invalid("unknown payload kind")),
     }
+}
+
+fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let len = usize::from(reader.u8("bucket length")?);
+    let bucket = decode_text(reader, len, crate::keys::MAX_BUCKET_LEN, "bucket")?;
+    crate::keys::validate_bucket(&bucket).map_err(MessageError::Key)?;
+    let n = reader.u8("n")?;
+    let r = reader.u8("r")?;
+    let w = reader.u8("w")?;
+    let dw = reader.u8("dw")?;
+    let conflict = decode_mode(reader)?;
+    let props = BucketProps { n, r, w, dw, conflict };
+    props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
+    let version = reader.u64("props version")?;
+    Ok(Request::SetProps { bucket, props, version })
 }
 
 fn mode_byte(mode: ConflictMode) -> u8 {
@@ -517,6 +559,17 @@ mod tests {
                 }
             ),
             Just(Request::Ping),
+            (1u8..=5, any::<bool>(), any::<u64>()).prop_map(|(n, lww, version)| Request::SetProps {
+                bucket: "b".to_string(),
+                props: BucketProps {
+                    n,
+                    r: 1,
+                    w: n,
+                    dw: 0,
+                    conflict: if lww { ConflictMode::Lww } else { ConflictMode::Siblings },
+                },
+                version,
+            }),
         ]
     }
 
@@ -528,6 +581,7 @@ mod tests {
             (100..=599u16, "\\PC{0,200}")
                 .prop_map(|(status, body)| Response::Coordinated(Err(ForwardedError { status, body }))),
             Just(Response::Pong),
+            Just(Response::PropsSet),
             "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
         ]
     }

@@ -7,7 +7,7 @@ use std::sync::RwLock;
 
 use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Prefix of bucket-props records in the metadata namespace.
@@ -60,11 +60,19 @@ pub enum PropsStoreError {
     },
 }
 
+/// Props as stored: the props and the version of the change that set them
+/// (an HLC timestamp; the newest change wins on every node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredProps {
+    props: BucketProps,
+    version: u64,
+}
+
 /// The props of every bucket this node knows.
 pub struct BucketRegistry {
     store: Store,
     defaults: BucketProps,
-    cache: RwLock<HashMap<String, BucketProps>>,
+    cache: RwLock<HashMap<String, StoredProps>>,
     /// Serializes updates so two concurrent patches cannot lose each other.
     update_lock: tokio::sync::Mutex<()>,
 }
@@ -77,38 +85,67 @@ impl BucketRegistry {
 
     /// The props in effect for `bucket`.
     pub fn get(&self, bucket: &str) -> Result<BucketProps, PropsStoreError> {
-        if let Some(props) = self.read_cache().get(bucket) {
-            return Ok(*props);
-        }
-        let props = match self.store.get(Namespace::Meta, props_key(bucket).as_bytes())? {
-            None => self.defaults,
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|error| PropsStoreError::Unreadable {
-                bucket: bucket.to_string(),
-                detail: error.to_string(),
-            })?,
-        };
-        self.write_cache().insert(bucket.to_string(), props);
-        Ok(props)
+        Ok(self.get_stored(bucket)?.props)
     }
 
-    /// Applies `patch` to `bucket`'s props, validates, and stores durably.
-    pub async fn update(&self, bucket: &str, patch: &PropsPatch) -> Result<BucketProps, PropsStoreError> {
+    fn get_stored(&self, bucket: &str) -> Result<StoredProps, PropsStoreError> {
+        if let Some(stored) = self.read_cache().get(bucket) {
+            return Ok(*stored);
+        }
+        let stored = match self.store.get(Namespace::Meta, props_key(bucket).as_bytes())? {
+            None => StoredProps { props: self.defaults, version: 0 },
+            Some(bytes) => parse_stored(&bytes)
+                .map_err(|detail| PropsStoreError::Unreadable { bucket: bucket.to_string(), detail })?,
+        };
+        self.write_cache().insert(bucket.to_string(), stored);
+        Ok(stored)
+    }
+
+    /// Applies `patch` to `bucket`'s props as a change of `version`,
+    /// validates, and stores durably. Returns the new props.
+    pub async fn update(&self, bucket: &str, patch: &PropsPatch, version: u64) -> Result<BucketProps, PropsStoreError> {
         let _serialized = self.update_lock.lock().await;
         let props = patch.apply(self.get(bucket)?);
         props.validate().map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
-        let json = serde_json::to_vec(&props).map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
-        self.store.put(Namespace::Meta, props_key(bucket).as_bytes(), &json, Durability::Durable).await?;
-        self.write_cache().insert(bucket.to_string(), props);
+        self.store_props(bucket, StoredProps { props, version }).await?;
         Ok(props)
     }
 
-    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, BucketProps>> {
+    /// Stores props decided on another node, unless a newer change is
+    /// already stored (so concurrent changes converge everywhere).
+    pub async fn apply(&self, bucket: &str, props: BucketProps, version: u64) -> Result<(), PropsStoreError> {
+        let _serialized = self.update_lock.lock().await;
+        props.validate().map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
+        if self.get_stored(bucket)?.version >= version {
+            return Ok(());
+        }
+        self.store_props(bucket, StoredProps { props, version }).await
+    }
+
+    async fn store_props(&self, bucket: &str, stored: StoredProps) -> Result<(), PropsStoreError> {
+        let json = serde_json::to_vec(&stored).map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
+        self.store.put(Namespace::Meta, props_key(bucket).as_bytes(), &json, Durability::Durable).await?;
+        self.write_cache().insert(bucket.to_string(), stored);
+        Ok(())
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, StoredProps>> {
         self.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, BucketProps>> {
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, StoredProps>> {
         self.cache.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Reads stored props; records written before props carried a version
+/// (plain props JSON) read as version 0.
+fn parse_stored(bytes: &[u8]) -> Result<StoredProps, String> {
+    serde_json::from_slice::<StoredProps>(bytes).or_else(|error| {
+        serde_json::from_slice::<BucketProps>(bytes)
+            .map(|props| StoredProps { props, version: 0 })
+            .map_err(|_| error.to_string())
+    })
 }
 
 fn props_key(bucket: &str) -> String {

@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::buckets::{BucketRegistry, PropsStoreError};
+use crate::buckets::{BucketRegistry, PropsPatch, PropsStoreError};
 use crate::cluster::Cluster;
 use crate::config::MAX_REQUEST_TIMEOUT_MS;
 use crate::peers::Peers;
@@ -335,6 +335,46 @@ impl Coordinator {
         }
     }
 
+    /// Changes a bucket's props on this node and on every other member.
+    /// Succeeds only when every member stored the change; otherwise the
+    /// error names the members that did not (the change stays applied
+    /// where it landed, and repeating the request reaches the others).
+    pub async fn set_props(&self, bucket: &str, patch: &PropsPatch) -> Result<BucketProps, CoordinatorError> {
+        let version = self.replica.timestamp();
+        let props = self.buckets.update(bucket, patch, version).await?;
+        let members: Vec<NodeId> = self
+            .cluster
+            .ring()
+            .nodes()
+            .map(|spec| spec.id.clone())
+            .filter(|node| node != self.cluster.local())
+            .collect();
+        let request = Request::SetProps { bucket: bucket.to_string(), props, version };
+        let mut answers = self.send_to_all(&members, &request, Instant::now() + self.default_timeout);
+        let mut outcomes = vec![ReplicaOutcome { node: self.cluster.local().to_string(), status: "ok", reason: None }];
+        while let Some((node, outcome)) = answers.recv().await {
+            outcomes.push(match outcome {
+                Ok(Response::PropsSet) => ReplicaOutcome { node: node.to_string(), status: "ok", reason: None },
+                Ok(other) => failed(&node, unexpected(&other)),
+                Err(reason) => failed(&node, reason),
+            });
+        }
+        let stored = outcomes.iter().filter(|outcome| outcome.status == "ok").count();
+        if stored == outcomes.len() {
+            return Ok(props);
+        }
+        Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
+            operation: "set props",
+            n: outcomes.len() as u8,
+            needed: outcomes.len() as u8,
+            needed_durable: 0,
+            answered: stored as u8,
+            replicas: outcomes,
+            hint: "the change is stored on the members that answered ok; repeat the request when the others are up"
+                .to_string(),
+        })))
+    }
+
     /// Sends the write to a replica to coordinate it, trying the key's
     /// fastest recent reader first, then the preference list in order.
     async fn forward(
@@ -543,7 +583,9 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
             }
         }
         Request::Ping => Ok(Response::Pong),
-        Request::Coordinate { .. } => Err("a node never forwards a write to itself".to_string()),
+        Request::Coordinate { .. } | Request::SetProps { .. } => {
+            Err("not a replica request; the node handler serves it".to_string())
+        }
     }
 }
 
@@ -560,6 +602,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Written { .. } => "Written",
         Response::Coordinated(_) => "Coordinated",
         Response::Pong => "Pong",
+        Response::PropsSet => "PropsSet",
         Response::Failed { .. } => "Failed",
     }
 }

@@ -40,6 +40,12 @@ impl NodeHandler {
                     ForwardedError { status, body }
                 }))
             }
+            Request::SetProps { bucket, props, version } => {
+                match self.coordinator.buckets().apply(&bucket, props, version).await {
+                    Ok(()) => Response::PropsSet,
+                    Err(error) => Response::Failed { reason: error.to_string() },
+                }
+            }
             other => match serve_locally(self.coordinator.replica(), other).await {
                 Ok(response) => response,
                 Err(reason) => Response::Failed { reason },

@@ -72,6 +72,12 @@ impl Replica {
         self.actor
     }
 
+    /// A fresh hybrid-logical-clock timestamp from this node's clock (for
+    /// versioning metadata changes such as bucket props).
+    pub fn timestamp(&self) -> u64 {
+        self.lock_hlc().now(self.wall.now_ms()).0
+    }
+
     /// The underlying store (for metrics and shutdown).
     pub fn store(&self) -> &Store {
         &self.store

@@ -106,6 +106,12 @@ pub struct BenchArgs {
     /// Stop after this many measured operations instead of after --duration.
     #[arg(long)]
     pub ops: Option<u64>,
+    /// Offer this many operations per second in total (spread evenly over
+    /// the workers) instead of running flat out. Latency is measured from
+    /// each operation's scheduled start, so a server that falls behind shows
+    /// the queueing delay (no coordinated omission).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Seconds of load before measuring (not recorded).
     #[arg(long, default_value_t = 5.0)]
     pub warmup: f64,
@@ -200,6 +206,8 @@ pub struct Config {
     pub blind_writes: bool,
     /// Whether every update reads the key first.
     pub read_before_write: bool,
+    /// Offered operations per second in total, if rate-limited.
+    pub rate: Option<f64>,
     /// PRNG seed.
     pub seed: u64,
     /// Seconds between progress lines.
@@ -237,6 +245,7 @@ impl Config {
             write_query: query(&[("w", &args.w), ("dw", &args.dw)], args.timeout_ms),
             blind_writes: args.blind_writes,
             read_before_write: args.read_before_write,
+            rate: args.rate.map(|rate| positive_seconds("--rate", rate)).transpose()?,
             seed: args.seed,
             progress_interval_s: positive_seconds("--progress-interval", args.progress_interval)?,
             max_error_rate: args.max_error_rate,

@@ -200,3 +200,39 @@ fn a_node_outside_the_preference_list_forwards_writes_to_a_replica() {
         assert!(forwarded > 0, "some of 40 keys must live off node3, so their writes were forwarded");
     });
 }
+
+#[test]
+fn bucket_props_set_through_one_node_apply_on_every_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let json = [("content-type", "application/json")];
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let raw = node0.request(Method::PUT, "/buckets/s/props", &json, Bytes::from(r#"{"conflict":"lww"}"#)).await;
+        assert_eq!(raw.expect("put props").status, 204);
+        for node in &cluster.nodes {
+            let mut http = node.connect().await;
+            let raw = http.request(Method::GET, "/buckets/s/props", &[], Bytes::new()).await.expect("get props");
+            let props: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+            assert_eq!(props["conflict"], "lww", "{}", node.addr());
+        }
+    });
+    cluster.nodes[2].kill_9();
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let raw = node0.request(Method::PUT, "/buckets/s/props", &json, Bytes::from(r#"{"w":3}"#)).await;
+        let raw = raw.expect("put props");
+        assert_eq!(raw.status, 503, "a member is down, so the change is not everywhere");
+        assert!(String::from_utf8_lossy(&raw.body).contains("node2"), "the body names the missing member");
+    });
+    cluster.nodes[2].restart();
+    block_on(async {
+        let mut node1 = cluster.nodes[1].connect().await;
+        let raw = node1.request(Method::PUT, "/buckets/s/props", &json, Bytes::from(r#"{"w":3}"#)).await;
+        assert_eq!(raw.expect("repeat").status, 204, "repeating reaches the restarted member");
+        let mut node2 = cluster.nodes[2].connect().await;
+        let raw = node2.request(Method::GET, "/buckets/s/props", &[], Bytes::new()).await.expect("get props");
+        let props: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        assert_eq!((props["w"].clone(), props["conflict"].clone()), (serde_json::json!(3), serde_json::json!("lww")));
+    });
+}

@@ -251,9 +251,9 @@ impl Api {
                 );
             }
         };
-        match self.coordinator.buckets().update(bucket, &patch).await {
+        match self.coordinator.set_props(bucket, &patch).await {
             Ok(_) => empty(StatusCode::NO_CONTENT),
-            Err(error) => props_error(error),
+            Err(error) => coordinator_error(error),
         }
     }
 

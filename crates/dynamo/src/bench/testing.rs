@@ -31,6 +31,7 @@ pub fn config(nodes: Vec<String>) -> Config {
         write_query: vec![("dw".into(), "1".into())],
         blind_writes: false,
         read_before_write: false,
+        rate: None,
         seed: 1,
         progress_interval_s: 0.1,
         max_error_rate: 0.01,

@@ -142,6 +142,10 @@ impl Worker {
     /// Runs operations until the driver says stop or the `--ops` budget is
     /// spent.
     pub async fn run(mut self) {
+        // With --rate, each worker owns an even share of the offered rate
+        // and keeps its own schedule.
+        let interval = self.config.rate.map(|rate| Duration::from_secs_f64(self.config.concurrency as f64 / rate));
+        let mut next_start = Instant::now();
         loop {
             let measured = match self.control.phase() {
                 Phase::Stop => break,
@@ -149,14 +153,22 @@ impl Worker {
                 Phase::Measure if self.control.claim() => true,
                 Phase::Measure => break,
             };
-            self.one_operation(measured).await;
+            let started = match interval {
+                None => Instant::now(),
+                Some(interval) => {
+                    let scheduled = next_start;
+                    next_start += interval;
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    scheduled
+                }
+            };
+            self.one_operation(measured, started).await;
         }
     }
 
-    async fn one_operation(&mut self, measured: bool) {
+    async fn one_operation(&mut self, measured: bool, started: Instant) {
         let index = self.keys.next(&mut self.rng);
         let op = OpKind::choose(&mut self.rng, self.config.read_fraction);
-        let started = Instant::now();
         let outcome = match op {
             OpKind::Read => self.read(index).await,
             OpKind::Update => self.update(index).await,
