@@ -5,11 +5,19 @@
 //!
 //! Layout before base64 (URL-safe alphabet, no padding):
 //! `format (u8 = 1) | entry count (u16 BE) | entries (actor u64 BE, counter u64 BE)* | crc32 (u32 BE) of everything before`.
+//!
+//! Format 2 (what reads hand out now) adds, before the checksum, the
+//! greatest timestamp among the versions the read returned (`u64 BE`). A
+//! write in a last-write-wins bucket is stamped above it, so a write that
+//! saw a version always replaces it, even when the coordinator's clock lags
+//! and the coordinator never held that version. Format 1 contexts are still
+//! accepted (their timestamp reads as 0).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use thiserror::Error;
 
+use crate::hlc::Hlc;
 use crate::version::{ActorId, Dot, VersionVector};
 
 /// Most actors a context may name. Bounds header size and decode work.
@@ -23,6 +31,10 @@ pub const MAX_CONTEXT_COUNTER: u64 = 1 << 62;
 
 /// Format marker of the only layout so far.
 const FORMAT: u8 = 1;
+/// Format 2: format 1 plus the greatest timestamp the read saw.
+const FORMAT_WITH_TIMESTAMP: u8 = 2;
+/// Bytes of the timestamp field of format 2.
+const TIMESTAMP_LEN: usize = 8;
 /// Format byte plus entry count.
 const HEADER_LEN: usize = 3;
 /// Actor and counter, both u64.
@@ -61,8 +73,26 @@ pub fn encode_context(clock: &VersionVector) -> String {
     URL_SAFE_NO_PAD.encode(encode_raw(clock))
 }
 
+/// Encodes a context for a client together with the greatest timestamp
+/// among the versions it describes (format 2).
+pub fn encode_client_context(clock: &VersionVector, seen: Hlc) -> String {
+    let mut raw = encode_raw(clock);
+    raw.truncate(raw.len() - CHECKSUM_LEN);
+    raw[0] = FORMAT_WITH_TIMESTAMP;
+    raw.extend_from_slice(&seen.0.to_be_bytes());
+    let checksum = crc32fast::hash(&raw);
+    raw.extend_from_slice(&checksum.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
 /// Decodes and fully validates a context from a client.
 pub fn decode_context(text: &str) -> Result<VersionVector, ContextError> {
+    decode_client_context(text).map(|(clock, _)| clock)
+}
+
+/// Decodes a context and the greatest timestamp its read saw (0 for
+/// format 1).
+pub fn decode_client_context(text: &str) -> Result<(VersionVector, Hlc), ContextError> {
     // Bound the work before decoding anything.
     if text.len() > MAX_CONTEXT_LEN {
         return Err(ContextError::TooLong(text.len()));
@@ -89,25 +119,33 @@ fn encode_raw(clock: &VersionVector) -> Vec<u8> {
 }
 
 /// Checks and parses the layout before base64.
-fn decode_raw(raw: &[u8]) -> Result<VersionVector, ContextError> {
+fn decode_raw(raw: &[u8]) -> Result<(VersionVector, Hlc), ContextError> {
     let [format, count_high, count_low, ..] = *raw else {
         return Err(ContextError::BadLength);
     };
-    if format != FORMAT {
-        return Err(ContextError::UnknownFormat(format));
-    }
+    let timestamp_len = match format {
+        FORMAT => 0,
+        FORMAT_WITH_TIMESTAMP => TIMESTAMP_LEN,
+        other => return Err(ContextError::UnknownFormat(other)),
+    };
     let count = usize::from(u16::from_be_bytes([count_high, count_low]));
     if count > MAX_CONTEXT_ENTRIES {
         return Err(ContextError::Invalid("too many entries"));
     }
-    if raw.len() != HEADER_LEN + count * ENTRY_LEN + CHECKSUM_LEN {
+    let entries_end = HEADER_LEN + count * ENTRY_LEN;
+    if raw.len() != entries_end + timestamp_len + CHECKSUM_LEN {
         return Err(ContextError::BadLength);
     }
     let (body, checksum) = raw.split_at(raw.len() - CHECKSUM_LEN);
     if crc32fast::hash(body).to_be_bytes() != checksum {
         return Err(ContextError::BadChecksum);
     }
-    parse_entries(&body[HEADER_LEN..])
+    let clock = parse_entries(&body[HEADER_LEN..entries_end])?;
+    let mut seen = [0u8; TIMESTAMP_LEN];
+    if timestamp_len == TIMESTAMP_LEN {
+        seen.copy_from_slice(&body[entries_end..]);
+    }
+    Ok((clock, Hlc(u64::from_be_bytes(seen))))
 }
 
 /// Entries in strictly increasing actor order with counters in
@@ -133,6 +171,31 @@ fn parse_entries(entries: &[u8]) -> Result<VersionVector, ContextError> {
         clock.observe(Dot { actor, counter });
     }
     Ok(clock)
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::*;
+
+    #[test]
+    fn format_2_carries_the_seen_timestamp_and_format_1_reads_as_zero() {
+        let clock: VersionVector = [(ActorId(7), 3)].into_iter().collect();
+        let text = encode_client_context(&clock, Hlc(12345));
+        assert_eq!(decode_client_context(&text), Ok((clock.clone(), Hlc(12345))));
+        assert_eq!(decode_context(&text), Ok(clock.clone()));
+        assert_eq!(decode_client_context(&encode_context(&clock)), Ok((clock, Hlc(0))));
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_format_2_context_is_refused() {
+        let clock: VersionVector = [(ActorId(7), 3)].into_iter().collect();
+        let raw = URL_SAFE_NO_PAD.decode(encode_client_context(&clock, Hlc(99))).expect("base64");
+        for index in 0..raw.len() {
+            let mut flipped = raw.clone();
+            flipped[index] ^= 0x10;
+            assert!(decode_client_context(&URL_SAFE_NO_PAD.encode(&flipped)).is_err(), "byte {index}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,15 +245,15 @@ mod tests {
     #[test]
     fn unknown_format_is_named_in_the_error() {
         let mut raw = raw_with(&[]);
-        raw[0] = 2;
+        raw[0] = 3;
         let error = decode_raw(&raw).unwrap_err();
-        assert_eq!(error, ContextError::UnknownFormat(2));
-        assert!(error.to_string().contains("unknown format version 2"));
+        assert_eq!(error, ContextError::UnknownFormat(3));
+        assert!(error.to_string().contains("unknown format version 3"));
     }
 
     #[test]
     fn zero_counters_unordered_actors_and_huge_counters_are_refused() {
-        let invalid = |entries: &[(u64, u64)]| decode_raw(&raw_with(entries));
+        let invalid = |entries: &[(u64, u64)]| decode_raw(&raw_with(entries)).map(|(clock, _)| clock);
         assert_eq!(invalid(&[(1, 0)]), Err(ContextError::Invalid("an entry has counter zero")));
         assert_eq!(invalid(&[(2, 1), (1, 1)]), Err(ContextError::Invalid("actors are not in increasing order")));
         assert_eq!(invalid(&[(1, 1), (1, 2)]), Err(ContextError::Invalid("actors are not in increasing order")));

@@ -32,19 +32,20 @@
 //! Requests (the method travels beside the bytes):
 //! - [`METHOD_READ`] (1): `version | key`
 //! - [`METHOD_WRITE`] (2): `version | key | object | mode | durable`
-//! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms`
+//! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms | seen timestamp u64`
 //!   (each option an optional text)
 //! - [`METHOD_PING`] (4): `version`
 //! - [`METHOD_SET_PROPS`] (5): `version | bucket len u8 | bucket | n | r | w | dw | mode | props version u64`
 //!
 //! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
 //! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
-//! as a clock, or 1 then `status u16 | body length u32 | body`), 3 `Pong`,
+//! as a clock and its greatest timestamp u64, or 1 then `status u16 | body length u32 | body`), 3 `Pong`,
 //! 4 `Failed` (`reason length u16 | reason`).
 
 use thiserror::Error;
 
 use crate::codec::{self, CodecError, KIND_TOMBSTONE, KIND_VALUE, Reader};
+use crate::hlc::Hlc;
 use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, ObjectKey};
 use crate::object::{Payload, VersionedObject};
 use crate::props::{BucketProps, ConflictMode};
@@ -149,6 +150,9 @@ pub struct ForwardOptions {
     pub n: Option<String>,
     /// `timeout_ms` query parameter.
     pub timeout_ms: Option<String>,
+    /// The greatest version timestamp the client's read saw (from its
+    /// context; 0 when none): a last-write-wins write is stamped above it.
+    pub seen_timestamp: u64,
 }
 
 /// The answer to a [`Request`].
@@ -166,7 +170,7 @@ pub enum Response {
     },
     /// The outcome of a forwarded write: the new context, or the HTTP error
     /// the coordinator would have answered, to relay to the client.
-    Coordinated(Result<VersionVector, ForwardedError>),
+    Coordinated(Result<(VersionVector, Hlc), ForwardedError>),
     /// Answer to [`Request::Ping`].
     Pong,
     /// Answer to [`Request::SetProps`]: stored (or a newer change already was).
@@ -263,6 +267,7 @@ impl Request {
                 for option in [&options.w, &options.dw, &options.n, &options.timeout_ms] {
                     encode_option(option.as_deref(), &mut out);
                 }
+                out.extend_from_slice(&options.seen_timestamp.to_be_bytes());
             }
             Request::Ping => {}
             Request::SetProps { bucket, props, version } => {
@@ -299,6 +304,7 @@ impl Request {
                     dw: decode_option(&mut reader, "dw option")?,
                     n: decode_option(&mut reader, "n option")?,
                     timeout_ms: decode_option(&mut reader, "timeout_ms option")?,
+                    seen_timestamp: reader.u64("seen timestamp")?,
                 },
             },
             METHOD_SET_PROPS => decode_set_props(&mut reader)?,
@@ -319,9 +325,10 @@ impl Response {
                 encode_object(object, &mut out);
             }
             Response::Written { durable } => out.extend_from_slice(&[RESPONSE_WRITTEN, u8::from(*durable)]),
-            Response::Coordinated(Ok(context)) => {
+            Response::Coordinated(Ok((context, timestamp))) => {
                 out.extend_from_slice(&[RESPONSE_COORDINATED, OUTCOME_OK]);
                 codec::encode_clock(context, &mut out);
+                out.extend_from_slice(&timestamp.0.to_be_bytes());
             }
             Response::Coordinated(Err(ForwardedError { status, body })) => {
                 out.extend_from_slice(&[RESPONSE_COORDINATED, OUTCOME_ERROR]);
@@ -352,7 +359,10 @@ impl Response {
             RESPONSE_READ => Response::Read { object: decode_object(&mut reader)? },
             RESPONSE_WRITTEN => Response::Written { durable: decode_bool(&mut reader, "durable flag")? },
             RESPONSE_COORDINATED => match reader.u8("coordination outcome")? {
-                OUTCOME_OK => Response::Coordinated(Ok(codec::decode_clock(&mut reader)?)),
+                OUTCOME_OK => {
+                    let clock = codec::decode_clock(&mut reader)?;
+                    Response::Coordinated(Ok((clock, Hlc(reader.u64("timestamp")?))))
+                }
                 OUTCOME_ERROR => Response::Coordinated(Err(decode_forwarded_error(&mut reader)?)),
                 _ => return Err(MessageError::Invalid("unknown coordination outcome")),
             },
@@ -550,14 +560,13 @@ mod tests {
             object_key().prop_map(|key| Request::Read { key }),
             (object_key(), reachable_object(), mode, any::<bool>())
                 .prop_map(|(key, object, mode, durable)| Request::Write { key, object, mode, durable }),
-            (object_key(), reachable_object(), payload(), option(), option(), option(), option()).prop_map(
-                |(key, object, payload, w, dw, n, timeout_ms)| Request::Coordinate {
+            (object_key(), reachable_object(), payload(), option(), option(), option(), option(), any::<u64>())
+                .prop_map(|(key, object, payload, w, dw, n, timeout_ms, seen_timestamp)| Request::Coordinate {
                     key,
                     context: object.context().clone(),
                     payload,
-                    options: ForwardOptions { w, dw, n, timeout_ms },
-                }
-            ),
+                    options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp },
+                }),
             Just(Request::Ping),
             (1u8..=5, any::<bool>(), any::<u64>()).prop_map(|(n, lww, version)| Request::SetProps {
                 bucket: "b".to_string(),
@@ -577,7 +586,8 @@ mod tests {
         prop_oneof![
             reachable_object().prop_map(|object| Response::Read { object }),
             any::<bool>().prop_map(|durable| Response::Written { durable }),
-            reachable_object().prop_map(|object| Response::Coordinated(Ok(object.context().clone()))),
+            (reachable_object(), any::<u64>())
+                .prop_map(|(object, at)| Response::Coordinated(Ok((object.context().clone(), Hlc(at))))),
             (100..=599u16, "\\PC{0,200}")
                 .prop_map(|(status, body)| Response::Coordinated(Err(ForwardedError { status, body }))),
             Just(Response::Pong),
@@ -629,6 +639,7 @@ mod tests {
         expected.extend_from_slice(&7u64.to_be_bytes());
         expected.extend_from_slice(&2u64.to_be_bytes());
         expected.extend_from_slice(&[1, 1, 3, b'a', b'l', b'l', 0, 0, 0]);
+        expected.extend_from_slice(&0u64.to_be_bytes());
         assert_eq!(request.encode(), expected);
     }
 

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::messages::{ForwardOptions, Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
@@ -67,6 +68,9 @@ pub struct RequestOptions {
     pub n: Option<String>,
     /// `timeout_ms`.
     pub timeout_ms: Option<String>,
+    /// The greatest version timestamp the client's read saw (carried in its
+    /// context; 0 without one). Writes are stamped above it.
+    pub context_timestamp: u64,
 }
 
 /// What one replica said, for the diagnostics of a failed quorum.
@@ -252,14 +256,14 @@ impl Coordinator {
         context: &VersionVector,
         payload: Payload,
         options: &RequestOptions,
-    ) -> Result<VersionVector, CoordinatorError> {
+    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let replicas = self.cluster.preference_list(key, props.n);
         let deadline = Instant::now() + timeout;
         if !replicas.contains(self.cluster.local()) {
             return self.forward(key, context, payload, options, &replicas, deadline).await;
         }
-        self.coordinate_write(key, context, payload, props, replicas, deadline).await
+        self.coordinate_write(key, context, Hlc(options.context_timestamp), payload, props, replicas, deadline).await
     }
 
     /// Coordinates a write forwarded by a node outside the key's preference
@@ -272,7 +276,7 @@ impl Coordinator {
         context: &VersionVector,
         payload: Payload,
         options: &RequestOptions,
-    ) -> Result<VersionVector, CoordinatorError> {
+    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let replicas = self.cluster.preference_list(key, props.n);
         if !replicas.contains(self.cluster.local()) {
@@ -281,19 +285,22 @@ impl Coordinator {
                 self.cluster.local()
             )));
         }
-        self.coordinate_write(key, context, payload, props, replicas, Instant::now() + timeout).await
+        let deadline = Instant::now() + timeout;
+        self.coordinate_write(key, context, Hlc(options.context_timestamp), payload, props, replicas, deadline).await
     }
 
     /// The write path on a replica: local write first, then the others.
+    #[allow(clippy::too_many_arguments)]
     async fn coordinate_write(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
+        seen: Hlc,
         payload: Payload,
         props: BucketProps,
         replicas: Vec<NodeId>,
         deadline: Instant,
-    ) -> Result<VersionVector, CoordinatorError> {
+    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
         let mut quorum = WriteQuorum::new(replicas.clone(), props.w, props.dw);
         if quorum.progress() == Progress::Failed {
@@ -301,7 +308,7 @@ impl Coordinator {
         }
         let durable = props.dw > 0;
         let durability = if durable { Durability::Durable } else { Durability::Buffered };
-        let local = self.replica.coordinate_write(key, context, payload, props.conflict, durability);
+        let local = self.replica.coordinate_write(key, context, seen, payload, props.conflict, durability);
         let object = match tokio::time::timeout_at(deadline, local).await {
             Ok(Ok(object)) => object,
             Ok(Err(error)) => {
@@ -313,7 +320,7 @@ impl Coordinator {
                 return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
             }
         };
-        let new_context = object.context().clone();
+        let new_context = (object.context().clone(), latest_timestamp(&object));
         let mut progress = quorum.ack(self.cluster.local().clone(), durable);
         let others: Vec<NodeId> = replicas.into_iter().filter(|node| node != self.cluster.local()).collect();
         let request = Request::Write { key: key.clone(), object, mode: props.conflict, durable };
@@ -385,32 +392,41 @@ impl Coordinator {
         options: &RequestOptions,
         replicas: &[NodeId],
         deadline: Instant,
-    ) -> Result<VersionVector, CoordinatorError> {
+    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let mut candidates: Vec<NodeId> = replicas.to_vec();
         if let Some(fastest) = self.fastest_reader(key)
             && let Some(position) = candidates.iter().position(|node| *node == fastest)
         {
             candidates[..=position].rotate_right(1);
         }
-        let request = Request::Coordinate {
-            key: key.clone(),
-            context: context.clone(),
-            payload,
-            options: ForwardOptions {
-                w: options.w.clone(),
-                dw: options.dw.clone(),
-                n: options.n.clone(),
-                timeout_ms: options.timeout_ms.clone(),
-            },
-        };
         let mut failures = Vec::new();
-        for node in candidates {
+        let count = candidates.len();
+        for (index, node) in candidates.into_iter().enumerate() {
+            // Each remaining candidate gets an equal share of the time left,
+            // so one replica unreachable from here cannot use up the whole
+            // deadline while the others could have taken the write. The
+            // coordinating replica is told the share as its own timeout, so
+            // it answers (or gives up) within it.
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            let share = remaining / u32::try_from(count - index).unwrap_or(1);
+            if share.is_zero() {
                 failures.push(ReplicaOutcome { node: node.to_string(), status: "pending", reason: None });
                 continue;
             }
-            match self.peers.call(&node, request.clone(), remaining).await {
+            let remote_ms = (share.as_millis() as u64 * 9 / 10).max(1);
+            let request = Request::Coordinate {
+                key: key.clone(),
+                context: context.clone(),
+                payload: payload.clone(),
+                options: ForwardOptions {
+                    w: options.w.clone(),
+                    dw: options.dw.clone(),
+                    n: options.n.clone(),
+                    timeout_ms: Some(remote_ms.to_string()),
+                    seen_timestamp: options.context_timestamp,
+                },
+            };
+            match self.peers.call(&node, request, share).await {
                 Ok(Response::Coordinated(Ok(context))) => return Ok(context),
                 Ok(Response::Coordinated(Err(error))) => {
                     return Err(CoordinatorError::Forwarded { status: error.status, body: error.body });
@@ -562,6 +578,12 @@ impl ReplicaOutcome {
             ReplicaState::Pending => ReplicaOutcome { node, status: "pending", reason: None },
         }
     }
+}
+
+/// The greatest timestamp among an object's versions (0 when it has none):
+/// what a client context must carry so later writes are stamped above it.
+pub fn latest_timestamp(object: &VersionedObject) -> Hlc {
+    object.siblings().iter().map(|sibling| sibling.timestamp).max().unwrap_or_default()
 }
 
 fn failed(node: &NodeId, reason: String) -> ReplicaOutcome {

@@ -33,6 +33,7 @@ impl NodeHandler {
                     dw: options.dw,
                     n: options.n,
                     timeout_ms: options.timeout_ms,
+                    context_timestamp: options.seen_timestamp,
                 };
                 let outcome = self.coordinator.put_forwarded(&key, &context, payload, &options).await;
                 Response::Coordinated(outcome.map_err(|error| {

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynamo_core::codec::{CodecError, decode_object, encode_object};
-use dynamo_core::hlc::HlcClock;
+use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::ConflictMode;
@@ -90,16 +90,25 @@ impl Replica {
     }
 
     /// Applies a client write coordinated here: supersedes what `context`
-    /// has seen and adds `payload` as a new version. Returns the new state.
+    /// has seen and adds `payload` as a new version, stamped after `seen`
+    /// (the greatest timestamp the client's read returned), so in a
+    /// last-write-wins bucket it replaces what the client saw even if this
+    /// node's clock lags and it never held that version. Returns the new
+    /// state.
     pub async fn coordinate_write(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
+        seen: Hlc,
         payload: Payload,
         mode: ConflictMode,
         durability: Durability,
     ) -> Result<VersionedObject, ReplicaError> {
-        let timestamp = self.lock_hlc().now(self.wall.now_ms());
+        let timestamp = {
+            let mut hlc = self.lock_hlc();
+            hlc.observe(seen);
+            hlc.now(self.wall.now_ms())
+        };
         let updated = self.update(key, |object| {
             object.put(context, self.actor, timestamp, payload, mode);
         })?;

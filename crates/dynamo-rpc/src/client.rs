@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, trace};
 
@@ -156,27 +156,28 @@ impl<T: Transport> Inner<T> {
     /// The open connection to `addr`, or the result of the attempt to open
     /// one (started now, or already in progress).
     async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, RpcError> {
-        let (id, mut done) = match self.pool.lookup_or_start(addr) {
+        let attempt = match self.pool.lookup_or_start(addr) {
             Lookup::Ready(conn) => return Ok(conn),
-            Lookup::Wait { id, done } => (id, done),
-            Lookup::Start { id, done, report } => {
-                tokio::spawn(Arc::clone(self).connect_task(addr.to_owned(), id, report));
-                (id, done)
+            Lookup::Wait(attempt) => attempt,
+            Lookup::Start(attempt) => {
+                tokio::spawn(Arc::clone(self).connect_task(addr.to_owned(), Arc::clone(&attempt)));
+                attempt
             }
         };
-        let outcome = done.wait_for(Option::is_some).await.map(|outcome| outcome.clone());
-        match outcome {
-            Ok(Some(result)) => result,
-            _ => {
-                self.pool.remove(addr, id);
-                Err(RpcError::closed(addr, "the connection attempt ended without a result"))
-            }
+        let result = attempt.wait().await;
+        if result.is_err() {
+            self.pool.remove(addr, attempt.id);
         }
+        result
     }
 
     /// Opens, authenticates and starts one connection; reports the outcome
     /// to the pool and to every caller waiting for it.
-    async fn connect_task(self: Arc<Self>, addr: String, id: u64, report: watch::Sender<ConnectOutcome>) {
+    async fn connect_task(self: Arc<Self>, addr: String, attempt: Arc<Attempt>) {
+        let id = attempt.id;
+        // Reports a failure if this task ends without an outcome (dropped
+        // or panicked), so that no caller waits for nothing.
+        let report = ReportOnDrop { attempt, addr: addr.clone() };
         let limit = self.config.limits().connect_timeout;
         let result = match tokio::time::timeout(limit, self.establish(&addr, id)).await {
             Ok(result) => result,
@@ -189,7 +190,7 @@ impl<T: Transport> Inner<T> {
             debug!(addr, error = %e, "rpc: connection attempt failed");
         }
         self.pool.finish(&addr, id, &result);
-        report.send_replace(Some(result));
+        report.attempt.finish(result);
     }
 
     async fn establish(&self, addr: &str, id: u64) -> Result<Arc<Conn>, RpcError> {
@@ -211,9 +212,65 @@ const SILENT_TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 /// The receiving end of one call's answer.
 type AnswerReceiver = oneshot::Receiver<Result<Bytes, RpcError>>;
 
-/// What a finished connection attempt reports to its waiters (`None` while
-/// it runs).
-type ConnectOutcome = Option<Result<Arc<Conn>, RpcError>>;
+/// One connection attempt, shared by every caller waiting for it.
+///
+/// Not a `watch` channel: tokio's watch wakes its waiters in an order drawn
+/// from the runtime's random generator, so two runs of the deterministic
+/// simulation with the same seed would diverge. `Notify` wakes them in a
+/// fixed order.
+struct Attempt {
+    /// Identifies the attempt in the pool (see `Pool::finish`).
+    id: u64,
+    /// The outcome, once known.
+    outcome: Mutex<Option<Result<Arc<Conn>, RpcError>>>,
+    /// Wakes the waiters when the outcome is set.
+    done: Notify,
+}
+
+impl Attempt {
+    fn new(id: u64) -> Self {
+        Attempt { id, outcome: Mutex::new(None), done: Notify::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Result<Arc<Conn>, RpcError>>> {
+        self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets the outcome (the first one wins) and wakes every waiter.
+    fn finish(&self, result: Result<Arc<Conn>, RpcError>) {
+        self.lock().get_or_insert(result);
+        self.done.notify_waiters();
+    }
+
+    /// Waits for the outcome.
+    async fn wait(&self) -> Result<Arc<Conn>, RpcError> {
+        loop {
+            // Registered before checking, so a `finish` in between is not
+            // missed.
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.lock().clone() {
+                return result;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Finishes an attempt with a failure if its task ends without an outcome.
+struct ReportOnDrop {
+    attempt: Arc<Attempt>,
+    addr: String,
+}
+
+impl Drop for ReportOnDrop {
+    fn drop(&mut self) {
+        if self.attempt.lock().is_none() {
+            self.attempt.finish(Err(RpcError::closed(&self.addr, "the connection attempt ended without a result")));
+        }
+    }
+}
 
 /// The connections of one client, by peer address.
 struct Pool {
@@ -224,14 +281,14 @@ struct Pool {
 }
 
 enum Slot {
-    Connecting { id: u64, done: watch::Receiver<ConnectOutcome> },
+    Connecting(Arc<Attempt>),
     Ready(Arc<Conn>),
 }
 
 impl Slot {
     fn id(&self) -> u64 {
         match self {
-            Slot::Connecting { id, .. } => *id,
+            Slot::Connecting(attempt) => attempt.id,
             Slot::Ready(conn) => conn.id,
         }
     }
@@ -239,8 +296,8 @@ impl Slot {
 
 enum Lookup {
     Ready(Arc<Conn>),
-    Wait { id: u64, done: watch::Receiver<ConnectOutcome> },
-    Start { id: u64, done: watch::Receiver<ConnectOutcome>, report: watch::Sender<ConnectOutcome> },
+    Wait(Arc<Attempt>),
+    Start(Arc<Attempt>),
 }
 
 impl Pool {
@@ -255,13 +312,13 @@ impl Pool {
         let mut slots = self.lock();
         match slots.get(addr) {
             Some(Slot::Ready(conn)) if !conn.shared.is_closed() => return Lookup::Ready(Arc::clone(conn)),
-            Some(Slot::Connecting { id, done }) => return Lookup::Wait { id: *id, done: done.clone() },
+            Some(Slot::Connecting(attempt)) => return Lookup::Wait(Arc::clone(attempt)),
             _ => {}
         }
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (report, done) = watch::channel(None);
-        slots.insert(addr.to_owned(), Slot::Connecting { id, done: done.clone() });
-        Lookup::Start { id, done, report }
+        let attempt = Arc::new(Attempt::new(id));
+        slots.insert(addr.to_owned(), Slot::Connecting(Arc::clone(&attempt)));
+        Lookup::Start(attempt)
     }
 
     /// Records the outcome of attempt `id`, unless it was replaced meanwhile.

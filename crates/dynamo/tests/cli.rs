@@ -72,12 +72,21 @@ fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_arg
         .spawn()
         .expect("spawn dev");
     let cluster_file = dir.path().join("cluster.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
     let addr = format!("127.0.0.1:{port}");
-    while !(cluster_file.exists() && std::net::TcpStream::connect(&addr).is_ok()) {
-        assert!(Instant::now() < deadline, "dev did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Wait for dev to say the cluster is running: killing a node while dev
+    // is still checking start-up would (rightly) make dev give up.
+    let stdout_pipe = dev.stdout.take().expect("piped stdout");
+    let (lines, running) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+            if line.starts_with("cluster running") {
+                let _ = lines.send(());
+            }
+        }
+    });
+    running.recv_timeout(Duration::from_secs(30)).expect("dev reports the cluster running");
+    assert!(cluster_file.exists());
     let cluster: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cluster_file).expect("read cluster.json")).expect("valid json");
     let node = &cluster["nodes"][0];

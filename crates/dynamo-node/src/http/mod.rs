@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use dynamo_core::context::{decode_context, encode_context};
+use dynamo_core::context::{decode_client_context, encode_client_context, encode_context};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
@@ -24,7 +24,7 @@ use md5::{Digest, Md5};
 use serde_json::json;
 
 use crate::buckets::{PropsPatch, PropsStoreError};
-use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, serve_locally};
+use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
 use crate::metrics::{Metrics, Operation};
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 
@@ -123,7 +123,7 @@ impl Api {
     }
 
     fn object_response(&self, object: &VersionedObject) -> HttpResponse {
-        let context = encode_context(object.context());
+        let context = encode_client_context(object.context(), latest_timestamp(object));
         if object.is_empty() {
             return error(StatusCode::NOT_FOUND, "not found".to_string());
         }
@@ -185,9 +185,9 @@ impl Api {
         options: &RequestOptions,
     ) -> HttpResponse {
         match self.coordinator.put(key, context, payload, options).await {
-            Ok(context) => {
+            Ok((context, timestamp)) => {
                 let mut response = empty(StatusCode::NO_CONTENT);
-                set_header(&mut response, CONTEXT_HEADER, &encode_context(&context));
+                set_header(&mut response, CONTEXT_HEADER, &encode_client_context(&context, timestamp));
                 response
             }
             Err(error) => coordinator_error(error),
@@ -353,16 +353,18 @@ fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<Requ
 }
 
 fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, VersionVector), ApiError> {
-    let options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
+    let mut options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
     let context = match request.headers().get(CONTEXT_HEADER) {
         None => VersionVector::new(),
         Some(value) => {
             let text = value
                 .to_str()
                 .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{CONTEXT_HEADER} is not ASCII")))?;
-            decode_context(text.trim()).map_err(|problem| {
+            let (context, seen) = decode_client_context(text.trim()).map_err(|problem| {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("malformed {CONTEXT_HEADER}: {problem}"))
-            })?
+            })?;
+            options.context_timestamp = seen.0;
+            context
         }
     };
     Ok((options, context))

@@ -1,0 +1,441 @@
+//! [`SimCluster`]: one simulated run, from a seed to a verdict.
+//!
+//! A run has three phases, on simulated time:
+//! 1. **Chaos** (`chaos_ms`): the clients run their workload while the
+//!    fault injector applies the seed's schedule.
+//! 2. **Heal** (at `chaos_ms`): every link is released, loss stops, crashed
+//!    nodes restart; the clients finish their last operation. The cluster
+//!    then settles for `settle_ms` (dead connections time out and are
+//!    replaced).
+//! 3. **Check**: the checker reads every key with R=N until the replicas
+//!    agree (or `max_rounds` pass), then the invariants of
+//!    [`crate::check`] are checked against the history in the log.
+//!
+//! Everything random is drawn from the seed, in a fixed order: the fault
+//! profile, the schedule, the clock skews, each client's stream, turmoil's
+//! own seed (latency, loss, host order). Nodes take nonces and actor ids
+//! from the seed too, so one seed is one run.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use dynamo_core::keys::ObjectKey;
+use dynamo_node::cluster::Cluster;
+use dynamo_node::config::{EngineKind, MemberSpec, NodeConfig, Settings};
+use dynamo_rpc::{ClusterSecret, RpcConfig};
+use turmoil::Sim;
+
+use crate::check::{Snapshot, Verdict, check};
+use crate::clock::{SIM_EPOCH_MS, SeededNonces};
+use crate::faults::{Episode, FaultInjector, FaultProfile, schedule};
+use crate::log::{Counters, SharedLog};
+use crate::node::{LWW_BUCKET, RPC_PORT, SimNode};
+use crate::protocol::SimClient;
+use crate::rng::{SplitMix64, mix};
+use crate::workload::{CheckerSetup, ClientSetup, Keyspace, checker, lww_client, set_client};
+
+/// The shared cluster secret of simulated clusters (and their clients).
+const SECRET: &str = "dynamo-simulation-secret";
+
+/// Bucket of the set keys (siblings mode, the default).
+pub const SET_BUCKET: &str = "sets";
+
+/// Shape and length of a run. The defaults are what CI runs.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// N of every bucket (R and W default to a majority of it).
+    pub n: u8,
+    /// Clients of the set workload.
+    pub set_clients: usize,
+    /// Clients of the LWW workload.
+    pub lww_clients: usize,
+    /// Keys of the set workload.
+    pub set_keys: usize,
+    /// Keys each LWW client owns.
+    pub lww_keys_per_client: usize,
+    /// Length of the chaos phase, in simulated milliseconds.
+    pub chaos_ms: u64,
+    /// Pause between healing and checking.
+    pub settle_ms: u64,
+    /// Rounds of R=N reads before convergence is declared failed.
+    pub max_rounds: u32,
+    /// The nodes' default request timeout.
+    pub request_timeout_ms: u64,
+    /// The clients' timeout per call (above the request timeout, so a
+    /// client normally hears the coordinator's verdict).
+    pub client_timeout_ms: u64,
+    /// Simulated time per simulation step.
+    pub tick_ms: u64,
+    /// The fault profile; `None`: drawn from the seed.
+    pub profile: Option<FaultProfile>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            n: 3,
+            set_clients: 3,
+            lww_clients: 1,
+            set_keys: 6,
+            lww_keys_per_client: 2,
+            chaos_ms: 20_000,
+            settle_ms: 3_000,
+            max_rounds: 8,
+            request_timeout_ms: 1_500,
+            client_timeout_ms: 4_000,
+            tick_ms: 1,
+            profile: None,
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The profile it drew.
+    pub profile: FaultProfile,
+    /// Fault episodes scheduled.
+    pub episodes: usize,
+    /// Hash of the trace (equal for equal seeds: the determinism check).
+    pub trace_hash: u64,
+    /// Operation counts.
+    pub counters: Counters,
+    /// The check's findings.
+    pub verdict: Verdict,
+    /// Rounds of R=N reads the replicas needed to converge.
+    pub rounds: u32,
+    /// Simulated time the run took.
+    pub simulated: Duration,
+    /// Real time it took.
+    pub wall: Duration,
+    /// The trace, line by line.
+    pub trace: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.verdict.violations.is_empty()
+    }
+
+    /// One line: seed, outcome and counts.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {}: {} | {} violations, {} writes acked, {} failed, {} reads, {} faults of {} scheduled, \
+             {} excused dw=0 losses, converged after {} rounds, {:.1} s simulated in {:.2} s, trace {:016x}",
+            self.seed,
+            if self.passed() { "ok" } else { "FAILED" },
+            self.verdict.violations.len(),
+            self.counters.writes_acked,
+            self.counters.writes_failed,
+            self.counters.reads_ok + self.counters.reads_failed,
+            self.counters.faults,
+            self.episodes,
+            self.verdict.excused_losses,
+            self.rounds,
+            self.simulated.as_secs_f64(),
+            self.wall.as_secs_f64(),
+            self.trace_hash,
+        )
+    }
+
+    /// How to replay this run.
+    pub fn replay_command(&self) -> String {
+        format!("DYNAMO_SIM_SEED={} cargo test -p dynamo-sim --test simulation -- --nocapture", self.seed)
+    }
+}
+
+/// A simulated cluster, ready to run one seed.
+pub struct SimCluster {
+    seed: u64,
+    options: SimOptions,
+    profile: FaultProfile,
+    episodes: Vec<Episode>,
+    skews_ms: Vec<i64>,
+    turmoil_seed: u64,
+    client_rngs: Vec<SplitMix64>,
+}
+
+impl SimCluster {
+    /// Draws everything a run of `seed` needs.
+    pub fn new(seed: u64, options: SimOptions) -> Self {
+        let mut root = SplitMix64::new(seed);
+        let mut profile_rng = root.fork();
+        let mut schedule_rng = root.fork();
+        let mut skew_rng = root.fork();
+        let turmoil_seed = root.next_u64();
+        let client_rngs = (0..options.set_clients + options.lww_clients).map(|_| root.fork()).collect();
+        let profile = options.profile.clone().unwrap_or_else(|| FaultProfile::draw(&mut profile_rng));
+        let episodes = schedule(&mut schedule_rng, &profile, options.nodes, options.chaos_ms);
+        let skews_ms = (0..options.nodes)
+            .map(|_| skew_rng.between(0, 2 * profile.max_skew_ms) as i64 - profile.max_skew_ms as i64)
+            .collect();
+        Self { seed, options, profile, episodes, skews_ms, turmoil_seed, client_rngs }
+    }
+
+    /// The fault profile of this run.
+    pub fn profile(&self) -> &FaultProfile {
+        &self.profile
+    }
+
+    /// Runs the simulation and checks the invariants.
+    pub fn run(self) -> RunReport {
+        install_panic_counter();
+        let panics_before = PANICS.with(Cell::get);
+        let started = Instant::now();
+        let SimCluster { seed, options, profile, episodes, skews_ms, turmoil_seed, mut client_rngs } = self;
+        let log = SharedLog::default();
+        let configs = node_configs(&options);
+        let keys = Arc::new(keyspace(&options));
+        let replicas = preference_lists(&configs[0], &keys, options.n);
+        let addrs: Vec<String> = configs.iter().map(|config| format!("{}:{RPC_PORT}", config.node_id)).collect();
+
+        let mut sim = build_sim(&options, &profile, turmoil_seed);
+
+        let machines: Vec<Arc<SimNode>> = configs
+            .into_iter()
+            .enumerate()
+            .map(|(index, config)| Arc::new(SimNode::new(index, config, skews_ms[index], seed)))
+            .collect();
+        let mut hosts = Vec::new();
+        for machine in &machines {
+            let software = machine.clone();
+            sim.host(machine.name.as_str(), move || software.clone().run());
+            hosts.push(machine.name.clone());
+        }
+        let client_timeout = Duration::from_millis(options.client_timeout_ms);
+        // Every client outlives the simulation (see `ClientSetup::client`).
+        let mut clients = Vec::new();
+        let mut new_client = |name: &str, index: u64| {
+            let client = Arc::new(sim_client(name, mix(seed, 1_000 + index), client_timeout));
+            clients.push(client.clone());
+            client
+        };
+        let mut client_rngs = client_rngs.drain(..);
+        for id in 0..options.set_clients + options.lww_clients {
+            let lww = id >= options.set_clients;
+            let (name, kind_id) = if lww {
+                (format!("lww{}", id - options.set_clients), id - options.set_clients)
+            } else {
+                (format!("set{id}"), id)
+            };
+            let setup = ClientSetup {
+                id: kind_id,
+                client: new_client(&name, id as u64),
+                rng: client_rngs.next().expect("one generator per client"),
+                nodes: addrs.clone(),
+                keys: keys.clone(),
+                stop_ms: options.chaos_ms,
+                log: log.clone(),
+            };
+            if lww {
+                sim.client(name.as_str(), lww_client(setup));
+            } else {
+                sim.client(name.as_str(), set_client(setup));
+            }
+            hosts.push(name);
+        }
+        let snapshot = Arc::new(Mutex::new(None));
+        sim.client(
+            "checker",
+            checker(CheckerSetup {
+                client: new_client("checker", 999),
+                nodes: addrs.clone(),
+                machines: machines.clone(),
+                keys: keys.clone(),
+                replicas: replicas.clone(),
+                n: options.n,
+                start_ms: options.chaos_ms + options.settle_ms,
+                max_rounds: options.max_rounds,
+                result: snapshot.clone(),
+                log: log.clone(),
+            }),
+        );
+        hosts.push("checker".to_string());
+
+        let episode_count = episodes.len();
+        let mut injector = FaultInjector::new(episodes, profile.clone(), machines.clone(), hosts.clone(), log.clone());
+        let sim_error = drive(&mut sim, &mut injector, &hosts, options.chaos_ms);
+        let simulated = sim.elapsed();
+        drop(sim);
+        drop(clients);
+
+        let snapshot = snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let log = log.lock();
+        let mut verdict = match &snapshot {
+            Some(snapshot) => check(&log, snapshot, &keys, &replicas),
+            None => Verdict::default(),
+        };
+        verdict.violations.extend(log.violations.iter().cloned());
+        if let Some(error) = sim_error {
+            verdict.violations.push(format!("the simulation stopped: {error}"));
+        } else if snapshot.is_none() {
+            verdict.violations.push("the checker never finished".to_string());
+        }
+        let panics = PANICS.with(Cell::get) - panics_before;
+        if panics > 0 {
+            verdict.violations.push(format!("{panics} task(s) panicked during the run (see the output above)"));
+        }
+        RunReport {
+            seed,
+            profile,
+            episodes: episode_count,
+            trace_hash: log.trace_hash(),
+            counters: log.counters,
+            verdict,
+            rounds: snapshot.as_ref().map_or(0, |snapshot: &Snapshot| snapshot.rounds),
+            simulated,
+            wall: started.elapsed(),
+            trace: log.trace().to_vec(),
+        }
+    }
+}
+
+/// A turmoil simulation shaped by `options` and `profile`: its length (a
+/// generous backstop; runs end when the checker does), latency, loss, and
+/// seed. Hosts run in a random (seeded) order each step, to explore more
+/// interleavings.
+fn build_sim<'a>(options: &SimOptions, profile: &FaultProfile, turmoil_seed: u64) -> Sim<'a> {
+    let backstop_ms = options.chaos_ms + options.settle_ms + u64::from(options.max_rounds + 2) * 30_000;
+    turmoil::Builder::new()
+        .simulation_duration(Duration::from_millis(backstop_ms))
+        .tick_duration(Duration::from_millis(options.tick_ms))
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(Duration::from_millis(profile.max_latency_ms))
+        .fail_rate(f64::from(profile.loss_per_million) / 1e6)
+        .repair_rate(LINK_REPAIR_RATE)
+        .epoch(UNIX_EPOCH + Duration::from_millis(SIM_EPOCH_MS))
+        .enable_random_order()
+        .rng_seed(turmoil_seed)
+        .build()
+}
+
+/// Chance that a randomly failed link comes back with each message sent
+/// over it (turmoil's `repair_rate`): a failure lasts a few messages.
+const LINK_REPAIR_RATE: f64 = 0.2;
+
+/// Steps the simulation until every client is done: faults during the
+/// chaos phase, then healing. Returns why the simulation stopped early, if
+/// it did (a host failed, or the backstop ran out).
+fn drive(sim: &mut Sim<'_>, injector: &mut FaultInjector, hosts: &[String], chaos_ms: u64) -> Option<String> {
+    let mut healed = false;
+    loop {
+        let now_ms = sim.elapsed().as_millis() as u64;
+        if !healed && now_ms >= chaos_ms {
+            injector.heal(sim, hosts, now_ms);
+            healed = true;
+        }
+        if !healed {
+            injector.apply_due(sim, now_ms);
+        }
+        match sim.step() {
+            Ok(true) => return None,
+            Ok(false) => {}
+            Err(error) => return Some(error.to_string()),
+        }
+    }
+}
+
+/// Runs one seed with `options`.
+pub fn run_seed(seed: u64, options: &SimOptions) -> RunReport {
+    SimCluster::new(seed, options.clone()).run()
+}
+
+/// A client of simulated clusters named `name`, with nonces from `seed`
+/// and `timeout` per call.
+pub fn sim_client(name: &str, seed: u64, timeout: Duration) -> SimClient {
+    let nonces = Arc::new(SeededNonces::new(seed));
+    let secret = ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("the constant secret is long enough");
+    let config = RpcConfig::new(name.to_string(), secret, nonces).expect("client names are valid");
+    SimClient::new(config, timeout)
+}
+
+/// The configuration of every node of a cluster shaped by `options`:
+/// nodes `node0`, `node1`... with RPC on [`RPC_PORT`], in-memory storage,
+/// N = `options.n`, R = W = a majority, DW = 0.
+pub fn node_configs(options: &SimOptions) -> Vec<NodeConfig> {
+    let members: Vec<MemberSpec> = (0..options.nodes)
+        .map(|index| MemberSpec {
+            id: format!("node{index}"),
+            rpc_addr: format!("node{index}:{RPC_PORT}"),
+            capacity: None,
+            zone: None,
+        })
+        .collect();
+    let majority = options.n / 2 + 1;
+    (0..options.nodes)
+        .map(|index| {
+            Settings {
+                node_id: Some(format!("node{index}")),
+                members: Some(members.clone()),
+                cluster_secret: Some(SECRET.to_string()),
+                engine: Some(EngineKind::Memory),
+                default_n: Some(options.n),
+                default_r: Some(majority),
+                default_w: Some(majority),
+                default_dw: Some(0),
+                request_timeout_ms: Some(options.request_timeout_ms),
+                ..Settings::default()
+            }
+            .resolve()
+            .expect("the simulation's node settings are valid")
+        })
+        .collect()
+}
+
+fn keyspace(options: &SimOptions) -> Keyspace {
+    let key = |bucket: &str, name: String| ObjectKey::new(bucket, name.as_bytes()).expect("valid simulation key");
+    Keyspace {
+        set_keys: (0..options.set_keys).map(|index| key(SET_BUCKET, format!("k{index}"))).collect(),
+        lww_keys: (0..options.lww_clients * options.lww_keys_per_client)
+            .map(|index| key(LWW_BUCKET, format!("l{index}")))
+            .collect(),
+        lww_keys_per_client: options.lww_keys_per_client,
+    }
+}
+
+/// Node indexes of each key's preference list (set keys, then LWW keys).
+fn preference_lists(config: &NodeConfig, keys: &Keyspace, n: u8) -> Vec<Vec<usize>> {
+    let cluster = Cluster::from_config(config).expect("the simulation's ring is valid");
+    keys.set_keys
+        .iter()
+        .chain(&keys.lww_keys)
+        .map(|key| {
+            cluster
+                .preference_list(key, n)
+                .iter()
+                .map(|node| {
+                    node.as_str()
+                        .strip_prefix("node")
+                        .and_then(|index| index.parse().ok())
+                        .expect("simulated node ids are node<index>")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+thread_local! {
+    /// Panics on this thread so far. A simulation runs on one thread, so a
+    /// panic in any node task of a run shows up here, even one that tokio
+    /// caught and turned into a failed task.
+    static PANICS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts panics per thread (then reports them as usual).
+fn install_panic_counter() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.with(|count| count.set(count.get() + 1));
+            previous(info);
+        }));
+    });
+}

@@ -1,0 +1,126 @@
+//! One simulated machine running a dynamo node, across crashes and
+//! restarts.
+//!
+//! What survives a crash is what survives on a real machine: the storage
+//! engine's synced data ([`MemoryEngine::crash`] drops the rest), the
+//! machine's clock (skew and jumps), and the nonce generator (so nonces
+//! never repeat). What does not: every task, connection and in-memory
+//! structure, and the actor id: each incarnation takes a fresh one, derived
+//! from the seed, the node and the incarnation number (a restarted node
+//! must never issue a dot its previous incarnation may have issued with a
+//! different value, see [`dynamo_core::version::ActorId`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::object::VersionedObject;
+use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::version::ActorId;
+use dynamo_node::config::NodeConfig;
+use dynamo_node::coordinator::Coordinator;
+use dynamo_node::server::assemble;
+use dynamo_rpc::Transport;
+use dynamo_storage::{MemoryEngine, Store};
+
+use crate::clock::{SeededNonces, SimClock};
+use crate::protocol::SimHandler;
+use crate::rng::mix;
+use crate::transport::TurmoilTransport;
+
+/// The RPC port every simulated node listens on.
+pub const RPC_PORT: u16 = 9000;
+
+/// Bucket whose keys use last-write-wins (every other bucket: siblings).
+pub const LWW_BUCKET: &str = "lww";
+
+/// A simulated machine and its node process.
+pub struct SimNode {
+    /// Index in the cluster (node `i` is host `node{i}`).
+    pub index: usize,
+    /// Host name, also the node id.
+    pub name: String,
+    config: NodeConfig,
+    /// The machine's "disk": shared with every incarnation.
+    engine: MemoryEngine,
+    /// The machine's clock.
+    clock: Arc<SimClock>,
+    nonces: Arc<SeededNonces>,
+    /// Seed of this node's actor ids.
+    actor_seed: u64,
+    /// Incarnations started so far.
+    incarnations: AtomicU64,
+    /// The running incarnation's coordinator, while it runs: how the
+    /// checker reads each replica's own state.
+    live: Mutex<Option<Arc<Coordinator>>>,
+}
+
+impl SimNode {
+    /// A machine for node `index` with `config`, a clock `skew_ms` off, and
+    /// randomness derived from `seed`.
+    pub fn new(index: usize, config: NodeConfig, skew_ms: i64, seed: u64) -> Self {
+        Self {
+            index,
+            name: config.node_id.clone(),
+            config,
+            engine: MemoryEngine::new(),
+            clock: Arc::new(SimClock::new(skew_ms)),
+            nonces: Arc::new(SeededNonces::new(mix(seed, 2 * index as u64))),
+            actor_seed: mix(seed, 2 * index as u64 + 1),
+            incarnations: AtomicU64::new(0),
+            live: Mutex::new(None),
+        }
+    }
+
+    /// The node process: assemble the node over this machine's storage,
+    /// clock and the simulated network, configure the buckets, serve RPC
+    /// until the host is crashed. Runs as a turmoil host's software, once
+    /// per incarnation.
+    pub async fn run(self: Arc<Self>) -> turmoil::Result {
+        let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed);
+        let actor = ActorId(mix(self.actor_seed, incarnation));
+        let store = Store::memory(self.engine.clone());
+        let parts = assemble(&self.config, store, self.clock.clone(), TurmoilTransport, self.nonces.clone(), actor)?;
+        configure_buckets(&parts.coordinator).await?;
+        let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
+        *self.lock_live() = Some(parts.coordinator.clone());
+        let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator));
+        dynamo_rpc::serve(listener, parts.rpc_config, handler, std::future::pending::<()>()).await;
+        Ok(())
+    }
+
+    /// Forgets the running incarnation and drops every write it had not
+    /// synced. Call together with crashing the host.
+    pub fn crash(&self) {
+        self.lock_live().take();
+        self.engine.crash();
+    }
+
+    /// The machine's clock (to inject jumps).
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// This replica's own state of `key` (not reconciled with others), or
+    /// `None` while the node is down or starting.
+    pub fn replica_state(&self, key: &ObjectKey) -> Option<Result<VersionedObject, String>> {
+        let coordinator = self.lock_live().clone()?;
+        Some(coordinator.replica().read(key).map_err(|error| error.to_string()))
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, Option<Arc<Coordinator>>> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Gives [`LWW_BUCKET`] last-write-wins props on this node (the props of
+/// the other buckets are the configured defaults). Every node does it at
+/// every start, so all agree before any client request.
+async fn configure_buckets(coordinator: &Coordinator) -> turmoil::Result {
+    let buckets = coordinator.buckets();
+    let props = BucketProps { conflict: ConflictMode::Lww, ..buckets.get(LWW_BUCKET)? };
+    // Version 1 of the bucket's props, the same on every node and at every
+    // start: applying it again changes nothing.
+    buckets.apply(LWW_BUCKET, props, 1).await?;
+    Ok(())
+}

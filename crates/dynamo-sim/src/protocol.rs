@@ -1,0 +1,179 @@
+//! How simulated clients reach the nodes: the client API (get and put,
+//! paper section 4.1) carried over the same authenticated RPC as
+//! node-to-node traffic, instead of HTTP. Client requests thus cross the
+//! simulated network, with its partitions, losses and latency, and reach
+//! the node's real [`Coordinator`], exactly as the HTTP front end calls it.
+//!
+//! Two extra RPC methods, served by [`SimHandler`] in front of the node's
+//! own [`NodeHandler`] (which serves every other method unchanged):
+//! - [`METHOD_CLIENT_GET`]: body `r u8 (0 = bucket default) | Read request`;
+//!   answer a `Read` response (the reconciled object) or `Failed`.
+//! - [`METHOD_CLIENT_PUT`]: body a `Coordinate` request (key, context,
+//!   payload, w/dw options); answer `Coordinated(Ok(context))` or `Failed`.
+//!
+//! Both reuse the node-to-node message codec of
+//! [`dynamo_core::messages`], so nothing here parses bytes by hand.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynamo_core::hlc::Hlc;
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::messages::{ForwardOptions, METHOD_COORDINATE, METHOD_READ, Request, Response};
+use dynamo_core::object::{Payload, VersionedObject};
+use dynamo_core::version::VersionVector;
+use dynamo_node::coordinator::{Coordinator, RequestOptions};
+use dynamo_node::handler::NodeHandler;
+use dynamo_rpc::{Handler, RpcClient, RpcConfig};
+
+use crate::transport::TurmoilTransport;
+
+/// Client get (not a node-to-node method; see the module docs).
+pub const METHOD_CLIENT_GET: u16 = 0x5101;
+/// Client put.
+pub const METHOD_CLIENT_PUT: u16 = 0x5102;
+
+/// The RPC handler of a simulated node: the client API plus everything
+/// the node itself serves.
+pub struct SimHandler {
+    node: Arc<NodeHandler>,
+    coordinator: Arc<Coordinator>,
+}
+
+impl SimHandler {
+    /// Serves `coordinator` to clients and `node` to peers.
+    pub fn new(node: Arc<NodeHandler>, coordinator: Arc<Coordinator>) -> Self {
+        Self { node, coordinator }
+    }
+}
+
+impl Handler for SimHandler {
+    fn handle(&self, peer: &str, method: u16, body: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
+        let node = self.node.clone();
+        let coordinator = self.coordinator.clone();
+        let peer = peer.to_string();
+        async move {
+            match method {
+                METHOD_CLIENT_GET => Ok(Bytes::from(client_get(&coordinator, &body).await.encode())),
+                METHOD_CLIENT_PUT => Ok(Bytes::from(client_put(&coordinator, &body).await.encode())),
+                _ => node.handle(&peer, method, body).await,
+            }
+        }
+    }
+}
+
+async fn client_get(coordinator: &Coordinator, body: &[u8]) -> Response {
+    let Some((&r, request)) = body.split_first() else {
+        return failed("empty client get");
+    };
+    let key = match Request::decode(METHOD_READ, request) {
+        Ok(Request::Read { key }) => key,
+        Ok(_) => return failed("client get: not a read"),
+        Err(error) => return failed(&format!("client get: {error}")),
+    };
+    let options = RequestOptions { r: (r > 0).then(|| r.to_string()), ..RequestOptions::default() };
+    match coordinator.get(&key, &options).await {
+        Ok(object) => Response::Read { object },
+        Err(error) => failed(&error.to_string()),
+    }
+}
+
+async fn client_put(coordinator: &Coordinator, body: &[u8]) -> Response {
+    let (key, context, payload, options) = match Request::decode(METHOD_COORDINATE, body) {
+        Ok(Request::Coordinate { key, context, payload, options }) => (key, context, payload, options),
+        Ok(_) => return failed("client put: not a put"),
+        Err(error) => return failed(&format!("client put: {error}")),
+    };
+    let options = RequestOptions {
+        r: None,
+        w: options.w,
+        dw: options.dw,
+        n: options.n,
+        timeout_ms: options.timeout_ms,
+        context_timestamp: options.seen_timestamp,
+    };
+    match coordinator.put(&key, &context, payload, &options).await {
+        Ok(context) => Response::Coordinated(Ok(context)),
+        Err(error) => failed(&error.to_string()),
+    }
+}
+
+fn failed(reason: &str) -> Response {
+    Response::Failed { reason: reason.to_string() }
+}
+
+/// Quorum options of one client write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Acknowledgements to wait for.
+    pub w: u8,
+    /// Of which durable.
+    pub dw: u8,
+}
+
+/// A simulated client: calls the client API of any node over the
+/// simulated network. Every failure is a string (the outcome of a failed
+/// write is unknown: it may or may not have been applied).
+pub struct SimClient {
+    rpc: RpcClient<TurmoilTransport>,
+    timeout: Duration,
+}
+
+impl SimClient {
+    /// A client authenticating as `rpc_config`'s name, giving every call
+    /// `timeout`.
+    pub fn new(rpc_config: RpcConfig, timeout: Duration) -> Self {
+        Self { rpc: RpcClient::new(TurmoilTransport, rpc_config), timeout }
+    }
+
+    /// Reads `key` through the node at `addr`, waiting for `r` replies
+    /// (`None`: the bucket's default).
+    pub async fn get(&self, addr: &str, key: &ObjectKey, r: Option<u8>) -> Result<VersionedObject, String> {
+        let mut body = vec![r.unwrap_or(0)];
+        body.extend(Request::Read { key: key.clone() }.encode());
+        match self.call(addr, METHOD_CLIENT_GET, body).await? {
+            Response::Read { object } => Ok(object),
+            Response::Failed { reason } => Err(reason),
+            _ => Err("unexpected reply to a client get".to_string()),
+        }
+    }
+
+    /// Writes `data` over `context` (whose read saw versions up to `seen`)
+    /// through the node at `addr`; returns the new context and the greatest
+    /// timestamp it covers.
+    pub async fn put(
+        &self,
+        addr: &str,
+        key: &ObjectKey,
+        context: &VersionVector,
+        seen: Hlc,
+        data: Bytes,
+        options: WriteOptions,
+    ) -> Result<(VersionVector, Hlc), String> {
+        let request = Request::Coordinate {
+            key: key.clone(),
+            context: context.clone(),
+            payload: Payload::Value { data, content_type: None },
+            options: ForwardOptions {
+                w: Some(options.w.to_string()),
+                dw: Some(options.dw.to_string()),
+                n: None,
+                timeout_ms: None,
+                seen_timestamp: seen.0,
+            },
+        };
+        match self.call(addr, METHOD_CLIENT_PUT, request.encode()).await? {
+            Response::Coordinated(Ok(context)) => Ok(context),
+            Response::Coordinated(Err(error)) => Err(format!("{} {}", error.status, error.body)),
+            Response::Failed { reason } => Err(reason),
+            _ => Err("unexpected reply to a client put".to_string()),
+        }
+    }
+
+    async fn call(&self, addr: &str, method: u16, body: Vec<u8>) -> Result<Response, String> {
+        let reply = self.rpc.call(addr, method, Bytes::from(body), self.timeout).await.map_err(|e| e.to_string())?;
+        Response::decode(&reply).map_err(|error| format!("unreadable reply: {error}"))
+    }
+}

@@ -1,0 +1,427 @@
+//! The clients: what the cluster is asked to do while faults happen.
+//!
+//! - **Set clients** share a small keyspace in a `siblings` bucket. Each key
+//!   holds a set of numbers (the value is the sorted list, comma
+//!   separated). A client reads a key, merges the siblings (set union),
+//!   adds one element no one else ever adds, and writes the result back
+//!   with the read's context. Sometimes it skips the read and writes
+//!   `{element}` alone with no context (a blind put: a concurrent sibling).
+//!   Because every write only adds, "an acknowledged write was lost" is
+//!   simply "its element is missing at the end".
+//! - **LWW clients** each own a few keys of a `lww` bucket and write them
+//!   in a causal chain: every put carries the context of the previous
+//!   answer, so each write causally supersedes the earlier ones it has
+//!   seen (recorded in [`LwwWrite::supersedes`]). Last-write-wins may drop
+//!   a *concurrent* write, never one an acknowledged write superseded.
+//! - **The checker** waits until faults are over and the cluster has
+//!   settled, then reads every key with R=N (read repair brings the replicas
+//!   together) until the replicas' own states agree, and snapshots them.
+//!
+//! Quorum options vary per request (R=1 sometimes, W from 1 to 3, DW 0 or
+//! 1), so stale reads, concurrent writes and siblings are common.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynamo_core::hlc::Hlc;
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::object::{Payload, VersionedObject};
+use dynamo_core::version::VersionVector;
+
+use dynamo_node::coordinator::latest_timestamp;
+
+use crate::log::{Log, LwwWrite, SetWrite, SharedLog, now_ms};
+use crate::node::{LWW_BUCKET, SimNode};
+use crate::protocol::{SimClient, WriteOptions};
+use crate::rng::SplitMix64;
+
+/// Element and LWW value ids are `(client + 1) * ID_BASE + sequence`:
+/// unique across clients as long as a client writes fewer than this many
+/// times in a run (it writes a few hundred).
+pub const ID_BASE: u64 = 1_000_000;
+
+/// The keys of a run.
+#[derive(Clone, Debug)]
+pub struct Keyspace {
+    /// Keys of the siblings bucket, shared by every set client.
+    pub set_keys: Vec<ObjectKey>,
+    /// Keys of the LWW bucket; client `c` owns `lww_keys_of(c)`.
+    pub lww_keys: Vec<ObjectKey>,
+    /// LWW keys per LWW client.
+    pub lww_keys_per_client: usize,
+}
+
+impl Keyspace {
+    /// Indexes (into `lww_keys`) of the keys LWW client `client` owns.
+    pub fn lww_keys_of(&self, client: usize) -> std::ops::Range<usize> {
+        client * self.lww_keys_per_client..(client + 1) * self.lww_keys_per_client
+    }
+}
+
+/// What every client needs.
+pub struct ClientSetup {
+    /// Client number (within its kind).
+    pub id: usize,
+    /// The RPC client. Shared with the harness, which drops it only after
+    /// the simulation: dropping a client closes its connections in the
+    /// iteration order of a `HashMap` (random), which would make the run
+    /// depend on more than its seed.
+    pub client: Arc<SimClient>,
+    /// Its random stream.
+    pub rng: SplitMix64,
+    /// Node RPC addresses, by node index.
+    pub nodes: Vec<String>,
+    /// The keys.
+    pub keys: Arc<Keyspace>,
+    /// Stop starting operations at this simulated time.
+    pub stop_ms: u64,
+    /// The run's log.
+    pub log: SharedLog,
+}
+
+/// Longest pause between two operations of a client, in milliseconds.
+const THINK_MS_MAX: u64 = 30;
+
+/// Picks `(w, dw)` for a write: mostly W=2, sometimes 1 or 3; DW 0 or 1.
+fn write_options(rng: &mut SplitMix64) -> WriteOptions {
+    let w = match rng.below(10) {
+        0 => 1,
+        9 => 3,
+        _ => 2,
+    };
+    WriteOptions { w, dw: u8::from(rng.percent(50)) }
+}
+
+/// A set client's loop (see the module docs).
+pub async fn set_client(setup: ClientSetup) -> turmoil::Result {
+    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, log } = setup;
+    let mut sequence = 0;
+    while now_ms() < stop_ms {
+        sequence += 1;
+        let element = (id as u64 + 1) * ID_BASE + sequence;
+        let key_index = rng.index(keys.set_keys.len());
+        let key = &keys.set_keys[key_index];
+        let read_node = rng.index(nodes.len());
+        let blind = rng.percent(10);
+        let r = if rng.percent(20) { Some(1) } else { None };
+        let options = write_options(&mut rng);
+        let write_node = if rng.percent(70) { read_node } else { rng.index(nodes.len()) };
+        let think = Duration::from_millis(rng.between(0, THINK_MS_MAX));
+
+        let read = if blind {
+            Some((VersionVector::new(), Hlc::default(), BTreeSet::new()))
+        } else {
+            let outcome = client.get(&nodes[read_node], key, r).await;
+            let what = format!("set{id} get k{key_index} via n{read_node} r={r:?}");
+            record_set_read(&mut log.lock(), &what, key_index, outcome)
+        };
+        let Some((context, seen, mut elements)) = read else {
+            tokio::time::sleep(think).await;
+            continue;
+        };
+        elements.insert(element);
+        let start_ms = now_ms();
+        let outcome = client.put(&nodes[write_node], key, &context, seen, encode_set(&elements), options).await;
+        let write = SetWrite {
+            client: id,
+            key: key_index,
+            element,
+            w: options.w,
+            dw: options.dw,
+            blind,
+            start_ms,
+            end_ms: now_ms(),
+            acked: outcome.is_ok(),
+        };
+        record_set_write(&mut log.lock(), write, write_node, outcome.err());
+        tokio::time::sleep(think).await;
+    }
+    Ok(())
+}
+
+/// Logs a set client's read; returns its context and elements when it
+/// succeeded.
+fn record_set_read(
+    log: &mut Log,
+    what: &str,
+    key_index: usize,
+    outcome: Result<VersionedObject, String>,
+) -> Option<(VersionVector, Hlc, BTreeSet<u64>)> {
+    match outcome {
+        Ok(object) => {
+            log.counters.reads_ok += 1;
+            let (elements, bad) = set_elements(&object);
+            log.event(now_ms(), format!("{what}: {} siblings, {} elements", object.siblings().len(), elements.len()));
+            if let Some(bad) = bad {
+                log.violation(now_ms(), format!("set key k{key_index} holds an unreadable value: {bad}"));
+            }
+            Some((object.context().clone(), latest_timestamp(&object), elements))
+        }
+        Err(reason) => {
+            log.counters.reads_failed += 1;
+            log.event(now_ms(), format!("{what} failed: {reason}"));
+            None
+        }
+    }
+}
+
+/// Logs a set client's write and adds it to the history.
+fn record_set_write(log: &mut Log, write: SetWrite, node: usize, error: Option<String>) {
+    if write.acked {
+        log.counters.writes_acked += 1;
+    } else {
+        log.counters.writes_failed += 1;
+    }
+    log.event(
+        write.end_ms,
+        format!(
+            "set{} put k{} +{} via n{node} w={} dw={} blind={}: {}",
+            write.client,
+            write.key,
+            write.element,
+            write.w,
+            write.dw,
+            write.blind,
+            error.as_deref().unwrap_or("ok")
+        ),
+    );
+    log.set_writes.push(write);
+}
+
+/// An LWW client's causal chain on one key.
+#[derive(Default)]
+struct Chain {
+    /// The context the next write carries.
+    context: VersionVector,
+    /// The greatest version timestamp `context` covers.
+    seen_timestamp: Hlc,
+    /// Writes `context` is known to have seen.
+    seen: BTreeSet<u64>,
+}
+
+/// An LWW client's loop (see the module docs).
+pub async fn lww_client(setup: ClientSetup) -> turmoil::Result {
+    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, log } = setup;
+    let owned: Vec<usize> = keys.lww_keys_of(id).collect();
+    let mut chains: BTreeMap<usize, Chain> = owned.iter().map(|&key| (key, Chain::default())).collect();
+    // What each of this client's writes superseded, to extend a chain with
+    // the causal past of a value it reads back.
+    let mut past: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let mut sequence = 0;
+    while now_ms() < stop_ms {
+        sequence += 1;
+        let value = (id as u64 + 1) * ID_BASE + sequence;
+        let key_index = owned[rng.index(owned.len())];
+        let key = &keys.lww_keys[key_index];
+        let node = rng.index(nodes.len());
+        let options = write_options(&mut rng);
+        let refresh = rng.percent(50);
+        let read_node = rng.index(nodes.len());
+        let think = Duration::from_millis(rng.between(0, THINK_MS_MAX));
+        let Some(chain) = chains.get_mut(&key_index) else { break };
+
+        let start_ms = now_ms();
+        let outcome = client
+            .put(&nodes[node], key, &chain.context, chain.seen_timestamp, Bytes::from(value.to_string()), options)
+            .await;
+        let acked = outcome.is_ok();
+        {
+            let mut log = log.lock();
+            log.event(
+                now_ms(),
+                format!(
+                    "lww{id} put l{key_index} ={value} via n{node} w={} dw={}: {}",
+                    options.w,
+                    options.dw,
+                    outcome.as_ref().err().map_or("ok", String::as_str)
+                ),
+            );
+            if acked {
+                log.counters.writes_acked += 1;
+            } else {
+                log.counters.writes_failed += 1;
+            }
+            log.lww_writes.push(LwwWrite {
+                key: key_index,
+                id: value,
+                supersedes: chain.seen.clone(),
+                w: options.w,
+                dw: options.dw,
+                start_ms,
+                acked,
+            });
+        }
+        past.insert(value, chain.seen.clone());
+        match outcome {
+            Ok((context, timestamp)) => {
+                chain.context = context;
+                chain.seen_timestamp = chain.seen_timestamp.max(timestamp);
+                chain.seen.insert(value);
+            }
+            Err(_) if refresh => {
+                // Catch up with what the cluster has, joining (never
+                // replacing) the context: the chain only grows.
+                let read = client.get(&nodes[read_node], key, None).await;
+                let mut log = log.lock();
+                match read {
+                    Ok(object) => {
+                        log.counters.reads_ok += 1;
+                        chain.context.join(object.context());
+                        chain.seen_timestamp = chain.seen_timestamp.max(latest_timestamp(&object));
+                        for sibling in object.siblings() {
+                            match value_id(&sibling.payload) {
+                                Some(seen) if past.contains_key(&seen) => {
+                                    chain.seen.insert(seen);
+                                    chain.seen.extend(past[&seen].iter().copied());
+                                }
+                                _ => log.violation(
+                                    now_ms(),
+                                    format!("lww key l{key_index} holds a value never written: {:?}", sibling.payload),
+                                ),
+                            }
+                        }
+                        log.event(
+                            now_ms(),
+                            format!("lww{id} get l{key_index} via n{read_node}: {}", describe(&object)),
+                        );
+                    }
+                    Err(reason) => {
+                        log.counters.reads_failed += 1;
+                        log.event(now_ms(), format!("lww{id} get l{key_index} via n{read_node} failed: {reason}"));
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(think).await;
+    }
+    Ok(())
+}
+
+/// The elements of every sibling of a set key, and the first value that
+/// does not parse (there should be none).
+pub fn set_elements(object: &VersionedObject) -> (BTreeSet<u64>, Option<String>) {
+    let mut elements = BTreeSet::new();
+    let mut bad = None;
+    for sibling in object.siblings() {
+        let Payload::Value { data, .. } = &sibling.payload else {
+            bad.get_or_insert_with(|| "a tombstone".to_string());
+            continue;
+        };
+        match parse_set(data) {
+            Some(parsed) => elements.extend(parsed),
+            None => {
+                bad.get_or_insert_with(|| String::from_utf8_lossy(data).into_owned());
+            }
+        }
+    }
+    (elements, bad)
+}
+
+/// `1,5,9` → {1, 5, 9}; the empty string is the empty set.
+fn parse_set(data: &[u8]) -> Option<BTreeSet<u64>> {
+    let text = std::str::from_utf8(data).ok()?;
+    if text.is_empty() {
+        return Some(BTreeSet::new());
+    }
+    text.split(',').map(|part| part.parse().ok()).collect()
+}
+
+/// The value of a set: its elements, sorted, comma separated.
+pub fn encode_set(elements: &BTreeSet<u64>) -> Bytes {
+    let parts: Vec<String> = elements.iter().map(u64::to_string).collect();
+    Bytes::from(parts.join(","))
+}
+
+/// The id an LWW value carries.
+pub fn value_id(payload: &Payload) -> Option<u64> {
+    match payload {
+        Payload::Value { data, .. } => std::str::from_utf8(data).ok()?.parse().ok(),
+        Payload::Tombstone => None,
+    }
+}
+
+/// A short description of an LWW object for the trace: each version's
+/// value and timestamp (wall milliseconds and logical counter).
+pub fn describe(object: &VersionedObject) -> String {
+    let values: Vec<String> = object
+        .siblings()
+        .iter()
+        .map(|sibling| {
+            let value = value_id(&sibling.payload).map_or_else(|| "?".to_string(), |id| id.to_string());
+            format!("{value}@{}.{}", sibling.timestamp.wall_ms(), sibling.timestamp.logical())
+        })
+        .collect();
+    format!("[{}]", values.join(" "))
+}
+
+/// A short description of a set object for the trace.
+pub fn describe_set(object: &VersionedObject) -> String {
+    let (elements, _) = set_elements(object);
+    format!("{} siblings, {} elements", object.siblings().len(), elements.len())
+}
+
+/// Reads every key with R=N until all replicas agree, then returns each
+/// replica's own state (see [`crate::check::Snapshot`]).
+pub struct CheckerSetup {
+    /// The RPC client (shared with the harness, see [`ClientSetup::client`]).
+    pub client: Arc<SimClient>,
+    /// Node RPC addresses.
+    pub nodes: Vec<String>,
+    /// The simulated nodes (to read each replica's own state).
+    pub machines: Vec<Arc<SimNode>>,
+    /// The keys.
+    pub keys: Arc<Keyspace>,
+    /// Preference list (node indexes) of every key: set keys first, then
+    /// LWW keys.
+    pub replicas: Vec<Vec<usize>>,
+    /// N.
+    pub n: u8,
+    /// When to start.
+    pub start_ms: u64,
+    /// Rounds of reads before giving up on convergence.
+    pub max_rounds: u32,
+    /// Where to put the result.
+    pub result: Arc<std::sync::Mutex<Option<crate::check::Snapshot>>>,
+    /// The run's log.
+    pub log: SharedLog,
+}
+
+/// How long the checker waits after a round of reads for their repairs to
+/// land.
+const REPAIR_SETTLE: Duration = Duration::from_millis(1000);
+
+/// The checker's loop.
+pub async fn checker(setup: CheckerSetup) -> turmoil::Result {
+    let CheckerSetup { client, nodes, machines, keys, replicas, n, start_ms, max_rounds, result, log } = setup;
+    tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(now_ms()))).await;
+    let all_keys: Vec<&ObjectKey> = keys.set_keys.iter().chain(keys.lww_keys.iter()).collect();
+    let mut snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, 0);
+    for round in 1..=max_rounds {
+        for (index, key) in all_keys.iter().enumerate() {
+            let node = (index + round as usize) % nodes.len();
+            let outcome = client.get(&nodes[node], key, Some(n)).await;
+            log.lock().event(
+                now_ms(),
+                format!(
+                    "check round {round} get #{index} via n{node}: {}",
+                    outcome.map_or_else(
+                        |reason| format!("failed: {reason}"),
+                        |object| if key.bucket() == LWW_BUCKET { describe(&object) } else { describe_set(&object) }
+                    )
+                ),
+            );
+        }
+        tokio::time::sleep(REPAIR_SETTLE).await;
+        snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, round);
+        if snapshot.converged() {
+            break;
+        }
+    }
+    log.lock()
+        .event(now_ms(), format!("check done after {} rounds, converged={}", snapshot.rounds, snapshot.converged()));
+    *result.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+    Ok(())
+}
