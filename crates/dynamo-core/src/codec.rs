@@ -295,15 +295,7 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
-    use crate::props::ConflictMode;
-    use crate::testing::{World, history};
-
-    fn reachable_object() -> impl Strategy<Value = VersionedObject> {
-        (history(30), any::<Index>(), any::<bool>()).prop_map(|((replicas, ops), pick, lww)| {
-            let mode = if lww { ConflictMode::Lww } else { ConflictMode::Siblings };
-            pick.get(&World::run(replicas, &ops, mode).snapshots).clone()
-        })
-    }
+    use crate::testing::reachable_object;
 
     fn value(data: &[u8], content_type: Option<&str>) -> Payload {
         Payload::Value { data: Bytes::copy_from_slice(data), content_type: content_type.map(str::to_string) }

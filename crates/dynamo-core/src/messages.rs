@@ -526,15 +526,8 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
-    use crate::testing::{World, history};
+    use crate::testing::reachable_object;
     use crate::version::ActorId;
-
-    fn reachable_object() -> impl Strategy<Value = VersionedObject> {
-        (history(30), any::<Index>(), any::<bool>()).prop_map(|((replicas, ops), pick, lww)| {
-            let mode = if lww { ConflictMode::Lww } else { ConflictMode::Siblings };
-            pick.get(&World::run(replicas, &ops, mode).snapshots).clone()
-        })
-    }
 
     fn object_key() -> impl Strategy<Value = ObjectKey> {
         ("[A-Za-z0-9_.-]{1,40}", prop::collection::vec(any::<u8>(), 1..80))

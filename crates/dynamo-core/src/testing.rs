@@ -146,3 +146,12 @@ pub fn three_states(mode: ConflictMode) -> impl Strategy<Value = [VersionedObjec
         picks.map(|pick| pick.get(&world.snapshots).clone())
     })
 }
+
+/// Any state a replica can reach through some history of puts and merges,
+/// in either conflict mode (never an arbitrary, invalid state).
+pub fn reachable_object() -> impl Strategy<Value = VersionedObject> {
+    (history(30), any::<Index>(), any::<bool>()).prop_map(|((replicas, ops), pick, lww)| {
+        let mode = if lww { ConflictMode::Lww } else { ConflictMode::Siblings };
+        pick.get(&World::run(replicas, &ops, mode).snapshots).clone()
+    })
+}

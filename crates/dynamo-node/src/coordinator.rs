@@ -73,6 +73,21 @@ pub struct RequestOptions {
     pub context_timestamp: u64,
 }
 
+impl From<ForwardOptions> for RequestOptions {
+    /// The options a forwarding node relayed (forwarded requests are
+    /// writes, so there is no `r`).
+    fn from(options: ForwardOptions) -> Self {
+        RequestOptions {
+            r: None,
+            w: options.w,
+            dw: options.dw,
+            n: options.n,
+            timeout_ms: options.timeout_ms,
+            context_timestamp: options.seen_timestamp,
+        }
+    }
+}
+
 /// What one replica said, for the diagnostics of a failed quorum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReplicaOutcome {
@@ -257,13 +272,7 @@ impl Coordinator {
         payload: Payload,
         options: &RequestOptions,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
-        let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
-        let replicas = self.cluster.preference_list(key, props.n);
-        let deadline = Instant::now() + timeout;
-        if !replicas.contains(self.cluster.local()) {
-            return self.forward(key, context, payload, options, &replicas, deadline).await;
-        }
-        self.coordinate_write(key, context, Hlc(options.context_timestamp), payload, props, replicas, deadline).await
+        self.write(key, context, payload, options, true).await
     }
 
     /// Coordinates a write forwarded by a node outside the key's preference
@@ -277,15 +286,31 @@ impl Coordinator {
         payload: Payload,
         options: &RequestOptions,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
+        self.write(key, context, payload, options, false).await
+    }
+
+    /// Coordinates the write here when this node replicates the key;
+    /// otherwise forwards it (when `may_forward`) or refuses it.
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        context: &VersionVector,
+        payload: Payload,
+        options: &RequestOptions,
+        may_forward: bool,
+    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let replicas = self.cluster.preference_list(key, props.n);
+        let deadline = Instant::now() + timeout;
         if !replicas.contains(self.cluster.local()) {
+            if may_forward {
+                return self.forward(key, context, payload, options, &replicas, deadline).await;
+            }
             return Err(CoordinatorError::BadRequest(format!(
                 "{} received a forwarded write for a key it does not replicate; the nodes disagree about the ring",
                 self.cluster.local()
             )));
         }
-        let deadline = Instant::now() + timeout;
         self.coordinate_write(key, context, Hlc(options.context_timestamp), payload, props, replicas, deadline).await
     }
 

@@ -27,14 +27,7 @@ impl NodeHandler {
     async fn serve(&self, request: Request) -> Response {
         match request {
             Request::Coordinate { key, context, payload, options } => {
-                let options = RequestOptions {
-                    r: None,
-                    w: options.w,
-                    dw: options.dw,
-                    n: options.n,
-                    timeout_ms: options.timeout_ms,
-                    context_timestamp: options.seen_timestamp,
-                };
+                let options = RequestOptions::from(options);
                 let outcome = self.coordinator.put_forwarded(&key, &context, payload, &options).await;
                 Response::Coordinated(outcome.map_err(|error| {
                     let (status, body) = coordinator_error_parts(&error);

@@ -86,14 +86,7 @@ async fn client_put(coordinator: &Coordinator, body: &[u8]) -> Response {
         Ok(_) => return failed("client put: not a put"),
         Err(error) => return failed(&format!("client put: {error}")),
     };
-    let options = RequestOptions {
-        r: None,
-        w: options.w,
-        dw: options.dw,
-        n: options.n,
-        timeout_ms: options.timeout_ms,
-        context_timestamp: options.seen_timestamp,
-    };
+    let options = RequestOptions::from(options);
     match coordinator.put(&key, &context, payload, &options).await {
         Ok(context) => Response::Coordinated(Ok(context)),
         Err(error) => failed(&error.to_string()),
