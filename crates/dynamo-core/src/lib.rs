@@ -17,6 +17,8 @@
 //! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
 //! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
+//! - [`liveness`]: the local failure detector: which peers to route around
+//!   and probe, learned from this node's own calls (paper section 4.8.3).
 //! - [`messages`]: node-to-node requests and responses (replica read and
 //!   write, forwarded coordination, ping) and their versioned binary encoding.
 
@@ -24,6 +26,7 @@ pub mod codec;
 pub mod context;
 pub mod hlc;
 pub mod keys;
+pub mod liveness;
 pub mod messages;
 pub mod object;
 pub mod props;

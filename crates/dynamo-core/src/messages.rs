@@ -32,10 +32,11 @@
 //! Requests (the method travels beside the bytes):
 //! - [`METHOD_READ`] (1): `version | key`
 //! - [`METHOD_WRITE`] (2): `version | key | object | mode | durable`
-//! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms | seen timestamp u64`
+//! - [`METHOD_COORDINATE`] (3): `version | key | clock | payload | w | dw | n | timeout_ms | seen timestamp u64 | stamp u64`
 //!   (each option an optional text)
 //! - [`METHOD_PING`] (4): `version`
 //! - [`METHOD_SET_PROPS`] (5): `version | bucket len u8 | bucket | n | r | w | dw | mode | props version u64`
+//! - [`METHOD_HINTED_WRITE`] (6): `version | owner len u8 | owner | key | object | mode | durable`
 //!
 //! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
 //! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
@@ -50,6 +51,7 @@ use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, ObjectKey};
 use crate::object::{Payload, VersionedObject};
 use crate::props::{BucketProps, ConflictMode};
 use crate::quorum::MAX_REASON_LEN;
+use crate::ring::NodeId;
 use crate::version::VersionVector;
 
 /// Method of [`Request::Read`]. Method 0 is never used, so that a zeroed
@@ -63,6 +65,8 @@ pub const METHOD_COORDINATE: u16 = 3;
 pub const METHOD_PING: u16 = 4;
 /// Method of [`Request::SetProps`].
 pub const METHOD_SET_PROPS: u16 = 5;
+/// Method of [`Request::HintedWrite`].
+pub const METHOD_HINTED_WRITE: u16 = 6;
 
 /// Longest forwarded quorum option (`w`, `dw`, `n`, `timeout_ms`), in bytes:
 /// a number or a word like `quorum`; anything longer is not worth relaying.
@@ -121,6 +125,22 @@ pub enum Request {
         /// The client's quorum options, as it sent them.
         options: ForwardOptions,
     },
+    /// Hold a write for `owner`, a replica of the key that could not take
+    /// it (sloppy quorum, paper section 4.6): the receiver stores it as a
+    /// hint, apart from its own data, and delivers it to `owner` when that
+    /// node is reachable again. Answered like a [`Request::Write`].
+    HintedWrite {
+        /// The replica the write belongs to.
+        owner: NodeId,
+        /// The key.
+        key: ObjectKey,
+        /// The version set to hold.
+        object: VersionedObject,
+        /// The bucket's conflict mode.
+        mode: ConflictMode,
+        /// Whether the hint must be fsynced before acknowledging.
+        durable: bool,
+    },
     /// Liveness probe.
     Ping,
     /// Store a bucket's props if `version` is newer than the stored one
@@ -153,6 +173,13 @@ pub struct ForwardOptions {
     /// The greatest version timestamp the client's read saw (from its
     /// context; 0 when none): a last-write-wins write is stamped above it.
     pub seen_timestamp: u64,
+    /// The timestamp the new version must carry, chosen by the forwarding
+    /// node (0: the coordinating replica stamps it). The forwarding node
+    /// stamps the write once, so that when it retries at another replica
+    /// after a timeout, a copy that the first replica applies late carries
+    /// the same timestamp as the acknowledged one and can never order after
+    /// a causally later write (which is stamped above it).
+    pub stamp: u64,
 }
 
 /// The answer to a [`Request`].
@@ -246,6 +273,7 @@ impl Request {
             Request::Coordinate { .. } => METHOD_COORDINATE,
             Request::Ping => METHOD_PING,
             Request::SetProps { .. } => METHOD_SET_PROPS,
+            Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
         }
     }
 
@@ -268,6 +296,16 @@ impl Request {
                     encode_option(option.as_deref(), &mut out);
                 }
                 out.extend_from_slice(&options.seen_timestamp.to_be_bytes());
+                out.extend_from_slice(&options.stamp.to_be_bytes());
+            }
+            Request::HintedWrite { owner, key, object, mode, durable } => {
+                let owner = owner.as_str().as_bytes();
+                out.push(u8::try_from(owner.len()).unwrap_or(u8::MAX));
+                out.extend_from_slice(&owner[..owner.len().min(usize::from(u8::MAX))]);
+                encode_key(key, &mut out);
+                encode_object(object, &mut out);
+                out.push(mode_byte(*mode));
+                out.push(u8::from(*durable));
             }
             Request::Ping => {}
             Request::SetProps { bucket, props, version } => {
@@ -282,7 +320,10 @@ impl Request {
 
     /// Decodes a request of `method`, checking every bound.
     pub fn decode(method: u16, bytes: &[u8]) -> Result<Request, MessageError> {
-        if !matches!(method, METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING | METHOD_SET_PROPS) {
+        if !matches!(
+            method,
+            METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING | METHOD_SET_PROPS | METHOD_HINTED_WRITE
+        ) {
             return Err(MessageError::UnknownMethod(method));
         }
         let mut reader = Reader::new(bytes);
@@ -305,9 +346,17 @@ impl Request {
                     n: decode_option(&mut reader, "n option")?,
                     timeout_ms: decode_option(&mut reader, "timeout_ms option")?,
                     seen_timestamp: reader.u64("seen timestamp")?,
+                    stamp: reader.u64("stamp")?,
                 },
             },
             METHOD_SET_PROPS => decode_set_props(&mut reader)?,
+            METHOD_HINTED_WRITE => Request::HintedWrite {
+                owner: decode_node(&mut reader, "hint owner")?,
+                key: decode_key(&mut reader)?,
+                object: decode_object(&mut reader)?,
+                mode: decode_mode(&mut reader)?,
+                durable: decode_bool(&mut reader, "durable flag")?,
+            },
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -439,6 +488,14 @@ fn decode_payload(reader: &mut Reader<'_>) -> Result<Payload, MessageError> {
     }
 }
 
+fn decode_node(reader: &mut Reader<'_>, what: &'static str) -> Result<NodeId, MessageError> {
+    let len = usize::from(reader.u8(what)?);
+    if len == 0 {
+        return Err(MessageError::Invalid("empty node id"));
+    }
+    Ok(NodeId::new(decode_text(reader, len, usize::from(u8::MAX), what)?))
+}
+
 fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
     let len = usize::from(reader.u8("bucket length")?);
     let bucket = decode_text(reader, len, crate::keys::MAX_BUCKET_LEN, "bucket")?;
@@ -553,12 +610,30 @@ mod tests {
             object_key().prop_map(|key| Request::Read { key }),
             (object_key(), reachable_object(), mode, any::<bool>())
                 .prop_map(|(key, object, mode, durable)| Request::Write { key, object, mode, durable }),
-            (object_key(), reachable_object(), payload(), option(), option(), option(), option(), any::<u64>())
-                .prop_map(|(key, object, payload, w, dw, n, timeout_ms, seen_timestamp)| Request::Coordinate {
+            ("[a-z0-9-]{1,40}", object_key(), reachable_object(), any::<bool>()).prop_map(
+                |(owner, key, object, durable)| Request::HintedWrite {
+                    owner: NodeId::new(owner),
                     key,
-                    context: object.context().clone(),
-                    payload,
-                    options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp },
+                    object,
+                    mode: ConflictMode::Siblings,
+                    durable
+                }
+            ),
+            (
+                object_key(),
+                reachable_object(),
+                payload(),
+                (option(), option(), option(), option()),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(key, object, payload, (w, dw, n, timeout_ms), seen_timestamp, stamp)| {
+                    Request::Coordinate {
+                        key,
+                        context: object.context().clone(),
+                        payload,
+                        options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp, stamp },
+                    }
                 }),
             Just(Request::Ping),
             (1u8..=5, any::<bool>(), any::<u64>()).prop_map(|(n, lww, version)| Request::SetProps {
@@ -632,6 +707,7 @@ mod tests {
         expected.extend_from_slice(&7u64.to_be_bytes());
         expected.extend_from_slice(&2u64.to_be_bytes());
         expected.extend_from_slice(&[1, 1, 3, b'a', b'l', b'l', 0, 0, 0]);
+        expected.extend_from_slice(&0u64.to_be_bytes());
         expected.extend_from_slice(&0u64.to_be_bytes());
         assert_eq!(request.encode(), expected);
     }

@@ -87,6 +87,9 @@ pub struct ReplicaStatus {
     pub node: NodeId,
     /// What it answered.
     pub state: ReplicaState,
+    /// For a fallback node of a sloppy quorum: the replica whose write it
+    /// holds as a hint.
+    pub stands_in_for: Option<NodeId>,
 }
 
 /// The diagnostics of a quorum request: what was needed, what was reached,
@@ -178,6 +181,59 @@ impl WriteQuorum {
     pub fn timed_out(&mut self) -> Progress {
         self.answers.time_out();
         self.progress()
+    }
+
+    /// Sloppy quorum (paper section 4.6): `failed` (a replica, or a fallback
+    /// that itself stood in for one) will not take the write, because of
+    /// `reason`, and `fallback`, a node not yet in the set, takes its place
+    /// holding the write as a hint for the replica; its acknowledgement
+    /// counts toward W and DW like the replica's would have.
+    ///
+    /// Refused (returns `None`, nothing changes) when the write is already
+    /// decided (so outcomes stay permanent), when `failed` is not in the set,
+    /// already acknowledged or already handed off, or when `fallback` is in
+    /// the set. Otherwise returns the replica the fallback's hint is for.
+    pub fn hand_off(&mut self, failed: &NodeId, fallback: NodeId, reason: impl Into<String>) -> Option<NodeId> {
+        if self.progress() != Progress::Pending || self.answers.contains(&fallback) {
+            return None;
+        }
+        let owner = self.answers.hand_off(failed, reason.into())?;
+        self.answers.slots.push(Slot {
+            node: fallback,
+            answer: Answer::Pending,
+            stands_in_for: Some(owner.clone()),
+            handed_off: false,
+        });
+        Some(owner)
+    }
+
+    /// The nodes of the set that have not answered and were not handed off,
+    /// with the replica each stands in for (`None` for a replica itself).
+    pub fn awaited(&self) -> Vec<(NodeId, Option<NodeId>)> {
+        self.answers
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot.answer, Answer::Pending) && !slot.handed_off)
+            .map(|slot| (slot.node.clone(), slot.stands_in_for.clone()))
+            .collect()
+    }
+
+    /// The replicas (never fallbacks) whose copy of the write is not
+    /// acknowledged, by themselves or by a fallback holding a hint for
+    /// them: the ones the coordinator keeps a hint for itself.
+    pub fn unacknowledged_replicas(&self) -> Vec<NodeId> {
+        let covered = |owner: &NodeId| {
+            self.answers.slots.iter().any(|slot| {
+                matches!(slot.answer, Answer::Ok(_))
+                    && (slot.node == *owner || slot.stands_in_for.as_ref() == Some(owner))
+            })
+        };
+        self.answers
+            .slots
+            .iter()
+            .filter(|slot| slot.stands_in_for.is_none() && !covered(&slot.node))
+            .map(|slot| slot.node.clone())
+            .collect()
     }
 
     /// Where the write stands.
@@ -307,6 +363,11 @@ enum Answer<T> {
 struct Slot<T> {
     node: NodeId,
     answer: Answer<T>,
+    /// The replica this node stands in for, holding the write as a hint
+    /// (sloppy quorum); `None` for the replicas themselves.
+    stands_in_for: Option<NodeId>,
+    /// Whether another node already took over this slot's write.
+    handed_off: bool,
 }
 
 /// The answers of a replica set, first answer final. A linear scan finds a
@@ -321,7 +382,7 @@ impl<T> Answers<T> {
         let mut slots: Vec<Slot<T>> = Vec::with_capacity(replicas.len());
         for node in replicas {
             if !slots.iter().any(|slot| slot.node == node) {
-                slots.push(Slot { node, answer: Answer::Pending });
+                slots.push(Slot { node, answer: Answer::Pending, stands_in_for: None, handed_off: false });
             }
         }
         Self { slots }
@@ -339,6 +400,28 @@ impl<T> Answers<T> {
             reason.truncate(kept);
             *slot = Answer::Failed(reason);
         }
+    }
+
+    fn contains(&self, node: &NodeId) -> bool {
+        self.slots.iter().any(|slot| slot.node == *node)
+    }
+
+    /// Marks `node`'s slot failed (if pending) and handed off; returns the
+    /// replica its write belongs to. `None` if the slot cannot be handed
+    /// off.
+    fn hand_off(&mut self, node: &NodeId, reason: String) -> Option<NodeId> {
+        let slot = self.slots.iter_mut().find(|slot| slot.node == *node)?;
+        if slot.handed_off || matches!(slot.answer, Answer::Ok(_)) {
+            return None;
+        }
+        if matches!(slot.answer, Answer::Pending) {
+            let mut reason = reason;
+            let kept = truncate_at_char(&reason, MAX_REASON_LEN).len();
+            reason.truncate(kept);
+            slot.answer = Answer::Failed(reason);
+        }
+        slot.handed_off = true;
+        Some(slot.stands_in_for.clone().unwrap_or_else(|| slot.node.clone()))
     }
 
     fn time_out(&mut self) {
@@ -371,7 +454,7 @@ impl<T> Answers<T> {
                     Answer::Ok(value) => ReplicaState::Ok { durable: durable(value) },
                     Answer::Failed(reason) => ReplicaState::Failed(reason.clone()),
                 };
-                ReplicaStatus { node: slot.node.clone(), state }
+                ReplicaStatus { node: slot.node.clone(), state, stands_in_for: slot.stands_in_for.clone() }
             })
             .collect();
         let count = |wanted: fn(&ReplicaState) -> bool| {
@@ -485,6 +568,44 @@ mod tests {
         let mut write = WriteQuorum::new(nodes(3), 1, 0);
         write.ack(node(2), false);
         assert_eq!(write.timed_out(), Progress::Succeeded);
+    }
+
+    #[test]
+    fn a_fallback_standing_in_for_a_failed_replica_counts_toward_w() {
+        let mut write = WriteQuorum::new(nodes(3), 3, 1);
+        assert_eq!(write.ack(node(0), true), Progress::Pending);
+        assert_eq!(write.hand_off(&node(2), node(3), "marked down"), Some(node(2)));
+        assert_eq!(write.awaited(), [(node(1), None), (node(3), Some(node(2)))]);
+        assert_eq!(write.ack(node(2), true), Progress::Pending, "a handed-off replica's late answer is ignored");
+        assert_eq!(write.ack(node(1), false), Progress::Pending);
+        assert_eq!(write.unacknowledged_replicas(), [node(2)]);
+        assert_eq!(write.ack(node(3), false), Progress::Succeeded);
+        assert!(write.unacknowledged_replicas().is_empty(), "the fallback's hint covers node2");
+        let report = write.report();
+        assert_eq!(report.replicas[3].stands_in_for, Some(node(2)));
+        assert_eq!(report.replicas[2].state, ReplicaState::Failed("marked down".to_string()));
+    }
+
+    #[test]
+    fn a_failed_fallback_hands_its_hint_on_for_the_same_replica() {
+        let mut write = WriteQuorum::new(nodes(2), 2, 0);
+        write.ack(node(0), false);
+        assert_eq!(write.hand_off(&node(1), node(2), "refused"), Some(node(1)));
+        assert_eq!(write.hand_off(&node(2), node(3), "timed out"), Some(node(1)), "still node1's write");
+        assert_eq!(write.hand_off(&node(2), node(4), "again"), None, "already handed off");
+        assert_eq!(write.ack(node(3), false), Progress::Succeeded);
+    }
+
+    #[test]
+    fn hand_off_is_refused_once_decided_or_to_a_member_of_the_set() {
+        let mut write = WriteQuorum::new(nodes(3), 1, 0);
+        assert_eq!(write.hand_off(&node(1), node(2), "x"), None, "node2 is a replica");
+        assert_eq!(write.hand_off(&node(7), node(8), "x"), None, "node7 is a stranger");
+        write.ack(node(0), false);
+        assert_eq!(write.hand_off(&node(1), node(3), "x"), None, "already succeeded");
+        let mut failed = WriteQuorum::new(nodes(1), 1, 0);
+        failed.fail(node(0), "disk full");
+        assert_eq!(failed.hand_off(&node(0), node(1), "x"), None, "already failed");
     }
 
     #[test]
@@ -634,6 +755,47 @@ mod tests {
                 prop_assert_eq!(progress == Progress::Failed, !possible, "failed exactly when impossible");
                 let report = write.report();
                 prop_assert_eq!((usize::from(report.answered_ok), usize::from(report.durable_ok)), (acks, durable));
+            }
+        }
+
+        /// With hand-offs mixed in, the quorum still never decides wrongly:
+        /// it succeeds exactly when W slots (replicas or fallbacks) acked,
+        /// and fails only when even the open slots could not get there.
+        #[test]
+        fn sloppy_write_decides_exactly_on_the_acks_of_replicas_and_fallbacks(
+            w in 1..=4u8,
+            events in prop::collection::vec((0..8usize, 0..3u8), 0..30),
+        ) {
+            let replicas = 3;
+            let mut write = WriteQuorum::new(nodes(replicas), w, 0);
+            let mut next_fallback = replicas;
+            for (index, kind) in events {
+                let before = write.progress();
+                let progress = match kind {
+                    0 => write.ack(node(index), false),
+                    1 => write.fail(node(index), "refused"),
+                    _ => {
+                        let taken = write.hand_off(&node(index), node(next_fallback), "down").is_some();
+                        if taken {
+                            next_fallback += 1;
+                        }
+                        write.progress()
+                    }
+                };
+                if before != Progress::Pending {
+                    prop_assert_eq!(progress, before, "decided outcomes are permanent");
+                }
+                let report = write.report();
+                let acks = report.replicas.iter().filter(|r| matches!(r.state, ReplicaState::Ok { .. })).count();
+                let open = report.replicas.iter().filter(|r| r.state == ReplicaState::Pending).count();
+                if progress == Progress::Succeeded {
+                    prop_assert!(acks >= usize::from(w));
+                }
+                if progress == Progress::Pending {
+                    prop_assert!(acks < usize::from(w) && acks + open >= usize::from(w));
+                }
+                let owners: Vec<&NodeId> = report.replicas.iter().filter_map(|r| r.stands_in_for.as_ref()).collect();
+                prop_assert!(owners.iter().all(|owner| nodes(replicas).contains(owner)), "hints name replicas");
             }
         }
 

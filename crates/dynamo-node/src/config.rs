@@ -29,6 +29,13 @@ pub const MAX_REQUEST_TIMEOUT_MS: u64 = 120_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 /// Default cap on simultaneous client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default bound of the hint store: 1 GiB of writes held for unreachable
+/// replicas.
+pub const DEFAULT_MAX_HINT_BYTES: u64 = 1 << 30;
+/// Default period of the hint delivery task.
+pub const DEFAULT_HINT_DELIVERY_INTERVAL_MS: u64 = 1_000;
+/// Default period between probes of a peer marked down.
+pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 1_000;
 
 /// Which storage engine holds the node's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +110,13 @@ pub struct Settings {
     /// The cluster secret itself (prefer the file or the
     /// `DYNAMO_CLUSTER_SECRET` environment variable: flags show up in `ps`).
     pub cluster_secret: Option<String>,
+    /// Bound of the hint store, in bytes: writes held for unreachable
+    /// replicas. Beyond it, hints are refused (logged and counted).
+    pub max_hint_bytes: Option<u64>,
+    /// How often held hints are offered to their owners, in milliseconds.
+    pub hint_delivery_interval_ms: Option<u64>,
+    /// How often a peer marked down is probed, in milliseconds.
+    pub probe_interval_ms: Option<u64>,
 }
 
 /// One member of the cluster as configured.
@@ -208,6 +222,9 @@ impl Settings {
             members: over.members.or(self.members),
             cluster_secret_file: over.cluster_secret_file.or(self.cluster_secret_file),
             cluster_secret: over.cluster_secret.or(self.cluster_secret),
+            max_hint_bytes: over.max_hint_bytes.or(self.max_hint_bytes),
+            hint_delivery_interval_ms: over.hint_delivery_interval_ms.or(self.hint_delivery_interval_ms),
+            probe_interval_ms: over.probe_interval_ms.or(self.probe_interval_ms),
         }
     }
 
@@ -255,6 +272,15 @@ impl Settings {
         }
         let members =
             resolve_members(&node_id, rpc_addr, capacity, self.zone.clone(), self.members.unwrap_or_default())?;
+        let hint_delivery_interval_ms = self.hint_delivery_interval_ms.unwrap_or(DEFAULT_HINT_DELIVERY_INTERVAL_MS);
+        let probe_interval_ms = self.probe_interval_ms.unwrap_or(DEFAULT_PROBE_INTERVAL_MS);
+        for (key, value) in
+            [("hint_delivery_interval_ms", hint_delivery_interval_ms), ("probe_interval_ms", probe_interval_ms)]
+        {
+            if !(10..=3_600_000).contains(&value) {
+                return Err(invalid(key, format!("{value} is out of range 10..=3600000")));
+            }
+        }
         let cluster_secret = resolve_secret(self.cluster_secret, self.cluster_secret_file.as_deref())?;
         if members.len() > 1 && cluster_secret.is_none() {
             return Err(invalid(
@@ -280,6 +306,9 @@ impl Settings {
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
             max_connections,
             log_level,
+            max_hint_bytes: self.max_hint_bytes.unwrap_or(DEFAULT_MAX_HINT_BYTES),
+            hint_delivery_interval: Duration::from_millis(hint_delivery_interval_ms),
+            probe_interval: Duration::from_millis(probe_interval_ms),
         })
     }
 }
@@ -383,6 +412,12 @@ pub struct NodeConfig {
     pub members: Vec<MemberSpec>,
     /// The shared cluster secret (None only for a cluster of one).
     pub cluster_secret: Option<Vec<u8>>,
+    /// Bound of the hint store, in bytes.
+    pub max_hint_bytes: u64,
+    /// Period of hint delivery.
+    pub hint_delivery_interval: Duration,
+    /// Period between probes of a down peer.
+    pub probe_interval: Duration,
 }
 
 impl std::fmt::Debug for NodeConfig {

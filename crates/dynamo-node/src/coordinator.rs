@@ -23,7 +23,7 @@
 //! The counting itself is pure ([`dynamo_core::quorum`]); this module only
 //! sends, waits and times out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::messages::{ForwardOptions, Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
-use dynamo_core::props::{BucketProps, parse_quorum};
+use dynamo_core::props::{BucketProps, ConflictMode, parse_quorum};
 use dynamo_core::quorum::{Progress, QuorumReport, ReadQuorum, WriteQuorum};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::VersionVector;
@@ -40,13 +40,15 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::buckets::{BucketRegistry, PropsPatch, PropsStoreError};
 use crate::cluster::Cluster;
 use crate::config::MAX_REQUEST_TIMEOUT_MS;
+use crate::failure_detector::FailureDetector;
+use crate::hints::HintStore;
 use crate::peers::Peers;
-use crate::replica::Replica;
+use crate::replica::{Replica, WriteStamp};
 
 /// How long after answering a read the coordinator keeps waiting for the
 /// remaining replicas, to repair them.
@@ -71,6 +73,9 @@ pub struct RequestOptions {
     /// The greatest version timestamp the client's read saw (carried in its
     /// context; 0 without one). Writes are stamped above it.
     pub context_timestamp: u64,
+    /// The exact timestamp for the new version, when a forwarding node
+    /// chose it (see [`ForwardOptions::stamp`]).
+    pub stamp: Option<Hlc>,
 }
 
 impl From<ForwardOptions> for RequestOptions {
@@ -84,6 +89,7 @@ impl From<ForwardOptions> for RequestOptions {
             n: options.n,
             timeout_ms: options.timeout_ms,
             context_timestamp: options.seen_timestamp,
+            stamp: (options.stamp != 0).then_some(Hlc(options.stamp)),
         }
     }
 }
@@ -98,6 +104,10 @@ pub struct ReplicaOutcome {
     /// Why, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a fallback node (sloppy quorum): the replica whose write it was
+    /// asked to hold as a hint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint_for: Option<String>,
 }
 
 /// Details of a quorum that was not reached.
@@ -157,20 +167,54 @@ pub struct Coordinator {
     replica: Arc<Replica>,
     buckets: Arc<BucketRegistry>,
     peers: Arc<dyn Peers>,
+    detector: Arc<FailureDetector>,
+    hints: Arc<HintStore>,
     default_timeout: Duration,
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
 }
 
+/// The parts a [`Coordinator`] works with.
+pub struct CoordinatorParts {
+    /// Members and ring.
+    pub cluster: Cluster,
+    /// This node's replica.
+    pub replica: Arc<Replica>,
+    /// Bucket props.
+    pub buckets: Arc<BucketRegistry>,
+    /// How other nodes are reached.
+    pub peers: Arc<dyn Peers>,
+    /// Which of them are reachable.
+    pub detector: Arc<FailureDetector>,
+    /// Writes held for unreachable replicas.
+    pub hints: Arc<HintStore>,
+    /// Timeout of requests that do not set one.
+    pub default_timeout: Duration,
+}
+
 impl Coordinator {
-    /// A coordinator for `cluster`, whose local replica is `replica`.
-    pub fn new(
-        cluster: Cluster,
-        replica: Arc<Replica>,
-        buckets: Arc<BucketRegistry>,
-        peers: Arc<dyn Peers>,
-        default_timeout: Duration,
-    ) -> Self {
-        Self { cluster, replica, buckets, peers, default_timeout, fastest_reader: Mutex::new(HashMap::new()) }
+    /// A coordinator over `parts`.
+    pub fn new(parts: CoordinatorParts) -> Self {
+        let CoordinatorParts { cluster, replica, buckets, peers, detector, hints, default_timeout } = parts;
+        Self {
+            cluster,
+            replica,
+            buckets,
+            peers,
+            detector,
+            hints,
+            default_timeout,
+            fastest_reader: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This node's failure detector.
+    pub fn detector(&self) -> &Arc<FailureDetector> {
+        &self.detector
+    }
+
+    /// The hints this node holds for other replicas.
+    pub fn hints(&self) -> &Arc<HintStore> {
+        &self.hints
     }
 
     /// The bucket registry.
@@ -311,16 +355,27 @@ impl Coordinator {
                 self.cluster.local()
             )));
         }
-        self.coordinate_write(key, context, Hlc(options.context_timestamp), payload, props, replicas, deadline).await
+        let stamp = match options.stamp {
+            Some(timestamp) => WriteStamp::Exactly(timestamp),
+            None => WriteStamp::After(Hlc(options.context_timestamp)),
+        };
+        self.coordinate_write(key, context, stamp, payload, props, replicas, deadline).await
     }
 
     /// The write path on a replica: local write first, then the others.
+    ///
+    /// Sloppy quorum (paper section 4.6): a replica the failure detector
+    /// marks down, or one whose call fails, hands its copy to the next
+    /// reachable node after the top N of the extended preference list, which
+    /// holds it as a hint and counts toward W. When no such node is left
+    /// (a cluster of N nodes), this node keeps the hint itself; that one
+    /// does not count toward W, but it is delivered like any other.
     #[allow(clippy::too_many_arguments)]
     async fn coordinate_write(
         &self,
         key: &ObjectKey,
         context: &VersionVector,
-        seen: Hlc,
+        stamp: WriteStamp,
         payload: Payload,
         props: BucketProps,
         replicas: Vec<NodeId>,
@@ -331,9 +386,24 @@ impl Coordinator {
         if quorum.progress() == Progress::Failed {
             return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
         }
+        let mut fallbacks = self.fallbacks(key, props.n);
+        let mut targets = Vec::new();
+        for node in replicas.iter().filter(|node| *node != self.cluster.local()) {
+            if self.detector.is_up(node) {
+                targets.push(WriteTarget { node: node.clone(), hint_for: None });
+            } else {
+                let reason = self.detector.down_reason(node);
+                match hand_off(&mut quorum, node, &mut fallbacks, &reason) {
+                    Some(target) => targets.push(target),
+                    None => {
+                        quorum.fail(node.clone(), reason);
+                    }
+                }
+            }
+        }
         let durable = props.dw > 0;
         let durability = if durable { Durability::Durable } else { Durability::Buffered };
-        let local = self.replica.coordinate_write(key, context, seen, payload, props.conflict, durability);
+        let local = self.replica.coordinate_write(key, context, stamp, payload, props.conflict, durability);
         let object = match tokio::time::timeout_at(deadline, local).await {
             Ok(Ok(object)) => object,
             Ok(Err(error)) => {
@@ -347,24 +417,117 @@ impl Coordinator {
         };
         let new_context = (object.context().clone(), latest_timestamp(&object));
         let mut progress = quorum.ack(self.cluster.local().clone(), durable);
-        let others: Vec<NodeId> = replicas.into_iter().filter(|node| node != self.cluster.local()).collect();
-        let request = Request::Write { key: key.clone(), object, mode: props.conflict, durable };
-        let mut acks = self.send_to_all(&others, &request, deadline);
+        let write = ReplicaWrite { key: key.clone(), object, mode: props.conflict, durable };
+        let (sender, mut acks) = mpsc::channel(self.cluster.size().max(1));
+        for target in targets {
+            self.send_write(&sender, target, &write, deadline);
+        }
         while progress == Progress::Pending {
             let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, acks.recv()).await else {
                 quorum.timed_out();
                 break;
             };
-            progress = match outcome {
-                Ok(Response::Written { durable }) => quorum.ack(node, durable),
-                Ok(other) => quorum.fail(node, unexpected(&other)),
-                Err(reason) => quorum.fail(node, reason),
+            let reason = match outcome {
+                Ok(Response::Written { durable }) => {
+                    progress = quorum.ack(node, durable);
+                    continue;
+                }
+                Ok(other) => unexpected(&other),
+                Err(reason) => reason,
+            };
+            progress = match hand_off(&mut quorum, &node, &mut fallbacks, &reason) {
+                Some(target) => {
+                    debug!(failed = %node, fallback = %target.node, "write handed to a fallback");
+                    self.send_write(&sender, target, &write, deadline);
+                    quorum.progress()
+                }
+                None => quorum.fail(node, reason),
             };
         }
+        let report = quorum.report();
+        self.spawn_write_tail(write, quorum, acks, deadline);
         match progress {
             Progress::Succeeded => Ok(new_context),
-            _ => Err(self.unavailable(operation, props, props.w, props.dw, quorum.report())),
+            _ => Err(self.unavailable(operation, props, props.w, props.dw, report)),
         }
+    }
+
+    /// The nodes that may stand in for unreachable replicas of `key`: those
+    /// after its top `n` in the extended preference list that the failure
+    /// detector marks up, nearest first.
+    fn fallbacks(&self, key: &ObjectKey, n: u8) -> VecDeque<NodeId> {
+        let partition = key.partition(self.cluster.ring().partitions());
+        let extended = self.cluster.ring().extended_preference_list(partition, usize::from(n), self.cluster.size());
+        extended
+            .into_iter()
+            .skip(usize::from(n))
+            .filter(|node| node != self.cluster.local() && self.detector.is_up(node))
+            .collect()
+    }
+
+    /// Sends one replica's copy of `write` (as a hint when it goes to a
+    /// fallback); the answer arrives on `sender`.
+    fn send_write(
+        &self,
+        sender: &mpsc::Sender<(NodeId, Result<Response, String>)>,
+        target: WriteTarget,
+        write: &ReplicaWrite,
+        deadline: Instant,
+    ) {
+        let ReplicaWrite { key, object, mode, durable } = write.clone();
+        let request = match target.hint_for {
+            None => Request::Write { key, object, mode, durable },
+            Some(owner) => Request::HintedWrite { owner, key, object, mode, durable },
+        };
+        let sender = sender.clone();
+        let peers = self.peers_handle();
+        tokio::spawn(async move {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let outcome = peers.call(&target.node, request, timeout).await;
+            let _ = sender.send((target.node, outcome)).await;
+        });
+    }
+
+    /// After the client has its answer: waits (until the request's deadline)
+    /// for the replicas still out, then keeps a hint here for every replica
+    /// whose copy neither it nor a fallback acknowledged, so the write
+    /// reaches it when it is back (hinted handoff when no fallback node was
+    /// left, and for replicas that failed after the quorum was reached).
+    fn spawn_write_tail(
+        &self,
+        write: ReplicaWrite,
+        mut quorum: WriteQuorum,
+        mut acks: mpsc::Receiver<(NodeId, Result<Response, String>)>,
+        deadline: Instant,
+    ) {
+        let hints = self.hints.clone();
+        let local = self.cluster.local().clone();
+        tokio::spawn(async move {
+            while !quorum.awaited().is_empty() {
+                match tokio::time::timeout_at(deadline, acks.recv()).await {
+                    Ok(Some((node, Ok(Response::Written { durable })))) => {
+                        quorum.ack(node, durable);
+                    }
+                    Ok(Some((node, Ok(other)))) => {
+                        quorum.fail(node, unexpected(&other));
+                    }
+                    Ok(Some((node, Err(reason)))) => {
+                        quorum.fail(node, reason);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            for owner in quorum.unacknowledged_replicas().into_iter().filter(|owner| *owner != local) {
+                let stored =
+                    hints.store_hint(&owner, &write.key, &write.object, write.mode, Durability::Buffered).await;
+                match stored {
+                    Ok(()) => {
+                        debug!(%owner, bucket = write.key.bucket(), "kept a hint for a replica that missed a write")
+                    }
+                    Err(error) => warn!(%owner, %error, "could not keep a hint for a replica that missed a write"),
+                }
+            }
+        });
     }
 
     /// Changes a bucket's props on this node and on every other member.
@@ -383,10 +546,13 @@ impl Coordinator {
             .collect();
         let request = Request::SetProps { bucket: bucket.to_string(), props, version };
         let mut answers = self.send_to_all(&members, &request, Instant::now() + self.default_timeout);
-        let mut outcomes = vec![ReplicaOutcome { node: self.cluster.local().to_string(), status: "ok", reason: None }];
+        let mut outcomes =
+            vec![ReplicaOutcome { node: self.cluster.local().to_string(), status: "ok", reason: None, hint_for: None }];
         while let Some((node, outcome)) = answers.recv().await {
             outcomes.push(match outcome {
-                Ok(Response::PropsSet) => ReplicaOutcome { node: node.to_string(), status: "ok", reason: None },
+                Ok(Response::PropsSet) => {
+                    ReplicaOutcome { node: node.to_string(), status: "ok", reason: None, hint_for: None }
+                }
                 Ok(other) => failed(&node, unexpected(&other)),
                 Err(reason) => failed(&node, reason),
             });
@@ -424,6 +590,14 @@ impl Coordinator {
         {
             candidates[..=position].rotate_right(1);
         }
+        // Replicas the failure detector marks down go last (still tried:
+        // the detector may be behind).
+        candidates.sort_by_key(|node| !self.detector.is_up(node));
+        // Stamped once here, not by each replica tried: if a replica that
+        // timed out applies the write after all, its copy carries the same
+        // timestamp as the one acknowledged, so it cannot order after a
+        // causally later write in a last-write-wins bucket.
+        let stamp = self.replica.stamp_after(Hlc(options.context_timestamp));
         let mut failures = Vec::new();
         let count = candidates.len();
         for (index, node) in candidates.into_iter().enumerate() {
@@ -435,7 +609,12 @@ impl Coordinator {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let share = remaining / u32::try_from(count - index).unwrap_or(1);
             if share.is_zero() {
-                failures.push(ReplicaOutcome { node: node.to_string(), status: "pending", reason: None });
+                failures.push(ReplicaOutcome {
+                    node: node.to_string(),
+                    status: "pending",
+                    reason: None,
+                    hint_for: None,
+                });
                 continue;
             }
             let remote_ms = (share.as_millis() as u64 * 9 / 10).max(1);
@@ -449,6 +628,7 @@ impl Coordinator {
                     n: options.n.clone(),
                     timeout_ms: Some(remote_ms.to_string()),
                     seen_timestamp: options.context_timestamp,
+                    stamp: stamp.0,
                 },
             };
             match self.peers.call(&node, request, share).await {
@@ -570,6 +750,7 @@ impl Coordinator {
                 node: format!("(replica {})", missing + 1),
                 status: "missing",
                 reason: Some(format!("the cluster has only {members} node(s) but n={}", props.n)),
+                hint_for: None,
             });
         }
         let hint = if usize::from(needed) > members {
@@ -597,12 +778,44 @@ impl ReplicaOutcome {
     fn from_status(status: &dynamo_core::quorum::ReplicaStatus) -> ReplicaOutcome {
         use dynamo_core::quorum::ReplicaState;
         let node = status.node.to_string();
-        match &status.state {
-            ReplicaState::Ok { .. } => ReplicaOutcome { node, status: "ok", reason: None },
-            ReplicaState::Failed(reason) => ReplicaOutcome { node, status: "failed", reason: Some(reason.clone()) },
-            ReplicaState::Pending => ReplicaOutcome { node, status: "pending", reason: None },
-        }
+        let hint_for = status.stands_in_for.as_ref().map(ToString::to_string);
+        let (status, reason) = match &status.state {
+            ReplicaState::Ok { .. } => ("ok", None),
+            ReplicaState::Failed(reason) => ("failed", Some(reason.clone())),
+            ReplicaState::Pending => ("pending", None),
+        };
+        ReplicaOutcome { node, status, reason, hint_for }
     }
+}
+
+/// One replica's copy of a write, as sent to the others.
+#[derive(Clone)]
+struct ReplicaWrite {
+    key: ObjectKey,
+    object: VersionedObject,
+    mode: ConflictMode,
+    durable: bool,
+}
+
+/// Where one copy of a write goes.
+struct WriteTarget {
+    /// The node it is sent to.
+    node: NodeId,
+    /// The replica it is held for, when `node` is a fallback.
+    hint_for: Option<NodeId>,
+}
+
+/// Hands the copy of `failed` to the next fallback, if there is one and the
+/// quorum takes it.
+fn hand_off(
+    quorum: &mut WriteQuorum,
+    failed: &NodeId,
+    fallbacks: &mut VecDeque<NodeId>,
+    reason: &str,
+) -> Option<WriteTarget> {
+    let fallback = fallbacks.pop_front()?;
+    let owner = quorum.hand_off(failed, fallback.clone(), reason)?;
+    Some(WriteTarget { node: fallback, hint_for: Some(owner) })
 }
 
 /// The greatest timestamp among an object's versions (0 when it has none):
@@ -612,7 +825,7 @@ pub fn latest_timestamp(object: &VersionedObject) -> Hlc {
 }
 
 fn failed(node: &NodeId, reason: String) -> ReplicaOutcome {
-    ReplicaOutcome { node: node.to_string(), status: "failed", reason: Some(reason) }
+    ReplicaOutcome { node: node.to_string(), status: "failed", reason: Some(reason), hint_for: None }
 }
 
 /// Serves a replica request on the local replica (no network).
@@ -630,7 +843,7 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
             }
         }
         Request::Ping => Ok(Response::Pong),
-        Request::Coordinate { .. } | Request::SetProps { .. } => {
+        Request::Coordinate { .. } | Request::SetProps { .. } | Request::HintedWrite { .. } => {
             Err("not a replica request; the node handler serves it".to_string())
         }
     }

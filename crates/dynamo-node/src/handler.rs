@@ -1,5 +1,6 @@
 //! Serves requests from other nodes (the RPC side of a replica): reads and
-//! merges of this node's copies, and writes forwarded here to coordinate.
+//! merges of this node's copies, hints held for unreachable replicas, and
+//! writes forwarded here to coordinate.
 //! Every request is decoded with the checked codec of
 //! [`dynamo_core::messages`]; a malformed one is refused, never guessed at.
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_core::messages::{ForwardedError, Request, Response};
+use dynamo_storage::Durability;
 use tracing::warn;
 
 use crate::coordinator::{Coordinator, RequestOptions, serve_locally};
@@ -38,6 +40,29 @@ impl NodeHandler {
                 match self.coordinator.buckets().apply(&bucket, props, version).await {
                     Ok(()) => Response::PropsSet,
                     Err(error) => Response::Failed { reason: error.to_string() },
+                }
+            }
+            Request::HintedWrite { owner, key, object, mode, durable } => {
+                let durability = if durable { Durability::Durable } else { Durability::Buffered };
+                // A hint for this very node (the sender's view of the ring
+                // differs) is simply a write to it.
+                let stored = if owner == *self.coordinator.cluster().local() {
+                    self.coordinator
+                        .replica()
+                        .merge_write(&key, &object, mode, durability)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.coordinator
+                        .hints()
+                        .store_hint(&owner, &key, &object, mode, durability)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match stored {
+                    Ok(()) => Response::Written { durable },
+                    Err(reason) => Response::Failed { reason },
                 }
             }
             other => match serve_locally(self.coordinator.replica(), other).await {

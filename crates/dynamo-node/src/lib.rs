@@ -14,6 +14,12 @@
 //! - [`replica`]: this node's copy of its keys; every change is a
 //!   read-merge-write of a versioned object under the key's lock.
 //! - [`buckets`]: per-bucket props, persisted.
+//! - [`failure_detector`]: which peers this node routes around, learned
+//!   from its own calls, and the probes that bring them back (paper section
+//!   4.8.3).
+//! - [`hints`] and [`hint_delivery`]: writes held for unreachable replicas
+//!   (sloppy quorum) and their delivery when the replica is back (paper
+//!   section 4.6).
 //!
 //! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
 //! file and flags), [`metrics`]
@@ -24,7 +30,10 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod failure_detector;
 pub mod handler;
+pub mod hint_delivery;
+pub mod hints;
 pub mod http;
 pub mod metrics;
 pub mod peers;

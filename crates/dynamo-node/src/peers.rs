@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use dynamo_core::ring::NodeId;
 use dynamo_rpc::{RpcClient, Transport};
 
 use crate::cluster::Cluster;
+use crate::failure_detector::{FailureDetector, bypasses_down_check};
 
 /// A boxed future, so [`Peers`] stays object-safe.
 pub type PeerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, String>> + Send + 'a>>;
@@ -27,16 +29,19 @@ pub trait Peers: Send + Sync + 'static {
     fn call<'a>(&'a self, node: &'a NodeId, request: Request, timeout: Duration) -> PeerFuture<'a>;
 }
 
-/// [`Peers`] over the RPC protocol.
+/// [`Peers`] over the RPC protocol. Every call's outcome feeds the failure
+/// detector, and a call to a peer it marks down fails at once (except the
+/// detector's own probes).
 pub struct RpcPeers<T: Transport> {
     client: RpcClient<T>,
     cluster: Cluster,
+    detector: Arc<FailureDetector>,
 }
 
 impl<T: Transport> RpcPeers<T> {
-    /// Peers of `cluster`, reached through `client`.
-    pub fn new(client: RpcClient<T>, cluster: Cluster) -> Self {
-        Self { client, cluster }
+    /// Peers of `cluster`, reached through `client`, watched by `detector`.
+    pub fn new(client: RpcClient<T>, cluster: Cluster, detector: Arc<FailureDetector>) -> Self {
+        Self { client, cluster, detector }
     }
 }
 
@@ -44,9 +49,14 @@ impl<T: Transport> Peers for RpcPeers<T> {
     fn call<'a>(&'a self, node: &'a NodeId, request: Request, timeout: Duration) -> PeerFuture<'a> {
         Box::pin(async move {
             let addr = self.cluster.rpc_addr(node).ok_or_else(|| format!("{node} is not a member"))?;
+            if !bypasses_down_check(&request) && !self.detector.is_up(node) {
+                return Err(self.detector.down_reason(node));
+            }
             let method = request.method();
             let body = Bytes::from(request.encode());
-            let reply = self.client.call(addr, method, body, timeout).await.map_err(|error| error.to_string())?;
+            let result = self.client.call(addr, method, body, timeout).await;
+            self.detector.record_rpc(node, &result);
+            let reply = result.map_err(|error| error.to_string())?;
             Response::decode(&reply).map_err(|error| format!("unreadable reply from {node}: {error}"))
         })
     }

@@ -49,6 +49,17 @@ impl ReplicaError {
     }
 }
 
+/// Which timestamp a coordinated write gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStamp {
+    /// A fresh one from this node's clock, after the given timestamp (the
+    /// greatest one the client's read saw).
+    After(Hlc),
+    /// Exactly this one: a forwarding node stamped the write (see
+    /// [`dynamo_core::messages::ForwardOptions::stamp`]).
+    Exactly(Hlc),
+}
+
 /// This node's replica of the keyspace.
 pub struct Replica {
     store: Store,
@@ -78,6 +89,14 @@ impl Replica {
         self.lock_hlc().now(self.wall.now_ms()).0
     }
 
+    /// A fresh timestamp after `seen`, for a write this node forwards to a
+    /// replica (the replica stamps the new version with it exactly).
+    pub fn stamp_after(&self, seen: Hlc) -> Hlc {
+        let mut hlc = self.lock_hlc();
+        hlc.observe(seen);
+        hlc.now(self.wall.now_ms())
+    }
+
     /// The underlying store (for metrics and shutdown).
     pub fn store(&self) -> &Store {
         &self.store
@@ -90,8 +109,8 @@ impl Replica {
     }
 
     /// Applies a client write coordinated here: supersedes what `context`
-    /// has seen and adds `payload` as a new version, stamped after `seen`
-    /// (the greatest timestamp the client's read returned), so in a
+    /// has seen and adds `payload` as a new version. Its timestamp comes
+    /// after the greatest one the client's read returned (`stamp`), so in a
     /// last-write-wins bucket it replaces what the client saw even if this
     /// node's clock lags and it never held that version. Returns the new
     /// state.
@@ -99,15 +118,17 @@ impl Replica {
         &self,
         key: &ObjectKey,
         context: &VersionVector,
-        seen: Hlc,
+        stamp: WriteStamp,
         payload: Payload,
         mode: ConflictMode,
         durability: Durability,
     ) -> Result<VersionedObject, ReplicaError> {
-        let timestamp = {
-            let mut hlc = self.lock_hlc();
-            hlc.observe(seen);
-            hlc.now(self.wall.now_ms())
+        let timestamp = match stamp {
+            WriteStamp::After(seen) => self.stamp_after(seen),
+            WriteStamp::Exactly(timestamp) => {
+                self.lock_hlc().observe(timestamp);
+                timestamp
+            }
         };
         let updated = self.update(key, |object| {
             object.put(context, self.actor, timestamp, payload, mode);

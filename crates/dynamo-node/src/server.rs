@@ -10,6 +10,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use dynamo_core::liveness::LivenessPolicy;
+use dynamo_core::ring::NodeId;
 use dynamo_core::version::ActorId;
 use dynamo_storage::{MemoryEngine, StorageError, Store};
 use hyper::server::conn::http1;
@@ -27,11 +29,14 @@ use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
 use crate::cluster::Cluster;
 use crate::config::{EngineKind, NodeConfig};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, CoordinatorParts};
+use crate::failure_detector::FailureDetector;
 use crate::handler::NodeHandler;
+use crate::hint_delivery::HintDelivery;
+use crate::hints::HintStore;
 use crate::http::Api;
 use crate::metrics::Metrics;
-use crate::peers::RpcPeers;
+use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
 
 /// A client that sends headers slower than this is disconnected.
@@ -83,6 +88,35 @@ pub struct NodeParts {
     pub store: Store,
     /// This incarnation's actor id.
     pub actor: ActorId,
+    /// The background work of the node (probing down peers, delivering
+    /// hints), not yet started: see [`NodeParts::spawn_background`].
+    pub background: Option<Background>,
+}
+
+/// The node's background tasks, ready to start.
+pub struct Background {
+    detector: Arc<FailureDetector>,
+    peers: Arc<dyn Peers>,
+    delivery: HintDelivery,
+    probe_interval: std::time::Duration,
+    hint_delivery_interval: std::time::Duration,
+}
+
+impl NodeParts {
+    /// Starts the background tasks on the current runtime (once; later
+    /// calls start nothing). They run until their handles are aborted or
+    /// the runtime ends.
+    pub fn spawn_background(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(Background { detector, peers, delivery, probe_interval, hint_delivery_interval }) =
+            self.background.take()
+        else {
+            return Vec::new();
+        };
+        vec![
+            tokio::spawn(detector.run_probes(peers, probe_interval)),
+            tokio::spawn(delivery.run(hint_delivery_interval)),
+        ]
+    }
 }
 
 /// Wires a node together over `store` and `transport`. Everything from
@@ -103,12 +137,38 @@ pub fn assemble<T: Transport>(
     let secret = ClusterSecret::new(secret_bytes).map_err(|error| ServerError::Cluster(error.to_string()))?;
     let rpc_config = RpcConfig::new(config.node_id.clone(), secret, nonces)
         .map_err(|error| ServerError::Cluster(error.to_string()))?;
-    let peers = Arc::new(RpcPeers::new(RpcClient::new(transport, rpc_config.clone()), cluster.clone()));
+    let others: Vec<NodeId> =
+        cluster.ring().nodes().map(|spec| spec.id.clone()).filter(|node| node != cluster.local()).collect();
+    let policy = LivenessPolicy {
+        probe_interval_ms: u64::try_from(config.probe_interval.as_millis()).unwrap_or(u64::MAX),
+        ..LivenessPolicy::default()
+    };
+    let detector = Arc::new(FailureDetector::new(policy, others));
+    let client = RpcClient::new(transport, rpc_config.clone());
+    let peers: Arc<dyn Peers> = Arc::new(RpcPeers::new(client, cluster.clone(), detector.clone()));
+    let hints = HintStore::open(store.clone(), config.partitions, config.max_hint_bytes)
+        .map_err(|source| ServerError::Storage { dir: config.data_dir.display().to_string(), source })?;
+    let hints = Arc::new(hints);
     let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall));
     let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
-    let coordinator = Arc::new(Coordinator::new(cluster, replica, buckets, peers, config.request_timeout));
+    let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
+        cluster: cluster.clone(),
+        replica,
+        buckets,
+        peers: peers.clone(),
+        detector: detector.clone(),
+        hints: hints.clone(),
+        default_timeout: config.request_timeout,
+    }));
     let handler = Arc::new(NodeHandler::new(coordinator.clone()));
-    Ok(NodeParts { coordinator, handler, rpc_config, store, actor })
+    let background = Background {
+        delivery: HintDelivery::new(hints, peers.clone(), detector.clone(), cluster),
+        detector,
+        peers,
+        probe_interval: config.probe_interval,
+        hint_delivery_interval: config.hint_delivery_interval,
+    };
+    Ok(NodeParts { coordinator, handler, rpc_config, store, actor, background: Some(background) })
 }
 
 /// A node that has opened its storage and bound its listeners.
@@ -157,6 +217,8 @@ impl Node {
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Node { config, listener, rpc_listener, api, parts } = self;
+        let mut parts = parts;
+        let background = parts.spawn_background();
         let NodeParts { handler, rpc_config, store, actor, .. } = parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
               rpc = %config.rpc_addr, members = config.members.len(), engine = store.engine_name(), %actor,
@@ -169,6 +231,9 @@ impl Node {
         serve_http(&config, listener, api, shutdown).await;
         let _ = stop_rpc.send(true);
         let _ = rpc_task.await;
+        for task in background {
+            task.abort();
+        }
         let dir = config.data_dir.display().to_string();
         store.close().map_err(|source| ServerError::Storage { dir, source })?;
         info!("storage closed; node stopped");

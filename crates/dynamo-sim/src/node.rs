@@ -80,8 +80,12 @@ impl SimNode {
         let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed);
         let actor = ActorId(mix(self.actor_seed, incarnation));
         let store = Store::memory(self.engine.clone());
-        let parts = assemble(&self.config, store, self.clock.clone(), TurmoilTransport, self.nonces.clone(), actor)?;
+        let mut parts =
+            assemble(&self.config, store, self.clock.clone(), TurmoilTransport, self.nonces.clone(), actor)?;
         configure_buckets(&parts.coordinator).await?;
+        // Probing and hint delivery run on this host's runtime and die with
+        // it when the host crashes.
+        let _background = parts.spawn_background();
         let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
         *self.lock_live() = Some(parts.coordinator.clone());
         let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator));

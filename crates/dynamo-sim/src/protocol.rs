@@ -155,6 +155,7 @@ impl SimClient {
                 n: None,
                 timeout_ms: None,
                 seen_timestamp: seen.0,
+                stamp: 0,
             },
         };
         match self.call(addr, METHOD_CLIENT_PUT, request.encode()).await? {

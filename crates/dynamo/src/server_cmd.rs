@@ -81,6 +81,16 @@ pub struct ServerArgs {
     /// The cluster secret (prefer the file; flags are visible in `ps`).
     #[arg(long, env = "DYNAMO_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// Bound of the hint store in bytes: writes held for unreachable
+    /// replicas [default: 1073741824].
+    #[arg(long)]
+    pub max_hint_bytes: Option<u64>,
+    /// How often held hints are offered to their owners, in ms [default: 1000].
+    #[arg(long)]
+    pub hint_delivery_interval_ms: Option<u64>,
+    /// How often a peer marked down is probed, in ms [default: 1000].
+    #[arg(long)]
+    pub probe_interval_ms: Option<u64>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -115,6 +125,9 @@ impl ServerArgs {
             members: if self.members.is_empty() { None } else { Some(self.members) },
             cluster_secret_file: self.cluster_secret_file,
             cluster_secret: self.cluster_secret,
+            max_hint_bytes: self.max_hint_bytes,
+            hint_delivery_interval_ms: self.hint_delivery_interval_ms,
+            probe_interval_ms: self.probe_interval_ms,
         }
     }
 }

@@ -1,0 +1,181 @@
+//! The node's failure detector (paper section 4.8.3): the pure rules of
+//! [`dynamo_core::liveness`] fed with the outcome of every call this node
+//! makes, plus the probe loop that brings down peers back. Routing asks it
+//! which peers are up; a call to a peer marked down fails at once instead of
+//! waiting out a timeout, which is what keeps writes fast while a replica is
+//! gone (they go to a fallback with a hint instead).
+//!
+//! It never changes membership: a down peer is still a member and still
+//! owns its partitions.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dynamo_core::liveness::{CallOutcome, Liveness, LivenessPolicy, PeerState, Transition};
+use dynamo_core::messages::{Request, Response};
+use dynamo_core::ring::NodeId;
+use dynamo_rpc::RpcError;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::peers::Peers;
+
+/// How long a probe waits for its `Pong`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One peer as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerReport {
+    /// The peer's node id.
+    pub node: String,
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Milliseconds since the state last changed (`None` if it never did).
+    pub for_ms: Option<u64>,
+    /// Milliseconds since the peer last answered (`None` if never).
+    pub last_answer_ms_ago: Option<u64>,
+    /// Consecutive timeouts since its last answer.
+    pub consecutive_timeouts: u32,
+    /// The last failure since its last answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+/// This node's view of its peers' reachability.
+pub struct FailureDetector {
+    liveness: Mutex<Liveness>,
+    started: Instant,
+    peers: Vec<NodeId>,
+}
+
+impl FailureDetector {
+    /// A detector for `peers` (the other members), all up until a call says
+    /// otherwise.
+    pub fn new(policy: LivenessPolicy, peers: Vec<NodeId>) -> Self {
+        Self { liveness: Mutex::new(Liveness::new(policy)), started: Instant::now(), peers }
+    }
+
+    /// Records the outcome of a call to `node`, logging a change of state.
+    pub fn record(&self, node: &NodeId, outcome: CallOutcome) {
+        let now_ms = self.now_ms();
+        if let Some(transition) = self.lock().record(node, outcome, now_ms) {
+            log_transition(&transition);
+        }
+    }
+
+    /// Records the outcome of an RPC call to `node`.
+    pub fn record_rpc<T>(&self, node: &NodeId, result: &Result<T, RpcError>) {
+        if let Some(outcome) = classify(result) {
+            self.record(node, outcome);
+        }
+    }
+
+    /// Whether `node` gets traffic.
+    pub fn is_up(&self, node: &NodeId) -> bool {
+        self.lock().is_up(node)
+    }
+
+    /// Why `node` is routed around, for the error of a call refused
+    /// without trying.
+    pub fn down_reason(&self, node: &NodeId) -> String {
+        let liveness = self.lock();
+        let last = liveness.view(node).and_then(|view| view.last_failure.clone()).unwrap_or_default();
+        format!(
+            "{node} is marked down by this node's failure detector (last failure: {last}); it is probed until it answers"
+        )
+    }
+
+    /// Whether any peer is down.
+    pub fn any_down(&self) -> bool {
+        let liveness = self.lock();
+        self.peers.iter().any(|node| !liveness.is_up(node))
+    }
+
+    /// Every peer, in id order, as the admin API shows it.
+    pub fn report(&self) -> Vec<PeerReport> {
+        let now_ms = self.now_ms();
+        let liveness = self.lock();
+        self.peers
+            .iter()
+            .map(|node| match liveness.view(node) {
+                None => PeerReport {
+                    node: node.to_string(),
+                    state: "up",
+                    for_ms: None,
+                    last_answer_ms_ago: None,
+                    consecutive_timeouts: 0,
+                    last_failure: None,
+                },
+                Some(view) => PeerReport {
+                    node: node.to_string(),
+                    state: if view.state == PeerState::Up { "up" } else { "down" },
+                    for_ms: (view.since_ms > 0).then(|| now_ms.saturating_sub(view.since_ms)),
+                    last_answer_ms_ago: view.last_answer_ms.map(|at| now_ms.saturating_sub(at)),
+                    consecutive_timeouts: view.consecutive_timeouts,
+                    last_failure: view.last_failure.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Probes every down peer when it is due, forever (the task is dropped
+    /// with the node). A probe is a `Ping`, the one request [`Peers`] sends
+    /// to a peer marked down; the RPC layer records its outcome here.
+    pub async fn run_probes(self: Arc<Self>, peers: Arc<dyn Peers>, interval: Duration) {
+        let tick = (interval / 2).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(tick).await;
+            let due = self.lock().due_probes(self.now_ms());
+            for node in due {
+                let peers = peers.clone();
+                tokio::spawn(async move {
+                    if let Ok(response) = peers.call(&node, Request::Ping, PROBE_TIMEOUT).await
+                        && response != Response::Pong
+                    {
+                        warn!(%node, "probe answered with something other than Pong");
+                    }
+                });
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // 1 ms past the start, so that 0 can mean "never" in the views.
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What an RPC result says about the peer's reachability. `None` when it
+/// says nothing about the peer (our own queue was full, or the message was
+/// too large to send).
+fn classify<T>(result: &Result<T, RpcError>) -> Option<CallOutcome> {
+    match result {
+        Ok(_) | Err(RpcError::Remote { .. }) => Some(CallOutcome::Answered),
+        Err(error @ RpcError::Timeout { .. }) => Some(CallOutcome::TimedOut(error.to_string())),
+        Err(
+            error @ (RpcError::Connect { .. }
+            | RpcError::Auth { .. }
+            | RpcError::Protocol { .. }
+            | RpcError::Closed { .. }),
+        ) => Some(CallOutcome::Unreachable(error.to_string())),
+        Err(RpcError::Overloaded { .. } | RpcError::TooLarge { .. }) => None,
+    }
+}
+
+fn log_transition(transition: &Transition) {
+    match transition.state {
+        PeerState::Down => warn!(node = %transition.node, reason = %transition.reason,
+                                 "peer marked down; routing around it and probing it"),
+        PeerState::Up => info!(node = %transition.node, "peer answered; marked up"),
+    }
+}
+
+/// Whether `request` may be sent to a peer marked down (only probes).
+pub fn bypasses_down_check(request: &Request) -> bool {
+    matches!(request, Request::Ping)
+}

@@ -1,0 +1,161 @@
+//! Delivering hints (paper section 4.6): a background task offers the hints
+//! this node holds to their owners once the failure detector says they are
+//! reachable, and removes each only after its owner acknowledged it (a
+//! durable write there). A failed delivery leaves the hint for the next
+//! round, so a hint outlives crashes of either side.
+//!
+//! Delivery is paced: batches of [`DELIVERY_BATCH`] hints, at most
+//! [`DELIVERY_CONCURRENCY`] in flight per owner, one owner at a time, so
+//! catching a returning node up does not starve client requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamo_core::messages::{Request, Response};
+use dynamo_core::ring::NodeId;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::cluster::Cluster;
+use crate::failure_detector::FailureDetector;
+use crate::hints::{Hint, HintStore};
+use crate::peers::Peers;
+
+/// Hints read from storage at a time.
+pub const DELIVERY_BATCH: usize = 64;
+/// Hints in flight to one owner at a time.
+pub const DELIVERY_CONCURRENCY: usize = 16;
+/// How long one delivery may take.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one delivery round did for one owner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryRound {
+    /// Hints acknowledged by the owner and removed.
+    pub delivered: u64,
+    /// Hints that failed (kept for the next round).
+    pub failed: u64,
+}
+
+/// Delivers hints, forever (the task is dropped with the node).
+pub struct HintDelivery {
+    hints: Arc<HintStore>,
+    peers: Arc<dyn Peers>,
+    detector: Arc<FailureDetector>,
+    cluster: Cluster,
+}
+
+impl HintDelivery {
+    /// Delivery of `hints` to the members of `cluster`.
+    pub fn new(hints: Arc<HintStore>, peers: Arc<dyn Peers>, detector: Arc<FailureDetector>, cluster: Cluster) -> Self {
+        Self { hints, peers, detector, cluster }
+    }
+
+    /// Runs a round every `interval`.
+    pub async fn run(self, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            self.round().await;
+        }
+    }
+
+    /// Offers every held hint to its owner, for the owners marked up.
+    pub async fn round(&self) -> DeliveryRound {
+        let mut total = DeliveryRound::default();
+        if self.hints.is_empty() {
+            return total;
+        }
+        let owners: Vec<NodeId> = self
+            .cluster
+            .ring()
+            .nodes()
+            .map(|spec| spec.id.clone())
+            .filter(|node| node != self.cluster.local() && self.detector.is_up(node))
+            .collect();
+        for owner in owners {
+            let round = self.deliver_to(&owner).await;
+            if round.delivered > 0 || round.failed > 0 {
+                info!(%owner, delivered = round.delivered, failed = round.failed, "hinted handoff");
+            }
+            total.delivered += round.delivered;
+            total.failed += round.failed;
+        }
+        total
+    }
+
+    /// Delivers `owner`'s hints batch by batch; stops at the first batch
+    /// with a failure (the owner is probably gone again).
+    async fn deliver_to(&self, owner: &NodeId) -> DeliveryRound {
+        let mut round = DeliveryRound::default();
+        let mut after = Vec::new();
+        loop {
+            let batch = match self.hints.batch(owner, &after, DELIVERY_BATCH) {
+                Ok(batch) => batch,
+                Err(error) => {
+                    warn!(%owner, %error, "cannot read hints");
+                    return round;
+                }
+            };
+            let Some(last) = batch.last() else { return round };
+            after = last.record_key.clone();
+            let failed_before = round.failed;
+            self.deliver_batch(owner, batch, &mut round).await;
+            if round.failed > failed_before || !self.detector.is_up(owner) {
+                return round;
+            }
+        }
+    }
+
+    async fn deliver_batch(&self, owner: &NodeId, batch: Vec<Hint>, round: &mut DeliveryRound) {
+        let mut in_flight = JoinSet::new();
+        for hint in batch {
+            if in_flight.len() >= DELIVERY_CONCURRENCY
+                && let Some(done) = in_flight.join_next().await
+            {
+                self.settle(owner, done, round);
+            }
+            let peers = self.peers.clone();
+            let owner = owner.clone();
+            in_flight.spawn(async move {
+                let request = Request::Write {
+                    key: hint.key.clone(),
+                    object: hint.object.clone(),
+                    mode: hint.mode,
+                    durable: true,
+                };
+                let outcome = peers.call(&owner, request, DELIVERY_TIMEOUT).await;
+                (hint, outcome)
+            });
+        }
+        while let Some(done) = in_flight.join_next().await {
+            self.settle(owner, done, round);
+        }
+    }
+
+    fn settle(
+        &self,
+        owner: &NodeId,
+        done: Result<(Hint, Result<Response, String>), tokio::task::JoinError>,
+        round: &mut DeliveryRound,
+    ) {
+        let Ok((hint, outcome)) = done else {
+            round.failed += 1;
+            return;
+        };
+        match outcome {
+            Ok(Response::Written { durable: true }) => match self.hints.remove_delivered(&hint) {
+                Ok(true) => round.delivered += 1,
+                Ok(false) => debug!(%owner, "hint changed during delivery; delivering the newer one next round"),
+                Err(error) => warn!(%owner, %error, "delivered hint could not be removed; it will be sent again"),
+            },
+            Ok(other) => {
+                round.failed += 1;
+                debug!(%owner, reply = ?other, "hint not taken");
+            }
+            Err(reason) => {
+                round.failed += 1;
+                debug!(%owner, %reason, "hint delivery failed");
+            }
+        }
+    }
+}

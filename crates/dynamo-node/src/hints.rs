@@ -1,0 +1,430 @@
+//! Hinted handoff (paper section 4.6): writes this node holds on behalf of a
+//! replica that could not take them, until that replica is back.
+//!
+//! A hint is the version set of one key for one intended owner. It lives in
+//! its own storage namespace ([`Namespace::Hints`]), never in the node's own
+//! objects: a hinted copy is not served as this node's data, does not enter
+//! its Merkle trees, and leaves as soon as the owner has it.
+//!
+//! Record layout: key `owner length u8 | owner id | storage key`, value
+//! `format u8 (1) | conflict mode u8 | object`. Two hints for the same owner
+//! and key merge (DVV merge) into one record, so a flapping replica does not
+//! make hints pile up per write.
+//!
+//! The store is bounded ([`HintStore::new`]'s `max_bytes`): a hint that would
+//! go over the bound is refused (the write then does not count that fallback
+//! toward W), logged, and counted in metrics. A hint is removed only after
+//! the owner acknowledged it, and only if it did not change meanwhile (a
+//! newer merge is delivered on the next round).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use dynamo_core::codec::{decode_object, encode_object};
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::object::VersionedObject;
+use dynamo_core::props::ConflictMode;
+use dynamo_core::ring::NodeId;
+use dynamo_storage::{Durability, Namespace, StorageError, Store};
+use serde::Serialize;
+use thiserror::Error;
+use tracing::warn;
+
+/// Format byte of hint records.
+const HINT_FORMAT: u8 = 1;
+/// Records read per scan while rebuilding the size count at start-up.
+const SCAN_BATCH: usize = 512;
+
+/// Why a hint could not be stored or read.
+#[derive(Debug, Error)]
+pub enum HintError {
+    /// The hint store is at its size bound.
+    #[error(
+        "hint store full: {stored_bytes} of {max_bytes} bytes used, a hint of {bytes} bytes refused \
+         (the owner has been unreachable for long; bring it back, or raise max_hint_bytes)"
+    )]
+    Full {
+        /// Bytes already stored.
+        stored_bytes: u64,
+        /// The bound.
+        max_bytes: u64,
+        /// Size of the refused hint.
+        bytes: u64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored hint does not decode (corruption).
+    #[error("corrupt hint record for {owner}: {reason}")]
+    Corrupt {
+        /// The owner named in the record key.
+        owner: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One stored hint, as delivery reads it.
+#[derive(Clone, Debug)]
+pub struct Hint {
+    /// The record key (owner and storage key).
+    pub record_key: Vec<u8>,
+    /// The object's key.
+    pub key: ObjectKey,
+    /// The versions to deliver.
+    pub object: VersionedObject,
+    /// The bucket's conflict mode when the hint was taken.
+    pub mode: ConflictMode,
+    /// The stored bytes, to remove the record only if unchanged.
+    pub stored: Vec<u8>,
+}
+
+/// Counters of the hint store, for metrics and the admin API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HintStats {
+    /// Hint records stored now.
+    pub stored: u64,
+    /// Their total size in bytes.
+    pub stored_bytes: u64,
+    /// The size bound.
+    pub max_bytes: u64,
+    /// Hints written since start (including merges into an existing one).
+    pub accepted: u64,
+    /// Hints refused because the store was full.
+    pub refused_full: u64,
+    /// Hints delivered to their owner and removed.
+    pub delivered: u64,
+}
+
+/// The hints this node holds.
+pub struct HintStore {
+    store: Store,
+    partitions: u32,
+    max_bytes: u64,
+    /// Serializes read-merge-write of hint records (hints are written only
+    /// while some replica is unreachable; one lock is enough).
+    write_lock: Mutex<()>,
+    stored: AtomicU64,
+    stored_bytes: AtomicU64,
+    accepted: AtomicU64,
+    refused_full: AtomicU64,
+    delivered: AtomicU64,
+}
+
+impl HintStore {
+    /// The hints in `store`, bounded to `max_bytes`; counts what is already
+    /// stored (one scan of the hint namespace).
+    pub fn open(store: Store, partitions: u32, max_bytes: u64) -> Result<Self, StorageError> {
+        let hints = Self {
+            store,
+            partitions,
+            max_bytes,
+            write_lock: Mutex::new(()),
+            stored: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused_full: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+        };
+        let mut start = Vec::new();
+        loop {
+            let rows = hints.store.scan(Namespace::Hints, &[], &start, SCAN_BATCH)?;
+            for (key, value) in &rows {
+                hints.stored.fetch_add(1, Ordering::Relaxed);
+                hints.stored_bytes.fetch_add(record_size(key, value), Ordering::Relaxed);
+            }
+            match rows.last() {
+                Some((key, _)) if rows.len() == SCAN_BATCH => start = successor(key),
+                _ => break,
+            }
+        }
+        Ok(hints)
+    }
+
+    /// Stores `object` as a hint for `owner`, merged with any hint already
+    /// held for that owner and key.
+    pub async fn store_hint(
+        &self,
+        owner: &NodeId,
+        key: &ObjectKey,
+        object: &VersionedObject,
+        mode: ConflictMode,
+        durability: Durability,
+    ) -> Result<(), HintError> {
+        let record_key = record_key(owner, &key.storage_key(self.partitions));
+        {
+            let _guard = self.lock();
+            let previous = self.store.get(Namespace::Hints, &record_key)?;
+            let mut merged = match &previous {
+                Some(bytes) => decode_record(owner, bytes)?.1,
+                None => VersionedObject::new(),
+            };
+            merged.merge(object, mode);
+            let value = encode_record(mode, &merged);
+            if previous.as_deref() == Some(value.as_slice()) {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let old_size = previous.as_ref().map_or(0, |bytes| record_size(&record_key, bytes));
+            let new_size = record_size(&record_key, &value);
+            let stored_bytes = self.stored_bytes.load(Ordering::Relaxed);
+            if stored_bytes.saturating_sub(old_size).saturating_add(new_size) > self.max_bytes {
+                self.refused_full.fetch_add(1, Ordering::Relaxed);
+                let error = HintError::Full { stored_bytes, max_bytes: self.max_bytes, bytes: new_size };
+                warn!(%owner, %error, "hint refused");
+                return Err(error);
+            }
+            self.store.put_buffered(Namespace::Hints, &record_key, &value)?;
+            if previous.is_none() {
+                self.stored.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stored_bytes.fetch_add(new_size, Ordering::Relaxed);
+            self.stored_bytes.fetch_sub(old_size, Ordering::Relaxed);
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        if durability == Durability::Durable {
+            self.store.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` hints for `owner`, in key order, starting after
+    /// `after` (a record key from the previous batch; empty to start).
+    pub fn batch(&self, owner: &NodeId, after: &[u8], limit: usize) -> Result<Vec<Hint>, HintError> {
+        let prefix = owner_prefix(owner);
+        let start = if after.is_empty() { prefix.clone() } else { successor(after) };
+        let rows = self.store.scan(Namespace::Hints, &prefix, &start, limit)?;
+        rows.into_iter()
+            .map(|(record_key, stored)| {
+                let storage_key = &record_key[prefix.len()..];
+                let (_, key) = ObjectKey::from_storage_key(storage_key)
+                    .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })?;
+                let (mode, object) = decode_record(owner, &stored)?;
+                Ok(Hint { record_key, key, object, mode, stored })
+            })
+            .collect()
+    }
+
+    /// Removes `hint` after its owner acknowledged it, unless it changed
+    /// since it was read (then the newer state is delivered next round).
+    /// Returns whether it was removed.
+    pub fn remove_delivered(&self, hint: &Hint) -> Result<bool, HintError> {
+        let _guard = self.lock();
+        let current = self.store.get(Namespace::Hints, &hint.record_key)?;
+        if current.as_deref() != Some(hint.stored.as_slice()) {
+            return Ok(false);
+        }
+        self.store.remove(Namespace::Hints, &hint.record_key)?;
+        self.stored.fetch_sub(1, Ordering::Relaxed);
+        self.stored_bytes.fetch_sub(record_size(&hint.record_key, &hint.stored), Ordering::Relaxed);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Whether any hint is stored.
+    pub fn is_empty(&self) -> bool {
+        self.stored.load(Ordering::Relaxed) == 0
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HintStats {
+        HintStats {
+            stored: self.stored.load(Ordering::Relaxed),
+            stored_bytes: self.stored_bytes.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes,
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused_full: self.refused_full.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn owner_prefix(owner: &NodeId) -> Vec<u8> {
+    let id = owner.as_str().as_bytes();
+    // Node ids are validated to at most 64 bytes at configuration.
+    let mut prefix = Vec::with_capacity(1 + id.len());
+    prefix.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+    prefix.extend_from_slice(id);
+    prefix
+}
+
+fn record_key(owner: &NodeId, storage_key: &[u8]) -> Vec<u8> {
+    let mut key = owner_prefix(owner);
+    key.extend_from_slice(storage_key);
+    key
+}
+
+/// The smallest key after `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
+fn record_size(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+fn encode_record(mode: ConflictMode, object: &VersionedObject) -> Vec<u8> {
+    let mode_byte = match mode {
+        ConflictMode::Siblings => 0,
+        ConflictMode::Lww => 1,
+    };
+    let mut value = vec![HINT_FORMAT, mode_byte];
+    value.extend_from_slice(&encode_object(object));
+    value
+}
+
+fn decode_record(owner: &NodeId, bytes: &[u8]) -> Result<(ConflictMode, VersionedObject), HintError> {
+    let corrupt = |reason: String| HintError::Corrupt { owner: owner.to_string(), reason };
+    let [format, mode, object @ ..] = bytes else {
+        return Err(corrupt("record shorter than its header".to_string()));
+    };
+    if *format != HINT_FORMAT {
+        return Err(corrupt(format!("unknown hint format {format}")));
+    }
+    let mode = match mode {
+        0 => ConflictMode::Siblings,
+        1 => ConflictMode::Lww,
+        other => return Err(corrupt(format!("unknown conflict mode {other}"))),
+    };
+    let object = decode_object(object).map_err(|error| corrupt(error.to_string()))?;
+    Ok((mode, object))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use dynamo_core::hlc::Hlc;
+    use dynamo_core::object::Payload;
+    use dynamo_core::version::{ActorId, VersionVector};
+    use dynamo_storage::MemoryEngine;
+
+    use super::*;
+
+    const PARTITIONS: u32 = 64;
+
+    fn written(value: &str, actor: u64) -> VersionedObject {
+        let mut object = VersionedObject::new();
+        let payload = Payload::Value { data: Bytes::from(value.to_string()), content_type: None };
+        object.put(&VersionVector::new(), ActorId(actor), Hlc(actor), payload, ConflictMode::Siblings);
+        object
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("b", name.as_bytes()).expect("valid key")
+    }
+
+    fn open(engine: &MemoryEngine, max_bytes: u64) -> HintStore {
+        HintStore::open(Store::memory(engine.clone()), PARTITIONS, max_bytes).expect("open")
+    }
+
+    #[tokio::test]
+    async fn hints_for_one_owner_and_key_merge_and_are_listed_per_owner() {
+        let engine = MemoryEngine::new();
+        let hints = open(&engine, 1 << 20);
+        let owner = NodeId::new("node2");
+        hints
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable)
+            .await
+            .unwrap();
+        hints
+            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Durable)
+            .await
+            .unwrap();
+        hints
+            .store_hint(&NodeId::new("node3"), &key("k"), &written("c", 3), ConflictMode::Siblings, Durability::Durable)
+            .await
+            .unwrap();
+        let batch = hints.batch(&owner, &[], 10).unwrap();
+        assert_eq!(batch.len(), 1, "one record per owner and key");
+        assert_eq!(batch[0].object.siblings().len(), 2, "merged as siblings");
+        assert_eq!(batch[0].key, key("k"));
+        assert_eq!(hints.stats().stored, 2);
+    }
+
+    #[tokio::test]
+    async fn batches_page_through_an_owners_hints() {
+        let hints = open(&MemoryEngine::new(), 1 << 20);
+        let owner = NodeId::new("n1");
+        for index in 0..25 {
+            let name = format!("k{index}");
+            hints
+                .store_hint(&owner, &key(&name), &written("v", 1), ConflictMode::Lww, Durability::Buffered)
+                .await
+                .unwrap();
+        }
+        let mut seen = 0;
+        let mut after = Vec::new();
+        loop {
+            let batch = hints.batch(&owner, &after, 10).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            seen += batch.len();
+            after = batch.last().unwrap().record_key.clone();
+        }
+        assert_eq!(seen, 25);
+        assert!(hints.batch(&NodeId::new("n"), &[], 10).unwrap().is_empty(), "n is a prefix of n1, not an owner");
+    }
+
+    #[tokio::test]
+    async fn a_hint_changed_after_it_was_read_is_not_removed() {
+        let hints = open(&MemoryEngine::new(), 1 << 20);
+        let owner = NodeId::new("n1");
+        hints
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Buffered)
+            .await
+            .unwrap();
+        let read = hints.batch(&owner, &[], 10).unwrap().remove(0);
+        hints
+            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Buffered)
+            .await
+            .unwrap();
+        assert!(!hints.remove_delivered(&read).unwrap(), "changed meanwhile");
+        let newer = hints.batch(&owner, &[], 10).unwrap().remove(0);
+        assert!(hints.remove_delivered(&newer).unwrap());
+        assert!(hints.is_empty());
+        assert_eq!(hints.stats().stored_bytes, 0);
+        assert_eq!(hints.stats().delivered, 1);
+    }
+
+    #[tokio::test]
+    async fn the_size_bound_refuses_hints_and_counts_them() {
+        let hints = open(&MemoryEngine::new(), 200);
+        let owner = NodeId::new("n1");
+        let mut refused = 0;
+        for index in 0..20 {
+            let name = format!("key-{index}");
+            if let Err(HintError::Full { .. }) = hints
+                .store_hint(&owner, &key(&name), &written("value", 1), ConflictMode::Lww, Durability::Buffered)
+                .await
+            {
+                refused += 1;
+            }
+        }
+        let stats = hints.stats();
+        assert!(refused > 0 && stats.stored_bytes <= 200, "{stats:?}");
+        assert_eq!(stats.refused_full, refused);
+    }
+
+    #[tokio::test]
+    async fn durable_hints_survive_a_crash_and_are_counted_on_reopen() {
+        let engine = MemoryEngine::new();
+        let hints = open(&engine, 1 << 20);
+        let owner = NodeId::new("n1");
+        hints
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable)
+            .await
+            .unwrap();
+        let before = hints.stats();
+        engine.crash();
+        let reopened = open(&engine, 1 << 20);
+        assert_eq!((reopened.stats().stored, reopened.stats().stored_bytes), (before.stored, before.stored_bytes));
+        assert_eq!(reopened.batch(&owner, &[], 10).unwrap().len(), 1);
+    }
+}
