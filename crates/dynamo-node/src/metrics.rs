@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use dynamo_storage::StoreStats;
 
+use crate::failure_detector::PeerReport;
+use crate::hints::HintStats;
+
 /// Upper bounds of the latency buckets, in seconds: fine below 10 ms where a
 /// healthy store lives, coarse above.
 const LATENCY_BUCKETS_S: [f64; 20] = [
@@ -197,6 +200,45 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         }
     }
+}
+
+/// Renders the failure-handling metrics: each peer's reachability as this
+/// node's failure detector sees it, and the hint store.
+pub fn render_failure_handling(node_id: &str, peers: &[PeerReport], hints: HintStats) -> String {
+    let mut out = String::with_capacity(2 * 1024);
+    let node = escape_label(node_id);
+    let name = "dynamo_peer_up";
+    let _ = writeln!(out, "# HELP {name} 1 if this node's failure detector routes to the peer, 0 if it marks it down.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for peer in peers {
+        let up = u8::from(peer.state == "up");
+        let _ = writeln!(out, "{name}{{node=\"{node}\",peer=\"{}\"}} {up}", escape_label(&peer.node));
+    }
+    gauge(&mut out, "dynamo_hints_stored", "Hints held for unreachable replicas.", &node, hints.stored);
+    gauge(&mut out, "dynamo_hints_stored_bytes", "Bytes of hints held.", &node, hints.stored_bytes);
+    gauge(&mut out, "dynamo_hints_max_bytes", "Bound of the hint store (max_hint_bytes).", &node, hints.max_bytes);
+    counter(&mut out, "dynamo_hints_accepted_total", "Hints written (new or merged).", &node, hints.accepted);
+    counter(
+        &mut out,
+        "dynamo_hints_refused_total",
+        "Hints refused because the hint store was at max_hint_bytes.",
+        &node,
+        hints.refused_full,
+    );
+    counter(
+        &mut out,
+        "dynamo_hints_delivered_total",
+        "Hints acknowledged by their owner and removed.",
+        &node,
+        hints.delivered,
+    );
+    out
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
 }
 
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {

@@ -102,7 +102,8 @@ fn with_one_node_killed_puts_and_gets_succeed_and_with_two_killed_a_w2_put_is_50
 #[test]
 fn a_restarted_node_catches_up_through_read_repair() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    // Hint delivery off, so that only read repair can bring node2 up to date.
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--hint-delivery-interval-ms=3600000"]);
     cluster.nodes[2].kill_9();
     block_on(async {
         let mut node0 = cluster.nodes[0].connect().await;

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::buckets::{PropsPatch, PropsStoreError};
 use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
-use crate::metrics::{Metrics, Operation};
+use crate::metrics::{Metrics, Operation, render_failure_handling};
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 
 /// Header carrying the opaque causal context.
@@ -100,6 +100,8 @@ impl Api {
                 };
                 (Operation::Props, response)
             }
+            (Method::GET, ["admin", "peers"]) => (Operation::Other, self.admin_peers()),
+            (Method::GET, ["admin", "hints"]) => (Operation::Other, self.admin_hints()),
             (Method::GET, ["admin", "replicas", bucket, key]) => {
                 let response = match object_key(bucket, key) {
                     Err(problem) => problem.into_response(),
@@ -299,8 +301,24 @@ impl Api {
         )
     }
 
+    /// This node's failure detector: which peers it routes to and which it
+    /// routes around (paper section 4.8.3). Local to this node by design.
+    fn admin_peers(&self) -> HttpResponse {
+        json_response(StatusCode::OK, &json!({ "node": self.node_id, "peers": self.coordinator.detector().report() }))
+    }
+
+    /// The hints this node holds for unreachable replicas.
+    fn admin_hints(&self) -> HttpResponse {
+        json_response(StatusCode::OK, &json!({ "node": self.node_id, "hints": self.coordinator.hints().stats() }))
+    }
+
     fn metrics_response(&self) -> HttpResponse {
-        let body = self.metrics.render(&self.node_id, self.coordinator.replica().store().stats());
+        let mut body = self.metrics.render(&self.node_id, self.coordinator.replica().store().stats());
+        body.push_str(&render_failure_handling(
+            &self.node_id,
+            &self.coordinator.detector().report(),
+            self.coordinator.hints().stats(),
+        ));
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response
