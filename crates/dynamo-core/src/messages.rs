@@ -37,6 +37,7 @@
 //! - [`METHOD_PING`] (4): `version`
 //! - [`METHOD_SET_PROPS`] (5): `version | bucket len u8 | bucket | n | r | w | dw | mode | props version u64`
 //! - [`METHOD_HINTED_WRITE`] (6): `version | owner len u8 | owner | key | object | mode | durable`
+//! - [`METHOD_REAP`] (7): `version | key | object`
 //!
 //! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
 //! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
@@ -67,6 +68,8 @@ pub const METHOD_PING: u16 = 4;
 pub const METHOD_SET_PROPS: u16 = 5;
 /// Method of [`Request::HintedWrite`].
 pub const METHOD_HINTED_WRITE: u16 = 6;
+/// Method of [`Request::Reap`].
+pub const METHOD_REAP: u16 = 7;
 
 /// Longest forwarded quorum option (`w`, `dw`, `n`, `timeout_ms`), in bytes:
 /// a number or a word like `quorum`; anything longer is not worth relaying.
@@ -140,6 +143,16 @@ pub enum Request {
         mode: ConflictMode,
         /// Whether the hint must be fsynced before acknowledging.
         durable: bool,
+    },
+    /// Remove the key's record if it is exactly `tombstone`: a delete every
+    /// replica holds, past its grace period (tombstone collection). The
+    /// replica answers [`Response::Written`] (`durable` false) whether or
+    /// not it removed anything.
+    Reap {
+        /// The key.
+        key: ObjectKey,
+        /// The tombstone state every replica was seen to hold.
+        tombstone: VersionedObject,
     },
     /// Liveness probe.
     Ping,
@@ -274,6 +287,7 @@ impl Request {
             Request::Ping => METHOD_PING,
             Request::SetProps { .. } => METHOD_SET_PROPS,
             Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
+            Request::Reap { .. } => METHOD_REAP,
         }
     }
 
@@ -307,6 +321,10 @@ impl Request {
                 out.push(mode_byte(*mode));
                 out.push(u8::from(*durable));
             }
+            Request::Reap { key, tombstone } => {
+                encode_key(key, &mut out);
+                encode_object(tombstone, &mut out);
+            }
             Request::Ping => {}
             Request::SetProps { bucket, props, version } => {
                 out.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
@@ -322,7 +340,13 @@ impl Request {
     pub fn decode(method: u16, bytes: &[u8]) -> Result<Request, MessageError> {
         if !matches!(
             method,
-            METHOD_READ | METHOD_WRITE | METHOD_COORDINATE | METHOD_PING | METHOD_SET_PROPS | METHOD_HINTED_WRITE
+            METHOD_READ
+                | METHOD_WRITE
+                | METHOD_COORDINATE
+                | METHOD_PING
+                | METHOD_SET_PROPS
+                | METHOD_HINTED_WRITE
+                | METHOD_REAP
         ) {
             return Err(MessageError::UnknownMethod(method));
         }
@@ -357,6 +381,7 @@ impl Request {
                 mode: decode_mode(&mut reader)?,
                 durable: decode_bool(&mut reader, "durable flag")?,
             },
+            METHOD_REAP => Request::Reap { key: decode_key(&mut reader)?, tombstone: decode_object(&mut reader)? },
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -610,6 +635,7 @@ mod tests {
             object_key().prop_map(|key| Request::Read { key }),
             (object_key(), reachable_object(), mode, any::<bool>())
                 .prop_map(|(key, object, mode, durable)| Request::Write { key, object, mode, durable }),
+            (object_key(), reachable_object()).prop_map(|(key, tombstone)| Request::Reap { key, tombstone }),
             ("[a-z0-9-]{1,40}", object_key(), reachable_object(), any::<bool>()).prop_map(
                 |(owner, key, object, durable)| Request::HintedWrite {
                     owner: NodeId::new(owner),

@@ -143,7 +143,26 @@ impl VersionedObject {
         payload: Payload,
         mode: ConflictMode,
     ) -> Dot {
-        let counter = self.clock.get(actor).max(context.get(actor)).saturating_add(1);
+        self.put_above(context, actor, 0, timestamp, payload, mode)
+    }
+
+    /// [`VersionedObject::put`] with a counter above `floor` too. A replica
+    /// passes the greatest counter its actor has issued for any key, so that
+    /// a key whose record was removed (a collected tombstone) never gets a
+    /// dot it had before: a stale copy of that key somewhere (a late hint)
+    /// must not share a dot with a different new version. Gaps in an
+    /// actor's counters are harmless: a clock entry covers dots that were
+    /// never issued for the key.
+    pub fn put_above(
+        &mut self,
+        context: &VersionVector,
+        actor: ActorId,
+        floor: u64,
+        timestamp: Hlc,
+        payload: Payload,
+        mode: ConflictMode,
+    ) -> Dot {
+        let counter = self.clock.get(actor).max(context.get(actor)).max(floor).saturating_add(1);
         let dot = Dot { actor, counter };
         let superseded_max = self.siblings.iter().filter(|s| context.covers(s.dot)).map(|s| s.timestamp).max();
         let timestamp = superseded_max.map_or(timestamp, |superseded| timestamp.max(superseded.next()));

@@ -36,6 +36,11 @@ pub const DEFAULT_MAX_HINT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_HINT_DELIVERY_INTERVAL_MS: u64 = 1_000;
 /// Default period between probes of a peer marked down.
 pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 1_000;
+/// Default time a tombstone is kept after every replica holds it (and the
+/// age past which a hint is dropped): one day.
+pub const DEFAULT_TOMBSTONE_GRACE_MS: u64 = 24 * 3_600_000;
+/// Default period of tombstone collection rounds.
+pub const DEFAULT_TOMBSTONE_GC_INTERVAL_MS: u64 = 60_000;
 
 /// Which storage engine holds the node's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +122,12 @@ pub struct Settings {
     pub hint_delivery_interval_ms: Option<u64>,
     /// How often a peer marked down is probed, in milliseconds.
     pub probe_interval_ms: Option<u64>,
+    /// How long a delete's tombstone is kept, in milliseconds, before it
+    /// may be collected (once every replica holds it); also the age past
+    /// which undelivered hints are dropped.
+    pub tombstone_grace_ms: Option<u64>,
+    /// How often tombstones are looked for collection, in milliseconds.
+    pub tombstone_gc_interval_ms: Option<u64>,
 }
 
 /// One member of the cluster as configured.
@@ -225,6 +236,8 @@ impl Settings {
             max_hint_bytes: over.max_hint_bytes.or(self.max_hint_bytes),
             hint_delivery_interval_ms: over.hint_delivery_interval_ms.or(self.hint_delivery_interval_ms),
             probe_interval_ms: over.probe_interval_ms.or(self.probe_interval_ms),
+            tombstone_grace_ms: over.tombstone_grace_ms.or(self.tombstone_grace_ms),
+            tombstone_gc_interval_ms: over.tombstone_gc_interval_ms.or(self.tombstone_gc_interval_ms),
         }
     }
 
@@ -274,9 +287,13 @@ impl Settings {
             resolve_members(&node_id, rpc_addr, capacity, self.zone.clone(), self.members.unwrap_or_default())?;
         let hint_delivery_interval_ms = self.hint_delivery_interval_ms.unwrap_or(DEFAULT_HINT_DELIVERY_INTERVAL_MS);
         let probe_interval_ms = self.probe_interval_ms.unwrap_or(DEFAULT_PROBE_INTERVAL_MS);
-        for (key, value) in
-            [("hint_delivery_interval_ms", hint_delivery_interval_ms), ("probe_interval_ms", probe_interval_ms)]
-        {
+        let tombstone_gc_interval_ms = self.tombstone_gc_interval_ms.unwrap_or(DEFAULT_TOMBSTONE_GC_INTERVAL_MS);
+        let intervals = [
+            ("hint_delivery_interval_ms", hint_delivery_interval_ms),
+            ("probe_interval_ms", probe_interval_ms),
+            ("tombstone_gc_interval_ms", tombstone_gc_interval_ms),
+        ];
+        for (key, value) in intervals {
             if !(10..=3_600_000).contains(&value) {
                 return Err(invalid(key, format!("{value} is out of range 10..=3600000")));
             }
@@ -309,6 +326,8 @@ impl Settings {
             max_hint_bytes: self.max_hint_bytes.unwrap_or(DEFAULT_MAX_HINT_BYTES),
             hint_delivery_interval: Duration::from_millis(hint_delivery_interval_ms),
             probe_interval: Duration::from_millis(probe_interval_ms),
+            tombstone_grace: Duration::from_millis(self.tombstone_grace_ms.unwrap_or(DEFAULT_TOMBSTONE_GRACE_MS)),
+            tombstone_gc_interval: Duration::from_millis(tombstone_gc_interval_ms),
         })
     }
 }
@@ -418,6 +437,10 @@ pub struct NodeConfig {
     pub hint_delivery_interval: Duration,
     /// Period between probes of a down peer.
     pub probe_interval: Duration,
+    /// Tombstone grace period (and maximum hint age).
+    pub tombstone_grace: Duration,
+    /// Period of tombstone collection.
+    pub tombstone_gc_interval: Duration,
 }
 
 impl std::fmt::Debug for NodeConfig {

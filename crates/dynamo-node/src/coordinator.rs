@@ -501,6 +501,7 @@ impl Coordinator {
         deadline: Instant,
     ) {
         let hints = self.hints.clone();
+        let replica = self.replica_handle();
         let local = self.cluster.local().clone();
         tokio::spawn(async move {
             while !quorum.awaited().is_empty() {
@@ -518,8 +519,9 @@ impl Coordinator {
                 }
             }
             for owner in quorum.unacknowledged_replicas().into_iter().filter(|owner| *owner != local) {
-                let stored =
-                    hints.store_hint(&owner, &write.key, &write.object, write.mode, Durability::Buffered).await;
+                let stored = hints
+                    .store_hint(&owner, &write.key, &write.object, write.mode, Durability::Buffered, replica.wall_ms())
+                    .await;
                 match stored {
                     Ok(()) => {
                         debug!(%owner, bucket = write.key.bucket(), "kept a hint for a replica that missed a write")
@@ -842,6 +844,10 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
                 Err(error) => Err(error.to_string()),
             }
         }
+        Request::Reap { key, tombstone } => match replica.reap(&key, &tombstone) {
+            Ok(_) => Ok(Response::Written { durable: false }),
+            Err(error) => Err(error.to_string()),
+        },
         Request::Ping => Ok(Response::Pong),
         Request::Coordinate { .. } | Request::SetProps { .. } | Request::HintedWrite { .. } => {
             Err("not a replica request; the node handler serves it".to_string())

@@ -56,7 +56,7 @@ impl NodeHandler {
                 } else {
                     self.coordinator
                         .hints()
-                        .store_hint(&owner, &key, &object, mode, durability)
+                        .store_hint(&owner, &key, &object, mode, durability, self.coordinator.replica().wall_ms())
                         .await
                         .map_err(|e| e.to_string())
                 };

@@ -16,6 +16,7 @@ use dynamo_core::ring::NodeId;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::clock::WallClock;
 use crate::cluster::Cluster;
 use crate::failure_detector::FailureDetector;
 use crate::hints::{Hint, HintStore};
@@ -43,12 +44,33 @@ pub struct HintDelivery {
     peers: Arc<dyn Peers>,
     detector: Arc<FailureDetector>,
     cluster: Cluster,
+    wall: Arc<dyn WallClock>,
+    /// Hints older than this are dropped, not delivered (the tombstone
+    /// grace period; see [`crate::tombstones`]).
+    max_age: Duration,
+}
+
+/// What [`HintDelivery`] works with.
+pub struct DeliveryParts {
+    /// The hints held here.
+    pub hints: Arc<HintStore>,
+    /// How owners are reached.
+    pub peers: Arc<dyn Peers>,
+    /// Which owners are reachable.
+    pub detector: Arc<FailureDetector>,
+    /// The members.
+    pub cluster: Cluster,
+    /// The wall clock hints are dated with.
+    pub wall: Arc<dyn WallClock>,
+    /// Age past which a hint is dropped.
+    pub max_age: Duration,
 }
 
 impl HintDelivery {
-    /// Delivery of `hints` to the members of `cluster`.
-    pub fn new(hints: Arc<HintStore>, peers: Arc<dyn Peers>, detector: Arc<FailureDetector>, cluster: Cluster) -> Self {
-        Self { hints, peers, detector, cluster }
+    /// Delivery of hints to the members of the cluster.
+    pub fn new(parts: DeliveryParts) -> Self {
+        let DeliveryParts { hints, peers, detector, cluster, wall, max_age } = parts;
+        Self { hints, peers, detector, cluster, wall, max_age }
     }
 
     /// Runs a round every `interval`.
@@ -108,7 +130,17 @@ impl HintDelivery {
 
     async fn deliver_batch(&self, owner: &NodeId, batch: Vec<Hint>, round: &mut DeliveryRound) {
         let mut in_flight = JoinSet::new();
+        let max_age_ms = u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX);
+        let oldest_kept_ms = self.wall.now_ms().saturating_sub(max_age_ms);
         for hint in batch {
+            if hint.created_ms < oldest_kept_ms {
+                warn!(%owner, bucket = hint.key.bucket(), age_ms = self.wall.now_ms().saturating_sub(hint.created_ms),
+                      "dropping a hint older than the tombstone grace period; anti-entropy brings the owner up to date");
+                if let Err(error) = self.hints.remove_expired(&hint) {
+                    warn!(%owner, %error, "cannot drop an expired hint");
+                }
+                continue;
+            }
             if in_flight.len() >= DELIVERY_CONCURRENCY
                 && let Some(done) = in_flight.join_next().await
             {

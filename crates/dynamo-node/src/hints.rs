@@ -7,9 +7,16 @@
 //! its Merkle trees, and leaves as soon as the owner has it.
 //!
 //! Record layout: key `owner length u8 | owner id | storage key`, value
-//! `format u8 (1) | conflict mode u8 | object`. Two hints for the same owner
-//! and key merge (DVV merge) into one record, so a flapping replica does not
-//! make hints pile up per write.
+//! `format u8 (1) | conflict mode u8 | created ms u64 | object`. Two hints
+//! for the same owner and key merge (DVV merge) into one record, so a
+//! flapping replica does not make hints pile up per write; the record keeps
+//! the creation time of its oldest part.
+//!
+//! Hints expire: one older than the tombstone grace period is dropped, not
+//! delivered (see [`crate::tombstones`]: a pre-delete value arriving after
+//! the tombstone was collected would come back to life). Dropping is safe
+//! for acknowledged writes: the coordinator of every write is a replica
+//! and keeps its own copy, which anti-entropy spreads.
 //!
 //! The store is bounded ([`HintStore::new`]'s `max_bytes`): a hint that would
 //! go over the bound is refused (the write then does not count that fallback
@@ -75,6 +82,8 @@ pub struct Hint {
     pub object: VersionedObject,
     /// The bucket's conflict mode when the hint was taken.
     pub mode: ConflictMode,
+    /// When the oldest write merged into this hint was taken (wall ms).
+    pub created_ms: u64,
     /// The stored bytes, to remove the record only if unchanged.
     pub stored: Vec<u8>,
 }
@@ -94,6 +103,9 @@ pub struct HintStats {
     pub refused_full: u64,
     /// Hints delivered to their owner and removed.
     pub delivered: u64,
+    /// Hints dropped undelivered because they outlived the tombstone grace
+    /// period.
+    pub expired: u64,
 }
 
 /// The hints this node holds.
@@ -109,6 +121,7 @@ pub struct HintStore {
     accepted: AtomicU64,
     refused_full: AtomicU64,
     delivered: AtomicU64,
+    expired: AtomicU64,
 }
 
 impl HintStore {
@@ -125,6 +138,7 @@ impl HintStore {
             accepted: AtomicU64::new(0),
             refused_full: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         };
         let mut start = Vec::new();
         loop {
@@ -141,8 +155,8 @@ impl HintStore {
         Ok(hints)
     }
 
-    /// Stores `object` as a hint for `owner`, merged with any hint already
-    /// held for that owner and key.
+    /// Stores `object` as a hint for `owner`, taken at `now_ms` (wall
+    /// clock), merged with any hint already held for that owner and key.
     pub async fn store_hint(
         &self,
         owner: &NodeId,
@@ -150,17 +164,21 @@ impl HintStore {
         object: &VersionedObject,
         mode: ConflictMode,
         durability: Durability,
+        now_ms: u64,
     ) -> Result<(), HintError> {
         let record_key = record_key(owner, &key.storage_key(self.partitions));
         {
             let _guard = self.lock();
             let previous = self.store.get(Namespace::Hints, &record_key)?;
-            let mut merged = match &previous {
-                Some(bytes) => decode_record(owner, bytes)?.1,
-                None => VersionedObject::new(),
+            let (mut merged, created_ms) = match &previous {
+                Some(bytes) => {
+                    let record = decode_record(owner, bytes)?;
+                    (record.object, record.created_ms.min(now_ms))
+                }
+                None => (VersionedObject::new(), now_ms),
             };
             merged.merge(object, mode);
-            let value = encode_record(mode, &merged);
+            let value = encode_record(mode, created_ms, &merged);
             if previous.as_deref() == Some(value.as_slice()) {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -199,8 +217,8 @@ impl HintStore {
                 let storage_key = &record_key[prefix.len()..];
                 let (_, key) = ObjectKey::from_storage_key(storage_key)
                     .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })?;
-                let (mode, object) = decode_record(owner, &stored)?;
-                Ok(Hint { record_key, key, object, mode, stored })
+                let Record { mode, created_ms, object } = decode_record(owner, &stored)?;
+                Ok(Hint { record_key, key, object, mode, created_ms, stored })
             })
             .collect()
     }
@@ -209,6 +227,23 @@ impl HintStore {
     /// since it was read (then the newer state is delivered next round).
     /// Returns whether it was removed.
     pub fn remove_delivered(&self, hint: &Hint) -> Result<bool, HintError> {
+        let removed = self.remove_if_unchanged(hint)?;
+        if removed {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+
+    /// Drops `hint` undelivered: it outlived the tombstone grace period.
+    pub fn remove_expired(&self, hint: &Hint) -> Result<bool, HintError> {
+        let removed = self.remove_if_unchanged(hint)?;
+        if removed {
+            self.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+
+    fn remove_if_unchanged(&self, hint: &Hint) -> Result<bool, HintError> {
         let _guard = self.lock();
         let current = self.store.get(Namespace::Hints, &hint.record_key)?;
         if current.as_deref() != Some(hint.stored.as_slice()) {
@@ -217,7 +252,6 @@ impl HintStore {
         self.store.remove(Namespace::Hints, &hint.record_key)?;
         self.stored.fetch_sub(1, Ordering::Relaxed);
         self.stored_bytes.fetch_sub(record_size(&hint.record_key, &hint.stored), Ordering::Relaxed);
-        self.delivered.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -235,6 +269,7 @@ impl HintStore {
             accepted: self.accepted.load(Ordering::Relaxed),
             refused_full: self.refused_full.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
         }
     }
 
@@ -269,19 +304,30 @@ fn record_size(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
 
-fn encode_record(mode: ConflictMode, object: &VersionedObject) -> Vec<u8> {
+/// A decoded hint record value.
+struct Record {
+    mode: ConflictMode,
+    created_ms: u64,
+    object: VersionedObject,
+}
+
+fn encode_record(mode: ConflictMode, created_ms: u64, object: &VersionedObject) -> Vec<u8> {
     let mode_byte = match mode {
         ConflictMode::Siblings => 0,
         ConflictMode::Lww => 1,
     };
     let mut value = vec![HINT_FORMAT, mode_byte];
+    value.extend_from_slice(&created_ms.to_be_bytes());
     value.extend_from_slice(&encode_object(object));
     value
 }
 
-fn decode_record(owner: &NodeId, bytes: &[u8]) -> Result<(ConflictMode, VersionedObject), HintError> {
+fn decode_record(owner: &NodeId, bytes: &[u8]) -> Result<Record, HintError> {
     let corrupt = |reason: String| HintError::Corrupt { owner: owner.to_string(), reason };
-    let [format, mode, object @ ..] = bytes else {
+    let [format, mode, rest @ ..] = bytes else {
+        return Err(corrupt("record shorter than its header".to_string()));
+    };
+    let Some((created, object)) = rest.split_first_chunk::<8>() else {
         return Err(corrupt("record shorter than its header".to_string()));
     };
     if *format != HINT_FORMAT {
@@ -293,7 +339,7 @@ fn decode_record(owner: &NodeId, bytes: &[u8]) -> Result<(ConflictMode, Versione
         other => return Err(corrupt(format!("unknown conflict mode {other}"))),
     };
     let object = decode_object(object).map_err(|error| corrupt(error.to_string()))?;
-    Ok((mode, object))
+    Ok(Record { mode, created_ms: u64::from_be_bytes(*created), object })
 }
 
 #[cfg(test)]
@@ -329,15 +375,22 @@ mod tests {
         let hints = open(&engine, 1 << 20);
         let owner = NodeId::new("node2");
         hints
-            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable)
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable, 1_000)
             .await
             .unwrap();
         hints
-            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Durable)
+            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Durable, 1_000)
             .await
             .unwrap();
         hints
-            .store_hint(&NodeId::new("node3"), &key("k"), &written("c", 3), ConflictMode::Siblings, Durability::Durable)
+            .store_hint(
+                &NodeId::new("node3"),
+                &key("k"),
+                &written("c", 3),
+                ConflictMode::Siblings,
+                Durability::Durable,
+                1_000,
+            )
             .await
             .unwrap();
         let batch = hints.batch(&owner, &[], 10).unwrap();
@@ -354,7 +407,7 @@ mod tests {
         for index in 0..25 {
             let name = format!("k{index}");
             hints
-                .store_hint(&owner, &key(&name), &written("v", 1), ConflictMode::Lww, Durability::Buffered)
+                .store_hint(&owner, &key(&name), &written("v", 1), ConflictMode::Lww, Durability::Buffered, 1_000)
                 .await
                 .unwrap();
         }
@@ -377,12 +430,12 @@ mod tests {
         let hints = open(&MemoryEngine::new(), 1 << 20);
         let owner = NodeId::new("n1");
         hints
-            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Buffered)
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Buffered, 1_000)
             .await
             .unwrap();
         let read = hints.batch(&owner, &[], 10).unwrap().remove(0);
         hints
-            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Buffered)
+            .store_hint(&owner, &key("k"), &written("b", 2), ConflictMode::Siblings, Durability::Buffered, 1_000)
             .await
             .unwrap();
         assert!(!hints.remove_delivered(&read).unwrap(), "changed meanwhile");
@@ -394,6 +447,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_merged_hint_keeps_the_creation_time_of_its_oldest_part() {
+        let hints = open(&MemoryEngine::new(), 1 << 20);
+        let owner = NodeId::new("n1");
+        let siblings = ConflictMode::Siblings;
+        hints.store_hint(&owner, &key("k"), &written("a", 1), siblings, Durability::Buffered, 500).await.unwrap();
+        hints.store_hint(&owner, &key("k"), &written("b", 2), siblings, Durability::Buffered, 900).await.unwrap();
+        let hint = hints.batch(&owner, &[], 10).unwrap().remove(0);
+        assert_eq!(hint.created_ms, 500);
+        assert!(hints.remove_expired(&hint).unwrap());
+        assert_eq!((hints.stats().expired, hints.stats().delivered), (1, 0));
+    }
+
+    #[tokio::test]
     async fn the_size_bound_refuses_hints_and_counts_them() {
         let hints = open(&MemoryEngine::new(), 200);
         let owner = NodeId::new("n1");
@@ -401,7 +467,7 @@ mod tests {
         for index in 0..20 {
             let name = format!("key-{index}");
             if let Err(HintError::Full { .. }) = hints
-                .store_hint(&owner, &key(&name), &written("value", 1), ConflictMode::Lww, Durability::Buffered)
+                .store_hint(&owner, &key(&name), &written("value", 1), ConflictMode::Lww, Durability::Buffered, 1_000)
                 .await
             {
                 refused += 1;
@@ -418,7 +484,7 @@ mod tests {
         let hints = open(&engine, 1 << 20);
         let owner = NodeId::new("n1");
         hints
-            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable)
+            .store_hint(&owner, &key("k"), &written("a", 1), ConflictMode::Siblings, Durability::Durable, 1_000)
             .await
             .unwrap();
         let before = hints.stats();

@@ -20,6 +20,8 @@
 //! - [`hints`] and [`hint_delivery`]: writes held for unreachable replicas
 //!   (sloppy quorum) and their delivery when the replica is back (paper
 //!   section 4.6).
+//! - [`tombstones`]: when a delete's tombstone may be collected, and the
+//!   collector that reaps it on every replica at once.
 //!
 //! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
 //! file and flags), [`metrics`]
@@ -39,3 +41,4 @@ pub mod metrics;
 pub mod peers;
 pub mod replica;
 pub mod server;
+pub mod tombstones;

@@ -6,6 +6,7 @@
 //! happens after the lock is released, so durable writes to one key still
 //! share a group commit.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynamo_core::codec::{CodecError, decode_object, encode_object};
@@ -18,6 +19,7 @@ use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
 
 use crate::clock::WallClock;
+use crate::tombstones;
 
 /// Number of key-lock stripes: enough that unrelated keys rarely share one
 /// on a 2-core box, small enough to allocate up front.
@@ -68,6 +70,11 @@ pub struct Replica {
     hlc: Mutex<HlcClock>,
     wall: Arc<dyn WallClock>,
     key_locks: Box<[Mutex<()>]>,
+    /// The greatest dot counter this incarnation's actor has issued, for
+    /// any key: new dots go above it (see
+    /// [`VersionedObject::put_above`]), so a key whose tombstone was
+    /// collected never reuses a dot.
+    issued: AtomicU64,
 }
 
 impl Replica {
@@ -75,7 +82,7 @@ impl Replica {
     /// incarnation (see [`dynamo_core::version::ActorId`]).
     pub fn new(store: Store, partitions: u32, actor: ActorId, wall: Arc<dyn WallClock>) -> Self {
         let key_locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Self { store, partitions, actor, hlc: Mutex::new(HlcClock::new()), wall, key_locks }
+        Self { store, partitions, actor, hlc: Mutex::new(HlcClock::new()), wall, key_locks, issued: AtomicU64::new(0) }
     }
 
     /// The actor id this replica signs the writes it coordinates with.
@@ -95,6 +102,11 @@ impl Replica {
         let mut hlc = self.lock_hlc();
         hlc.observe(seen);
         hlc.now(self.wall.now_ms())
+    }
+
+    /// This node's wall clock, in ms since the epoch.
+    pub fn wall_ms(&self) -> u64 {
+        self.wall.now_ms()
     }
 
     /// The underlying store (for metrics and shutdown).
@@ -130,8 +142,10 @@ impl Replica {
                 timestamp
             }
         };
+        let floor = self.issued.load(Ordering::Acquire);
         let updated = self.update(key, |object| {
-            object.put(context, self.actor, timestamp, payload, mode);
+            let dot = object.put_above(context, self.actor, floor, timestamp, payload, mode);
+            self.issued.fetch_max(dot.counter, Ordering::AcqRel);
         })?;
         self.wait_durable(durability).await?;
         Ok(updated)
@@ -168,8 +182,27 @@ impl Replica {
         change(&mut object);
         if object != before {
             self.store.put_buffered(Namespace::Objects, &storage_key, &encode_object(&object))?;
+            if object.is_deleted() {
+                tombstones::note(&self.store, &storage_key, &object)?;
+            }
         }
         Ok(object)
+    }
+
+    /// Removes `key`'s record if it is still exactly `tombstone` (a
+    /// collected tombstone: every replica holds it and its grace period is
+    /// over; see [`crate::tombstones`]). Returns whether it was removed. A
+    /// write that landed since makes the record differ, and it stays.
+    pub fn reap(&self, key: &ObjectKey, tombstone: &VersionedObject) -> Result<bool, ReplicaError> {
+        let storage_key = key.storage_key(self.partitions);
+        let _guard = self.lock_key(key);
+        let current = self.load(key, &storage_key)?;
+        if current != *tombstone || !current.is_deleted() {
+            return Ok(false);
+        }
+        self.store.remove(Namespace::Objects, &storage_key)?;
+        tombstones::forget(&self.store, &storage_key)?;
+        Ok(true)
     }
 
     fn load(&self, key: &ObjectKey, storage_key: &[u8]) -> Result<VersionedObject, ReplicaError> {

@@ -32,12 +32,13 @@ use crate::config::{EngineKind, NodeConfig};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::failure_detector::FailureDetector;
 use crate::handler::NodeHandler;
-use crate::hint_delivery::HintDelivery;
+use crate::hint_delivery::{DeliveryParts, HintDelivery};
 use crate::hints::HintStore;
 use crate::http::Api;
 use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
+use crate::tombstones::TombstoneCollector;
 
 /// A client that sends headers slower than this is disconnected.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -98,8 +99,10 @@ pub struct Background {
     detector: Arc<FailureDetector>,
     peers: Arc<dyn Peers>,
     delivery: HintDelivery,
+    collector: TombstoneCollector,
     probe_interval: std::time::Duration,
     hint_delivery_interval: std::time::Duration,
+    tombstone_gc_interval: std::time::Duration,
 }
 
 impl NodeParts {
@@ -107,14 +110,13 @@ impl NodeParts {
     /// calls start nothing). They run until their handles are aborted or
     /// the runtime ends.
     pub fn spawn_background(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
-        let Some(Background { detector, peers, delivery, probe_interval, hint_delivery_interval }) =
-            self.background.take()
-        else {
+        let Some(background) = self.background.take() else {
             return Vec::new();
         };
         vec![
-            tokio::spawn(detector.run_probes(peers, probe_interval)),
-            tokio::spawn(delivery.run(hint_delivery_interval)),
+            tokio::spawn(background.detector.run_probes(background.peers, background.probe_interval)),
+            tokio::spawn(background.delivery.run(background.hint_delivery_interval)),
+            tokio::spawn(background.collector.run(background.tombstone_gc_interval)),
         ]
     }
 }
@@ -149,7 +151,7 @@ pub fn assemble<T: Transport>(
     let hints = HintStore::open(store.clone(), config.partitions, config.max_hint_bytes)
         .map_err(|source| ServerError::Storage { dir: config.data_dir.display().to_string(), source })?;
     let hints = Arc::new(hints);
-    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall));
+    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall.clone()));
     let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
     let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
         cluster: cluster.clone(),
@@ -162,11 +164,20 @@ pub fn assemble<T: Transport>(
     }));
     let handler = Arc::new(NodeHandler::new(coordinator.clone()));
     let background = Background {
-        delivery: HintDelivery::new(hints, peers.clone(), detector.clone(), cluster),
+        delivery: HintDelivery::new(DeliveryParts {
+            hints,
+            peers: peers.clone(),
+            detector: detector.clone(),
+            cluster,
+            wall: wall.clone(),
+            max_age: config.tombstone_grace,
+        }),
+        collector: TombstoneCollector::new(coordinator.clone(), wall, config.tombstone_grace),
         detector,
         peers,
         probe_interval: config.probe_interval,
         hint_delivery_interval: config.hint_delivery_interval,
+        tombstone_gc_interval: config.tombstone_gc_interval,
     };
     Ok(NodeParts { coordinator, handler, rpc_config, store, actor, background: Some(background) })
 }

@@ -91,6 +91,14 @@ pub struct ServerArgs {
     /// How often a peer marked down is probed, in ms [default: 1000].
     #[arg(long)]
     pub probe_interval_ms: Option<u64>,
+    /// How long a delete's tombstone is kept before it may be collected
+    /// (once every replica holds it), and the age past which undelivered
+    /// hints are dropped, in ms [default: 86400000].
+    #[arg(long)]
+    pub tombstone_grace_ms: Option<u64>,
+    /// How often tombstones are looked at for collection, in ms [default: 60000].
+    #[arg(long)]
+    pub tombstone_gc_interval_ms: Option<u64>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -128,6 +136,8 @@ impl ServerArgs {
             max_hint_bytes: self.max_hint_bytes,
             hint_delivery_interval_ms: self.hint_delivery_interval_ms,
             probe_interval_ms: self.probe_interval_ms,
+            tombstone_grace_ms: self.tombstone_grace_ms,
+            tombstone_gc_interval_ms: self.tombstone_gc_interval_ms,
         }
     }
 }

@@ -162,3 +162,72 @@ fn the_failure_detector_marks_a_killed_peer_down_and_a_restarted_one_up() {
         }
     });
 }
+
+/// How many replicas hold any version of `key` (tombstones included).
+async fn replicas_with_versions(cluster: &TestCluster, via: usize, key: &str) -> usize {
+    let admin = admin_json(cluster, via, &format!("/admin/replicas/b/{key}")).await;
+    admin["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter(|replica| replica["versions"].as_array().is_some_and(|versions| !versions.is_empty()))
+        .count()
+}
+
+async fn wait_until_collected(cluster: &TestCluster, key: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while replicas_with_versions(cluster, 0, key).await > 0 {
+        assert!(Instant::now() < deadline, "the tombstone of {key} was not collected everywhere within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_tombstone_every_replica_holds_is_collected_after_its_grace_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--tombstone-grace-ms=1000", "--tombstone-gc-interval-ms=200"];
+    let cluster = TestCluster::start(dir.path(), 3, &args);
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let context = node0.put("b", b"gone", Bytes::from("v"), &WriteOptions::default()).await.expect("put");
+        let delete = WriteOptions { query: vec![("w".into(), "3".into())], context, ..WriteOptions::default() };
+        node0.delete("b", b"gone", &delete).await.expect("delete with the context of the put");
+        let deleted_at = Instant::now();
+        assert_eq!(replicas_with_versions(&cluster, 0, "gone").await, 3, "every replica holds the tombstone");
+        wait_until_collected(&cluster, "gone", Duration::from_secs(15)).await;
+        assert!(deleted_at.elapsed() >= Duration::from_millis(900), "collected before its grace period");
+        let read = node0.get("b", b"gone", &[("r".to_string(), "3".to_string())]).await.expect("get");
+        assert!(matches!(read, dynamo_client::GetResult::NotFound { .. }), "{read:?}");
+        // A new write after collection starts a fresh history.
+        node0.put("b", b"gone", Bytes::from("again"), &WriteOptions::default()).await.expect("put again");
+        let read = node0.get("b", b"gone", &[]).await.expect("get");
+        assert!(matches!(read, dynamo_client::GetResult::Found { .. }), "{read:?}");
+    });
+}
+
+#[test]
+fn a_delete_a_replica_missed_is_not_undone_when_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--tombstone-grace-ms=3000", "--tombstone-gc-interval-ms=200"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &args);
+    let context = block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let w3 = WriteOptions { query: vec![("w".into(), "3".into())], ..WriteOptions::default() };
+        node0.put("b", b"cart", Bytes::from("item"), &w3).await.expect("put")
+    });
+    cluster.nodes[2].kill_9();
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let delete = WriteOptions { context, ..WriteOptions::default() };
+        node0.delete("b", b"cart", &delete).await.expect("w=2 delete with one replica down");
+    });
+    // node2 comes back holding the value; it must not come back to life,
+    // and the tombstone must not be collected before node2 has it.
+    cluster.nodes[2].restart();
+    block_on(async {
+        wait_until_collected(&cluster, "cart", Duration::from_secs(20)).await;
+        let mut node2 = cluster.nodes[2].connect().await;
+        let read = node2.get("b", b"cart", &[("r".to_string(), "3".to_string())]).await.expect("get");
+        assert!(matches!(read, dynamo_client::GetResult::NotFound { .. }), "the deleted value came back: {read:?}");
+    });
+}

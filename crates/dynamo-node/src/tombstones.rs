@@ -1,0 +1,205 @@
+//! Tombstones and their collection (paper section 4.4 leaves deletes to
+//! the versioning; SPEC section 2 says when they may go).
+//!
+//! A delete is a version like any other: a tombstone that supersedes what
+//! the deleter saw. A replica that missed the delete and comes back still
+//! holds the old value, but the tombstone descends from it, so every merge
+//! (read repair, hinted handoff, anti-entropy) keeps the tombstone and drops
+//! the value: nothing is resurrected, as long as the tombstone exists.
+//!
+//! Tombstones cannot live forever, so one is collected when two things
+//! hold:
+//! 1. every replica in the key's preference list holds exactly the same
+//!    deleted state (so no replica can bring the value back), and
+//! 2. its grace period (`tombstone_grace_ms`) is over, so that copies
+//!    outside the preference list have had time to drain: hints older than
+//!    the grace period are dropped instead of delivered (see
+//!    [`crate::hints`]), so a stale pre-delete hint cannot arrive after
+//!    the tombstone is gone.
+//!
+//! The replica that finds both true sends `Reap` to every replica at once;
+//! each removes its record only if it is still exactly that tombstone (a
+//! write that landed meanwhile keeps it). Removing all copies together
+//! avoids the ping-pong of replicas re-sending a tombstone to one that
+//! already dropped it. A replica that misses the reap keeps its tombstone;
+//! anti-entropy then copies it back to the others and a later round reaps
+//! it everywhere.
+//!
+//! Finding tombstones without scanning all data: every write that leaves a
+//! key deleted records it in a small index in the metadata namespace
+//! (`tomb/` + storage key → wall-clock ms of the delete). The collector
+//! walks only that index.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamo_core::keys::ObjectKey;
+use dynamo_core::messages::{Request, Response};
+use dynamo_core::object::VersionedObject;
+use dynamo_storage::{Namespace, StorageError, Store};
+use tracing::{debug, info, warn};
+
+use crate::clock::WallClock;
+use crate::coordinator::{Coordinator, latest_timestamp, serve_locally};
+
+/// Prefix of the tombstone index in [`Namespace::Meta`].
+const INDEX_PREFIX: &[u8] = b"tomb/";
+/// Index entries read at a time.
+const INDEX_BATCH: usize = 256;
+/// Index entries looked at per round, at most.
+const MAX_CHECKED_PER_ROUND: usize = 10_000;
+/// Timeout of each remote call of a collection.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Records that `storage_key` now holds a deleted state.
+pub fn note(store: &Store, storage_key: &[u8], object: &VersionedObject) -> Result<(), StorageError> {
+    let deleted_ms = latest_timestamp(object).wall_ms();
+    store.put_buffered(Namespace::Meta, &index_key(storage_key), &deleted_ms.to_be_bytes())
+}
+
+/// Forgets `storage_key` in the index.
+pub fn forget(store: &Store, storage_key: &[u8]) -> Result<(), StorageError> {
+    store.remove(Namespace::Meta, &index_key(storage_key))
+}
+
+fn index_key(storage_key: &[u8]) -> Vec<u8> {
+    let mut key = INDEX_PREFIX.to_vec();
+    key.extend_from_slice(storage_key);
+    key
+}
+
+/// What one collection round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollectionRound {
+    /// Index entries looked at.
+    pub checked: u64,
+    /// Tombstones reaped (on every replica that answered).
+    pub reaped: u64,
+    /// Tombstones kept for now: some replica differs or did not answer.
+    pub kept: u64,
+}
+
+/// Collects tombstones, every `interval`.
+pub struct TombstoneCollector {
+    coordinator: Arc<Coordinator>,
+    wall: Arc<dyn WallClock>,
+    grace: Duration,
+}
+
+impl TombstoneCollector {
+    /// A collector for `coordinator`'s replica, reaping tombstones older
+    /// than `grace`.
+    pub fn new(coordinator: Arc<Coordinator>, wall: Arc<dyn WallClock>, grace: Duration) -> Self {
+        Self { coordinator, wall, grace }
+    }
+
+    /// Runs a round every `interval`, forever (dropped with the node).
+    pub async fn run(self, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            let round = self.round().await;
+            if round.reaped > 0 {
+                info!(reaped = round.reaped, kept = round.kept, "tombstones collected");
+            }
+        }
+    }
+
+    /// One pass over the tombstone index.
+    pub async fn round(&self) -> CollectionRound {
+        let mut round = CollectionRound::default();
+        let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
+        let cutoff_ms = self.wall.now_ms().saturating_sub(grace_ms);
+        let store = self.coordinator.replica().store();
+        let mut start = INDEX_PREFIX.to_vec();
+        while (round.checked as usize) < MAX_CHECKED_PER_ROUND {
+            let entries = match store.scan(Namespace::Meta, INDEX_PREFIX, &start, INDEX_BATCH) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    warn!(%error, "cannot read the tombstone index");
+                    return round;
+                }
+            };
+            let Some((last, _)) = entries.last() else { return round };
+            start = last.clone();
+            start.push(0);
+            let full = entries.len() == INDEX_BATCH;
+            for (index_key, value) in entries {
+                round.checked += 1;
+                let deleted_ms = value.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if deleted_ms > cutoff_ms {
+                    continue;
+                }
+                match self.collect(&index_key[INDEX_PREFIX.len()..]).await {
+                    Some(true) => round.reaped += 1,
+                    Some(false) => round.kept += 1,
+                    None => {}
+                }
+            }
+            if !full {
+                return round;
+            }
+        }
+        round
+    }
+
+    /// Tries to collect the tombstone at `storage_key`: `Some(true)` when
+    /// reaped, `Some(false)` when kept for a later round, `None` when there
+    /// was no tombstone any more.
+    async fn collect(&self, storage_key: &[u8]) -> Option<bool> {
+        let store = self.coordinator.replica().store();
+        let Ok((_, key)) = ObjectKey::from_storage_key(storage_key) else {
+            let _ = forget(store, storage_key);
+            return None;
+        };
+        let local = match self.coordinator.replica().read(&key) {
+            Ok(object) => object,
+            Err(error) => {
+                warn!(%error, bucket = key.bucket(), "cannot read a tombstone");
+                return Some(false);
+            }
+        };
+        if !local.is_deleted() {
+            // Written again since: not a tombstone any more.
+            let _ = forget(store, storage_key);
+            return None;
+        }
+        let props = self.coordinator.buckets().get(key.bucket()).ok()?;
+        let replicas = self.coordinator.cluster().preference_list(&key, props.n);
+        let cluster = self.coordinator.cluster();
+        let mut everywhere = true;
+        for node in replicas.iter().filter(|node| *node != cluster.local()) {
+            let read = self.coordinator.peers().call(node, Request::Read { key: key.clone() }, CALL_TIMEOUT).await;
+            match read {
+                Ok(Response::Read { object }) if object == local => {}
+                Ok(Response::Read { .. }) => {
+                    // Behind (or ahead): give it this replica's state, and
+                    // look again next round.
+                    everywhere = false;
+                    let write = Request::Write {
+                        key: key.clone(),
+                        object: local.clone(),
+                        mode: props.conflict,
+                        durable: false,
+                    };
+                    let _ = self.coordinator.peers().call(node, write, CALL_TIMEOUT).await;
+                }
+                _ => everywhere = false,
+            }
+        }
+        if !everywhere {
+            return Some(false);
+        }
+        for node in &replicas {
+            let reap = Request::Reap { key: key.clone(), tombstone: local.clone() };
+            let outcome = if node == cluster.local() {
+                serve_locally(self.coordinator.replica(), reap).await
+            } else {
+                self.coordinator.peers().call(node, reap, CALL_TIMEOUT).await
+            };
+            if let Err(reason) = outcome {
+                debug!(%node, %reason, "reap not acknowledged; the tombstone comes back through anti-entropy and is reaped later");
+            }
+        }
+        Some(true)
+    }
+}
