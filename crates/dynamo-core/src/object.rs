@@ -412,6 +412,21 @@ mod tests {
     }
 
     #[test]
+    fn put_above_a_floor_never_reuses_a_dot_of_a_collected_history() {
+        // A key deleted and collected: its record is gone, and a client
+        // writes again with no context. A stale copy of the old history
+        // holds dot (1, 1); the new write must not get that dot (a merge
+        // would then take one for the other). Above the floor, its clock
+        // covers the stale dot, which is right: that version was deleted.
+        let mut stale = VersionedObject::new();
+        stale.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        let mut fresh = VersionedObject::new();
+        let dot = fresh.put_above(&VersionVector::new(), ActorId(1), 7, Hlc(2), value_payload(2), SIBLINGS);
+        assert_eq!(dot, Dot { actor: ActorId(1), counter: 8 });
+        assert_eq!(merged(&fresh, &stale, SIBLINGS), fresh, "the new write survives, the deleted one stays deleted");
+    }
+
+    #[test]
     fn from_parts_sorts_siblings_and_checks_the_invariants() {
         let sibling = |actor, counter| Sibling {
             dot: Dot { actor: ActorId(actor), counter },
