@@ -97,7 +97,7 @@ pub fn check(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
     for (index, states) in snapshot.states.iter().enumerate() {
         if !converged(states) {
             verdict.violations.push(format!(
-                "replicas of {} did not converge after {} rounds of R=N reads: {}",
+                "replicas of {} did not converge after {} rounds: {}",
                 key_name(index, set_count),
                 snapshot.rounds,
                 describe_replicas(states)

@@ -33,7 +33,7 @@ use crate::log::{Counters, SharedLog};
 use crate::node::{LWW_BUCKET, RPC_PORT, SimNode};
 use crate::protocol::SimClient;
 use crate::rng::{SplitMix64, mix};
-use crate::workload::{CheckerSetup, ClientSetup, Keyspace, checker, lww_client, set_client};
+use crate::workload::{CheckerSetup, ClientSetup, Convergence, Keyspace, checker, lww_client, set_client};
 
 /// The shared cluster secret of simulated clusters (and their clients).
 const SECRET: &str = "dynamo-simulation-secret";
@@ -60,8 +60,12 @@ pub struct SimOptions {
     pub chaos_ms: u64,
     /// Pause between healing and checking.
     pub settle_ms: u64,
-    /// Rounds of R=N reads before convergence is declared failed.
+    /// Rounds before convergence is declared failed: of R=N reads, or of
+    /// waiting without reads (see `convergence`).
     pub max_rounds: u32,
+    /// How replicas converge after healing: through R=N reads (read
+    /// repair), or through hinted handoff and anti-entropy alone.
+    pub convergence: Convergence,
     /// The nodes' default request timeout.
     pub request_timeout_ms: u64,
     /// The clients' timeout per call (above the request timeout, so a
@@ -85,6 +89,7 @@ impl Default for SimOptions {
             chaos_ms: 20_000,
             settle_ms: 3_000,
             max_rounds: 8,
+            convergence: Convergence::ReadRepair,
             request_timeout_ms: 1_500,
             client_timeout_ms: 4_000,
             tick_ms: 1,
@@ -253,6 +258,7 @@ impl SimCluster {
                 n: options.n,
                 start_ms: options.chaos_ms + options.settle_ms,
                 max_rounds: options.max_rounds,
+                convergence: options.convergence,
                 result: snapshot.clone(),
                 log: log.clone(),
             }),

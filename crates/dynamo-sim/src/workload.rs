@@ -381,8 +381,10 @@ pub struct CheckerSetup {
     pub n: u8,
     /// When to start.
     pub start_ms: u64,
-    /// Rounds of reads before giving up on convergence.
+    /// Rounds (of reads, or of waiting) before giving up on convergence.
     pub max_rounds: u32,
+    /// How the replicas are brought to agree before the check.
+    pub convergence: Convergence,
     /// Where to put the result.
     pub result: Arc<std::sync::Mutex<Option<crate::check::Snapshot>>>,
     /// The run's log.
@@ -393,12 +395,41 @@ pub struct CheckerSetup {
 /// land.
 const REPAIR_SETTLE: Duration = Duration::from_millis(1000);
 
+/// How the checker lets the replicas converge after healing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Convergence {
+    /// Rounds of R=N reads (read repair helps).
+    ReadRepair,
+    /// No client reads at all: only hinted handoff and anti-entropy may
+    /// repair replicas. Each round waits [`BACKGROUND_ROUND`].
+    Background,
+}
+
+/// Simulated time of one round of waiting in [`Convergence::Background`].
+pub const BACKGROUND_ROUND: Duration = Duration::from_secs(5);
+
 /// The checker's loop.
 pub async fn checker(setup: CheckerSetup) -> turmoil::Result {
-    let CheckerSetup { client, nodes, machines, keys, replicas, n, start_ms, max_rounds, result, log } = setup;
+    let CheckerSetup { client, nodes, machines, keys, replicas, n, start_ms, max_rounds, convergence, result, log } =
+        setup;
     tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(now_ms()))).await;
     let all_keys: Vec<&ObjectKey> = keys.set_keys.iter().chain(keys.lww_keys.iter()).collect();
     let mut snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, 0);
+    if convergence == Convergence::Background {
+        for round in 1..=max_rounds {
+            if snapshot.converged() {
+                break;
+            }
+            tokio::time::sleep(BACKGROUND_ROUND).await;
+            snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, round);
+        }
+        log.lock().event(
+            now_ms(),
+            format!("check done after {} rounds without reads, converged={}", snapshot.rounds, snapshot.converged()),
+        );
+        *result.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+        return Ok(());
+    }
     for round in 1..=max_rounds {
         for (index, key) in all_keys.iter().enumerate() {
             let node = (index + round as usize) % nodes.len();
