@@ -15,10 +15,15 @@
 //!   read-merge-write of a versioned object under the key's lock.
 //! - [`buckets`]: per-bucket props, persisted.
 //!
+//! In the background: [`anti_entropy`] keeps a Merkle tree per partition in
+//! step with the replica and periodically compares it with another
+//! replica's, repairing the keys that differ (paper section 4.7).
+//!
 //! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
 //! file and flags), [`metrics`]
 //! (Prometheus), [`clock`] (the injected wall clock).
 
+pub mod anti_entropy;
 pub mod buckets;
 pub mod clock;
 pub mod cluster;

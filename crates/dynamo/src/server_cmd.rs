@@ -81,6 +81,12 @@ pub struct ServerArgs {
     /// The cluster secret (prefer the file; flags are visible in `ps`).
     #[arg(long, env = "DYNAMO_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// Milliseconds between two anti-entropy exchanges, one partition each; 0 disables them [default: 1000].
+    #[arg(long)]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Most keys anti-entropy repairs per second [default: 1000].
+    #[arg(long)]
+    pub anti_entropy_max_keys_per_sec: Option<u32>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -115,6 +121,8 @@ impl ServerArgs {
             members: if self.members.is_empty() { None } else { Some(self.members) },
             cluster_secret_file: self.cluster_secret_file,
             cluster_secret: self.cluster_secret,
+            anti_entropy_interval_ms: self.anti_entropy_interval_ms,
+            anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
         }
     }
 }
