@@ -208,6 +208,26 @@ async fn one_differing_key_among_100000_costs_a_few_kib_and_is_the_only_key_repa
 }
 
 #[tokio::test]
+async fn refilling_an_empty_replica_costs_its_listing_and_objects_and_little_more() {
+    const KEYS: usize = 10_000;
+    let [full, _] = identical_stores(KEYS);
+    let (empty, full, peers) = cluster([Store::memory(MemoryEngine::new()), full]);
+    assert_eq!(empty.replica().index().keys(), 0);
+
+    let report = empty.exchange().await;
+
+    let bytes = peers.bytes.load(Ordering::Relaxed);
+    let per_key = bytes / KEYS as u64;
+    println!("refilling an empty replica of {KEYS} keys: {bytes} bytes, {per_key} bytes per repaired key");
+    assert_eq!((report.keys_differing, report.keys_repaired, report.errors), (KEYS as u64, KEYS as u64, 0));
+    assert!(report.complete);
+    assert_eq!(empty.root(), full.root());
+    // Per key: a listing entry (~31 bytes), a Read request (~17) and its
+    // answer (an object of ~60 bytes); the trees are shared by 10,000 keys.
+    assert!(per_key < 160, "{per_key} bytes per key");
+}
+
+#[tokio::test]
 async fn an_exchange_repairs_both_ways_and_keeps_concurrent_versions_as_siblings() {
     let (a, b, _) = cluster(identical_stores(2_000));
     let only_on_a = key("b", 2_001);
