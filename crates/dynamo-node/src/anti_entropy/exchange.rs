@@ -59,14 +59,14 @@ enum StepError {
 
 /// Spaces repairs to at most `max_keys_per_sec`, across exchanges (the
 /// scheduler keeps one pacer for the node).
-pub struct RepairPacer {
+pub(super) struct RepairPacer {
     spacing: Duration,
     next: Option<Instant>,
 }
 
 impl RepairPacer {
     /// A pacer allowing `max_keys_per_sec` repairs per second (at least 1).
-    pub fn new(max_keys_per_sec: u32) -> Self {
+    pub(super) fn new(max_keys_per_sec: u32) -> Self {
         Self { spacing: Duration::from_secs(1) / max_keys_per_sec.max(1), next: None }
     }
 

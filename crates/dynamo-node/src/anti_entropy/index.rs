@@ -188,8 +188,11 @@ fn bounds_ordered(lower: &Bound<ListedKey>, upper: &Bound<ListedKey>) -> bool {
 
 impl MerkleIndex {
     /// Builds the index of every object in `store` by one full scan (see
-    /// the module docs). Corrupt records are logged, counted and left out:
-    /// anti-entropy will find them missing here.
+    /// the module docs). Corrupt records (failing their checksum, or not
+    /// decoding) are logged, counted and left out, so a node with a bad
+    /// record still starts: anti-entropy will find the key missing here,
+    /// and its repair reports the corruption (a replica never writes over a
+    /// record it cannot read).
     pub fn build(store: Store, partitions: u32) -> Result<(MerkleIndex, BuildReport), IndexError> {
         let index = MerkleIndex {
             partitions,
@@ -248,13 +251,16 @@ impl MerkleIndex {
     ) -> Result<(), IndexError> {
         let mut start = prefix.to_vec();
         loop {
-            let page = self.store.scan(Namespace::Objects, prefix, &start, SCAN_PAGE)?;
+            let page = self.store.scan_records(Namespace::Objects, prefix, &start, SCAN_PAGE)?;
             let Some((last, _)) = page.last() else { return Ok(()) };
             start = last.clone();
             start.push(0);
             let full = page.len() == SCAN_PAGE;
-            for (storage_key, bytes) in page {
-                match self.indexable(&storage_key, &bytes) {
+            for (storage_key, record) in page {
+                // A record failing its checksum was logged and counted by
+                // the store; it is left out like an undecodable one.
+                let indexable = record.ok().and_then(|bytes| self.indexable(&storage_key, &bytes));
+                match indexable {
                     Some((partition, key, Some(digest))) => found(partition, key, digest),
                     Some((_, _, None)) => {}
                     None => *skipped += 1,
@@ -517,6 +523,20 @@ mod tests {
         assert_eq!(index.rebuild(partition).expect("rebuild"), 1);
         assert!(!index.is_suspect(partition));
         assert_eq!(index.hashes(partition, 0, &[0]).expect("root"), before, "the write had fixed the key already");
+    }
+
+    #[test]
+    fn a_corrupt_record_is_left_out_and_the_build_goes_on() {
+        let store = store_with(&[(1, "a"), (2, "b"), (3, "c")]);
+        let engine = store.engine().expect("engine");
+        let storage_key = key(2).storage_key(Q);
+        let mut raw = engine.get(Namespace::Objects, &storage_key).expect("get").expect("present");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        engine.put(Namespace::Objects, &storage_key, &raw).expect("corrupt it");
+        let (index, report) = MerkleIndex::build(store, Q).expect("a corrupt record does not stop the build");
+        assert_eq!((report.keys, report.skipped), (2, 1));
+        assert_eq!(index.keys(), 2);
     }
 
     #[test]

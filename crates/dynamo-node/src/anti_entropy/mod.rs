@@ -14,7 +14,7 @@
 //!   write with the key's digest before and after; it is never rebuilt by
 //!   a scan per exchange (only a partition found to disagree with storage
 //!   is rebuilt, once);
-//! - the **two sides of an exchange**: the initiator ([`exchange`]) walks
+//! - the **two sides of an exchange**: the initiator (`exchange.rs`) walks
 //!   the trees, compares listings and repairs; the peer only answers
 //!   questions about its index ([`serve`], reached through the RPC handler
 //!   as `MerkleHashes` and `MerkleKeys` requests). Repairs use the ordinary
@@ -57,13 +57,13 @@ use serde::Serialize;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-pub use exchange::{MAX_DIFFERENCES_PER_EXCHANGE, RepairPacer};
+pub use exchange::MAX_DIFFERENCES_PER_EXCHANGE;
 pub use index::{BuildReport, IndexError, MerkleIndex};
 
 use crate::buckets::PropsStoreError;
 use crate::clock::WallClock;
 use crate::coordinator::Coordinator;
-use exchange::Exchange;
+use exchange::{Exchange, RepairPacer};
 
 /// Largest listing page this node sends, in bytes of keys and digests (on
 /// top of the [`MAX_LISTED_KEYS`] entry bound): about a quarter of an RPC
