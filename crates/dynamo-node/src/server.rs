@@ -2,8 +2,9 @@
 //! trees (one scan), the replica, coordinator and API, accept HTTP
 //! connections, run the anti-entropy scheduler, and on shutdown stop
 //! accepting, let in-flight requests finish (up to a grace period), stop
-//! the scheduler, then fsync and close storage. The process-level signal handling lives in the
-//! binary; this module takes a shutdown future so tests can drive it.
+//! the scheduler, then fsync and close storage. The process-level signal
+//! handling lives in the binary; this module takes a shutdown future so
+//! tests can drive it.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
