@@ -19,14 +19,18 @@
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
 //! - [`liveness`]: the local failure detector: which peers to route around
 //!   and probe, learned from this node's own calls (paper section 4.8.3).
+//! - [`merkle`]: the per-partition Merkle trees of anti-entropy (paper
+//!   section 4.7): incremental updates, top-down comparison, listing diffs.
 //! - [`messages`]: node-to-node requests and responses (replica read and
-//!   write, forwarded coordination, ping) and their versioned binary encoding.
+//!   write, forwarded coordination, ping, Merkle exchange) and their
+//!   versioned binary encoding.
 
 pub mod codec;
 pub mod context;
 pub mod hlc;
 pub mod keys;
 pub mod liveness;
+pub mod merkle;
 pub mod messages;
 pub mod object;
 pub mod props;

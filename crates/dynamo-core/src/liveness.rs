@@ -16,8 +16,12 @@
 //!   once: that is unambiguous.
 //! - Timeouts are weaker evidence (a busy peer answers late); a peer is
 //!   marked down after [`LivenessPolicy::timeouts_to_mark_down`] in a row.
-//! - A down peer gets no traffic but probes, one every
-//!   [`LivenessPolicy::probe_interval_ms`]; the first answer marks it up.
+//! - A down peer gets no traffic but probes; the first answer marks it up.
+//!   The first probe comes a tenth of [`LivenessPolicy::probe_interval_ms`]
+//!   after the peer went down, and the gap doubles up to that interval: a
+//!   peer that was only restarting (or not started yet, at cluster start)
+//!   is back in use quickly, and one that stays down costs one probe per
+//!   interval.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +50,13 @@ pub struct LivenessPolicy {
     pub timeouts_to_mark_down: u32,
     /// How often a down peer is probed, in milliseconds.
     pub probe_interval_ms: u64,
+}
+
+impl LivenessPolicy {
+    /// The gap between a peer going down and its first probe.
+    fn first_probe_gap_ms(self) -> u64 {
+        (self.probe_interval_ms / 10).max(1)
+    }
 }
 
 impl Default for LivenessPolicy {
@@ -78,6 +89,8 @@ pub struct PeerView {
     pub last_answer_ms: Option<u64>,
     /// When a down peer is due for its next probe (ms).
     next_probe_ms: u64,
+    /// The gap before the probe after next (ms).
+    probe_gap_ms: u64,
 }
 
 impl PeerView {
@@ -89,6 +102,7 @@ impl PeerView {
             last_failure: None,
             last_answer_ms: None,
             next_probe_ms: 0,
+            probe_gap_ms: 0,
         }
     }
 }
@@ -147,7 +161,8 @@ impl Liveness {
         }
         view.state = PeerState::Down;
         view.since_ms = now_ms;
-        view.next_probe_ms = now_ms.saturating_add(policy.probe_interval_ms);
+        view.probe_gap_ms = policy.first_probe_gap_ms();
+        view.next_probe_ms = now_ms.saturating_add(view.probe_gap_ms);
         Some(Transition { node: node.clone(), state: PeerState::Down, reason })
     }
 
@@ -157,14 +172,15 @@ impl Liveness {
     }
 
     /// The down peers due for a probe at `now_ms`; each is scheduled for
-    /// its next probe one interval later, so a slow probe is not repeated
-    /// before it had its chance.
+    /// its next probe after a gap twice the last one (at most one
+    /// interval), so a slow probe is not repeated before it had its chance.
     pub fn due_probes(&mut self, now_ms: u64) -> Vec<NodeId> {
         let interval = self.policy.probe_interval_ms;
         let mut due = Vec::new();
         for (node, view) in &mut self.peers {
             if view.state == PeerState::Down && view.next_probe_ms <= now_ms {
-                view.next_probe_ms = now_ms.saturating_add(interval);
+                view.probe_gap_ms = view.probe_gap_ms.saturating_mul(2).clamp(1, interval.max(1));
+                view.next_probe_ms = now_ms.saturating_add(view.probe_gap_ms);
                 due.push(node.clone());
             }
         }
@@ -237,15 +253,20 @@ mod tests {
     }
 
     #[test]
-    fn down_peers_are_probed_once_per_interval() {
+    fn down_peers_are_probed_soon_then_at_most_once_per_interval() {
         let mut liveness = Liveness::new(LivenessPolicy { timeouts_to_mark_down: 1, probe_interval_ms: 1_000 });
         liveness.record(&node(), unreachable(), 0);
         liveness.record(&NodeId::new("node2"), CallOutcome::Answered, 0);
-        assert!(liveness.due_probes(999).is_empty(), "not before one interval");
-        assert_eq!(liveness.due_probes(1_000), [node()]);
-        assert!(liveness.due_probes(1_500).is_empty(), "rescheduled one interval later");
-        assert_eq!(liveness.due_probes(2_000), [node()]);
-        liveness.record(&node(), CallOutcome::Answered, 2_100);
+        assert!(liveness.due_probes(99).is_empty(), "not before a tenth of the interval");
+        let mut probes = Vec::new();
+        for now in (100..=5_000).step_by(10) {
+            if !liveness.due_probes(now).is_empty() {
+                probes.push(now);
+            }
+        }
+        assert_eq!(&probes[..5], [100, 300, 700, 1_500, 2_500], "gaps 200, 400, 800, then the interval");
+        assert!(probes.windows(2).all(|pair| pair[1] - pair[0] <= 1_000), "{probes:?}");
+        liveness.record(&node(), CallOutcome::Answered, 5_100);
         assert!(liveness.due_probes(10_000).is_empty(), "up peers are not probed");
     }
 

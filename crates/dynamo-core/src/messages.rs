@@ -36,19 +36,28 @@
 //!   (each option an optional text)
 //! - [`METHOD_PING`] (4): `version`
 //! - [`METHOD_SET_PROPS`] (5): `version | bucket len u8 | bucket | n | r | w | dw | mode | props version u64`
-//! - [`METHOD_HINTED_WRITE`] (6): `version | owner len u8 | owner | key | object | mode | durable`
-//! - [`METHOD_REAP`] (7): `version | key | object`
+//! - [`METHOD_MERKLE_HASHES`] (6): `version | partition u32 | level u8 | count u16 | index u16 *`; the
+//!   indices strictly increasing, each a node of the level (shape of [`crate::merkle`]), at least one
+//! - [`METHOD_MERKLE_KEYS`] (7): `version | partition u32 | count u16 | segment u16 * | resume`;
+//!   the segments strictly increasing, at least one; `resume` is `present u8 | key` (list after it)
+//! - [`METHOD_HINTED_WRITE`] (8): `version | owner len u8 | owner | key | object | mode | durable`
+//! - [`METHOD_REAP`] (9): `version | key | object`
+//!
+//! Partitions are below [`MAX_PARTITIONS`] (the node checks its own Q).
 //!
 //! Responses: `version | kind u8 | fields`, kind 0 `Read` (object), 1
 //! `Written` (durable), 2 `Coordinated` (outcome u8: 0 then the new context
 //! as a clock and its greatest timestamp u64, or 1 then `status u16 | body length u32 | body`), 3 `Pong`,
-//! 4 `Failed` (`reason length u16 | reason`).
+//! 4 `Failed` (`reason length u16 | reason`), 5 `PropsSet`, 6 `MerkleHashes`
+//! (`count u16 | hash 16 bytes *`, at most [`SEGMENTS`]), 7 `MerkleKeys`
+//! (`more u8 | count u16 | (key | digest 16 bytes) *`, at most [`MAX_LISTED_KEYS`]).
 
 use thiserror::Error;
 
 use crate::codec::{self, CodecError, KIND_TOMBSTONE, KIND_VALUE, Reader};
 use crate::hlc::Hlc;
-use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, ObjectKey};
+use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, MAX_PARTITIONS, ObjectKey};
+use crate::merkle::{NodeHash, ObjectDigest, SEGMENTS, level_width};
 use crate::object::{Payload, VersionedObject};
 use crate::props::{BucketProps, ConflictMode};
 use crate::quorum::MAX_REASON_LEN;
@@ -66,10 +75,21 @@ pub const METHOD_COORDINATE: u16 = 3;
 pub const METHOD_PING: u16 = 4;
 /// Method of [`Request::SetProps`].
 pub const METHOD_SET_PROPS: u16 = 5;
+/// Method of [`Request::MerkleHashes`].
+pub const METHOD_MERKLE_HASHES: u16 = 6;
+/// Method of [`Request::MerkleKeys`].
+pub const METHOD_MERKLE_KEYS: u16 = 7;
 /// Method of [`Request::HintedWrite`].
-pub const METHOD_HINTED_WRITE: u16 = 6;
+pub const METHOD_HINTED_WRITE: u16 = 8;
 /// Method of [`Request::Reap`].
-pub const METHOD_REAP: u16 = 7;
+pub const METHOD_REAP: u16 = 9;
+/// The last method this build knows.
+const LAST_METHOD: u16 = METHOD_REAP;
+
+/// Most `(key, digest)` entries in one [`Response::MerkleKeys`] page. With
+/// the largest keys (about 1.3 KB an entry) a page stays near one RPC frame;
+/// typical keys make it a few tens of KiB. Longer listings take more pages.
+pub const MAX_LISTED_KEYS: usize = 1024;
 
 /// Longest forwarded quorum option (`w`, `dw`, `n`, `timeout_ms`), in bytes:
 /// a number or a word like `quorum`; anything longer is not worth relaying.
@@ -89,6 +109,8 @@ const RESPONSE_COORDINATED: u8 = 2;
 const RESPONSE_PONG: u8 = 3;
 const RESPONSE_FAILED: u8 = 4;
 const RESPONSE_PROPS_SET: u8 = 5;
+const RESPONSE_MERKLE_HASHES: u8 = 6;
+const RESPONSE_MERKLE_KEYS: u8 = 7;
 
 /// Outcome bytes of a `Coordinated` response.
 const OUTCOME_OK: u8 = 0;
@@ -102,8 +124,8 @@ pub enum Request {
         /// The key.
         key: ObjectKey,
     },
-    /// Merge a version set into this replica (replication, read repair;
-    /// later hints and anti-entropy).
+    /// Merge a version set into this replica (replication, read repair,
+    /// anti-entropy; later hints).
     Write {
         /// The key.
         key: ObjectKey,
@@ -167,6 +189,27 @@ pub enum Request {
         /// Version of the change (an HLC timestamp).
         version: u64,
     },
+    /// Anti-entropy: the hashes of some nodes of this replica's Merkle tree
+    /// of a partition (paper section 4.7).
+    MerkleHashes {
+        /// The partition.
+        partition: u32,
+        /// The tree level (0 is the root).
+        level: u8,
+        /// Nodes of that level, strictly increasing, at least one.
+        indices: Vec<u16>,
+    },
+    /// Anti-entropy: one page of this replica's `(key, digest)` list of some
+    /// leaves (segments) of a partition's tree, in (segment, key) order.
+    MerkleKeys {
+        /// The partition.
+        partition: u32,
+        /// The segments, strictly increasing, at least one.
+        segments: Vec<u16>,
+        /// List only keys after this one (the last key of the previous
+        /// page); `None` for the first page.
+        after: Option<ObjectKey>,
+    },
 }
 
 /// A client's per-request options, relayed as text so that the coordinator
@@ -215,6 +258,20 @@ pub enum Response {
     Pong,
     /// Answer to [`Request::SetProps`]: stored (or a newer change already was).
     PropsSet,
+    /// Answer to [`Request::MerkleHashes`]: one hash per node asked for, in
+    /// the same order.
+    MerkleHashes {
+        /// The hashes.
+        hashes: Vec<NodeHash>,
+    },
+    /// Answer to [`Request::MerkleKeys`]: at most [`MAX_LISTED_KEYS`]
+    /// entries in (segment, key) order.
+    MerkleKeys {
+        /// The keys and the digests of this replica's state of them.
+        entries: Vec<(ObjectKey, ObjectDigest)>,
+        /// Whether more entries follow (ask again after the last one).
+        more: bool,
+    },
     /// The replica could not serve the request (storage error, corruption).
     /// The reason is at most [`MAX_REASON_LEN`] bytes.
     Failed {
@@ -288,6 +345,8 @@ impl Request {
             Request::SetProps { .. } => METHOD_SET_PROPS,
             Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
             Request::Reap { .. } => METHOD_REAP,
+            Request::MerkleHashes { .. } => METHOD_MERKLE_HASHES,
+            Request::MerkleKeys { .. } => METHOD_MERKLE_KEYS,
         }
     }
 
@@ -332,22 +391,29 @@ impl Request {
                 out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode_byte(props.conflict)]);
                 out.extend_from_slice(&version.to_be_bytes());
             }
+            Request::MerkleHashes { partition, level, indices } => {
+                out.extend_from_slice(&partition.to_be_bytes());
+                out.push(*level);
+                encode_u16_list(indices, &mut out);
+            }
+            Request::MerkleKeys { partition, segments, after } => {
+                out.extend_from_slice(&partition.to_be_bytes());
+                encode_u16_list(segments, &mut out);
+                match after {
+                    None => out.push(0),
+                    Some(key) => {
+                        out.push(1);
+                        encode_key(key, &mut out);
+                    }
+                }
+            }
         }
         out
     }
 
     /// Decodes a request of `method`, checking every bound.
     pub fn decode(method: u16, bytes: &[u8]) -> Result<Request, MessageError> {
-        if !matches!(
-            method,
-            METHOD_READ
-                | METHOD_WRITE
-                | METHOD_COORDINATE
-                | METHOD_PING
-                | METHOD_SET_PROPS
-                | METHOD_HINTED_WRITE
-                | METHOD_REAP
-        ) {
+        if !(METHOD_READ..=LAST_METHOD).contains(&method) {
             return Err(MessageError::UnknownMethod(method));
         }
         let mut reader = Reader::new(bytes);
@@ -382,6 +448,8 @@ impl Request {
                 durable: decode_bool(&mut reader, "durable flag")?,
             },
             METHOD_REAP => Request::Reap { key: decode_key(&mut reader)?, tombstone: decode_object(&mut reader)? },
+            METHOD_MERKLE_HASHES => decode_merkle_hashes(&mut reader)?,
+            METHOD_MERKLE_KEYS => decode_merkle_keys(&mut reader)?,
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -414,6 +482,21 @@ impl Response {
             }
             Response::Pong => out.push(RESPONSE_PONG),
             Response::PropsSet => out.push(RESPONSE_PROPS_SET),
+            Response::MerkleHashes { hashes } => {
+                out.push(RESPONSE_MERKLE_HASHES);
+                out.extend_from_slice(&clamped_count(hashes.len()).to_be_bytes());
+                for hash in hashes {
+                    out.extend_from_slice(&hash.0);
+                }
+            }
+            Response::MerkleKeys { entries, more } => {
+                out.extend_from_slice(&[RESPONSE_MERKLE_KEYS, u8::from(*more)]);
+                out.extend_from_slice(&clamped_count(entries.len()).to_be_bytes());
+                for (key, digest) in entries {
+                    encode_key(key, &mut out);
+                    out.extend_from_slice(&digest.0);
+                }
+            }
             Response::Failed { reason } => {
                 out.push(RESPONSE_FAILED);
                 let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
@@ -442,6 +525,8 @@ impl Response {
             },
             RESPONSE_PONG => Response::Pong,
             RESPONSE_PROPS_SET => Response::PropsSet,
+            RESPONSE_MERKLE_HASHES => decode_hashes_response(&mut reader)?,
+            RESPONSE_MERKLE_KEYS => decode_keys_response(&mut reader)?,
             RESPONSE_FAILED => {
                 let len = usize::from(reader.u16("reason length")?);
                 Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
@@ -536,6 +621,99 @@ fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
     Ok(Request::SetProps { bucket, props, version })
 }
 
+/// A count above `u16::MAX` is above every list bound too: decoding refuses
+/// the clamped value (or the bytes that follow it).
+fn clamped_count(len: usize) -> u16 {
+    u16::try_from(len).unwrap_or(u16::MAX)
+}
+
+/// `count u16 | value u16 *`.
+fn encode_u16_list(values: &[u16], out: &mut Vec<u8>) {
+    out.extend_from_slice(&clamped_count(values.len()).to_be_bytes());
+    for value in values {
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// Reads `count u16 | value u16 *`: between 1 and `width` values, strictly
+/// increasing, each below `width` (so each list has one encoding, and the
+/// count is checked before anything is allocated).
+fn decode_index_list(reader: &mut Reader<'_>, width: usize, what: &'static str) -> Result<Vec<u16>, MessageError> {
+    let count = usize::from(reader.u16(what)?);
+    if count == 0 || count > width {
+        return Err(MessageError::Invalid("node or segment count out of range"));
+    }
+    let mut values: Vec<u16> = Vec::with_capacity(count.min(reader.remaining() / 2));
+    for _ in 0..count {
+        let value = reader.u16(what)?;
+        if usize::from(value) >= width {
+            return Err(MessageError::Invalid("node or segment index outside the tree"));
+        }
+        if values.last().is_some_and(|last| *last >= value) {
+            return Err(MessageError::Invalid("node or segment indices not strictly increasing"));
+        }
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn decode_partition(reader: &mut Reader<'_>) -> Result<u32, MessageError> {
+    let partition = reader.u32("partition")?;
+    if partition >= MAX_PARTITIONS {
+        return Err(MessageError::Invalid("partition above the largest ring"));
+    }
+    Ok(partition)
+}
+
+fn decode_merkle_hashes(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let partition = decode_partition(reader)?;
+    let level = reader.u8("tree level")?;
+    let width = level_width(level).ok_or(MessageError::Invalid("tree level below the leaves"))?;
+    let indices = decode_index_list(reader, width, "tree nodes")?;
+    Ok(Request::MerkleHashes { partition, level, indices })
+}
+
+fn decode_merkle_keys(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let partition = decode_partition(reader)?;
+    let segments = decode_index_list(reader, SEGMENTS, "segments")?;
+    let after = if decode_bool(reader, "resume flag")? { Some(decode_key(reader)?) } else { None };
+    Ok(Request::MerkleKeys { partition, segments, after })
+}
+
+fn decode_hashes_response(reader: &mut Reader<'_>) -> Result<Response, MessageError> {
+    let count = usize::from(reader.u16("hash count")?);
+    if count > SEGMENTS {
+        return Err(MessageError::Invalid("more hashes than a tree level has"));
+    }
+    let mut hashes = Vec::with_capacity(count.min(reader.remaining() / 16));
+    for _ in 0..count {
+        hashes.push(NodeHash(read_16(reader, "hash")?));
+    }
+    Ok(Response::MerkleHashes { hashes })
+}
+
+fn decode_keys_response(reader: &mut Reader<'_>) -> Result<Response, MessageError> {
+    let more = decode_bool(reader, "more flag")?;
+    let count = usize::from(reader.u16("entry count")?);
+    if count > MAX_LISTED_KEYS {
+        return Err(MessageError::Invalid("more listed keys than a page holds"));
+    }
+    // The smallest entry: one-byte bucket and key with their lengths, digest.
+    let mut entries = Vec::with_capacity(count.min(reader.remaining() / (1 + 1 + 2 + 1 + 16)));
+    for _ in 0..count {
+        let key = decode_key(reader)?;
+        entries.push((key, ObjectDigest(read_16(reader, "digest")?)));
+    }
+    Ok(Response::MerkleKeys { entries, more })
+}
+
+fn read_16(reader: &mut Reader<'_>, what: &'static str) -> Result<[u8; 16], MessageError> {
+    let bytes = reader.take(16, what)?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(bytes);
+    Ok(out)
+}
+
 fn mode_byte(mode: ConflictMode) -> u8 {
     match mode {
         ConflictMode::Siblings => 0,
@@ -608,6 +786,7 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
+    use crate::merkle::LEAF_LEVEL;
     use crate::testing::reachable_object;
     use crate::version::ActorId;
 
@@ -673,6 +852,38 @@ mod tests {
                 },
                 version,
             }),
+            merkle_request(),
+        ]
+    }
+
+    fn index_list(width: usize) -> impl Strategy<Value = Vec<u16>> {
+        prop::collection::btree_set(0..width as u16, 1..=width.min(64)).prop_map(|set| set.into_iter().collect())
+    }
+
+    fn merkle_request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (0..MAX_PARTITIONS, 0..=LEAF_LEVEL).prop_flat_map(|(partition, level)| {
+                index_list(level_width(level).expect("level exists")).prop_map(move |indices| Request::MerkleHashes {
+                    partition,
+                    level,
+                    indices,
+                })
+            }),
+            (0..MAX_PARTITIONS, index_list(SEGMENTS), prop::option::of(object_key()))
+                .prop_map(|(partition, segments, after)| Request::MerkleKeys { partition, segments, after }),
+        ]
+    }
+
+    fn merkle_response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            prop::collection::vec(any::<[u8; 16]>(), 0..40)
+                .prop_map(|hashes| Response::MerkleHashes { hashes: hashes.into_iter().map(NodeHash).collect() }),
+            (prop::collection::vec((object_key(), any::<[u8; 16]>()), 0..20), any::<bool>()).prop_map(
+                |(entries, more)| Response::MerkleKeys {
+                    entries: entries.into_iter().map(|(key, digest)| (key, ObjectDigest(digest))).collect(),
+                    more,
+                }
+            ),
         ]
     }
 
@@ -687,6 +898,7 @@ mod tests {
             Just(Response::Pong),
             Just(Response::PropsSet),
             "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
+            merkle_response(),
         ]
     }
 
@@ -850,6 +1062,66 @@ mod tests {
     }
 
     #[test]
+    fn merkle_hashes_request_layout_is_partition_level_and_indices() {
+        let request = Request::MerkleHashes { partition: 3, level: 1, indices: vec![0, 31] };
+        assert_eq!(request.method(), METHOD_MERKLE_HASHES);
+        assert_eq!(request.encode(), [1, 0, 0, 0, 3, 1, 0, 2, 0, 0, 0, 31]);
+    }
+
+    #[test]
+    fn merkle_keys_request_layout_carries_segments_and_the_resume_key() {
+        let request = Request::MerkleKeys { partition: 1, segments: vec![5], after: Some(key("b", b"k")) };
+        assert_eq!(request.method(), METHOD_MERKLE_KEYS);
+        assert_eq!(request.encode(), [1, 0, 0, 0, 1, 0, 1, 0, 5, 1, 1, b'b', 0, 1, b'k']);
+        let first_page = Request::MerkleKeys { partition: 1, segments: vec![5], after: None };
+        assert_eq!(first_page.encode(), [1, 0, 0, 0, 1, 0, 1, 0, 5, 0]);
+    }
+
+    #[test]
+    fn merkle_responses_layout_is_counted_hashes_and_entries() {
+        let hashes = Response::MerkleHashes { hashes: vec![NodeHash([7; 16])] };
+        let mut expected = vec![1, 6, 0, 1];
+        expected.extend_from_slice(&[7; 16]);
+        assert_eq!(hashes.encode(), expected);
+        let keys = Response::MerkleKeys { entries: vec![(key("b", b"k"), ObjectDigest([9; 16]))], more: true };
+        let mut expected = vec![1, 7, 1, 0, 1, 1, b'b', 0, 1, b'k'];
+        expected.extend_from_slice(&[9; 16]);
+        assert_eq!(keys.encode(), expected);
+    }
+
+    #[test]
+    fn merkle_requests_outside_the_tree_shape_are_refused() {
+        let refused = |request: Request| Request::decode(request.method(), &request.encode()).unwrap_err();
+        let hashes = |level, indices: Vec<u16>| Request::MerkleHashes { partition: 0, level, indices };
+        assert_eq!(refused(hashes(3, vec![0])), MessageError::Invalid("tree level below the leaves"));
+        assert_eq!(refused(hashes(0, vec![1])), MessageError::Invalid("node or segment index outside the tree"));
+        assert_eq!(refused(hashes(1, vec![])), MessageError::Invalid("node or segment count out of range"));
+        assert_eq!(
+            refused(hashes(2, vec![4, 4])),
+            MessageError::Invalid("node or segment indices not strictly increasing")
+        );
+        assert_eq!(
+            refused(hashes(2, (0..=1024).collect())),
+            MessageError::Invalid("node or segment count out of range")
+        );
+        let keys = Request::MerkleKeys { partition: MAX_PARTITIONS, segments: vec![0], after: None };
+        assert_eq!(refused(keys), MessageError::Invalid("partition above the largest ring"));
+        let keys = Request::MerkleKeys { partition: 0, segments: vec![1024], after: None };
+        assert_eq!(refused(keys), MessageError::Invalid("node or segment index outside the tree"));
+    }
+
+    #[test]
+    fn merkle_responses_over_their_bounds_are_refused() {
+        let hashes = Response::MerkleHashes { hashes: vec![NodeHash::default(); SEGMENTS + 1] };
+        assert_eq!(Response::decode(&hashes.encode()), Err(MessageError::Invalid("more hashes than a tree level has")));
+        let entries = vec![(key("b", b"k"), ObjectDigest::default()); MAX_LISTED_KEYS + 1];
+        let keys = Response::MerkleKeys { entries, more: false };
+        assert_eq!(Response::decode(&keys.encode()), Err(MessageError::Invalid("more listed keys than a page holds")));
+        // A count promising more than the bytes hold fails without allocating it.
+        assert_eq!(Response::decode(&[1, 6, 0x03, 0xff]), Err(MessageError::Truncated("hash")));
+    }
+
+    #[test]
     fn non_utf8_text_is_refused() {
         assert_eq!(Response::decode(&[1, 4, 0, 1, 0xff]), Err(MessageError::Invalid("text is not UTF-8")));
     }
@@ -904,15 +1176,15 @@ mod tests {
         }
 
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(method in 0..=5u16, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        fn decoding_arbitrary_bytes_never_panics(method in 0..=LAST_METHOD + 1, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = Request::decode(method, &bytes);
             let _ = Response::decode(&bytes);
         }
 
         #[test]
         fn decoding_arbitrary_bytes_after_a_valid_header_never_panics(
-            method in METHOD_READ..=METHOD_PING,
-            kind in 0..=5u8,
+            method in METHOD_READ..=LAST_METHOD,
+            kind in 0..=RESPONSE_MERKLE_KEYS + 1,
             tail in prop::collection::vec(any::<u8>(), 0..300),
         ) {
             // Random bytes rarely get past the version byte; these do.

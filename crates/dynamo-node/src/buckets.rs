@@ -12,6 +12,8 @@ use thiserror::Error;
 
 /// Prefix of bucket-props records in the metadata namespace.
 const PROPS_KEY_PREFIX: &str = "bucket-props/";
+/// Props records read per storage scan call.
+const PROPS_SCAN_PAGE: usize = 256;
 
 /// A partial update of bucket props: fields left out keep their value.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -99,6 +101,30 @@ impl BucketRegistry {
         };
         self.write_cache().insert(bucket.to_string(), stored);
         Ok(stored)
+    }
+
+    /// The largest n of any bucket: the default, or one stored with a
+    /// bucket's props. Stored props that do not parse are left out (a
+    /// request to their bucket reports them).
+    pub fn largest_n(&self) -> Result<u8, PropsStoreError> {
+        let prefix = PROPS_KEY_PREFIX.as_bytes();
+        let mut largest = self.defaults.n;
+        let mut start = prefix.to_vec();
+        loop {
+            let page = self.store.scan(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
+            for (_, bytes) in &page {
+                if let Ok(stored) = parse_stored(bytes) {
+                    largest = largest.max(stored.props.n);
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == PROPS_SCAN_PAGE => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => return Ok(largest),
+            }
+        }
     }
 
     /// Applies `patch` to `bucket`'s props as a change of `version`,

@@ -41,6 +41,19 @@ pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_TOMBSTONE_GRACE_MS: u64 = 24 * 3_600_000;
 /// Default period of tombstone collection rounds.
 pub const DEFAULT_TOMBSTONE_GC_INTERVAL_MS: u64 = 60_000;
+/// Default time between two anti-entropy exchanges (one partition each).
+/// A partition in sync costs one round trip of about fifty bytes each way,
+/// so this is cheap, and a node replicating 256 partitions compares all of
+/// them in about four minutes.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u64 = 1_000;
+/// Longest anti-entropy interval accepted: a day.
+pub const MAX_ANTI_ENTROPY_INTERVAL_MS: u64 = 86_400_000;
+/// Default cap on keys repaired per second by anti-entropy: background work
+/// that leaves the foreground its latency (paper section 6.5), and still
+/// refills a replica of a million keys in under 20 minutes.
+pub const DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC: u32 = 1_000;
+/// Highest repair rate accepted.
+pub const MAX_ANTI_ENTROPY_KEYS_PER_SEC: u32 = 1_000_000;
 
 /// Which storage engine holds the node's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +141,10 @@ pub struct Settings {
     pub tombstone_grace_ms: Option<u64>,
     /// How often tombstones are looked for collection, in milliseconds.
     pub tombstone_gc_interval_ms: Option<u64>,
+    /// Milliseconds between two anti-entropy exchanges; 0 disables them.
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Most keys anti-entropy repairs per second.
+    pub anti_entropy_max_keys_per_sec: Option<u32>,
 }
 
 /// One member of the cluster as configured.
@@ -238,6 +255,8 @@ impl Settings {
             probe_interval_ms: over.probe_interval_ms.or(self.probe_interval_ms),
             tombstone_grace_ms: over.tombstone_grace_ms.or(self.tombstone_grace_ms),
             tombstone_gc_interval_ms: over.tombstone_gc_interval_ms.or(self.tombstone_gc_interval_ms),
+            anti_entropy_interval_ms: over.anti_entropy_interval_ms.or(self.anti_entropy_interval_ms),
+            anti_entropy_max_keys_per_sec: over.anti_entropy_max_keys_per_sec.or(self.anti_entropy_max_keys_per_sec),
         }
     }
 
@@ -298,6 +317,21 @@ impl Settings {
                 return Err(invalid(key, format!("{value} is out of range 10..=3600000")));
             }
         }
+        let anti_entropy_interval_ms = self.anti_entropy_interval_ms.unwrap_or(DEFAULT_ANTI_ENTROPY_INTERVAL_MS);
+        if anti_entropy_interval_ms > MAX_ANTI_ENTROPY_INTERVAL_MS {
+            return Err(invalid(
+                "anti_entropy_interval_ms",
+                format!("{anti_entropy_interval_ms} is out of range 0..={MAX_ANTI_ENTROPY_INTERVAL_MS} (0 disables)"),
+            ));
+        }
+        let anti_entropy_max_keys_per_sec =
+            self.anti_entropy_max_keys_per_sec.unwrap_or(DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC);
+        if !(1..=MAX_ANTI_ENTROPY_KEYS_PER_SEC).contains(&anti_entropy_max_keys_per_sec) {
+            return Err(invalid(
+                "anti_entropy_max_keys_per_sec",
+                format!("{anti_entropy_max_keys_per_sec} is out of range 1..={MAX_ANTI_ENTROPY_KEYS_PER_SEC}"),
+            ));
+        }
         let cluster_secret = resolve_secret(self.cluster_secret, self.cluster_secret_file.as_deref())?;
         if members.len() > 1 && cluster_secret.is_none() {
             return Err(invalid(
@@ -328,6 +362,8 @@ impl Settings {
             probe_interval: Duration::from_millis(probe_interval_ms),
             tombstone_grace: Duration::from_millis(self.tombstone_grace_ms.unwrap_or(DEFAULT_TOMBSTONE_GRACE_MS)),
             tombstone_gc_interval: Duration::from_millis(tombstone_gc_interval_ms),
+            anti_entropy_interval: Duration::from_millis(anti_entropy_interval_ms),
+            anti_entropy_max_keys_per_sec,
         })
     }
 }
@@ -441,6 +477,10 @@ pub struct NodeConfig {
     pub tombstone_grace: Duration,
     /// Period of tombstone collection.
     pub tombstone_gc_interval: Duration,
+    /// Time between anti-entropy exchanges; zero: no scheduled exchanges.
+    pub anti_entropy_interval: Duration,
+    /// Most keys anti-entropy repairs per second.
+    pub anti_entropy_max_keys_per_sec: u32,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -455,6 +495,8 @@ impl std::fmt::Debug for NodeConfig {
             .field("partitions", &self.partitions)
             .field("default_props", &self.default_props)
             .field("members", &self.members)
+            .field("anti_entropy_interval", &self.anti_entropy_interval)
+            .field("anti_entropy_max_keys_per_sec", &self.anti_entropy_max_keys_per_sec)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
@@ -523,5 +565,22 @@ mod tests {
         assert!(error.to_string().contains("default_n/r/w/dw"), "{error}");
         let settings = Settings { partitions: Some(100), ..Settings::default() };
         assert!(settings.resolve().expect_err("not a power of two").to_string().contains("partitions"));
+    }
+
+    #[test]
+    fn anti_entropy_settings_default_parse_from_toml_and_zero_disables_the_scheduler() {
+        let config = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(config.anti_entropy_interval, Duration::from_millis(DEFAULT_ANTI_ENTROPY_INTERVAL_MS));
+        assert_eq!(config.anti_entropy_max_keys_per_sec, DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC);
+        let file: Settings =
+            toml::from_str("anti_entropy_interval_ms = 0\nanti_entropy_max_keys_per_sec = 50").expect("valid toml");
+        let config = file.resolve().expect("valid");
+        assert!(config.anti_entropy_interval.is_zero());
+        assert_eq!(config.anti_entropy_max_keys_per_sec, 50);
+        let no_rate = Settings { anti_entropy_max_keys_per_sec: Some(0), ..Settings::default() };
+        assert!(no_rate.resolve().expect_err("zero rate").to_string().contains("anti_entropy_max_keys_per_sec"));
+        let too_slow =
+            Settings { anti_entropy_interval_ms: Some(MAX_ANTI_ENTROPY_INTERVAL_MS + 1), ..Settings::default() };
+        assert!(too_slow.resolve().expect_err("too long").to_string().contains("anti_entropy_interval_ms"));
     }
 }

@@ -849,6 +849,9 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
             Err(error) => Err(error.to_string()),
         },
         Request::Ping => Ok(Response::Pong),
+        request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => {
+            crate::anti_entropy::serve(replica.index(), request)
+        }
         Request::Coordinate { .. } | Request::SetProps { .. } | Request::HintedWrite { .. } => {
             Err("not a replica request; the node handler serves it".to_string())
         }
@@ -869,6 +872,8 @@ fn response_name(response: &Response) -> &'static str {
         Response::Coordinated(_) => "Coordinated",
         Response::Pong => "Pong",
         Response::PropsSet => "PropsSet",
+        Response::MerkleHashes { .. } => "MerkleHashes",
+        Response::MerkleKeys { .. } => "MerkleKeys",
         Response::Failed { .. } => "Failed",
     }
 }

@@ -1,6 +1,8 @@
 //! Serves requests from other nodes (the RPC side of a replica): reads and
-//! merges of this node's copies, hints held for unreachable replicas, and
-//! writes forwarded here to coordinate.
+//! merges of this node's copies, hints held for unreachable replicas,
+//! writes forwarded here to coordinate, and the questions of another
+//! replica's anti-entropy exchange (tree hashes, key listings:
+//! [`crate::anti_entropy::serve`]).
 //! Every request is decoded with the checked codec of
 //! [`dynamo_core::messages`]; a malformed one is refused, never guessed at.
 

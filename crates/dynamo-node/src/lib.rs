@@ -23,10 +23,15 @@
 //! - [`tombstones`]: when a delete's tombstone may be collected, and the
 //!   collector that reaps it on every replica at once.
 //!
+//! In the background: [`anti_entropy`] keeps a Merkle tree per partition in
+//! step with the replica and periodically compares it with another
+//! replica's, repairing the keys that differ (paper section 4.7).
+//!
 //! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
 //! file and flags), [`metrics`]
 //! (Prometheus), [`clock`] (the injected wall clock).
 
+pub mod anti_entropy;
 pub mod buckets;
 pub mod clock;
 pub mod cluster;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dynamo_storage::StoreStats;
 
+use crate::anti_entropy::AntiEntropyTotals;
 use crate::failure_detector::PeerReport;
 use crate::hints::HintStats;
 
@@ -241,6 +242,36 @@ fn gauge(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
     let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
 }
 
+/// Appends the anti-entropy counters (paper section 6's "anti-entropy
+/// repairs", and what they cost in bytes) to a rendering.
+pub fn render_anti_entropy(out: &mut String, node_id: &str, totals: &AntiEntropyTotals) {
+    let node = escape_label(node_id);
+    let name = "dynamo_anti_entropy_exchanges_total";
+    let _ = writeln!(out, "# HELP {name} Anti-entropy exchanges this node started, by result.");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let ok = totals.exchanges - totals.failed_exchanges;
+    let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"ok\"}} {ok}");
+    let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"failed\"}} {}", totals.failed_exchanges);
+    let series = [
+        (
+            "dynamo_anti_entropy_keys_compared_total",
+            "Keys compared by anti-entropy under differing leaves.",
+            totals.keys_compared,
+        ),
+        ("dynamo_anti_entropy_keys_differing_total", "Keys anti-entropy found differing.", totals.keys_differing),
+        ("dynamo_anti_entropy_keys_repaired_total", "Keys anti-entropy merged on both replicas.", totals.keys_repaired),
+        ("dynamo_anti_entropy_bytes_sent_total", "Bytes of anti-entropy requests sent to peers.", totals.bytes_sent),
+        (
+            "dynamo_anti_entropy_bytes_received_total",
+            "Bytes of anti-entropy responses from peers.",
+            totals.bytes_received,
+        ),
+    ];
+    for (name, help, value) in series {
+        counter(out, name, help, &node, value);
+    }
+}
+
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");
@@ -274,6 +305,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dynamo_requests_total{node=\"n1\",op=\"get\",status=\"2xx\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn anti_entropy_counters_are_rendered_with_the_node_label() {
+        let mut text = String::new();
+        let totals = AntiEntropyTotals { exchanges: 5, failed_exchanges: 1, keys_repaired: 3, ..Default::default() };
+        render_anti_entropy(&mut text, "n1", &totals);
+        assert!(text.contains("dynamo_anti_entropy_exchanges_total{node=\"n1\",result=\"ok\"} 4"), "{text}");
+        assert!(text.contains("dynamo_anti_entropy_exchanges_total{node=\"n1\",result=\"failed\"} 1"), "{text}");
+        assert!(text.contains("dynamo_anti_entropy_keys_repaired_total{node=\"n1\"} 3"), "{text}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! key on one node can never overwrite each other (both survive as siblings
 //! or one supersedes the other, as their contexts say). Waiting for an fsync
 //! happens after the lock is released, so durable writes to one key still
-//! share a group commit.
+//! share a group commit. Every change is also reported, under the same
+//! lock, to the anti-entropy [`MerkleIndex`], which keeps one Merkle tree per
+//! partition in step with storage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,12 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dynamo_core::codec::{CodecError, decode_object, encode_object};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
+use dynamo_core::merkle::ObjectDigest;
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::ConflictMode;
 use dynamo_core::version::{ActorId, VersionVector};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
 
+use crate::anti_entropy::MerkleIndex;
 use crate::clock::WallClock;
 use crate::tombstones;
 
@@ -75,14 +79,38 @@ pub struct Replica {
     /// [`VersionedObject::put_above`]), so a key whose tombstone was
     /// collected never reuses a dot.
     issued: AtomicU64,
+    /// The Merkle trees of this replica's objects, updated on every write.
+    index: Arc<MerkleIndex>,
 }
 
 impl Replica {
     /// A replica over `store`. `actor` must be fresh for this process
-    /// incarnation (see [`dynamo_core::version::ActorId`]).
-    pub fn new(store: Store, partitions: u32, actor: ActorId, wall: Arc<dyn WallClock>) -> Self {
+    /// incarnation (see [`dynamo_core::version::ActorId`]). `index` must have
+    /// been built from `store` ([`MerkleIndex::build`]) with nothing written
+    /// since.
+    pub fn new(
+        store: Store,
+        partitions: u32,
+        actor: ActorId,
+        wall: Arc<dyn WallClock>,
+        index: Arc<MerkleIndex>,
+    ) -> Self {
         let key_locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Self { store, partitions, actor, hlc: Mutex::new(HlcClock::new()), wall, key_locks, issued: AtomicU64::new(0) }
+        Self {
+            store,
+            partitions,
+            actor,
+            hlc: Mutex::new(HlcClock::new()),
+            wall,
+            key_locks,
+            issued: AtomicU64::new(0),
+            index,
+        }
+    }
+
+    /// The anti-entropy Merkle trees of this replica.
+    pub fn index(&self) -> &MerkleIndex {
+        &self.index
     }
 
     /// The actor id this replica signs the writes it coordinates with.
@@ -169,7 +197,9 @@ impl Replica {
     }
 
     /// Read-merge-write of one key under its stripe lock. Writes only when
-    /// the state changed.
+    /// the state changed, and then updates the key's Merkle tree from its
+    /// digests before and after, still under the lock (so the index sees a
+    /// key's writes in the order storage did).
     fn update(
         &self,
         key: &ObjectKey,
@@ -181,7 +211,9 @@ impl Replica {
         let before = object.clone();
         change(&mut object);
         if object != before {
-            self.store.put_buffered(Namespace::Objects, &storage_key, &encode_object(&object))?;
+            let encoded = encode_object(&object);
+            self.store.put_buffered(Namespace::Objects, &storage_key, &encoded)?;
+            self.index.record(key, ObjectDigest::of(&before), ObjectDigest::of_encoding(&object, &encoded));
             if object.is_deleted() {
                 tombstones::note(&self.store, &storage_key, &object)?;
             }
@@ -201,6 +233,7 @@ impl Replica {
             return Ok(false);
         }
         self.store.remove(Namespace::Objects, &storage_key)?;
+        self.index.record(key, ObjectDigest::of(&current), None);
         tombstones::forget(&self.store, &storage_key)?;
         Ok(true)
     }

@@ -1,8 +1,10 @@
-//! Starting and stopping a node: open storage, build the replica,
-//! coordinator and API, accept HTTP connections, and on shutdown stop
-//! accepting, let in-flight requests finish (up to a grace period), then
-//! fsync and close storage. The process-level signal handling lives in the
-//! binary; this module takes a shutdown future so tests can drive it.
+//! Starting and stopping a node: open storage, build the anti-entropy
+//! trees (one scan), the replica, coordinator and API, accept HTTP
+//! connections, run the anti-entropy scheduler, and on shutdown stop
+//! accepting, let in-flight requests finish (up to a grace period), stop
+//! the scheduler, then fsync and close storage. The process-level signal
+//! handling lives in the binary; this module takes a shutdown future so
+//! tests can drive it.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 
 use dynamo_rpc::{ClusterSecret, NonceSource, OsNonce, RpcClient, RpcConfig, TcpRpcListener, TcpTransport, Transport};
 
+use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig, MerkleIndex};
 use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
 use crate::cluster::Cluster;
@@ -62,6 +65,14 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The anti-entropy trees could not be built from storage.
+    #[error("building the anti-entropy trees from {dir}: {detail}")]
+    Index {
+        /// The data directory.
+        dir: String,
+        /// What failed.
+        detail: String,
+    },
     /// The cluster configuration is unusable (ring, secret, names).
     #[error("cluster configuration: {0}")]
     Cluster(String),
@@ -89,6 +100,9 @@ pub struct NodeParts {
     pub store: Store,
     /// This incarnation's actor id.
     pub actor: ActorId,
+    /// The anti-entropy service; its scheduler ([`AntiEntropy::run`]) is
+    /// started by whoever runs the node ([`Node::run`], the simulation).
+    pub anti_entropy: Arc<AntiEntropy>,
     /// The background work of the node (probing down peers, delivering
     /// hints), not yet started: see [`NodeParts::spawn_background`].
     pub background: Option<Background>,
@@ -123,7 +137,8 @@ impl NodeParts {
 
 /// Wires a node together over `store` and `transport`. Everything from
 /// outside is a parameter: clock, network, randomness (nonces and the
-/// actor id), storage.
+/// actor id), storage. Scans the whole `objects` namespace once, to build
+/// the anti-entropy trees before anything can write.
 pub fn assemble<T: Transport>(
     config: &NodeConfig,
     store: Store,
@@ -151,7 +166,12 @@ pub fn assemble<T: Transport>(
     let hints = HintStore::open(store.clone(), config.partitions, config.max_hint_bytes)
         .map_err(|source| ServerError::Storage { dir: config.data_dir.display().to_string(), source })?;
     let hints = Arc::new(hints);
-    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall.clone()));
+    let (index, built) = MerkleIndex::build(store.clone(), config.partitions).map_err(|error| ServerError::Index {
+        dir: config.data_dir.display().to_string(),
+        detail: error.to_string(),
+    })?;
+    info!(keys = built.keys, partitions = built.partitions, skipped = built.skipped, "anti-entropy trees built");
+    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index)));
     let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
     let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
         cluster: cluster.clone(),
@@ -163,6 +183,15 @@ pub fn assemble<T: Transport>(
         default_timeout: config.request_timeout,
     }));
     let handler = Arc::new(NodeHandler::new(coordinator.clone()));
+    let anti_entropy = Arc::new(AntiEntropy::new(
+        coordinator.clone(),
+        wall.clone(),
+        AntiEntropyConfig {
+            interval: config.anti_entropy_interval,
+            max_keys_per_sec: config.anti_entropy_max_keys_per_sec,
+            call_timeout: config.request_timeout,
+        },
+    ));
     let background = Background {
         delivery: HintDelivery::new(DeliveryParts {
             hints,
@@ -179,7 +208,7 @@ pub fn assemble<T: Transport>(
         hint_delivery_interval: config.hint_delivery_interval,
         tombstone_gc_interval: config.tombstone_gc_interval,
     };
-    Ok(NodeParts { coordinator, handler, rpc_config, store, actor, background: Some(background) })
+    Ok(NodeParts { coordinator, handler, rpc_config, store, actor, anti_entropy, background: Some(background) })
 }
 
 /// A node that has opened its storage and bound its listeners.
@@ -206,6 +235,7 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let api = Arc::new(Api::new(
             parts.coordinator.clone(),
+            parts.anti_entropy.clone(),
             metrics,
             config.node_id.clone(),
             config.max_value_bytes,
@@ -230,26 +260,30 @@ impl Node {
         let Node { config, listener, rpc_listener, api, parts } = self;
         let mut parts = parts;
         let background = parts.spawn_background();
-        let NodeParts { handler, rpc_config, store, actor, .. } = parts;
+        let NodeParts { handler, rpc_config, store, actor, anti_entropy, .. } = parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
               rpc = %config.rpc_addr, members = config.members.len(), engine = store.engine_name(), %actor,
               "node serving");
         let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
-        let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, async move {
-            let mut stopped = rpc_stopped;
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }));
+        let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, stopped(rpc_stopped)));
+        let anti_entropy_task = tokio::spawn(anti_entropy.run(stopped(stop_rpc.subscribe())));
         serve_http(&config, listener, api, shutdown).await;
         let _ = stop_rpc.send(true);
         let _ = rpc_task.await;
         for task in background {
             task.abort();
         }
+        let _ = anti_entropy_task.await;
         let dir = config.data_dir.display().to_string();
         store.close().map_err(|source| ServerError::Storage { dir, source })?;
         info!("storage closed; node stopped");
         Ok(())
     }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// The HTTP accept loop, until `shutdown`; then a graceful drain.

@@ -73,9 +73,10 @@ impl SimNode {
     }
 
     /// The node process: assemble the node over this machine's storage,
-    /// clock and the simulated network, configure the buckets, serve RPC
-    /// until the host is crashed. Runs as a turmoil host's software, once
-    /// per incarnation.
+    /// clock and the simulated network, configure the buckets, start the
+    /// anti-entropy scheduler, serve RPC until the host is crashed. Runs as
+    /// a turmoil host's software, once per incarnation (a crash drops the
+    /// scheduler with every other task of the host).
     pub async fn run(self: Arc<Self>) -> turmoil::Result {
         let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed);
         let actor = ActorId(mix(self.actor_seed, incarnation));
@@ -88,6 +89,7 @@ impl SimNode {
         let _background = parts.spawn_background();
         let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
         *self.lock_live() = Some(parts.coordinator.clone());
+        tokio::spawn(parts.anti_entropy.clone().run(std::future::pending::<()>()));
         let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator));
         dynamo_rpc::serve(listener, parts.rpc_config, handler, std::future::pending::<()>()).await;
         Ok(())

@@ -188,6 +188,29 @@ impl Store {
             .collect()
     }
 
+    /// Like [`Store::scan`], but a record that fails its check comes back
+    /// as its own error (counted and logged) instead of failing the whole
+    /// scan: for passes over a whole namespace (the anti-entropy index at
+    /// start-up) that must not stop at one bad record. Only an engine
+    /// failure fails the call.
+    #[allow(clippy::type_complexity)]
+    pub fn scan_records(
+        &self,
+        ns: Namespace,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Result<Vec<u8>, StorageError>)>, StorageError> {
+        let rows = self.run_on_engine(|engine| engine.scan(ns, prefix, start, limit))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, raw)| {
+                let payload = self.unframe(ns, &key, &raw);
+                (key, payload)
+            })
+            .collect())
+    }
+
     /// Waits until every write made before this call is durable, joining the
     /// group commit in progress or the next one.
     pub async fn sync(&self) -> Result<(), StorageError> {
@@ -318,6 +341,26 @@ mod tests {
         let rows = store.scan(NS, b"b/", b"b/2", 10).expect("scan");
         assert_eq!(rows, vec![(b"b/2".to_vec(), b"b/2!".to_vec()), (b"b/3".to_vec(), b"b/3!".to_vec())]);
         assert_eq!(store.scan(NS, b"", b"", 1).expect("scan").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn scan_records_reports_a_corrupt_record_in_place_and_goes_on() {
+        let engine = MemoryEngine::new();
+        let store = Store::memory(engine.clone());
+        for key in [&b"a"[..], b"b", b"c"] {
+            store.put(NS, key, key, Durability::Buffered).await.expect("put");
+        }
+        let mut raw = engine.get(NS, b"b").expect("get").expect("present");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        engine.put(NS, b"b", &raw).expect("corrupt it");
+        assert!(store.scan(NS, b"", b"", 10).is_err(), "a plain scan fails on it");
+        let rows = store.scan_records(NS, b"", b"", 10).expect("scan");
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].0.as_slice(), rows[0].1.as_deref().ok()), (&b"a"[..], Some(&b"a"[..])));
+        assert!(matches!(rows[1].1, Err(StorageError::Corruption { .. })));
+        assert_eq!(rows[2].1.as_deref().ok(), Some(&b"c"[..]));
+        assert_eq!(store.stats().corruptions, 2, "both scans counted it");
     }
 
     #[tokio::test]

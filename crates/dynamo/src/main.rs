@@ -2,8 +2,10 @@
 //! - `server`: run one node ([`server_cmd`]);
 //! - `dev`: run a local cluster of real node processes ([`dev`]);
 //! - `get`, `put`, `delete`: talk to a node over HTTP ([`client_cmd`]);
+//! - `admin`: operator commands over a node's admin endpoints ([`admin_cmd`]);
 //! - `bench`: a YCSB-style load generator ([`bench`]).
 
+mod admin_cmd;
 mod bench;
 mod client_cmd;
 mod dev;
@@ -36,6 +38,8 @@ enum Command {
     Delete(client_cmd::DeleteArgs),
     /// Generate load against one or more nodes and report latency.
     Bench(bench::BenchArgs),
+    /// Operator commands (anti-entropy status and trigger).
+    Admin(admin_cmd::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Put(args) => client_cmd::run_put(args),
         Command::Delete(args) => client_cmd::run_delete(args),
         Command::Bench(args) => bench::run(args),
+        Command::Admin(args) => admin_cmd::run(args),
     };
     match result {
         Ok(code) => code,

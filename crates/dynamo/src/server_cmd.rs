@@ -99,6 +99,12 @@ pub struct ServerArgs {
     /// How often tombstones are looked at for collection, in ms [default: 60000].
     #[arg(long)]
     pub tombstone_gc_interval_ms: Option<u64>,
+    /// Milliseconds between two anti-entropy exchanges, one partition each; 0 disables them [default: 1000].
+    #[arg(long)]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Most keys anti-entropy repairs per second [default: 1000].
+    #[arg(long)]
+    pub anti_entropy_max_keys_per_sec: Option<u32>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -138,6 +144,8 @@ impl ServerArgs {
             probe_interval_ms: self.probe_interval_ms,
             tombstone_grace_ms: self.tombstone_grace_ms,
             tombstone_gc_interval_ms: self.tombstone_gc_interval_ms,
+            anti_entropy_interval_ms: self.anti_entropy_interval_ms,
+            anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
         }
     }
 }

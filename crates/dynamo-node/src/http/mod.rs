@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
 use serde_json::json;
 
+use crate::anti_entropy::{AntiEntropy, AntiEntropyTotals, TriggerError};
 use crate::buckets::{PropsPatch, PropsStoreError};
 use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
 use crate::metrics::{Metrics, Operation, render_failure_handling};
@@ -41,6 +42,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// Everything the HTTP layer needs, shared by all connections.
 pub struct Api {
     coordinator: Arc<Coordinator>,
+    anti_entropy: Arc<AntiEntropy>,
     metrics: Arc<Metrics>,
     node_id: String,
     max_value_bytes: usize,
@@ -49,15 +51,24 @@ pub struct Api {
 }
 
 impl Api {
-    /// Builds the API over a coordinator.
+    /// Builds the API over a coordinator and the node's anti-entropy.
     pub fn new(
         coordinator: Arc<Coordinator>,
+        anti_entropy: Arc<AntiEntropy>,
         metrics: Arc<Metrics>,
         node_id: String,
         max_value_bytes: usize,
         partitions: u32,
     ) -> Self {
-        Self { coordinator, metrics, node_id, max_value_bytes, partitions, boundary_seed: AtomicU64::new(1) }
+        Self {
+            coordinator,
+            anti_entropy,
+            metrics,
+            node_id,
+            max_value_bytes,
+            partitions,
+            boundary_seed: AtomicU64::new(1),
+        }
     }
 
     /// Serves one request, recording its metrics.
@@ -106,6 +117,14 @@ impl Api {
                 let response = match object_key(bucket, key) {
                     Err(problem) => problem.into_response(),
                     Ok(key) => self.admin_replicas(&key).await,
+                };
+                (Operation::Other, response)
+            }
+            (method, ["admin", "anti-entropy"]) => {
+                let response = match method {
+                    Method::GET => self.anti_entropy_status(&request),
+                    Method::POST => self.anti_entropy_trigger(&request).await,
+                    _ => method_not_allowed("GET, POST"),
                 };
                 (Operation::Other, response)
             }
@@ -312,6 +331,36 @@ impl Api {
         json_response(StatusCode::OK, &json!({ "node": self.node_id, "hints": self.coordinator.hints().stats() }))
     }
 
+    /// Anti-entropy status: the scheduler's settings, the trees, totals and
+    /// the last exchange of every partition.
+    fn anti_entropy_status(&self, request: &Request<Incoming>) -> HttpResponse {
+        if let Err(message) = params::parse_query(request.uri().query(), &[]) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        json_response(StatusCode::OK, &json!(self.anti_entropy.status()))
+    }
+
+    /// Runs an exchange of every partition this node replicates, or of the
+    /// one named by `?partition=P`, and answers when they are done.
+    async fn anti_entropy_trigger(&self, request: &Request<Incoming>) -> HttpResponse {
+        let partition = match params::parse_query(request.uri().query(), &["partition"]) {
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+            Ok(pairs) => match pairs.first().map(|(_, value)| value.parse::<u32>()) {
+                None => None,
+                Some(Ok(partition)) => Some(partition),
+                Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "partition must be a number".to_string()),
+            },
+        };
+        match self.anti_entropy.trigger(partition).await {
+            Ok(reports) => {
+                let totals = AntiEntropyTotals::of(&reports);
+                json_response(StatusCode::OK, &json!({ "exchanges": reports, "totals": totals }))
+            }
+            Err(TriggerError::Props(problem)) => props_error(problem),
+            Err(problem) => error(StatusCode::BAD_REQUEST, problem.to_string()),
+        }
+    }
+
     fn metrics_response(&self) -> HttpResponse {
         let mut body = self.metrics.render(&self.node_id, self.coordinator.replica().store().stats());
         body.push_str(&render_failure_handling(
@@ -319,6 +368,7 @@ impl Api {
             &self.coordinator.detector().report(),
             self.coordinator.hints().stats(),
         ));
+        crate::metrics::render_anti_entropy(&mut body, &self.node_id, &self.anti_entropy.totals());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response

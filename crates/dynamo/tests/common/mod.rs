@@ -201,6 +201,30 @@ impl TestCluster {
             node.restart();
             nodes.push(node);
         }
-        TestCluster { nodes, secret_file }
+        let cluster = TestCluster { nodes, secret_file };
+        cluster.wait_until_peers_up();
+        cluster
+    }
+
+    /// Waits until no node marks another down. Nodes started one after the
+    /// other may have found the later ones unreachable (a background task
+    /// called them early); their failure detectors probe them back up
+    /// within a fraction of a second, and a test should start after that.
+    pub fn wait_until_peers_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        block_on(async {
+            for node in &self.nodes {
+                loop {
+                    let mut http = node.connect().await;
+                    let raw = http.request(hyper::Method::GET, "/admin/peers", &[], bytes::Bytes::new()).await;
+                    let body = raw.map(|raw| String::from_utf8_lossy(&raw.body).into_owned()).unwrap_or_default();
+                    if body.contains("\"peers\"") && !body.contains("\"down\"") {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{} still marks a peer down: {body}", node.addr());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
     }
 }
