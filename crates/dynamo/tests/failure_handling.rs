@@ -205,10 +205,28 @@ fn a_tombstone_every_replica_holds_is_collected_after_its_grace_period() {
     });
 }
 
+/// Whether `node`'s copy of `key` is exactly one version, a tombstone.
+async fn holds_only_a_tombstone(cluster: &TestCluster, key: &str, node: &str) -> bool {
+    let admin = admin_json(cluster, 0, &format!("/admin/replicas/b/{key}")).await;
+    admin["replicas"].as_array().expect("replicas").iter().any(|replica| {
+        replica["node"] == node
+            && replica["versions"].as_array().is_some_and(|versions| {
+                !versions.is_empty() && versions.iter().all(|version| version["deleted"] == true)
+            })
+    })
+}
+
 #[test]
 fn a_delete_a_replica_missed_is_not_undone_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = ["--tombstone-grace-ms=3000", "--tombstone-gc-interval-ms=200"];
+    // Hinted handoff off and the tombstone kept: anti-entropy alone must
+    // bring the delete to the returning replica.
+    let args = [
+        "--hint-delivery-interval-ms=3600000",
+        "--anti-entropy-interval-ms=20",
+        "--partitions=16",
+        "--tombstone-grace-ms=600000",
+    ];
     let mut cluster = TestCluster::start(dir.path(), 3, &args);
     let context = block_on(async {
         let mut node0 = cluster.nodes[0].connect().await;
@@ -221,8 +239,40 @@ fn a_delete_a_replica_missed_is_not_undone_when_it_returns() {
         let delete = WriteOptions { context, ..WriteOptions::default() };
         node0.delete("b", b"cart", &delete).await.expect("w=2 delete with one replica down");
     });
-    // node2 comes back holding the value; it must not come back to life,
-    // and the tombstone must not be collected before node2 has it.
+    cluster.nodes[2].restart();
+    block_on(async {
+        assert!(!holds_only_a_tombstone(&cluster, "cart", "node2").await, "node2 came back with the value");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !holds_only_a_tombstone(&cluster, "cart", "node2").await {
+            assert!(Instant::now() < deadline, "anti-entropy did not bring the delete to node2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut node2 = cluster.nodes[2].connect().await;
+        let read = node2.get("b", b"cart", &[("r".to_string(), "3".to_string())]).await.expect("get");
+        assert!(matches!(read, dynamo_client::GetResult::NotFound { .. }), "the deleted value came back: {read:?}");
+    });
+}
+
+#[test]
+fn a_delete_a_replica_missed_is_collected_only_after_it_has_the_tombstone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--tombstone-grace-ms=1000", "--tombstone-gc-interval-ms=200", "--anti-entropy-interval-ms=0"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &args);
+    let context = block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let w3 = WriteOptions { query: vec![("w".into(), "3".into())], ..WriteOptions::default() };
+        node0.put("b", b"cart", Bytes::from("item"), &w3).await.expect("put")
+    });
+    cluster.nodes[2].kill_9();
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let delete = WriteOptions { context, ..WriteOptions::default() };
+        node0.delete("b", b"cart", &delete).await.expect("w=2 delete with one replica down");
+        // Past the grace period, but node2 does not hold the tombstone:
+        // nothing may be collected.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert_eq!(replicas_with_versions(&cluster, 0, "cart").await, 2, "collected while a replica was missing");
+    });
     cluster.nodes[2].restart();
     block_on(async {
         wait_until_collected(&cluster, "cart", Duration::from_secs(20)).await;
