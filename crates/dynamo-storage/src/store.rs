@@ -29,6 +29,10 @@ pub enum Durability {
     Durable,
 }
 
+/// How often a fjall store syncs on its own when it has unsynced writes:
+/// writes acknowledged without `dw` reach the disk within about this long.
+pub const BACKGROUND_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How a store makes writes durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -89,10 +93,13 @@ enum Syncer {
 }
 
 impl Store {
-    /// Opens (creating if needed) a fjall store in `dir`.
+    /// Opens (creating if needed) a fjall store in `dir`, with group commit
+    /// and a background sync every [`BACKGROUND_SYNC_INTERVAL`] when
+    /// anything was written (see [`crate::group_commit`] for why).
     pub fn open_fjall(dir: &Path) -> Result<Store, StorageError> {
-        let engine = FjallEngine::open(dir)?;
-        Store::with_engine(Arc::new(engine), SyncMode::GroupCommit)
+        let engine: Arc<dyn Engine> = Arc::new(FjallEngine::open(dir)?);
+        let group = GroupCommit::start_with_background_sync(Arc::clone(&engine), Some(BACKGROUND_SYNC_INTERVAL))?;
+        Ok(Store::from_parts(engine, Syncer::Group(group)))
     }
 
     /// A store over an in-memory engine (shared: the caller keeps a clone to
@@ -169,12 +176,22 @@ impl Store {
     /// under a per-key lock and waits for durability after releasing it.
     pub fn put_buffered(&self, ns: Namespace, key: &[u8], payload: &[u8]) -> Result<(), StorageError> {
         let framed = record::frame(payload);
-        self.run_on_engine(|engine| engine.put(ns, key, &framed))
+        self.run_on_engine(|engine| engine.put(ns, key, &framed))?;
+        self.note_write();
+        Ok(())
+    }
+
+    fn note_write(&self) {
+        if let Syncer::Group(group) = &self.inner.syncer {
+            group.note_write();
+        }
     }
 
     /// Removes a record (buffered).
     pub fn remove(&self, ns: Namespace, key: &[u8]) -> Result<(), StorageError> {
-        self.run_on_engine(|engine| engine.remove(ns, key))
+        self.run_on_engine(|engine| engine.remove(ns, key))?;
+        self.note_write();
+        Ok(())
     }
 
     /// Verified scan; see [`Engine::scan`]. A corrupt record is an error.
