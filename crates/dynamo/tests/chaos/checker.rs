@@ -75,7 +75,8 @@ impl Report {
     /// The first few lost and unexpected elements, for the failure message.
     pub fn examples(&self, limit: usize) -> String {
         let show = |pairs: &[(String, String)]| {
-            let mut shown: Vec<String> = pairs.iter().take(limit).map(|(key, element)| format!("{key}:{element}")).collect();
+            let mut shown: Vec<String> =
+                pairs.iter().take(limit).map(|(key, element)| format!("{key}:{element}")).collect();
             if pairs.len() > limit {
                 shown.push(format!("... {} more", pairs.len() - limit));
             }
@@ -181,7 +182,10 @@ mod tests {
         assert!(report.passed(), "{report:?}");
         assert_eq!((report.attempted, report.acknowledged), (4, 2));
         assert_eq!((report.indeterminate_present, report.indeterminate_absent), (1, 1));
-        assert_eq!(report.counts(), "attempted=4 acknowledged=2 indeterminate=2 (present 1, absent 1) lost=0 unexpected=0");
+        assert_eq!(
+            report.counts(),
+            "attempted=4 acknowledged=2 indeterminate=2 (present 1, absent 1) lost=0 unexpected=0"
+        );
     }
 
     #[test]
@@ -207,7 +211,10 @@ mod tests {
         let histories = [history("k0", &["c0-1"], &["c0-1"]), history("k1", &["c1-1"], &["c1-1"])];
         let report = check(&histories, &[set(&["c1-1"]), set(&["c1-1", "c0-1"])]);
         assert_eq!(report.lost, vec![("k0".to_string(), "c0-1".to_string())]);
-        assert_eq!(report.unexpected, vec![("k0".to_string(), "c1-1".to_string()), ("k1".to_string(), "c0-1".to_string())]);
+        assert_eq!(
+            report.unexpected,
+            vec![("k0".to_string(), "c1-1".to_string()), ("k1".to_string(), "c0-1".to_string())]
+        );
     }
 
     #[test]
@@ -224,10 +231,8 @@ mod tests {
     }
 
     fn replica(node: &str, context: &str, vtags: &[&str]) -> serde_json::Value {
-        let versions: Vec<serde_json::Value> = vtags
-            .iter()
-            .map(|vtag| serde_json::json!({ "vtag": vtag, "digest_md5": "d", "deleted": false }))
-            .collect();
+        let versions: Vec<serde_json::Value> =
+            vtags.iter().map(|vtag| serde_json::json!({ "vtag": vtag, "digest_md5": "d", "deleted": false })).collect();
         serde_json::json!({ "node": node, "status": "ok", "context": context, "versions": versions })
     }
 

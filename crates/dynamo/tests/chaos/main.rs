@@ -102,7 +102,9 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
             Err(Unavailable(why)) => {
                 eprintln!("chaos: ==================================================================");
                 eprintln!("chaos: WARNING: THE PARTITION NEMESIS IS DISABLED: {why}");
-                eprintln!("chaos: only kill and pause faults will run (DYNAMO_CHAOS_REQUIRE_PARTITIONS=1 makes this fatal)");
+                eprintln!(
+                    "chaos: only kill and pause faults will run (DYNAMO_CHAOS_REQUIRE_PARTITIONS=1 makes this fatal)"
+                );
                 eprintln!("chaos: ==================================================================");
                 kinds.retain(|kind| *kind != NemesisKind::Partition);
             }
@@ -196,7 +198,11 @@ fn summary(label: &str, verdict: &str, result: &RunResult, repair_by_reads: bool
 /// The last lines of every node's log, to explain a failure.
 fn print_node_logs(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut logs: Vec<_> = entries.flatten().map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|ext| ext == "log")).collect();
+    let mut logs: Vec<_> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
     logs.sort();
     for log in logs {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -117,8 +117,11 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[NemesisKind], total: Duration)
             Some(kind) => vec![single(&mut rng, *kind, nodes)],
             None => random_faults(&mut rng, kinds, nodes),
         };
-        let episode =
-            Episode { faults, hold: rng.millis_between(HOLD_MS.0, HOLD_MS.1), quiet: rng.millis_between(QUIET_MS.0, QUIET_MS.1) };
+        let episode = Episode {
+            faults,
+            hold: rng.millis_between(HOLD_MS.0, HOLD_MS.1),
+            quiet: rng.millis_between(QUIET_MS.0, QUIET_MS.1),
+        };
         covered += episode.hold + episode.quiet;
         episodes.push(episode);
     }
@@ -147,7 +150,8 @@ fn single(rng: &mut Rng, kind: NemesisKind, nodes: usize) -> Fault {
 fn random_faults(rng: &mut Rng, kinds: &[NemesisKind], nodes: usize) -> Vec<Fault> {
     let kind = kinds[rng.below(kinds.len())];
     let mut faults = vec![single(rng, kind, nodes)];
-    let process_kinds: Vec<NemesisKind> = kinds.iter().copied().filter(|kind| *kind != NemesisKind::Partition).collect();
+    let process_kinds: Vec<NemesisKind> =
+        kinds.iter().copied().filter(|kind| *kind != NemesisKind::Partition).collect();
     if kind == NemesisKind::Partition && !process_kinds.is_empty() && rng.chance(1, 2) {
         let extra = process_kinds[rng.below(process_kinds.len())];
         faults.push(single(rng, extra, nodes));
@@ -230,7 +234,8 @@ fn apply(cluster: &ChaosCluster, firewall: Option<&mut Firewall>, fault: &Fault)
         Fault::Partition(sides) => {
             let firewall = firewall.ok_or("a partition was scheduled but partitions are disabled")?;
             let specs = cluster.specs();
-            let sides: Vec<Vec<_>> = sides.iter().map(|side| side.iter().map(|node| specs[*node].ip).collect()).collect();
+            let sides: Vec<Vec<_>> =
+                sides.iter().map(|side| side.iter().map(|node| specs[*node].ip).collect()).collect();
             firewall.partition(&sides)
         }
     }
@@ -278,7 +283,12 @@ mod tests {
             assert_eq!(kinds, ["kill", "partition", "pause"], "seed {seed}");
         }
         let no_partitions = schedule(1, 5, &[NemesisKind::Kill, NemesisKind::Pause], Duration::from_secs(300));
-        assert!(no_partitions.iter().flat_map(|episode| &episode.faults).all(|fault| fault.kind() != NemesisKind::Partition));
+        assert!(
+            no_partitions
+                .iter()
+                .flat_map(|episode| &episode.faults)
+                .all(|fault| fault.kind() != NemesisKind::Partition)
+        );
         assert!(schedule(1, 5, &[], Duration::from_secs(300)).is_empty());
     }
 
@@ -294,7 +304,8 @@ mod tests {
                         assert!(sides.iter().any(|side| side.len() >= 3), "seed {seed}: {sides:?}");
                     }
                 }
-                let killed_or_paused = episode.faults.iter().filter(|fault| fault.kind() != NemesisKind::Partition).count();
+                let killed_or_paused =
+                    episode.faults.iter().filter(|fault| fault.kind() != NemesisKind::Partition).count();
                 assert!(killed_or_paused <= 1, "seed {seed}: {episode:?}");
             }
         }

@@ -93,11 +93,20 @@ impl ChaosCluster {
                     "--shutdown-grace-ms=2000".to_string(),
                 ];
                 argv.extend(members.iter().cloned());
-                NodeSpec { id: format!("node{index}"), ip: *ip, http_addr, argv, log: dir.join(format!("node{index}.log")) }
+                NodeSpec {
+                    id: format!("node{index}"),
+                    ip: *ip,
+                    http_addr,
+                    argv,
+                    log: dir.join(format!("node{index}.log")),
+                }
             })
             .collect();
         let cluster = ChaosCluster {
-            processes: specs.iter().map(|_| Mutex::new(NodeProcess { child: None, state: NodeState::Killed })).collect(),
+            processes: specs
+                .iter()
+                .map(|_| Mutex::new(NodeProcess { child: None, state: NodeState::Killed }))
+                .collect(),
             specs,
             spawner: Spawner::start(),
         };
@@ -212,7 +221,8 @@ impl ChaosCluster {
 
     fn spawn(&self, index: usize, process: &mut NodeProcess) -> Result<(), String> {
         let spec = &self.specs[index];
-        let child = self.spawner.spawn(&spec.argv, &spec.log).map_err(|error| format!("starting {}: {error}", spec.id))?;
+        let child =
+            self.spawner.spawn(&spec.argv, &spec.log).map_err(|error| format!("starting {}: {error}", spec.id))?;
         process.child = Some(child);
         process.state = NodeState::Running;
         Ok(())

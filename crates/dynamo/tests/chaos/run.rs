@@ -113,8 +113,9 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
         think: config.think,
     };
     let mut seeds = Rng::new(seed ^ 0xc11e_47c1_1e47);
-    let clients: Vec<_> =
-        (0..config.clients).map(|index| runtime.spawn(workload::client(setup.clone(), index, seeds.next_u64()))).collect();
+    let clients: Vec<_> = (0..config.clients)
+        .map(|index| runtime.spawn(workload::client(setup.clone(), index, seeds.next_u64())))
+        .collect();
     say(format!("{} clients on {} keys for {} s", config.clients, config.keys, config.workload.as_secs()));
 
     let episodes = nemesis::schedule(seed, ips.len(), kinds, config.workload);
@@ -132,7 +133,7 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
 
     // Heal everything, whatever the nemesis left.
     let crashed = cluster.check_no_crash();
-    if let Some(firewall) = firewall.as_deref_mut() {
+    if let Some(firewall) = firewall {
         firewall.heal()?;
     }
     let healed = cluster.heal()?;
@@ -189,7 +190,8 @@ async fn set_props(nodes: &[String]) -> Result<(), String> {
         }
         let node = &nodes[attempt % nodes.len()];
         let headers = [("content-type", "application/json")];
-        match request(node, Method::PUT, &format!("/buckets/{BUCKET}/props"), &headers, Bytes::from(BUCKET_PROPS)).await {
+        match request(node, Method::PUT, &format!("/buckets/{BUCKET}/props"), &headers, Bytes::from(BUCKET_PROPS)).await
+        {
             Ok((204, _)) => return Ok(()),
             Ok((status, body)) => last = format!("{status}: {}", String::from_utf8_lossy(&body)),
             Err(error) => last = error,
@@ -254,13 +256,14 @@ async fn wait_converged(
         for key in pending {
             let node = &nodes[attempt % nodes.len()];
             attempt += 1;
-            let verdict = match request(node, Method::GET, &format!("/admin/replicas/{BUCKET}/{key}"), &[], Bytes::new()).await {
-                Ok((200, body)) => serde_json::from_slice(&body)
-                    .map_err(|error| format!("bad JSON: {error}"))
-                    .and_then(|admin| replicas_agree(&admin)),
-                Ok((status, body)) => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),
-                Err(error) => Err(error),
-            };
+            let verdict =
+                match request(node, Method::GET, &format!("/admin/replicas/{BUCKET}/{key}"), &[], Bytes::new()).await {
+                    Ok((200, body)) => serde_json::from_slice(&body)
+                        .map_err(|error| format!("bad JSON: {error}"))
+                        .and_then(|admin| replicas_agree(&admin)),
+                    Ok((status, body)) => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),
+                    Err(error) => Err(error),
+                };
             if let Err(reason) = verdict {
                 why.push(format!("{key}: {reason}"));
                 still.push(key);

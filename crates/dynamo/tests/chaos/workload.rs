@@ -2,7 +2,8 @@
 //! random node, reads the key, merges the siblings as a set union, adds an
 //! element no one else ever writes (`c<client>-<seq>`), and writes the
 //! result with the read's context — the read → merge → write cycle a
-//! `siblings` bucket asks of its clients. A value is a JSON array of
+//! `siblings` bucket asks of its clients. Read and write go to two nodes
+//! chosen independently at random. A value is a JSON array of
 //! strings (`["c0-1","c3-7"]`, see [`crate::checker::encode_set`]).
 //!
 //! Every element is recorded as attempted *before* its write is sent and
@@ -84,7 +85,7 @@ pub struct ClientStats {
     pub reads_failed: u64,
     /// Writes acknowledged.
     pub writes_ok: u64,
-    /// Writes not acknowledged (their element is indeterminate).
+    /// Writes sent and not acknowledged (their element is indeterminate).
     pub writes_failed: u64,
     /// Reads that returned siblings.
     pub reads_with_siblings: u64,
@@ -125,66 +126,101 @@ pub struct ClientSetup {
 
 /// One client until `setup.stop`.
 pub async fn client(setup: ClientSetup, index: usize, seed: u64) -> ClientStats {
-    let mut rng = Rng::new(seed);
-    let mut stats = ClientStats::default();
-    let mut connections: HashMap<usize, Connection> = HashMap::new();
-    let mut sequence = 0u64;
+    let mut client = Client { rng: Rng::new(seed), stats: ClientStats::default(), connections: HashMap::new() };
     let query = vec![("timeout_ms".to_string(), setup.server_timeout_ms.to_string())];
+    let failure_pause = setup.think.max(Duration::from_millis(20));
+    let mut sequence = 0u64;
     while !setup.stop.load(Ordering::SeqCst) {
-        let key = rng.below(setup.keys);
-        let node = rng.below(setup.nodes.len());
-        let connection = match connections.remove(&node) {
-            Some(connection) => connection,
-            None => match connect(&setup.nodes[node], setup.request_timeout).await {
-                Some(connection) => connection,
-                None => {
-                    stats.reads_failed += 1;
-                    tokio::time::sleep(setup.think.max(Duration::from_millis(20))).await;
-                    continue;
-                }
-            },
-        };
-        let mut connection = connection;
+        let key = client.rng.below(setup.keys);
         let key_name = key_name(key);
+        // Read and write go to independently chosen nodes, so that a fault
+        // can hit a write as often as a read.
+        let node = client.rng.below(setup.nodes.len());
+        let Some(mut connection) = client.connection(&setup, node).await else {
+            client.stats.reads_failed += 1;
+            tokio::time::sleep(failure_pause).await;
+            continue;
+        };
         let read = match connection.get(BUCKET, key_name.as_bytes(), &query).await {
             Ok(read) => read,
             Err(error) => {
-                stats.reads_failed += 1;
-                keep_if_usable(&mut connections, node, connection, &error);
-                tokio::time::sleep(setup.think.max(Duration::from_millis(20))).await;
+                client.stats.reads_failed += 1;
+                client.keep_if_usable(node, connection, &error);
+                tokio::time::sleep(failure_pause).await;
                 continue;
             }
         };
-        stats.reads_ok += 1;
-        let (mut elements, context) = merge(&read, &key_name, &setup.history, &mut stats);
+        client.connections.insert(node, connection);
+        client.stats.reads_ok += 1;
+        let (mut elements, context) = merge(&read, &key_name, &setup.history, &mut client.stats);
         sequence += 1;
         let element = format!("c{index}-{sequence}");
         elements.insert(element.clone());
-        setup.history.attempt(key, &element);
-        let options = WriteOptions {
-            query: query.clone(),
-            context,
-            content_type: Some("application/json".to_string()),
+        let node = client.rng.below(setup.nodes.len());
+        let Some(mut connection) = client.connection(&setup, node).await else {
+            tokio::time::sleep(failure_pause).await;
+            continue;
         };
+        setup.history.attempt(key, &element);
+        let options =
+            WriteOptions { query: query.clone(), context, content_type: Some("application/json".to_string()) };
         match connection.put(BUCKET, key_name.as_bytes(), Bytes::from(encode_set(&elements)), &options).await {
             Ok(_) => {
                 setup.history.acknowledge(key, &element);
-                stats.writes_ok += 1;
-                connections.insert(node, connection);
+                client.stats.writes_ok += 1;
+                client.connections.insert(node, connection);
+                tokio::time::sleep(setup.think).await;
             }
             Err(error) => {
-                stats.writes_failed += 1;
-                keep_if_usable(&mut connections, node, connection, &error);
+                client.stats.writes_failed += 1;
+                client.keep_if_usable(node, connection, &error);
+                tokio::time::sleep(failure_pause).await;
             }
         }
-        tokio::time::sleep(setup.think).await;
     }
-    stats
+    client.stats
+}
+
+/// One client's state between requests.
+struct Client {
+    rng: Rng,
+    stats: ClientStats,
+    /// A kept-alive connection per node, taken out while in use.
+    connections: HashMap<usize, Connection>,
+}
+
+impl Client {
+    /// The kept connection to `node`, or a new one (`None` if the node
+    /// cannot be reached in time).
+    async fn connection(&mut self, setup: &ClientSetup, node: usize) -> Option<Connection> {
+        if let Some(connection) = self.connections.remove(&node) {
+            return Some(connection);
+        }
+        let addr = &setup.nodes[node];
+        let mut connection =
+            tokio::time::timeout(setup.request_timeout, dynamo_client::connect(addr)).await.ok()?.ok()?;
+        connection.set_timeout(setup.request_timeout);
+        Some(connection)
+    }
+
+    /// A connection that got an HTTP error status is still in sync and
+    /// kept; after a timeout or a transport error it may have a request in
+    /// flight or be dead, so it is dropped.
+    fn keep_if_usable(&mut self, node: usize, connection: Connection, error: &ClientError) {
+        if matches!(error, ClientError::Status { .. }) {
+            self.connections.insert(node, connection);
+        }
+    }
 }
 
 /// The union of the siblings' elements and the context to write with.
 /// Tombstones (nobody deletes) and values that are not sets are anomalies.
-fn merge(read: &GetResult, key: &str, history: &History, stats: &mut ClientStats) -> (BTreeSet<String>, Option<String>) {
+fn merge(
+    read: &GetResult,
+    key: &str,
+    history: &History,
+    stats: &mut ClientStats,
+) -> (BTreeSet<String>, Option<String>) {
     let siblings = match read {
         GetResult::Found { sibling, .. } => std::slice::from_ref(sibling),
         GetResult::Siblings { siblings, .. } => {
@@ -209,19 +245,4 @@ fn merge(read: &GetResult, key: &str, history: &History, stats: &mut ClientStats
         }
     }
     (elements, read.context().map(str::to_string))
-}
-
-async fn connect(addr: &str, timeout: Duration) -> Option<Connection> {
-    let mut connection = tokio::time::timeout(timeout, dynamo_client::connect(addr)).await.ok()?.ok()?;
-    connection.set_timeout(timeout);
-    Some(connection)
-}
-
-/// A connection that got an HTTP error status is still in sync and kept;
-/// after a timeout or a transport error it may have a request in flight or
-/// be dead, so it is dropped.
-fn keep_if_usable(connections: &mut HashMap<usize, Connection>, node: usize, connection: Connection, error: &ClientError) {
-    if matches!(error, ClientError::Status { .. }) {
-        connections.insert(node, connection);
-    }
 }
