@@ -179,11 +179,11 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
 /// The one-line result of a run.
 fn summary(label: &str, verdict: &str, result: &RunResult, repair_by_reads: bool) -> String {
     format!(
-        "{label} {verdict}: {} heal->convergence={:.2}s (workload stopped at +{:.2}s, repair by reads {}) nemeses: {} \
+        "{label} {verdict}: {} heal->convergence={:.2}s (workload stopped {}, repair by reads {}) nemeses: {} \
          | reads ok/failed {}/{} writes ok/failed {}/{} reads with siblings {} (max {})",
         result.report.counts(),
         result.heal_to_convergence.as_secs_f64(),
-        result.heal_to_quiet.as_secs_f64(),
+        result.heal_to_quiet.map_or("before the heal".to_string(), |quiet| format!("at +{:.2}s", quiet.as_secs_f64())),
         if repair_by_reads { "on" } else { "off" },
         result.nemeses.describe(),
         result.clients.reads_ok,

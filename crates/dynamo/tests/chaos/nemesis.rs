@@ -185,10 +185,12 @@ impl NemesisCounts {
     }
 }
 
-/// Applies `episodes` until they run out or `stop` is set; heals each
+/// Applies `episodes` until they run out or `stop` is set, healing each
 /// episode's faults before the next. Prints every action with the time
-/// since `started`. An error (a node that crashed by itself or would not
-/// restart, an iptables failure) ends the nemesis; the caller heals.
+/// since `started`. When `stop` comes during an episode, its faults stay in
+/// force; on an error (a node that crashed by itself or would not restart,
+/// an iptables failure) the nemesis ends at once. Either way the caller
+/// heals everything afterwards, which the final heal of a run does anyway.
 pub fn run(
     cluster: &ChaosCluster,
     mut firewall: Option<&mut Firewall>,
@@ -203,24 +205,18 @@ pub fn run(
             break;
         }
         say(episode.describe());
-        let mut applied = Vec::new();
-        let mut outcome = Ok(());
         for fault in &episode.faults {
-            outcome = apply(cluster, firewall.as_deref_mut(), fault);
-            if outcome.is_err() {
-                break;
-            }
+            apply(cluster, firewall.as_deref_mut(), fault)?;
             counts.add(fault.kind());
-            applied.push(fault);
         }
-        if outcome.is_ok() {
-            outcome = hold(cluster, episode.hold, stop);
+        hold(cluster, episode.hold, stop)?;
+        if stop.load(Ordering::SeqCst) {
+            say("stopped; the final heal ends this episode".to_string());
+            break;
         }
-        for fault in applied.iter().rev() {
-            let healed = undo(cluster, firewall.as_deref_mut(), fault);
-            outcome = outcome.and(healed);
+        for fault in episode.faults.iter().rev() {
+            undo(cluster, firewall.as_deref_mut(), fault)?;
         }
-        outcome?;
         say("healed".to_string());
         hold(cluster, episode.quiet, stop)?;
     }

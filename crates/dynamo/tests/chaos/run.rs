@@ -44,8 +44,8 @@ pub struct RunResult {
     /// every key agreed.
     pub heal_to_convergence: Duration,
     /// Time from healing until the last client had stopped (part of
-    /// `heal_to_convergence`).
-    pub heal_to_quiet: Duration,
+    /// `heal_to_convergence`); `None` if they stopped before the heal.
+    pub heal_to_quiet: Option<Duration>,
     /// Faults applied.
     pub nemeses: NemesisCounts,
     /// What the clients saw.
@@ -120,43 +120,53 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
 
     let episodes = nemesis::schedule(seed, ips.len(), kinds, config.workload);
     let stop_nemesis = AtomicBool::new(false);
+    let nemesis_failed = AtomicBool::new(false);
     let nemesis_outcome = std::thread::scope(|scope| {
-        let nemesis =
-            scope.spawn(|| nemesis::run(&cluster, firewall.as_deref_mut(), &episodes, &stop_nemesis, started));
+        let nemesis = scope.spawn(|| {
+            let outcome = nemesis::run(&cluster, firewall.as_deref_mut(), &episodes, &stop_nemesis, started);
+            nemesis_failed.store(outcome.is_err(), Ordering::SeqCst);
+            outcome
+        });
+        // The workload runs its full time even if the schedule ends early
+        // (no nemeses enabled); a failing nemesis ends the run at once.
         let deadline = Instant::now() + config.workload;
-        while Instant::now() < deadline && !nemesis.is_finished() && !interrupted() {
+        while Instant::now() < deadline && !nemesis_failed.load(Ordering::SeqCst) && !interrupted() {
             std::thread::sleep(Duration::from_millis(50));
         }
         stop_nemesis.store(true, Ordering::SeqCst);
         nemesis.join().unwrap_or_else(|_| Err("the nemesis thread panicked".to_string()))
     });
 
-    // Heal everything, whatever the nemesis left.
     let crashed = cluster.check_no_crash();
-    if let Some(firewall) = firewall {
-        firewall.heal()?;
-    }
-    let healed = cluster.heal()?;
-    let healed_at = Instant::now();
-    say(format!("healed: network whole{}", healed.iter().map(|what| format!(", {what}")).collect::<String>()));
-    let nemeses = nemesis_outcome?;
-    crashed?;
+    let nemeses = match (nemesis_outcome, crashed) {
+        (Err(error), _) | (Ok(_), Err(error)) => {
+            // The processes die with the cluster; the rules go now.
+            if let Some(firewall) = firewall {
+                let _ = firewall.heal();
+            }
+            return Err(error);
+        }
+        (Ok(counts), Ok(())) => counts,
+    };
     if interrupted() {
         return Err("interrupted".to_string());
     }
-
-    stop_clients.store(true, Ordering::SeqCst);
+    // Heal everything, whatever the nemesis left; stop the clients after
+    // (the default) or before that.
     let drain = config.request_timeout * 2 + config.think + Duration::from_secs(2);
-    let mut client_stats = ClientStats::default();
-    for client in clients {
-        let stats = runtime
-            .block_on(async { tokio::time::timeout(drain, client).await })
-            .map_err(|_| format!("a client did not stop within {drain:?}"))?
-            .map_err(|error| format!("a client failed: {error}"))?;
-        client_stats.add(&stats);
-    }
-    let heal_to_quiet = healed_at.elapsed();
-    say(format!("workload stopped {:.2} s after healing", heal_to_quiet.as_secs_f64()));
+    let (healed_at, client_stats) = if config.stop_before_heal {
+        let stats = stop(&runtime, clients, &stop_clients, drain)?;
+        say("workload stopped before healing (DYNAMO_CHAOS_STOP_BEFORE_HEAL=1)".to_string());
+        say(heal(&cluster, firewall)?);
+        (Instant::now(), stats)
+    } else {
+        say(heal(&cluster, firewall)?);
+        let healed_at = Instant::now();
+        let stats = stop(&runtime, clients, &stop_clients, drain)?;
+        say(format!("workload stopped {:.2} s after healing", healed_at.elapsed().as_secs_f64()));
+        (healed_at, stats)
+    };
+    let heal_to_quiet = (!config.stop_before_heal).then(|| healed_at.elapsed());
 
     let keys: Vec<String> = (0..config.keys).map(key_name).collect();
     if config.repair_by_reads {
@@ -178,6 +188,36 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     }
     let report = checker::check(&history.snapshot(), &final_sets);
     Ok(RunResult { report, anomalies, heal_to_convergence, heal_to_quiet, nemeses, clients: client_stats })
+}
+
+/// Flushes the partition rules, resumes paused nodes and restarts killed
+/// ones; says what it did.
+fn heal(cluster: &ChaosCluster, firewall: Option<&mut Firewall>) -> Result<String, String> {
+    if let Some(firewall) = firewall {
+        firewall.heal()?;
+    }
+    let healed = cluster.heal()?;
+    Ok(format!("healed: network whole{}", healed.iter().map(|what| format!(", {what}")).collect::<String>()))
+}
+
+/// Tells the clients to stop and waits for each (their requests have
+/// deadlines, so `drain` is generous); sums what they saw.
+fn stop(
+    runtime: &tokio::runtime::Runtime,
+    clients: Vec<tokio::task::JoinHandle<ClientStats>>,
+    stop: &AtomicBool,
+    drain: Duration,
+) -> Result<ClientStats, String> {
+    stop.store(true, Ordering::SeqCst);
+    let mut total = ClientStats::default();
+    for client in clients {
+        let stats = runtime
+            .block_on(async { tokio::time::timeout(drain, client).await })
+            .map_err(|_| format!("a client did not stop within {drain:?}"))?
+            .map_err(|error| format!("a client failed: {error}"))?;
+        total.add(&stats);
+    }
+    Ok(total)
 }
 
 /// Sets the bucket props through any node, retrying while members miss it.
