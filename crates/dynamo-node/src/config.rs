@@ -87,7 +87,10 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// Address of the client HTTP API.
     pub http_addr: Option<SocketAddr>,
-    /// Address of the node-to-node RPC listener.
+    /// Address of the node-to-node RPC listener. When its IP is a specific
+    /// one (not `0.0.0.0` or `::`), the node also sends its own RPC
+    /// connections from that IP, so that peers and firewalls see each node
+    /// under one address (see [`NodeConfig::rpc_outgoing_ip`]).
     pub rpc_addr: Option<SocketAddr>,
     /// Directory for the node's data.
     pub data_dir: Option<PathBuf>,
@@ -442,7 +445,8 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Client HTTP API address.
     pub http_addr: SocketAddr,
-    /// Node-to-node RPC address.
+    /// Node-to-node RPC address (listener, and source of outgoing RPC
+    /// connections when specific: [`NodeConfig::rpc_outgoing_ip`]).
     pub rpc_addr: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
@@ -483,6 +487,27 @@ pub struct NodeConfig {
     pub anti_entropy_max_keys_per_sec: u32,
 }
 
+impl NodeConfig {
+    /// The local IP this node's outgoing RPC connections are bound to: the
+    /// IP of `rpc_addr`, unless that is unspecified (`0.0.0.0` or `::`, the
+    /// OS then picks the source address per route).
+    ///
+    /// Why: a node should look the same to the rest of the cluster whether
+    /// it listens or connects. On one machine this is what lets each node
+    /// of a test cluster have its own loopback address (127.0.0.11,
+    /// 127.0.0.12, ...) and a firewall rule by source and destination
+    /// address cut exactly the links between chosen nodes (the chaos test's
+    /// partitions); without it every connection would come from 127.0.0.1.
+    /// On a real network it keeps a multi-homed host's RPC on the interface
+    /// the operator configured. A specific `rpc_addr` must therefore be an
+    /// address from which the other members are reachable (a loopback
+    /// `rpc_addr` only for clusters on one machine).
+    pub fn rpc_outgoing_ip(&self) -> Option<std::net::IpAddr> {
+        let ip = self.rpc_addr.ip();
+        (!ip.is_unspecified()).then_some(ip)
+    }
+}
+
 impl std::fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Everything but the secret.
@@ -513,6 +538,16 @@ mod tests {
         assert_eq!(config.rpc_addr, DEFAULT_RPC_ADDR.parse().expect("constant"));
         assert_eq!(config.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
         assert_eq!(config.node_id, "node-8080");
+    }
+
+    #[test]
+    fn outgoing_rpc_binds_to_a_specific_rpc_ip_and_not_to_a_wildcard() {
+        let at = |addr: &str| Settings { rpc_addr: Some(addr.parse().expect("addr")), ..Settings::default() };
+        let specific = at("127.0.0.12:9080").resolve().expect("valid");
+        assert_eq!(specific.rpc_outgoing_ip(), Some("127.0.0.12".parse().expect("ip")));
+        assert_eq!(at("0.0.0.0:9080").resolve().expect("valid").rpc_outgoing_ip(), None);
+        assert_eq!(at("[::]:9080").resolve().expect("valid").rpc_outgoing_ip(), None);
+        assert_eq!(at("[::1]:9080").resolve().expect("valid").rpc_outgoing_ip(), Some("::1".parse().expect("ip")));
     }
 
     #[test]

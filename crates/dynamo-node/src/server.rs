@@ -231,7 +231,13 @@ impl Node {
     pub async fn bind_with_clock(config: NodeConfig, wall: Arc<dyn WallClock>) -> Result<Node, ServerError> {
         OsNonce::check().map_err(|error| ServerError::Cluster(format!("cannot read /dev/urandom: {error}")))?;
         let store = open_store(&config)?;
-        let parts = assemble(&config, store, wall, TcpTransport::default(), Arc::new(OsNonce), fresh_actor_id())?;
+        // Outgoing RPC leaves from the node's own RPC IP when it has one, so
+        // peers (and firewall rules) see one address per node.
+        let transport = match config.rpc_outgoing_ip() {
+            Some(ip) => TcpTransport::with_outgoing_ip(ip),
+            None => TcpTransport::new(),
+        };
+        let parts = assemble(&config, store, wall, transport, Arc::new(OsNonce), fresh_actor_id())?;
         let metrics = Arc::new(Metrics::default());
         let api = Arc::new(Api::new(
             parts.coordinator.clone(),
