@@ -927,7 +927,7 @@ pub struct GossipTargets {
 /// rounds or whenever no other member is known.
 pub fn gossip_targets(round: u64, peers: usize, seeds: usize, random: u64) -> GossipTargets {
     let peer = (peers > 0).then(|| (random % peers as u64) as usize);
-    let seed_due = seeds > 0 && (peers == 0 || round % SEED_ROUND_INTERVAL == 0);
+    let seed_due = seeds > 0 && (peers == 0 || round.is_multiple_of(SEED_ROUND_INTERVAL));
     // The high half: independent enough of the low half's choice.
     let seed = seed_due.then(|| ((random >> 32) % seeds as u64) as usize);
     GossipTargets { peer, seed }
@@ -948,7 +948,7 @@ mod tests {
             rpc_addr: format!("10.0.0.{index}:9000"),
             http_addr: Some(format!("10.0.0.{index}:8000")),
             capacity: 1 + (index % 3) as u32,
-            zone: (index % 2 == 0).then(|| format!("z{}", index % 4)),
+            zone: index.is_multiple_of(2).then(|| format!("z{}", index % 4)),
         }
     }
 
@@ -1152,7 +1152,7 @@ mod tests {
             prop_assert_eq!(targets.peer.is_some(), peers > 0);
             prop_assert!(targets.peer.is_none_or(|peer| peer < peers));
             prop_assert!(targets.seed.is_none_or(|seed| seed < seeds));
-            let due = seeds > 0 && (peers == 0 || round % SEED_ROUND_INTERVAL == 0);
+            let due = seeds > 0 && (peers == 0 || round.is_multiple_of(SEED_ROUND_INTERVAL));
             prop_assert_eq!(targets.seed.is_some(), due);
         }
     }

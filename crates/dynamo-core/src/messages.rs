@@ -1027,9 +1027,9 @@ mod tests {
         Announcement {
             id: NodeId::new(format!("n{i}")),
             rpc_addr: format!("h{i}:9000"),
-            http_addr: (i % 2 == 0).then(|| format!("h{i}:8000")),
+            http_addr: i.is_multiple_of(2).then(|| format!("h{i}:8000")),
             capacity: 1 + i as u32 % 3,
-            zone: (i % 3 == 0).then(|| format!("z{i}")),
+            zone: i.is_multiple_of(3).then(|| format!("z{i}")),
         }
     }
 

@@ -150,10 +150,13 @@ fn warn_if_configured_members_differ(config: &NodeConfig, state: &ClusterState) 
     if differ {
         let configured: Vec<&str> = config.members.iter().map(|member| member.id.as_str()).collect();
         let known: Vec<&str> = state.members().map(|member| member.id.as_str()).collect();
-        warn!(?configured, ?known,
-              "the configured member list differs from this node's persisted cluster state; the persisted state \
+        warn!(
+            ?configured,
+            ?known,
+            "the configured member list differs from this node's persisted cluster state; the persisted state \
                wins (a member list only founds a new cluster; add nodes with `dynamo admin join` and `commit`). \
-               The configured addresses still serve as gossip seeds");
+               The configured addresses still serve as gossip seeds"
+        );
     }
 }
 
@@ -349,10 +352,10 @@ pub enum CommitError {
     Plan(#[from] RingError),
     /// The plan would take replicas away and was not forced.
     #[error(
-        "the plan moves {moved} partitions and {lost} of them would lose a replica (for example {examples}); until \
-         partition transfers exist, data there would be reachable only on nodes that no longer replicate it. \
-         Commit is refused. Only an empty cluster can be re-laid: `commit --force` checks that those partitions \
-         hold no data on any member"
+        "commit refused: the plan moves {moved} partitions, which changes the replicas of {lost} partitions (for \
+         example {examples}); until partition transfers exist, data there would stay only on nodes that no longer \
+         replicate it. Only empty partitions can be re-laid: `commit --force` checks that those partitions hold no \
+         data on any member"
     )]
     Unsafe {
         /// Partitions that change owner.
@@ -364,8 +367,8 @@ pub enum CommitError {
     },
     /// Forced, but a partition that would lose a replica holds data.
     #[error(
-        "refused even with --force: partition {partition} holds data on {node}, and {node} would stop replicating \
-         it or its new replicas lack it; moving data needs partition transfers (next release)"
+        "commit refused even with --force: partition {partition} holds data (on {node}) and its replicas would \
+         change; moving data needs partition transfers (not implemented yet)"
     )]
     NotEmpty {
         /// The partition.
@@ -748,6 +751,11 @@ impl Membership {
         let (pushed_to, not_pushed) = self.push_to_members(&after).await;
         let note = if plan.moves.is_empty() {
             "no partition moved".to_string()
+        } else if !lost.is_empty() {
+            format!(
+                "forced: the replicas of {} partitions changed; every one of them was empty on every member",
+                lost.len()
+            )
         } else {
             "partition transfers are not implemented yet: the new replicas receive their data through anti-entropy \
              and read repair only (every node that replicated a partition still does, so no data became \
@@ -851,6 +859,10 @@ fn describe_loss(loss: &ReplicaLoss) -> String {
 
 /// Logs what a change brings: new members, status changes, a new epoch.
 fn log_changes(before: &ClusterState, after: &ClusterState) {
+    if before.cluster_id() != after.cluster_id() {
+        // A join: the whole state is new (logged by the join itself).
+        return;
+    }
     for member in after.members() {
         match before.member(&member.id) {
             None => info!(node = %member.id, status = %member.status, rpc = %member.rpc_addr, "new cluster member"),

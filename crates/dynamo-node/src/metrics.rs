@@ -293,7 +293,13 @@ pub fn render_membership(out: &mut String, node_id: &str, state: &ClusterState, 
     let ok = gossip.exchanges.saturating_sub(gossip.failed);
     let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"ok\"}} {ok}");
     let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"failed\"}} {}", gossip.failed);
-    counter(out, "dynamo_gossip_learned_total", "Gossip exchanges in which this node learned a change.", &node, gossip.learned);
+    counter(
+        out,
+        "dynamo_gossip_learned_total",
+        "Gossip exchanges in which this node learned a change.",
+        &node,
+        gossip.learned,
+    );
 }
 
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {

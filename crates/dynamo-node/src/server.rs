@@ -172,7 +172,8 @@ pub fn assemble<T: Transport>(
     actor: ActorId,
 ) -> Result<NodeParts, ServerError> {
     let dir = config.data_dir.display().to_string();
-    let startup = startup_state(config, &store).map_err(|source| ServerError::Membership { dir: dir.clone(), source })?;
+    let startup =
+        startup_state(config, &store).map_err(|source| ServerError::Membership { dir: dir.clone(), source })?;
     if startup.changed {
         // Buffered: what is written here is the configuration's founding
         // state or this node's own announcement, both recomputed from the

@@ -539,7 +539,12 @@ impl Api {
             self.coordinator.hints().stats(),
         ));
         crate::metrics::render_anti_entropy(&mut body, &self.node_id, &self.anti_entropy.totals());
-        render_membership(&mut body, &self.node_id, self.gossip.membership().cluster().view().state(), &self.gossip.stats());
+        render_membership(
+            &mut body,
+            &self.node_id,
+            self.gossip.membership().cluster().view().state(),
+            &self.gossip.stats(),
+        );
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response

@@ -42,20 +42,38 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub port: u16,
     pub extra_args: Vec<String>,
+    /// Where the process's stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl TestNode {
     /// Starts a single node (n = r = w = 1 defaults) on a fresh port.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> TestNode {
+        Self::start_logged(data_dir, extra_args, None)
+    }
+
+    /// Like [`TestNode::start`], with stderr (the log) appended to `log`.
+    pub fn start_logged(data_dir: &Path, extra_args: &[&str], log: Option<PathBuf>) -> TestNode {
         let mut node = TestNode {
             data_dir: data_dir.to_path_buf(),
             port: free_port(),
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            log,
             child: None,
         };
         node.restart();
         node
+    }
+
+    /// The node's RPC address.
+    pub fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 1000)
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The node's HTTP address.
@@ -67,6 +85,12 @@ impl TestNode {
     /// until it answers `/ping`.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node already running");
+        let stderr = match &self.log {
+            None => Stdio::inherit(),
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the node's log file"),
+            ),
+        };
         let child = Command::new(dynamo_bin())
             .args([
                 "server",
@@ -80,6 +104,7 @@ impl TestNode {
             ])
             .args(&self.extra_args)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn dynamo server");
         self.child = Some(child);
@@ -196,8 +221,13 @@ impl TestCluster {
             ];
             args.extend(members.iter().cloned());
             args.extend(extra_args.iter().map(|arg| arg.to_string()));
-            let mut node =
-                TestNode { data_dir: dir.join(format!("node{index}")), port: *port, extra_args: args, child: None };
+            let mut node = TestNode {
+                data_dir: dir.join(format!("node{index}")),
+                port: *port,
+                extra_args: args,
+                log: None,
+                child: None,
+            };
             node.restart();
             nodes.push(node);
         }
