@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use dynamo_core::membership::{ClusterId, ClusterState, MembershipError, StateDigest, gossip_targets};
+use dynamo_core::membership::{
+    ClusterId, ClusterState, MembershipError, SEED_ROUND_INTERVAL, StateDigest, gossip_targets,
+};
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::ring::NodeId;
 use serde::Serialize;
@@ -131,7 +133,9 @@ impl Gossip {
             interval,
             call_timeout,
             random: Mutex::new(random_seed),
-            round: AtomicU64::new(0),
+            // A random phase, so that nodes started together do not all
+            // call the seeds in the same round.
+            round: AtomicU64::new(random_seed % SEED_ROUND_INTERVAL),
             stats: Mutex::new(GossipStats::default()),
             last_foreign_warning: Mutex::new(None),
         }
