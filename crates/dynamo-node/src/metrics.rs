@@ -348,6 +348,20 @@ mod tests {
     }
 
     #[test]
+    fn membership_gauges_count_members_by_status() {
+        let specs = [(dynamo_core::ring::NodeSpec::new("a", 1), "a:1".to_string())];
+        let state = ClusterState::from_static(8, &specs).expect("state");
+        let gossip = GossipStats { exchanges: 5, failed: 2, learned: 1, ..GossipStats::default() };
+        let mut text = String::new();
+        render_membership(&mut text, "a", &state, &gossip);
+        assert!(text.contains("dynamo_cluster_epoch{node=\"a\"} 1"), "{text}");
+        assert!(text.contains("dynamo_cluster_members{node=\"a\",status=\"member\"} 1"), "{text}");
+        assert!(text.contains("dynamo_cluster_members{node=\"a\",status=\"joining\"} 0"), "{text}");
+        assert!(text.contains("dynamo_gossip_exchanges_total{node=\"a\",result=\"ok\"} 3"), "{text}");
+        assert!(text.contains("dynamo_gossip_learned_total{node=\"a\"} 1"), "{text}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
     }

@@ -10,14 +10,16 @@
 
 use std::sync::Arc;
 
-use dynamo_core::membership::MemberStatus;
+use bytes::Bytes;
+use dynamo_core::membership::{Announcement, MemberStatus};
+use dynamo_core::messages::{Request, Response};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::ActorId;
 use dynamo_node::clock::SystemClock;
 use dynamo_node::config::{EngineKind, MemberSpec, NodeConfig, Settings};
 use dynamo_node::membership::{STATE_KEY, StartupError, startup_state};
 use dynamo_node::server::{NodeParts, ServerError, assemble};
-use dynamo_rpc::{OsNonce, TcpRpcListener, TcpTransport};
+use dynamo_rpc::{ClusterSecret, OsNonce, RpcClient, RpcConfig, TcpRpcListener, TcpTransport};
 use dynamo_storage::{MemoryEngine, Namespace, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -206,4 +208,30 @@ async fn the_persisted_state_wins_over_the_configuration_and_another_q_refuses_t
     store.put(Namespace::Meta, STATE_KEY, b"\x01garbage", dynamo_storage::Durability::Durable).await.expect("put");
     let error = startup_state(&alone, &store).err().expect("refused");
     assert!(error.to_string().contains("unreadable"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
+    let nodes = static_cluster(1).await;
+    let secret = ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret");
+    let config = RpcConfig::new("mallory".to_string(), secret, Arc::new(OsNonce)).expect("config");
+    let client = RpcClient::new(TcpTransport::default(), config);
+    let node = Announcement {
+        id: NodeId::new("node7"),
+        rpc_addr: "127.0.0.1:1".to_string(),
+        http_addr: None,
+        capacity: 1,
+        zone: None,
+    };
+    let request = Request::Join { node, partitions: Q };
+    let addr = nodes[0].config.rpc_addr.to_string();
+    let reply = client
+        .call(&addr, request.method(), Bytes::from(request.encode()), std::time::Duration::from_secs(2))
+        .await
+        .expect("the call itself succeeds");
+    match Response::decode(&reply).expect("response") {
+        Response::Failed { reason } => assert!(reason.contains("authenticated as mallory"), "{reason}"),
+        other => panic!("admitted: {other:?}"),
+    }
+    assert!(nodes[0].status_of("node7").is_none());
 }

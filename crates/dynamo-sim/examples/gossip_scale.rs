@@ -44,6 +44,15 @@ fn main() {
             );
         }
     }
+    println!(
+        "\nState size (what a full-state exchange carries; a digest exchange is a 33-byte message out and 2 bytes back, plus RPC framing):\n"
+    );
+    println!("| nodes | Q | encoded state |");
+    println!("|---:|---:|---:|");
+    for nodes in [10, 100, 1_000] {
+        let state = static_state(nodes);
+        println!("| {nodes} | {} | {} bytes |", state.ring().partitions(), state.encode().len());
+    }
     println!("\nJoin: partitions the plan moves when one equal node joins S equal nodes, against the ideal 1/(S+1).\n");
     println!(
         "| S | Q=256 moved | fraction | ideal 1/(S+1) | replica sets (n=3) changed | Q=1024 moved | fraction | replica sets (n=3) changed |"

@@ -167,6 +167,8 @@ pub struct JoinMoves {
     pub partitions: u32,
     /// Partitions that changed owner.
     pub moved: usize,
+    /// Of those, the ones that went to the new node.
+    pub to_newcomer: usize,
     /// Partitions whose preference list of 3 changed.
     pub replica_sets_changed: usize,
 }
@@ -189,9 +191,11 @@ pub fn join_moves(nodes: usize, partitions: u32) -> JoinMoves {
     let specs = |count: usize| (0..count).map(|index| NodeSpec::new(node_name(index), 1)).collect::<Vec<_>>();
     let old = Ring::new(partitions, specs(nodes)).expect("valid ring");
     let new = old.rebalance(specs(nodes + 1)).expect("valid ring");
-    let moved = old.diff(&new).expect("same Q").len();
+    let moves = old.diff(&new).expect("same Q");
+    let newcomer = NodeId::new(node_name(nodes));
+    let to_newcomer = moves.iter().filter(|step| step.to == newcomer).count();
     let replica_sets_changed = replicas_lost(&old, &new, &[3]).len();
-    JoinMoves { nodes, partitions, moved, replica_sets_changed }
+    JoinMoves { nodes, partitions, moved: moves.len(), to_newcomer, replica_sets_changed }
 }
 
 #[cfg(test)]
@@ -219,10 +223,13 @@ mod tests {
 
     #[test]
     fn a_join_moves_about_one_share_of_the_ring() {
-        for nodes in 3..=8 {
-            let moves = join_moves(nodes, 256);
-            assert!((moves.fraction() - moves.ideal()).abs() < 1.0 / 256.0 + 1e-9, "{moves:?}");
-            assert!(moves.replica_sets_changed > 0, "{moves:?}");
+        for partitions in [256, 1024] {
+            for nodes in 3..=20 {
+                let moves = join_moves(nodes, partitions);
+                assert!((moves.fraction() - moves.ideal()).abs() < 1.0 / f64::from(partitions), "{moves:?}");
+                assert_eq!(moves.to_newcomer, moves.moved, "every move goes to the new node: {moves:?}");
+                assert!(moves.replica_sets_changed > 0, "{moves:?}");
+            }
         }
     }
 }
