@@ -19,18 +19,22 @@ pub fn dynamo_bin() -> &'static str {
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
+/// Lowest port handed out.
+const PORT_BASE: u16 = 10_000;
+/// Ports handed out lie in `PORT_BASE..PORT_BASE + PORT_SPAN`, and their RPC
+/// ports (+1000) below 32,768: under Linux's ephemeral range (32768-60999
+/// by default), where every outgoing connection takes its local port, so
+/// a port checked free here is not taken by a client socket before the
+/// node binds it.
+const PORT_SPAN: u16 = 21_000;
+
 /// A loopback port that was free a moment ago. Ports are handed out from a
 /// per-process range so parallel tests in one binary never pick the same.
 pub fn free_port() -> u16 {
-    let _ = NEXT_PORT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 2_000) as u16 * 10,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    let _ = NEXT_PORT.compare_exchange(0, (std::process::id() % 2_000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let port = 20_000 + port % 40_000;
+        let port = PORT_BASE + port % PORT_SPAN;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 1000)).is_ok() {
             return port;
         }
