@@ -15,6 +15,9 @@
 //! - [`context`]: the opaque, checksummed client context (`X-Dynamo-Context`).
 //! - [`codec`]: the versioned binary encoding of objects for storage and wire.
 //! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
+//! - [`membership`]: the gossiped cluster state (members, their status, the
+//!   committed ring and its epoch), its merge, encoding and the plan of the
+//!   next ring (paper section 4.8).
 //! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
 //! - [`liveness`]: the local failure detector: which peers to route around
@@ -30,6 +33,7 @@ pub mod context;
 pub mod hlc;
 pub mod keys;
 pub mod liveness;
+pub mod membership;
 pub mod merkle;
 pub mod messages;
 pub mod object;

@@ -42,6 +42,10 @@
 //!   the segments strictly increasing, at least one; `resume` is `present u8 | key` (list after it)
 //! - [`METHOD_HINTED_WRITE`] (8): `version | owner len u8 | owner | key | object | mode | durable`
 //! - [`METHOD_REAP`] (9): `version | key | object`
+//! - [`METHOD_GOSSIP`] (10): `version | cluster id 16 bytes | state digest 16 bytes`
+//! - [`METHOD_GOSSIP_PUSH`] (11): `version | state length u32 | state` ([`ClusterState::encode`])
+//! - [`METHOD_JOIN`] (12): `version | id len u8 | id | rpc address len u8 | rpc address | http address (optional
+//!   text) | capacity u32 | zone (optional text) | partitions u32`
 //!
 //! Partitions are below [`MAX_PARTITIONS`] (the node checks its own Q).
 //!
@@ -50,13 +54,15 @@
 //! as a clock and its greatest timestamp u64, or 1 then `status u16 | body length u32 | body`), 3 `Pong`,
 //! 4 `Failed` (`reason length u16 | reason`), 5 `PropsSet`, 6 `MerkleHashes`
 //! (`count u16 | hash 16 bytes *`, at most [`SEGMENTS`]), 7 `MerkleKeys`
-//! (`more u8 | count u16 | (key | digest 16 bytes) *`, at most [`MAX_LISTED_KEYS`]).
+//! (`more u8 | count u16 | (key | digest 16 bytes) *`, at most [`MAX_LISTED_KEYS`]), 8 `ClusterSame`,
+//! 9 `ClusterState` (`state length u32 | state`).
 
 use thiserror::Error;
 
 use crate::codec::{self, CodecError, KIND_TOMBSTONE, KIND_VALUE, Reader};
 use crate::hlc::Hlc;
 use crate::keys::{KeyError, MAX_BUCKET_LEN, MAX_KEY_LEN, MAX_PARTITIONS, ObjectKey};
+use crate::membership::{Announcement, ClusterId, ClusterState, MAX_FIELD_LEN, StateDecodeError, StateDigest};
 use crate::merkle::{NodeHash, ObjectDigest, SEGMENTS, level_width};
 use crate::object::{Payload, VersionedObject};
 use crate::props::{BucketProps, ConflictMode};
@@ -83,8 +89,14 @@ pub const METHOD_MERKLE_KEYS: u16 = 7;
 pub const METHOD_HINTED_WRITE: u16 = 8;
 /// Method of [`Request::Reap`].
 pub const METHOD_REAP: u16 = 9;
+/// Method of [`Request::Gossip`].
+pub const METHOD_GOSSIP: u16 = 10;
+/// Method of [`Request::GossipPush`].
+pub const METHOD_GOSSIP_PUSH: u16 = 11;
+/// Method of [`Request::Join`].
+pub const METHOD_JOIN: u16 = 12;
 /// The last method this build knows.
-const LAST_METHOD: u16 = METHOD_REAP;
+const LAST_METHOD: u16 = METHOD_JOIN;
 
 /// Most `(key, digest)` entries in one [`Response::MerkleKeys`] page. With
 /// the largest keys (about 1.3 KB an entry) a page stays near one RPC frame;
@@ -111,6 +123,8 @@ const RESPONSE_FAILED: u8 = 4;
 const RESPONSE_PROPS_SET: u8 = 5;
 const RESPONSE_MERKLE_HASHES: u8 = 6;
 const RESPONSE_MERKLE_KEYS: u8 = 7;
+const RESPONSE_CLUSTER_SAME: u8 = 8;
+const RESPONSE_CLUSTER_STATE: u8 = 9;
 
 /// Outcome bytes of a `Coordinated` response.
 const OUTCOME_OK: u8 = 0;
@@ -210,6 +224,34 @@ pub enum Request {
         /// page); `None` for the first page.
         after: Option<ObjectKey>,
     },
+    /// Gossip, first step (paper section 4.8): the digest of the sender's
+    /// cluster state. The receiver answers [`Response::ClusterSame`] when
+    /// its own state has the same digest, else [`Response::ClusterState`]
+    /// with its state; a state of another cluster is refused.
+    Gossip {
+        /// The sender's cluster.
+        cluster: ClusterId,
+        /// Digest of the sender's state.
+        digest: StateDigest,
+    },
+    /// Gossip, second step: the sender's state (after merging the
+    /// receiver's), for the receiver to merge. Answered with
+    /// [`Response::ClusterSame`] when the merge gives exactly this state,
+    /// else with the receiver's merged state.
+    GossipPush {
+        /// The sender's state.
+        state: Box<ClusterState>,
+    },
+    /// A node asks to join the cluster: the receiver (a seed) adds it as a
+    /// `joining` member and answers with the cluster state
+    /// ([`Response::ClusterState`]), or refuses with the reason
+    /// ([`Response::Failed`]).
+    Join {
+        /// The joining node as it announces itself.
+        node: Announcement,
+        /// Its configured partition count (must be the cluster's).
+        partitions: u32,
+    },
 }
 
 /// A client's per-request options, relayed as text so that the coordinator
@@ -272,6 +314,15 @@ pub enum Response {
         /// Whether more entries follow (ask again after the last one).
         more: bool,
     },
+    /// Answer to [`Request::Gossip`] and [`Request::GossipPush`]: both
+    /// sides hold the same state.
+    ClusterSame,
+    /// Answer to [`Request::Gossip`], [`Request::GossipPush`] and
+    /// [`Request::Join`]: the receiver's cluster state.
+    ClusterState {
+        /// The state.
+        state: Box<ClusterState>,
+    },
     /// The replica could not serve the request (storage error, corruption).
     /// The reason is at most [`MAX_REASON_LEN`] bytes.
     Failed {
@@ -318,6 +369,9 @@ pub enum MessageError {
     /// The embedded object does not decode.
     #[error("message carries an invalid object: {0}")]
     Object(#[source] CodecError),
+    /// The embedded cluster state does not decode.
+    #[error("message carries an invalid cluster state: {0}")]
+    State(#[source] StateDecodeError),
 }
 
 /// Field readers shared with [`crate::codec`] report in its terms; a
@@ -347,6 +401,9 @@ impl Request {
             Request::Reap { .. } => METHOD_REAP,
             Request::MerkleHashes { .. } => METHOD_MERKLE_HASHES,
             Request::MerkleKeys { .. } => METHOD_MERKLE_KEYS,
+            Request::Gossip { .. } => METHOD_GOSSIP,
+            Request::GossipPush { .. } => METHOD_GOSSIP_PUSH,
+            Request::Join { .. } => METHOD_JOIN,
         }
     }
 
@@ -407,6 +464,19 @@ impl Request {
                     }
                 }
             }
+            Request::Gossip { cluster, digest } => {
+                out.extend_from_slice(&cluster.0);
+                out.extend_from_slice(&digest.0);
+            }
+            Request::GossipPush { state } => encode_state(state, &mut out),
+            Request::Join { node, partitions } => {
+                encode_field(node.id.as_str(), &mut out);
+                encode_field(&node.rpc_addr, &mut out);
+                encode_optional_field(node.http_addr.as_deref(), &mut out);
+                out.extend_from_slice(&node.capacity.to_be_bytes());
+                encode_optional_field(node.zone.as_deref(), &mut out);
+                out.extend_from_slice(&partitions.to_be_bytes());
+            }
         }
         out
     }
@@ -450,6 +520,12 @@ impl Request {
             METHOD_REAP => Request::Reap { key: decode_key(&mut reader)?, tombstone: decode_object(&mut reader)? },
             METHOD_MERKLE_HASHES => decode_merkle_hashes(&mut reader)?,
             METHOD_MERKLE_KEYS => decode_merkle_keys(&mut reader)?,
+            METHOD_GOSSIP => Request::Gossip {
+                cluster: ClusterId(read_16(&mut reader, "cluster id")?),
+                digest: StateDigest(read_16(&mut reader, "state digest")?),
+            },
+            METHOD_GOSSIP_PUSH => Request::GossipPush { state: decode_state(&mut reader)? },
+            METHOD_JOIN => decode_join(&mut reader)?,
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -482,6 +558,11 @@ impl Response {
             }
             Response::Pong => out.push(RESPONSE_PONG),
             Response::PropsSet => out.push(RESPONSE_PROPS_SET),
+            Response::ClusterSame => out.push(RESPONSE_CLUSTER_SAME),
+            Response::ClusterState { state } => {
+                out.push(RESPONSE_CLUSTER_STATE);
+                encode_state(state, &mut out);
+            }
             Response::MerkleHashes { hashes } => {
                 out.push(RESPONSE_MERKLE_HASHES);
                 out.extend_from_slice(&clamped_count(hashes.len()).to_be_bytes());
@@ -527,6 +608,8 @@ impl Response {
             RESPONSE_PROPS_SET => Response::PropsSet,
             RESPONSE_MERKLE_HASHES => decode_hashes_response(&mut reader)?,
             RESPONSE_MERKLE_KEYS => decode_keys_response(&mut reader)?,
+            RESPONSE_CLUSTER_SAME => Response::ClusterSame,
+            RESPONSE_CLUSTER_STATE => Response::ClusterState { state: decode_state(&mut reader)? },
             RESPONSE_FAILED => {
                 let len = usize::from(reader.u16("reason length")?);
                 Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
@@ -758,6 +841,69 @@ fn decode_option(reader: &mut Reader<'_>, what: &'static str) -> Result<Option<S
     decode_text(reader, len, MAX_OPTION_LEN, what).map(Some)
 }
 
+fn encode_state(state: &ClusterState, out: &mut Vec<u8>) {
+    let encoded = state.encode();
+    // Clamping makes an impossible size fail to decode instead of decoding
+    // as something else.
+    out.extend_from_slice(&u32::try_from(encoded.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&encoded);
+}
+
+fn decode_state(reader: &mut Reader<'_>) -> Result<Box<ClusterState>, MessageError> {
+    // The state decoder refuses more than MAX_STATE_BYTES before reading;
+    // here the length is only checked against the bytes present.
+    let len = usize::try_from(reader.u32("state length")?).unwrap_or(usize::MAX);
+    let bytes = reader.take(len, "cluster state")?;
+    ClusterState::decode(bytes).map(Box::new).map_err(MessageError::State)
+}
+
+/// `length u8 | UTF-8`, 1 to [`MAX_FIELD_LEN`] bytes (a longer field gets
+/// length 0, which decoding refuses).
+fn encode_field(text: &str, out: &mut Vec<u8>) {
+    let len = u8::try_from(text.len()).unwrap_or(0);
+    out.push(len);
+    if len > 0 {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+fn encode_optional_field(text: Option<&str>, out: &mut Vec<u8>) {
+    match text {
+        None => out.push(0),
+        Some(text) => {
+            out.push(1);
+            encode_field(text, out);
+        }
+    }
+}
+
+fn decode_field(reader: &mut Reader<'_>, what: &'static str) -> Result<String, MessageError> {
+    let len = usize::from(reader.u8(what)?);
+    if len == 0 {
+        return Err(MessageError::Invalid("empty text field"));
+    }
+    decode_text(reader, len, MAX_FIELD_LEN, what)
+}
+
+fn decode_optional_field(reader: &mut Reader<'_>, what: &'static str) -> Result<Option<String>, MessageError> {
+    if decode_bool(reader, what)? { decode_field(reader, what).map(Some) } else { Ok(None) }
+}
+
+fn decode_join(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let node = Announcement {
+        id: NodeId::new(decode_field(reader, "joining node id")?),
+        rpc_addr: decode_field(reader, "joining node RPC address")?,
+        http_addr: decode_optional_field(reader, "joining node HTTP address")?,
+        capacity: reader.u32("joining node capacity")?,
+        zone: decode_optional_field(reader, "joining node zone")?,
+    };
+    if node.capacity == 0 {
+        return Err(MessageError::Invalid("joining node with capacity 0"));
+    }
+    let partitions = reader.u32("joining node partitions")?;
+    Ok(Request::Join { node, partitions })
+}
+
 fn decode_forwarded_error(reader: &mut Reader<'_>) -> Result<ForwardedError, MessageError> {
     let status = reader.u16("status")?;
     if !(100..=599).contains(&status) {
@@ -787,6 +933,7 @@ mod tests {
 
     use super::*;
     use crate::merkle::LEAF_LEVEL;
+    use crate::ring::NodeSpec;
     use crate::testing::reachable_object;
     use crate::version::ActorId;
 
@@ -853,6 +1000,50 @@ mod tests {
                 version,
             }),
             merkle_request(),
+            membership_request(),
+        ]
+    }
+
+    /// A small cluster state: `members` static nodes, the first `joining`
+    /// of the others joined, and a committed plan when `commit`.
+    fn cluster_state(members: usize, joining: usize, commit: bool) -> ClusterState {
+        let specs: Vec<(NodeSpec, String)> =
+            (0..members).map(|i| (NodeSpec::new(format!("n{i}"), 1), format!("h{i}:9000"))).collect();
+        let mut state = ClusterState::from_static(16, &specs).expect("valid");
+        for i in members..members + joining {
+            let node = announcement(i);
+            state = state.with_joining(&node, 16).expect("join");
+        }
+        if commit
+            && let Ok(plan) = state.plan()
+            && let Ok(next) = state.commit(&plan)
+        {
+            state = next;
+        }
+        state
+    }
+
+    fn announcement(i: usize) -> Announcement {
+        Announcement {
+            id: NodeId::new(format!("n{i}")),
+            rpc_addr: format!("h{i}:9000"),
+            http_addr: i.is_multiple_of(2).then(|| format!("h{i}:8000")),
+            capacity: 1 + i as u32 % 3,
+            zone: i.is_multiple_of(3).then(|| format!("z{i}")),
+        }
+    }
+
+    fn membership_request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(cluster, digest)| Request::Gossip {
+                cluster: ClusterId(cluster),
+                digest: StateDigest(digest)
+            }),
+            (1..4usize, 0..3usize, any::<bool>()).prop_map(|(members, joining, commit)| Request::GossipPush {
+                state: Box::new(cluster_state(members, joining, commit))
+            }),
+            (0..10usize, 1..=MAX_PARTITIONS)
+                .prop_map(|(i, partitions)| Request::Join { node: announcement(i), partitions }),
         ]
     }
 
@@ -899,11 +1090,61 @@ mod tests {
             Just(Response::PropsSet),
             "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
             merkle_response(),
+            Just(Response::ClusterSame),
+            (1..4usize, 0..3usize, any::<bool>()).prop_map(|(members, joining, commit)| Response::ClusterState {
+                state: Box::new(cluster_state(members, joining, commit))
+            }),
         ]
     }
 
     fn key(bucket: &str, key: &[u8]) -> ObjectKey {
         ObjectKey::new(bucket, key).unwrap()
+    }
+
+    #[test]
+    fn gossip_request_layout_is_cluster_id_then_digest() {
+        let request = Request::Gossip { cluster: ClusterId([1; 16]), digest: StateDigest([2; 16]) };
+        assert_eq!(request.method(), METHOD_GOSSIP);
+        let mut expected = vec![1];
+        expected.extend_from_slice(&[1; 16]);
+        expected.extend_from_slice(&[2; 16]);
+        assert_eq!(request.encode(), expected);
+        assert_eq!(Response::ClusterSame.encode(), [1, 8]);
+    }
+
+    #[test]
+    fn states_travel_length_prefixed_and_a_broken_one_is_refused_as_a_state() {
+        let state = cluster_state(2, 1, false);
+        let encoded = state.encode();
+        let push = Request::GossipPush { state: Box::new(state.clone()) };
+        let bytes = push.encode();
+        assert_eq!(&bytes[1..5], &(encoded.len() as u32).to_be_bytes());
+        assert_eq!(&bytes[5..], &encoded[..]);
+        let answer = Response::ClusterState { state: Box::new(state) };
+        assert_eq!(&answer.encode()[..2], &[1, 9]);
+        let mut broken = bytes.clone();
+        broken[5] = 9;
+        assert!(matches!(Request::decode(METHOD_GOSSIP_PUSH, &broken), Err(MessageError::State(_))));
+    }
+
+    #[test]
+    fn join_request_layout_carries_the_announcement_and_q() {
+        let node = Announcement {
+            id: NodeId::new("n4"),
+            rpc_addr: "h:1".to_string(),
+            http_addr: None,
+            capacity: 2,
+            zone: Some("a".to_string()),
+        };
+        let request = Request::Join { node, partitions: 256 };
+        assert_eq!(request.method(), METHOD_JOIN);
+        assert_eq!(request.encode(), [1, 2, b'n', b'4', 3, b'h', b':', b'1', 0, 0, 0, 0, 2, 1, 1, b'a', 0, 0, 1, 0]);
+        let mut zero_capacity = request.encode();
+        zero_capacity[12] = 0;
+        assert!(Request::decode(METHOD_JOIN, &zero_capacity).is_err());
+        let mut empty_id = request.encode();
+        empty_id[1] = 0;
+        assert!(Request::decode(METHOD_JOIN, &empty_id).is_err());
     }
 
     #[test]
@@ -962,7 +1203,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 9]), Err(MessageError::UnknownResponse(9)));
+        assert_eq!(Response::decode(&[1, 10]), Err(MessageError::UnknownResponse(10)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),

@@ -103,6 +103,37 @@ impl BucketRegistry {
         Ok(stored)
     }
 
+    /// The props of buckets that have their own: `(bucket, props,
+    /// version)` in bucket order. Stored props that do not parse are left
+    /// out (a request to their bucket reports them).
+    pub fn stored(&self) -> Result<Vec<(String, BucketProps, u64)>, PropsStoreError> {
+        let prefix = PROPS_KEY_PREFIX.as_bytes();
+        let mut all = Vec::new();
+        let mut start = prefix.to_vec();
+        loop {
+            let page = self.store.scan(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
+            for (key, bytes) in &page {
+                let bucket = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                if let Ok(stored) = parse_stored(bytes) {
+                    all.push((bucket, stored.props, stored.version));
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == PROPS_SCAN_PAGE => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// The props of buckets without their own (this node's configured
+    /// defaults).
+    pub fn defaults(&self) -> BucketProps {
+        self.defaults
+    }
+
     /// The largest n of any bucket: the default, or one stored with a
     /// bucket's props. Stored props that do not parse are left out (a
     /// request to their bucket reports them).

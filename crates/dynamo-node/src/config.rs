@@ -54,6 +54,11 @@ pub const MAX_ANTI_ENTROPY_INTERVAL_MS: u64 = 86_400_000;
 pub const DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC: u32 = 1_000;
 /// Highest repair rate accepted.
 pub const MAX_ANTI_ENTROPY_KEYS_PER_SEC: u32 = 1_000_000;
+/// Default time between two gossip rounds: the paper's one second. A
+/// round in sync costs one round trip of about 50 bytes each way.
+pub const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 1_000;
+/// Most seed addresses a node is configured with.
+pub const MAX_SEEDS: usize = 64;
 
 /// Which storage engine holds the node's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +153,14 @@ pub struct Settings {
     pub anti_entropy_interval_ms: Option<u64>,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Milliseconds between two gossip rounds; 0 disables gossip.
+    pub gossip_interval_ms: Option<u64>,
+    /// RPC addresses of seed nodes, contacted by gossip every few rounds
+    /// besides random members (the static members are seeds too).
+    pub seeds: Option<Vec<String>>,
+    /// RPC address of a member to join through, on a node's first start
+    /// (a node that already belongs to a cluster ignores it).
+    pub join: Option<String>,
 }
 
 /// One member of the cluster as configured.
@@ -260,6 +273,9 @@ impl Settings {
             tombstone_gc_interval_ms: over.tombstone_gc_interval_ms.or(self.tombstone_gc_interval_ms),
             anti_entropy_interval_ms: over.anti_entropy_interval_ms.or(self.anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec: over.anti_entropy_max_keys_per_sec.or(self.anti_entropy_max_keys_per_sec),
+            gossip_interval_ms: over.gossip_interval_ms.or(self.gossip_interval_ms),
+            seeds: over.seeds.or(self.seeds),
+            join: over.join.or(self.join),
         }
     }
 
@@ -335,7 +351,45 @@ impl Settings {
                 format!("{anti_entropy_max_keys_per_sec} is out of range 1..={MAX_ANTI_ENTROPY_KEYS_PER_SEC}"),
             ));
         }
+        let gossip_interval_ms = self.gossip_interval_ms.unwrap_or(DEFAULT_GOSSIP_INTERVAL_MS);
+        if gossip_interval_ms != 0 && !(10..=3_600_000).contains(&gossip_interval_ms) {
+            return Err(invalid(
+                "gossip_interval_ms",
+                format!("{gossip_interval_ms} is out of range 10..=3600000 (0 disables gossip)"),
+            ));
+        }
+        let seeds = self.seeds.unwrap_or_default();
+        if seeds.len() > MAX_SEEDS {
+            return Err(invalid("seeds", format!("{} seeds given; at most {MAX_SEEDS}", seeds.len())));
+        }
+        if let Some(bad) = seeds.iter().chain(&self.join).find(|addr| !is_host_port(addr)) {
+            return Err(invalid("seeds/join", format!("{bad:?} is not HOST:PORT (a node's RPC address)")));
+        }
         let cluster_secret = resolve_secret(self.cluster_secret, self.cluster_secret_file.as_deref())?;
+        if let Some(seed) = &self.join {
+            if members.len() > 1 {
+                return Err(invalid(
+                    "join",
+                    format!(
+                        "join {seed} with a member list: a joining node learns the members from the cluster; \
+                         give either --join or --member, not both"
+                    ),
+                ));
+            }
+            if rpc_addr.ip().is_unspecified() {
+                return Err(invalid(
+                    "rpc_addr",
+                    format!("{rpc_addr} is not an address other nodes can reach; a joining node announces it"),
+                ));
+            }
+            if cluster_secret.is_none() {
+                return Err(invalid(
+                    "cluster_secret_file",
+                    "joining a cluster needs its shared secret: set cluster_secret_file or DYNAMO_CLUSTER_SECRET"
+                        .to_string(),
+                ));
+            }
+        }
         if members.len() > 1 && cluster_secret.is_none() {
             return Err(invalid(
                 "cluster_secret_file",
@@ -367,8 +421,17 @@ impl Settings {
             tombstone_gc_interval: Duration::from_millis(tombstone_gc_interval_ms),
             anti_entropy_interval: Duration::from_millis(anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec,
+            gossip_interval: Duration::from_millis(gossip_interval_ms),
+            seeds,
+            join: self.join,
         })
     }
+}
+
+/// Whether `text` looks like `HOST:PORT` with a numeric port.
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        && text.len() <= dynamo_core::membership::MAX_FIELD_LEN
 }
 
 /// Shortest accepted cluster secret, in bytes.
@@ -485,6 +548,13 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: u32,
+    /// Time between gossip rounds; zero: no gossip rounds (the node still
+    /// answers its peers').
+    pub gossip_interval: Duration,
+    /// Seed RPC addresses besides the static members.
+    pub seeds: Vec<String>,
+    /// RPC address of a member to join through on first start.
+    pub join: Option<String>,
 }
 
 impl NodeConfig {
@@ -522,6 +592,9 @@ impl std::fmt::Debug for NodeConfig {
             .field("members", &self.members)
             .field("anti_entropy_interval", &self.anti_entropy_interval)
             .field("anti_entropy_max_keys_per_sec", &self.anti_entropy_max_keys_per_sec)
+            .field("gossip_interval", &self.gossip_interval)
+            .field("seeds", &self.seeds)
+            .field("join", &self.join)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
@@ -600,6 +673,36 @@ mod tests {
         assert!(error.to_string().contains("default_n/r/w/dw"), "{error}");
         let settings = Settings { partitions: Some(100), ..Settings::default() };
         assert!(settings.resolve().expect_err("not a power of two").to_string().contains("partitions"));
+    }
+
+    #[test]
+    fn membership_settings_parse_and_a_joining_node_needs_a_secret_and_no_member_list() {
+        let config = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(config.gossip_interval, Duration::from_millis(DEFAULT_GOSSIP_INTERVAL_MS));
+        assert!(config.seeds.is_empty() && config.join.is_none());
+        let file: Settings =
+            toml::from_str("gossip_interval_ms = 250\nseeds = [\"10.0.0.1:9080\"]\njoin = \"10.0.0.1:9080\"\ncluster_secret = \"0123456789abcdef\"")
+                .expect("valid toml");
+        let config = file.clone().resolve().expect("valid");
+        assert_eq!(config.gossip_interval, Duration::from_millis(250));
+        assert_eq!(config.seeds, ["10.0.0.1:9080"]);
+        assert_eq!(config.join.as_deref(), Some("10.0.0.1:9080"));
+        let no_secret = Settings { cluster_secret: None, ..file.clone() };
+        assert!(no_secret.resolve().expect_err("no secret").to_string().contains("secret"));
+        let with_members = Settings {
+            node_id: Some("a".into()),
+            members: Some(vec!["a=127.0.0.1:1".parse().expect("valid"), "b=127.0.0.1:2".parse().expect("valid")]),
+            ..file.clone()
+        };
+        assert!(with_members.resolve().expect_err("both").to_string().contains("not both"));
+        let bad_seed = Settings { seeds: Some(vec!["nohost".into()]), ..file.clone() };
+        assert!(bad_seed.resolve().expect_err("bad seed").to_string().contains("HOST:PORT"));
+        let unreachable = Settings { rpc_addr: Some("0.0.0.0:9080".parse().expect("addr")), ..file };
+        assert!(unreachable.resolve().expect_err("0.0.0.0").to_string().contains("rpc_addr"));
+        let too_fast = Settings { gossip_interval_ms: Some(5), ..Settings::default() };
+        assert!(too_fast.resolve().expect_err("5 ms").to_string().contains("gossip_interval_ms"));
+        let off = Settings { gossip_interval_ms: Some(0), ..Settings::default() };
+        assert!(off.resolve().expect("0 disables").gossip_interval.is_zero());
     }
 
     #[test]

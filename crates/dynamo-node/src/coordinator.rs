@@ -539,13 +539,8 @@ impl Coordinator {
     pub async fn set_props(&self, bucket: &str, patch: &PropsPatch) -> Result<BucketProps, CoordinatorError> {
         let version = self.replica.timestamp();
         let props = self.buckets.update(bucket, patch, version).await?;
-        let members: Vec<NodeId> = self
-            .cluster
-            .ring()
-            .nodes()
-            .map(|spec| spec.id.clone())
-            .filter(|node| node != self.cluster.local())
-            .collect();
+        // Every member, joining ones included: they coordinate requests too.
+        let members: Vec<NodeId> = self.cluster.others();
         let request = Request::SetProps { bucket: bucket.to_string(), props, version };
         let mut answers = self.send_to_all(&members, &request, Instant::now() + self.default_timeout);
         let mut outcomes =
@@ -852,9 +847,12 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
         request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => {
             crate::anti_entropy::serve(replica.index(), request)
         }
-        Request::Coordinate { .. } | Request::SetProps { .. } | Request::HintedWrite { .. } => {
-            Err("not a replica request; the node handler serves it".to_string())
-        }
+        Request::Coordinate { .. }
+        | Request::SetProps { .. }
+        | Request::HintedWrite { .. }
+        | Request::Gossip { .. }
+        | Request::GossipPush { .. }
+        | Request::Join { .. } => Err("not a replica request; the node handler serves it".to_string()),
     }
 }
 
@@ -874,6 +872,8 @@ fn response_name(response: &Response) -> &'static str {
         Response::PropsSet => "PropsSet",
         Response::MerkleHashes { .. } => "MerkleHashes",
         Response::MerkleKeys { .. } => "MerkleKeys",
+        Response::ClusterSame => "ClusterSame",
+        Response::ClusterState { .. } => "ClusterState",
         Response::Failed { .. } => "Failed",
     }
 }

@@ -46,14 +46,26 @@ pub struct PeerReport {
 pub struct FailureDetector {
     liveness: Mutex<Liveness>,
     started: Instant,
-    peers: Vec<NodeId>,
+    /// The peers reported, in id order: the other members, replaced when
+    /// membership changes ([`FailureDetector::set_peers`]).
+    peers: Mutex<Vec<NodeId>>,
 }
 
 impl FailureDetector {
     /// A detector for `peers` (the other members), all up until a call says
     /// otherwise.
     pub fn new(policy: LivenessPolicy, peers: Vec<NodeId>) -> Self {
-        Self { liveness: Mutex::new(Liveness::new(policy)), started: Instant::now(), peers }
+        Self { liveness: Mutex::new(Liveness::new(policy)), started: Instant::now(), peers: Mutex::new(peers) }
+    }
+
+    /// Replaces the peers reported (membership changed). What was learned
+    /// about a peer is kept; a peer never called is up.
+    pub fn set_peers(&self, peers: Vec<NodeId>) {
+        *self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = peers;
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Records the outcome of a call to `node`, logging a change of state.
@@ -88,15 +100,17 @@ impl FailureDetector {
 
     /// Whether any peer is down.
     pub fn any_down(&self) -> bool {
+        let peers = self.peers();
         let liveness = self.lock();
-        self.peers.iter().any(|node| !liveness.is_up(node))
+        peers.iter().any(|node| !liveness.is_up(node))
     }
 
     /// Every peer, in id order, as the admin API shows it.
     pub fn report(&self) -> Vec<PeerReport> {
         let now_ms = self.now_ms();
+        let peers = self.peers();
         let liveness = self.lock();
-        self.peers
+        peers
             .iter()
             .map(|node| match liveness.view(node) {
                 None => PeerReport {

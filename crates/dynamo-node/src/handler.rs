@@ -2,7 +2,8 @@
 //! merges of this node's copies, hints held for unreachable replicas,
 //! writes forwarded here to coordinate, and the questions of another
 //! replica's anti-entropy exchange (tree hashes, key listings:
-//! [`crate::anti_entropy::serve`]).
+//! [`crate::anti_entropy::serve`]), and membership: gossip exchanges
+//! ([`crate::gossip`]) and joins ([`crate::membership`]).
 //! Every request is decoded with the checked codec of
 //! [`dynamo_core::messages`]; a malformed one is refused, never guessed at.
 
@@ -15,21 +16,41 @@ use dynamo_storage::Durability;
 use tracing::warn;
 
 use crate::coordinator::{Coordinator, RequestOptions, serve_locally};
+use crate::gossip::Gossip;
 use crate::http::coordinator_error_parts;
 
 /// The node's RPC request handler.
 pub struct NodeHandler {
     coordinator: Arc<Coordinator>,
+    gossip: Option<Arc<Gossip>>,
 }
 
 impl NodeHandler {
-    /// A handler serving `coordinator`'s replica.
+    /// A handler serving `coordinator`'s replica (and no membership
+    /// requests: see [`NodeHandler::with_gossip`]).
     pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator }
+        Self { coordinator, gossip: None }
     }
 
-    async fn serve(&self, request: Request) -> Response {
+    /// The same handler also serving gossip and joins.
+    pub fn with_gossip(self, gossip: Arc<Gossip>) -> Self {
+        Self { gossip: Some(gossip), ..self }
+    }
+
+    async fn serve(&self, peer: &str, request: Request) -> Response {
         match request {
+            Request::Gossip { cluster, digest } => match &self.gossip {
+                Some(gossip) => gossip.serve_digest(peer, cluster, digest),
+                None => not_served(),
+            },
+            Request::GossipPush { state } => match &self.gossip {
+                Some(gossip) => gossip.serve_push(peer, &state).await,
+                None => not_served(),
+            },
+            Request::Join { node, partitions } => match &self.gossip {
+                Some(gossip) => gossip.membership().admit(peer, &node, partitions).await,
+                None => not_served(),
+            },
             Request::Coordinate { key, context, payload, options } => {
                 let options = RequestOptions::from(options);
                 let outcome = self.coordinator.put_forwarded(&key, &context, payload, &options).await;
@@ -81,7 +102,7 @@ impl dynamo_rpc::Handler for NodeHandler {
         let peer = peer.to_string();
         async move {
             match decoded {
-                Ok(request) => Ok(Bytes::from(self.serve(request).await.encode())),
+                Ok(request) => Ok(Bytes::from(self.serve(&peer, request).await.encode())),
                 Err(error) => {
                     warn!(%peer, %error, "refused a malformed request");
                     Err(format!("malformed request: {error}"))
@@ -89,4 +110,8 @@ impl dynamo_rpc::Handler for NodeHandler {
             }
         }
     }
+}
+
+fn not_served() -> Response {
+    Response::Failed { reason: "this node does not serve membership requests".to_string() }
 }

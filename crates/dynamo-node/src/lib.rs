@@ -22,12 +22,16 @@
 //!   section 4.6).
 //! - [`tombstones`]: when a delete's tombstone may be collected, and the
 //!   collector that reaps it on every replica at once.
+//! - [`membership`]: this node's cluster state (members, committed ring),
+//!   persisted, and the operations that change it: join, plan, commit
+//!   (paper section 4.8); [`gossip`] spreads it.
 //!
 //! In the background: [`anti_entropy`] keeps a Merkle tree per partition in
 //! step with the replica and periodically compares it with another
 //! replica's, repairing the keys that differ (paper section 4.7).
 //!
-//! Alongside: [`cluster`] (members and the ring), [`config`] (settings from
+//! Alongside: [`cluster`] (the live view of members and ring that every
+//! part reads), [`config`] (settings from
 //! file and flags), [`metrics`]
 //! (Prometheus), [`clock`] (the injected wall clock).
 
@@ -38,10 +42,12 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod failure_detector;
+pub mod gossip;
 pub mod handler;
 pub mod hint_delivery;
 pub mod hints;
 pub mod http;
+pub mod membership;
 pub mod metrics;
 pub mod peers;
 pub mod replica;

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use dynamo_storage::StoreStats;
 
+use dynamo_core::membership::{ClusterState, MemberStatus};
+
 use crate::anti_entropy::AntiEntropyTotals;
 use crate::failure_detector::PeerReport;
+use crate::gossip::GossipStats;
 use crate::hints::HintStats;
 
 /// Upper bounds of the latency buckets, in seconds: fine below 10 ms where a
@@ -272,6 +275,33 @@ pub fn render_anti_entropy(out: &mut String, node_id: &str, totals: &AntiEntropy
     }
 }
 
+/// Appends the membership gauges (committed epoch, members by status) and
+/// gossip counters to a rendering.
+pub fn render_membership(out: &mut String, node_id: &str, state: &ClusterState, gossip: &GossipStats) {
+    let node = escape_label(node_id);
+    gauge(out, "dynamo_cluster_epoch", "Epoch of the committed ring this node routes by.", &node, state.epoch());
+    let name = "dynamo_cluster_members";
+    let _ = writeln!(out, "# HELP {name} Member records this node knows, by status.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for status in [MemberStatus::Joining, MemberStatus::Member, MemberStatus::Leaving, MemberStatus::Removed] {
+        let count = state.members().filter(|member| member.status == status).count();
+        let _ = writeln!(out, "{name}{{node=\"{node}\",status=\"{status}\"}} {count}");
+    }
+    let name = "dynamo_gossip_exchanges_total";
+    let _ = writeln!(out, "# HELP {name} Gossip exchanges this node started, by result.");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let ok = gossip.exchanges.saturating_sub(gossip.failed);
+    let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"ok\"}} {ok}");
+    let _ = writeln!(out, "{name}{{node=\"{node}\",result=\"failed\"}} {}", gossip.failed);
+    counter(
+        out,
+        "dynamo_gossip_learned_total",
+        "Gossip exchanges in which this node learned a change.",
+        &node,
+        gossip.learned,
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");
@@ -315,6 +345,20 @@ mod tests {
         assert!(text.contains("dynamo_anti_entropy_exchanges_total{node=\"n1\",result=\"ok\"} 4"), "{text}");
         assert!(text.contains("dynamo_anti_entropy_exchanges_total{node=\"n1\",result=\"failed\"} 1"), "{text}");
         assert!(text.contains("dynamo_anti_entropy_keys_repaired_total{node=\"n1\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn membership_gauges_count_members_by_status() {
+        let specs = [(dynamo_core::ring::NodeSpec::new("a", 1), "a:1".to_string())];
+        let state = ClusterState::from_static(8, &specs).expect("state");
+        let gossip = GossipStats { exchanges: 5, failed: 2, learned: 1, ..GossipStats::default() };
+        let mut text = String::new();
+        render_membership(&mut text, "a", &state, &gossip);
+        assert!(text.contains("dynamo_cluster_epoch{node=\"a\"} 1"), "{text}");
+        assert!(text.contains("dynamo_cluster_members{node=\"a\",status=\"member\"} 1"), "{text}");
+        assert!(text.contains("dynamo_cluster_members{node=\"a\",status=\"joining\"} 0"), "{text}");
+        assert!(text.contains("dynamo_gossip_exchanges_total{node=\"a\",result=\"ok\"} 3"), "{text}");
+        assert!(text.contains("dynamo_gossip_learned_total{node=\"a\"} 1"), "{text}");
     }
 
     #[test]

@@ -27,6 +27,15 @@ pub trait Peers: Send + Sync + 'static {
     /// human-readable reason (unreachable, timeout, refused...), reported in
     /// quorum diagnostics.
     fn call<'a>(&'a self, node: &'a NodeId, request: Request, timeout: Duration) -> PeerFuture<'a>;
+
+    /// Sends `request` to the RPC listener at `addr`, whoever it is: a seed
+    /// known only by address, or a cluster to join. Not watched by the
+    /// failure detector (the address may be no member). The default
+    /// refuses: a transport that has no addresses cannot do it.
+    fn call_addr<'a>(&'a self, addr: &'a str, request: Request, timeout: Duration) -> PeerFuture<'a> {
+        let _ = (request, timeout);
+        Box::pin(async move { Err(format!("cannot call {addr}: these peers are reached by node id only")) })
+    }
 }
 
 /// [`Peers`] over the RPC protocol. Every call's outcome feeds the failure
@@ -54,10 +63,19 @@ impl<T: Transport> Peers for RpcPeers<T> {
             }
             let method = request.method();
             let body = Bytes::from(request.encode());
-            let result = self.client.call(addr, method, body, timeout).await;
+            let result = self.client.call(&addr, method, body, timeout).await;
             self.detector.record_rpc(node, &result);
             let reply = result.map_err(|error| error.to_string())?;
             Response::decode(&reply).map_err(|error| format!("unreadable reply from {node}: {error}"))
+        })
+    }
+
+    fn call_addr<'a>(&'a self, addr: &'a str, request: Request, timeout: Duration) -> PeerFuture<'a> {
+        Box::pin(async move {
+            let method = request.method();
+            let body = Bytes::from(request.encode());
+            let reply = self.client.call(addr, method, body, timeout).await.map_err(|error| error.to_string())?;
+            Response::decode(&reply).map_err(|error| format!("unreadable reply from {addr}: {error}"))
         })
     }
 }

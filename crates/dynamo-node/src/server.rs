@@ -1,6 +1,8 @@
-//! Starting and stopping a node: open storage, build the anti-entropy
-//! trees (one scan), the replica, coordinator and API, accept HTTP
-//! connections, run the anti-entropy scheduler, and on shutdown stop
+//! Starting and stopping a node: open storage, load the cluster state
+//! (persisted, or founded from the configuration), build the anti-entropy
+//! trees (one scan), the replica, coordinator, membership and API, accept
+//! HTTP connections, run the anti-entropy scheduler and gossip, and on
+//! shutdown stop
 //! accepting, let in-flight requests finish (up to a grace period), stop
 //! the scheduler, then fsync and close storage. The process-level signal
 //! handling lives in the binary; this module takes a shutdown future so
@@ -30,14 +32,16 @@ use dynamo_rpc::{ClusterSecret, NonceSource, OsNonce, RpcClient, RpcConfig, TcpR
 use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig, MerkleIndex};
 use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, announcement};
 use crate::config::{EngineKind, NodeConfig};
 use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::failure_detector::FailureDetector;
+use crate::gossip::{Gossip, GossipParts};
 use crate::handler::NodeHandler;
 use crate::hint_delivery::{DeliveryParts, HintDelivery};
 use crate::hints::HintStore;
 use crate::http::Api;
+use crate::membership::{Membership, MembershipParts, STATE_KEY, StartupError, startup_state};
 use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
@@ -76,6 +80,14 @@ pub enum ServerError {
     /// The cluster configuration is unusable (ring, secret, names).
     #[error("cluster configuration: {0}")]
     Cluster(String),
+    /// The cluster state could not be loaded or founded.
+    #[error("cluster state in {dir}: {source}")]
+    Membership {
+        /// The data directory.
+        dir: String,
+        /// What failed.
+        source: StartupError,
+    },
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source} (is another node using the port?)")]
     Bind {
@@ -103,6 +115,10 @@ pub struct NodeParts {
     /// The anti-entropy service; its scheduler ([`AntiEntropy::run`]) is
     /// started by whoever runs the node ([`Node::run`], the simulation).
     pub anti_entropy: Arc<AntiEntropy>,
+    /// The membership service (cluster state, join, plan, commit).
+    pub membership: Arc<Membership>,
+    /// Gossip; its rounds run with the background tasks.
+    pub gossip: Arc<Gossip>,
     /// The background work of the node (probing down peers, delivering
     /// hints), not yet started: see [`NodeParts::spawn_background`].
     pub background: Option<Background>,
@@ -117,6 +133,9 @@ pub struct Background {
     probe_interval: std::time::Duration,
     hint_delivery_interval: std::time::Duration,
     tombstone_gc_interval: std::time::Duration,
+    gossip: Arc<Gossip>,
+    membership: Arc<Membership>,
+    join: Option<String>,
 }
 
 impl NodeParts {
@@ -127,11 +146,16 @@ impl NodeParts {
         let Some(background) = self.background.take() else {
             return Vec::new();
         };
-        vec![
+        let mut tasks = vec![
             tokio::spawn(background.detector.run_probes(background.peers, background.probe_interval)),
             tokio::spawn(background.delivery.run(background.hint_delivery_interval)),
             tokio::spawn(background.collector.run(background.tombstone_gc_interval)),
-        ]
+            tokio::spawn(background.gossip.run()),
+        ];
+        if let Some(seed) = background.join {
+            tasks.push(tokio::spawn(background.membership.run_join(seed)));
+        }
+        tasks
     }
 }
 
@@ -147,15 +171,31 @@ pub fn assemble<T: Transport>(
     nonces: Arc<dyn NonceSource>,
     actor: ActorId,
 ) -> Result<NodeParts, ServerError> {
-    let cluster = Cluster::from_config(config).map_err(|error| ServerError::Cluster(error.to_string()))?;
+    let dir = config.data_dir.display().to_string();
+    let startup =
+        startup_state(config, &store).map_err(|source| ServerError::Membership { dir: dir.clone(), source })?;
+    if startup.changed {
+        // Buffered: what is written here is the configuration's founding
+        // state or this node's own announcement, both recomputed from the
+        // configuration at the next start if a power loss drops them.
+        // Changes learned from others are written durably (membership).
+        store
+            .put_buffered(dynamo_storage::Namespace::Meta, STATE_KEY, &startup.state.encode())
+            .map_err(|source| ServerError::Storage { dir: dir.clone(), source })?;
+    }
+    info!(cluster = %startup.state.cluster_id(), epoch = startup.state.epoch(),
+          members = startup.state.members().count(), persisted = startup.persisted, "cluster state loaded");
+    let cluster = Cluster::new(NodeId::new(config.node_id.clone()), startup.state);
     // A cluster of one needs no secret; it gets a random one nobody knows,
     // so its RPC port refuses everyone.
     let secret_bytes = config.cluster_secret.clone().unwrap_or_else(|| nonces.nonce().to_vec());
     let secret = ClusterSecret::new(secret_bytes).map_err(|error| ServerError::Cluster(error.to_string()))?;
+    // Gossip picks its peers with bits from the injected source, so the
+    // simulation replays them.
+    let gossip_seed = u64::from_be_bytes(nonces.nonce()[..8].try_into().unwrap_or([0; 8]));
     let rpc_config = RpcConfig::new(config.node_id.clone(), secret, nonces)
         .map_err(|error| ServerError::Cluster(error.to_string()))?;
-    let others: Vec<NodeId> =
-        cluster.ring().nodes().map(|spec| spec.id.clone()).filter(|node| node != cluster.local()).collect();
+    let others = cluster.others();
     let policy = LivenessPolicy {
         probe_interval_ms: u64::try_from(config.probe_interval.as_millis()).unwrap_or(u64::MAX),
         ..LivenessPolicy::default()
@@ -182,7 +222,32 @@ pub fn assemble<T: Transport>(
         hints: hints.clone(),
         default_timeout: config.request_timeout,
     }));
-    let handler = Arc::new(NodeHandler::new(coordinator.clone()));
+    let membership = Arc::new(Membership::new(MembershipParts {
+        cluster: cluster.clone(),
+        store: store.clone(),
+        detector: detector.clone(),
+        peers: peers.clone(),
+        coordinator: coordinator.clone(),
+        announcement: announcement(config),
+        call_timeout: config.request_timeout,
+    }));
+    if let Some(seed) = &config.join {
+        // Refuse data requests from the start, not once the join task runs.
+        membership.expect_join(seed);
+    }
+    let own_addr = announcement(config).rpc_addr;
+    let seeds = config.members.iter().map(|member| member.rpc_addr.clone()).chain(config.seeds.iter().cloned());
+    let gossip = Arc::new(Gossip::new(GossipParts {
+        membership: membership.clone(),
+        peers: peers.clone(),
+        detector: detector.clone(),
+        seeds: seeds.chain(config.join.iter().cloned()).collect(),
+        own_addr,
+        interval: config.gossip_interval,
+        call_timeout: config.request_timeout,
+        random_seed: gossip_seed,
+    }));
+    let handler = Arc::new(NodeHandler::new(coordinator.clone()).with_gossip(gossip.clone()));
     let anti_entropy = Arc::new(AntiEntropy::new(
         coordinator.clone(),
         wall.clone(),
@@ -207,8 +272,21 @@ pub fn assemble<T: Transport>(
         probe_interval: config.probe_interval,
         hint_delivery_interval: config.hint_delivery_interval,
         tombstone_gc_interval: config.tombstone_gc_interval,
+        gossip: gossip.clone(),
+        membership: membership.clone(),
+        join: config.join.clone(),
     };
-    Ok(NodeParts { coordinator, handler, rpc_config, store, actor, anti_entropy, background: Some(background) })
+    Ok(NodeParts {
+        coordinator,
+        handler,
+        rpc_config,
+        store,
+        actor,
+        anti_entropy,
+        membership,
+        gossip,
+        background: Some(background),
+    })
 }
 
 /// A node that has opened its storage and bound its listeners.
@@ -242,6 +320,7 @@ impl Node {
         let api = Arc::new(Api::new(
             parts.coordinator.clone(),
             parts.anti_entropy.clone(),
+            parts.gossip.clone(),
             metrics,
             config.node_id.clone(),
             config.max_value_bytes,
@@ -266,9 +345,9 @@ impl Node {
         let Node { config, listener, rpc_listener, api, parts } = self;
         let mut parts = parts;
         let background = parts.spawn_background();
-        let NodeParts { handler, rpc_config, store, actor, anti_entropy, .. } = parts;
+        let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, .. } = parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-              rpc = %config.rpc_addr, members = config.members.len(), engine = store.engine_name(), %actor,
+              rpc = %config.rpc_addr, members = membership.cluster().view().state().members().count(), engine = store.engine_name(), %actor,
               "node serving");
         let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
         let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, stopped(rpc_stopped)));

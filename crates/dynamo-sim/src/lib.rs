@@ -21,6 +21,9 @@
 //! - [`check`]: the invariants.
 //! - [`log`]: the history and the trace.
 //! - [`rng`]: SplitMix64, the only source of randomness.
+//! - [`gossip_scale`]: apart from the turmoil runs, a pure simulator of
+//!   membership gossip at 10 to 1,000 nodes (rounds until a change is
+//!   everywhere) and of what a join moves.
 //!
 //! ## Fault model
 //! Per seed: partitions between node pairs (dropping or holding
@@ -64,6 +67,7 @@
 pub mod check;
 pub mod clock;
 pub mod faults;
+pub mod gossip_scale;
 pub mod harness;
 pub mod log;
 pub mod node;

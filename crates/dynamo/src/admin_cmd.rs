@@ -1,11 +1,28 @@
 //! `dynamo admin ...`: operator commands, thin wrappers over a node's admin
-//! HTTP endpoints that print their JSON answer (pretty-printed).
+//! HTTP endpoints. Membership commands print tables by default and the
+//! node's JSON answer with `--json` (for scripts); anti-entropy prints its
+//! JSON answer (pretty-printed).
 //!
+//! - `dynamo admin status`: the cluster as the node sees it: each member's
+//!   status, zone, capacity, ring share, and whether the node reaches it
+//!   (`GET /admin/cluster`);
+//! - `dynamo admin members`: the member records: addresses and versions
+//!   (`GET /admin/cluster`);
+//! - `dynamo admin ring [--owners]`: partition ownership per node with its
+//!   imbalance, or the owner of every partition (`GET /admin/ring`);
+//! - `dynamo admin join --seed RPC_ADDR`: make a standalone, empty node
+//!   join the cluster of the seed (`POST /admin/join`);
+//! - `dynamo admin plan [--moves]`: the next ring, its moves, shares, and
+//!   what commit would do (`GET /admin/plan`);
+//! - `dynamo admin commit [--force]`: install the plan (`POST
+//!   /admin/commit`);
 //! - `dynamo admin anti-entropy [--node ADDR]`: the node's anti-entropy
 //!   status (`GET /admin/anti-entropy`);
 //! - `dynamo admin anti-entropy --trigger [--partition P]`: run exchanges
 //!   now and print their reports (`POST /admin/anti-entropy`).
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,11 +30,15 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use dynamo_client::connect;
 use hyper::Method;
+use serde_json::Value;
 
 /// How long a triggered sweep may take before the command gives up
 /// waiting (the node finishes it anyway). Exchanges are paced, so a sweep
 /// over many partitions with many differences takes minutes.
 const TRIGGER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a membership command waits for the node. A commit calls every
+/// member (a few request timeouts at worst).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Flags of `dynamo admin`.
 #[derive(clap::Args, Debug)]
@@ -28,8 +49,74 @@ pub struct AdminArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum AdminCommand {
+    /// Cluster status as a node sees it: members, status, zone, capacity, ring share, reachability.
+    Status(ViewArgs),
+    /// Member records: status, RPC and HTTP addresses, zone, capacity, record version.
+    Members(ViewArgs),
+    /// Partition ownership per node, with imbalance (or every partition's owner with --owners).
+    Ring(RingArgs),
+    /// Make a standalone, empty node join the cluster of a seed.
+    Join(JoinArgs),
+    /// The next ring for the current members: moves, shares, and what commit would do.
+    Plan(PlanArgs),
+    /// Install the plan as the next ring epoch (joining nodes become members).
+    Commit(CommitArgs),
     /// Anti-entropy status of a node, or run its exchanges now.
     AntiEntropy(AntiEntropyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArg {
+    /// Node HTTP address (host:port).
+    #[arg(long, env = "DYNAMO_NODE", default_value = "127.0.0.1:8080")]
+    node: String,
+    /// Print the node's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ViewArgs {
+    #[command(flatten)]
+    target: NodeArg,
+}
+
+#[derive(clap::Args, Debug)]
+struct RingArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// List the owner of every partition.
+    #[arg(long)]
+    owners: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct JoinArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// RPC address of a member of the cluster to join (host:port).
+    #[arg(long)]
+    seed: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// List every moving partition (default: grouped by source and destination).
+    #[arg(long)]
+    moves: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct CommitArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// Also commit a plan that takes replicas away from partitions; the
+    /// node still refuses unless every such partition is empty on every
+    /// member (there are no partition transfers yet).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,8 +136,288 @@ struct AntiEntropyArgs {
 /// Runs `dynamo admin ...`.
 pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        AdminCommand::Status(args) => show(&args.target, Method::GET, "/admin/cluster", render_status),
+        AdminCommand::Members(args) => show(&args.target, Method::GET, "/admin/cluster", render_members),
+        AdminCommand::Ring(args) => {
+            let owners = args.owners;
+            show(&args.target, Method::GET, "/admin/ring", move |body| render_ring(body, owners))
+        }
+        AdminCommand::Join(args) => {
+            let path = format!("/admin/join?seed={}", encode_query(&args.seed));
+            show(&args.target, Method::POST, &path, render_join)
+        }
+        AdminCommand::Plan(args) => {
+            let moves = args.moves;
+            show(&args.target, Method::GET, "/admin/plan", move |body| render_plan(body, moves))
+        }
+        AdminCommand::Commit(args) => {
+            let path = if args.force { "/admin/commit?force=true" } else { "/admin/commit" };
+            show(&args.target, Method::POST, path, render_commit)
+        }
         AdminCommand::AntiEntropy(args) => anti_entropy(args),
     }
+}
+
+/// Sends one request, then prints the JSON answer (`--json`) or `render`
+/// of it. A non-200 answer is an error carrying the node's reason.
+fn show(target: &NodeArg, method: Method, path: &str, render: impl Fn(&Value) -> String) -> anyhow::Result<ExitCode> {
+    let body = call(&target.node, method, path, MEMBERSHIP_TIMEOUT)?;
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(&body).context("printing the answer")?);
+    } else {
+        print!("{}", render(&body));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn call(node: &str, method: Method, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let response = runtime
+        .block_on(async {
+            let mut connection = connect(node).await?;
+            connection.set_timeout(timeout);
+            connection.request(method, path, &[], Bytes::new()).await
+        })
+        .with_context(|| format!("asking {node} for {path}"))?;
+    let body: Value = serde_json::from_slice(&response.body)
+        .with_context(|| format!("{node} answered {} with a body that is not JSON", response.status))?;
+    if response.status != 200 {
+        bail!("{node} answered {}: {}", response.status, body["error"].as_str().unwrap_or("no reason given"));
+    }
+    Ok(body)
+}
+
+/// Percent-encodes what a query value may not carry as is.
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b':' | b'[' | b']' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn percent(fraction: &Value) -> String {
+    format!("{:.1}%", fraction.as_f64().unwrap_or(0.0) * 100.0)
+}
+
+fn decimal(value: &Value) -> String {
+    format!("{:.2}", value.as_f64().unwrap_or(0.0))
+}
+
+fn rows(value: &Value) -> &[Value] {
+    value.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|cell| cell.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn render_status(body: &Value) -> String {
+    let mut out = format!(
+        "cluster {}  epoch {}  {} partitions  max imbalance {}  (as seen by {})\n",
+        text(&body["cluster_id"]),
+        text(&body["epoch"]),
+        text(&body["partitions"]),
+        decimal(&body["max_imbalance"]),
+        text(&body["node"]),
+    );
+    let members: Vec<Vec<String>> = rows(&body["members"])
+        .iter()
+        .map(|member| {
+            vec![
+                text(&member["id"]),
+                text(&member["status"]),
+                text(&member["zone"]),
+                text(&member["capacity"]),
+                text(&member["partitions"]),
+                percent(&member["share"]),
+                text(&member["reachable"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NODE", "STATUS", "ZONE", "CAPACITY", "PARTITIONS", "SHARE", "REACHABLE"], &members));
+    let join = &body["join"];
+    if join["state"].as_str().is_some_and(|state| state != "none") {
+        let _ = writeln!(
+            out,
+            "join: {} through {} (attempts: {}){}",
+            text(&join["state"]),
+            text(&join["seed"]),
+            text(&join["attempts"]),
+            join["last_error"].as_str().map(|error| format!("; last error: {error}")).unwrap_or_default()
+        );
+    }
+    let joining = rows(&body["members"]).iter().filter(|member| member["status"] == "joining").count();
+    if joining > 0 {
+        let _ = writeln!(out, "{joining} joining: see `dynamo admin plan`, then `dynamo admin commit`");
+    }
+    out
+}
+
+fn render_members(body: &Value) -> String {
+    let members: Vec<Vec<String>> = rows(&body["members"])
+        .iter()
+        .map(|member| {
+            vec![
+                text(&member["id"]),
+                text(&member["status"]),
+                text(&member["rpc_addr"]),
+                text(&member["http_addr"]),
+                text(&member["zone"]),
+                text(&member["capacity"]),
+                text(&member["version"]),
+            ]
+        })
+        .collect();
+    table(&["NODE", "STATUS", "RPC", "HTTP", "ZONE", "CAPACITY", "VERSION"], &members)
+}
+
+fn share_rows(shares: &Value) -> Vec<Vec<String>> {
+    rows(shares)
+        .iter()
+        .map(|share| {
+            vec![
+                text(&share["node"]),
+                text(&share["partitions"]),
+                percent(&share["fraction"]),
+                decimal(&share["ideal"]),
+                format!("{:+.2}", share["imbalance"].as_f64().unwrap_or(0.0)),
+                text(&share["capacity"]),
+                text(&share["zone"]),
+            ]
+        })
+        .collect()
+}
+
+const SHARE_HEADER: [&str; 7] = ["NODE", "PARTITIONS", "SHARE", "IDEAL", "IMBALANCE", "CAPACITY", "ZONE"];
+
+fn render_ring(body: &Value, owners: bool) -> String {
+    let mut out = format!(
+        "ring epoch {}, {} partitions, max imbalance {} (as seen by {})\n",
+        text(&body["epoch"]),
+        text(&body["partitions"]),
+        decimal(&body["max_imbalance"]),
+        text(&body["node"]),
+    );
+    out.push_str(&table(&SHARE_HEADER, &share_rows(&body["shares"])));
+    if owners {
+        let list: Vec<Vec<String>> = rows(&body["owners"])
+            .iter()
+            .enumerate()
+            .map(|(partition, owner)| vec![partition.to_string(), text(owner)])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["PARTITION", "OWNER"], &list));
+    }
+    out
+}
+
+fn render_join(body: &Value) -> String {
+    format!(
+        "{} joined cluster {} through {} ({} member records, ring epoch {})\n{}\n",
+        text(&body["node"]),
+        text(&body["cluster_id"]),
+        text(&body["seed"]),
+        text(&body["members"]),
+        text(&body["epoch"]),
+        text(&body["note"]),
+    )
+}
+
+fn render_plan(body: &Value, every_move: bool) -> String {
+    let mut out = String::new();
+    if body["changes"] != Value::Bool(true) {
+        let _ = writeln!(
+            out,
+            "nothing to plan: the committed ring (epoch {}) fits the members",
+            text(&body["committed_epoch"])
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "plan: epoch {} -> {}: {} of {} partitions move ({})",
+        text(&body["committed_epoch"]),
+        text(&body["planned_epoch"]),
+        text(&body["moved"]),
+        text(&body["partitions"]),
+        percent(&body["moved_fraction"]),
+    );
+    let moves = rows(&body["moves"]);
+    if every_move {
+        let list: Vec<Vec<String>> =
+            moves.iter().map(|step| vec![text(&step["partition"]), text(&step["from"]), text(&step["to"])]).collect();
+        out.push_str(&table(&["PARTITION", "FROM", "TO"], &list));
+    } else {
+        let mut grouped: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for step in moves {
+            grouped.entry((text(&step["from"]), text(&step["to"]))).or_default().push(text(&step["partition"]));
+        }
+        let list: Vec<Vec<String>> = grouped
+            .into_iter()
+            .map(|((from, to), partitions)| {
+                let mut shown = partitions.iter().take(12).cloned().collect::<Vec<_>>().join(",");
+                if partitions.len() > 12 {
+                    shown.push_str(",...");
+                }
+                vec![partitions.len().to_string(), from, to, shown]
+            })
+            .collect();
+        out.push_str(&table(&["COUNT", "FROM", "TO", "PARTITIONS"], &list));
+    }
+    let _ = writeln!(out, "\nplanned shares (max imbalance {}):", decimal(&body["max_imbalance"]));
+    out.push_str(&table(&SHARE_HEADER, &share_rows(&body["shares"])));
+    let _ = writeln!(out, "\ncommit: {}", text(&body["commit"]));
+    out
+}
+
+fn render_commit(body: &Value) -> String {
+    let mut out = String::new();
+    if body["committed"] != Value::Bool(true) {
+        let _ = writeln!(out, "{}", text(&body["note"]));
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "committed ring epoch {} (was {}): {} partitions changed owner",
+        text(&body["epoch"]),
+        text(&body["previous_epoch"]),
+        rows(&body["moves"]).len(),
+    );
+    let pushed: Vec<String> = rows(&body["pushed_to"]).iter().map(text).collect();
+    let _ = writeln!(out, "told at once: {}", if pushed.is_empty() { "-".to_string() } else { pushed.join(", ") });
+    for missed in rows(&body["not_pushed"]) {
+        let _ =
+            writeln!(out, "not reached: {} ({}); gossip brings it the new ring", text(&missed[0]), text(&missed[1]));
+    }
+    out.push_str(&table(&SHARE_HEADER, &share_rows(&body["shares"])));
+    let _ = writeln!(out, "note: {}", text(&body["note"]));
+    out
 }
 
 fn anti_entropy(args: AntiEntropyArgs) -> anyhow::Result<ExitCode> {
@@ -59,17 +426,66 @@ fn anti_entropy(args: AntiEntropyArgs) -> anyhow::Result<ExitCode> {
         (true, None) => (Method::POST, "/admin/anti-entropy".to_string()),
         (true, Some(partition)) => (Method::POST, format!("/admin/anti-entropy?partition={partition}")),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    let response = runtime.block_on(async {
-        let mut connection = connect(&args.node).await?;
-        connection.set_timeout(TRIGGER_TIMEOUT);
-        connection.request(method, &path, &[], Bytes::new()).await
-    })?;
-    let body: serde_json::Value = serde_json::from_slice(&response.body)
-        .with_context(|| format!("{} answered {} with a body that is not JSON", args.node, response.status))?;
-    if response.status != 200 {
-        bail!("{} answered {}: {}", args.node, response.status, body["error"].as_str().unwrap_or("no reason given"));
-    }
+    let body = call(&args.node, method, &path, TRIGGER_TIMEOUT)?;
     println!("{}", serde_json::to_string_pretty(&body).context("printing the answer")?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_trim_trailing_space() {
+        let out = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()], vec!["b".into(), String::new()]]);
+        assert_eq!(out, "A    LONGER\nxyz  1\nb\n");
+    }
+
+    #[test]
+    fn status_shows_every_member_with_share_and_reachability() {
+        let body = json!({
+            "node": "node0", "cluster_id": "ab", "epoch": 2, "partitions": 8, "max_imbalance": 0.5,
+            "members": [
+                {"id": "node0", "status": "member", "zone": null, "capacity": 1, "partitions": 8, "share": 1.0,
+                 "reachable": "self"},
+                {"id": "node1", "status": "joining", "zone": "b", "capacity": 2, "partitions": 0, "share": 0.0,
+                 "reachable": "up"},
+            ],
+            "join": {"state": "none", "attempts": 0},
+        });
+        let out = render_status(&body);
+        assert!(
+            out.starts_with("cluster ab  epoch 2  8 partitions  max imbalance 0.50  (as seen by node0)\n"),
+            "{out}"
+        );
+        assert!(out.contains("node0  member   -     1         8           100.0%  self"), "{out}");
+        assert!(out.contains("node1  joining  b     2         0           0.0%    up"), "{out}");
+        assert!(out.contains("1 joining: see `dynamo admin plan`"), "{out}");
+    }
+
+    #[test]
+    fn plan_groups_moves_by_source_and_destination() {
+        let body = json!({
+            "changes": true, "committed_epoch": 1, "planned_epoch": 2, "moved": 3, "partitions": 8,
+            "moved_fraction": 0.375, "max_imbalance": 0.2, "shares": [], "commit": "safe",
+            "moves": [
+                {"partition": 1, "from": "a", "to": "c"},
+                {"partition": 4, "from": "a", "to": "c"},
+                {"partition": 6, "from": "b", "to": "c"},
+            ],
+        });
+        let out = render_plan(&body, false);
+        assert!(out.contains("plan: epoch 1 -> 2: 3 of 8 partitions move (37.5%)"), "{out}");
+        assert!(out.contains("2      a     c   1,4"), "{out}");
+        assert!(out.contains("commit: safe"), "{out}");
+        assert!(render_plan(&body, true).contains("6          b     c"));
+    }
+
+    #[test]
+    fn seeds_are_percent_encoded_in_the_query() {
+        assert_eq!(encode_query("10.0.0.1:9080"), "10.0.0.1:9080");
+        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
 }

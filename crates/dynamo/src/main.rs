@@ -38,7 +38,7 @@ enum Command {
     Delete(client_cmd::DeleteArgs),
     /// Generate load against one or more nodes and report latency.
     Bench(bench::BenchArgs),
-    /// Operator commands (anti-entropy status and trigger).
+    /// Operator commands: cluster status, members, ring, join, plan, commit, anti-entropy.
     Admin(admin_cmd::AdminArgs),
 }
 

@@ -105,6 +105,19 @@ pub struct ServerArgs {
     /// Most keys anti-entropy repairs per second [default: 1000].
     #[arg(long)]
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Milliseconds between two gossip rounds (membership); 0 disables them [default: 1000].
+    #[arg(long)]
+    pub gossip_interval_ms: Option<u64>,
+    /// RPC address of a seed node, contacted by gossip every few rounds;
+    /// repeat for several (config key: `seeds`). The static members are
+    /// seeds too.
+    #[arg(long = "seed")]
+    pub seeds: Vec<String>,
+    /// On this node's first start, join the cluster of the node at this
+    /// RPC address (needs the cluster secret, an empty data directory and
+    /// no member list). Ignored once the node belongs to a cluster.
+    #[arg(long)]
+    pub join: Option<String>,
 }
 
 fn parse_conflict(text: &str) -> Result<ConflictMode, String> {
@@ -146,6 +159,9 @@ impl ServerArgs {
             tombstone_gc_interval_ms: self.tombstone_gc_interval_ms,
             anti_entropy_interval_ms: self.anti_entropy_interval_ms,
             anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
+            gossip_interval_ms: self.gossip_interval_ms,
+            seeds: if self.seeds.is_empty() { None } else { Some(self.seeds) },
+            join: self.join,
         }
     }
 }

@@ -26,7 +26,9 @@ use serde_json::json;
 use crate::anti_entropy::{AntiEntropy, AntiEntropyTotals, TriggerError};
 use crate::buckets::{PropsPatch, PropsStoreError};
 use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
-use crate::metrics::{Metrics, Operation, render_failure_handling};
+use crate::gossip::Gossip;
+use crate::membership::{ChangeError, CommitError, JoinError, shares};
+use crate::metrics::{Metrics, Operation, render_failure_handling, render_membership};
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 
 /// Header carrying the opaque causal context.
@@ -43,6 +45,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub struct Api {
     coordinator: Arc<Coordinator>,
     anti_entropy: Arc<AntiEntropy>,
+    gossip: Arc<Gossip>,
     metrics: Arc<Metrics>,
     node_id: String,
     max_value_bytes: usize,
@@ -51,10 +54,12 @@ pub struct Api {
 }
 
 impl Api {
-    /// Builds the API over a coordinator and the node's anti-entropy.
+    /// Builds the API over a coordinator, the node's anti-entropy and its
+    /// gossip (and through it, its membership).
     pub fn new(
         coordinator: Arc<Coordinator>,
         anti_entropy: Arc<AntiEntropy>,
+        gossip: Arc<Gossip>,
         metrics: Arc<Metrics>,
         node_id: String,
         max_value_bytes: usize,
@@ -63,6 +68,7 @@ impl Api {
         Self {
             coordinator,
             anti_entropy,
+            gossip,
             metrics,
             node_id,
             max_value_bytes,
@@ -93,6 +99,9 @@ impl Api {
                     Method::DELETE => Operation::Delete,
                     _ => return (Operation::Other, method_not_allowed("GET, PUT, DELETE")),
                 };
+                if let Some(reason) = self.gossip.membership().not_serving_reason() {
+                    return (operation, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
                 let response = match object_key(bucket, key) {
                     Err(problem) => problem.into_response(),
                     Ok(key) => match operation {
@@ -128,7 +137,168 @@ impl Api {
                 };
                 (Operation::Other, response)
             }
+            (Method::GET, ["admin", "cluster"]) => (Operation::Other, self.admin_cluster(&request)),
+            (Method::GET, ["admin", "ring"]) => (Operation::Other, self.admin_ring(&request)),
+            (Method::GET, ["admin", "plan"]) => (Operation::Other, self.admin_plan(&request)),
+            (method, ["admin", "join"]) => {
+                let response = match method {
+                    Method::POST => self.admin_join(&request).await,
+                    _ => method_not_allowed("POST"),
+                };
+                (Operation::Other, response)
+            }
+            (method, ["admin", "commit"]) => {
+                let response = match method {
+                    Method::POST => self.admin_commit(&request).await,
+                    _ => method_not_allowed("POST"),
+                };
+                (Operation::Other, response)
+            }
             _ => (Operation::Other, error(StatusCode::NOT_FOUND, format!("no such resource: {path}"))),
+        }
+    }
+
+    /// The cluster as this node sees it: members, their status, addresses,
+    /// ring shares and reachability, the committed epoch, join and gossip.
+    fn admin_cluster(&self, request: &Request<Incoming>) -> HttpResponse {
+        if let Err(message) = params::parse_query(request.uri().query(), &[]) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        let membership = self.gossip.membership();
+        let cluster = membership.cluster();
+        let view = cluster.view();
+        let ring = view.ring();
+        let shares = shares(ring);
+        let peers = self.coordinator.detector().report();
+        let members: Vec<serde_json::Value> = view
+            .state()
+            .members()
+            .map(|member| {
+                let share = shares.iter().find(|share| share.node == member.id.as_str());
+                let reachable = if member.id == *cluster.local() {
+                    "self"
+                } else {
+                    peers.iter().find(|peer| peer.node == member.id.as_str()).map_or("unknown", |peer| peer.state)
+                };
+                json!({
+                    "id": member.id.to_string(),
+                    "status": member.status,
+                    "rpc_addr": member.rpc_addr,
+                    "http_addr": member.http_addr,
+                    "capacity": member.capacity,
+                    "zone": member.zone,
+                    "version": member.version,
+                    "in_ring": ring.node(&member.id).is_some(),
+                    "partitions": share.map_or(0, |share| share.partitions),
+                    "share": share.map_or(0.0, |share| share.fraction),
+                    "ideal": share.map_or(0.0, |share| share.ideal),
+                    "reachable": reachable,
+                })
+            })
+            .collect();
+        let gossip = self.gossip.stats();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "node": self.node_id,
+                "cluster_id": view.state().cluster_id().to_string(),
+                "state_digest": view.digest().to_string(),
+                "view_version": view.version(),
+                "epoch": view.state().epoch(),
+                "partitions": ring.partitions(),
+                "max_imbalance": ring.max_imbalance(),
+                "members": members,
+                "join": membership.join_status(),
+                "gossip": {
+                    "interval_ms": u64::try_from(self.gossip.interval().as_millis()).unwrap_or(u64::MAX),
+                    "seeds": self.gossip.seeds(),
+                    "stats": gossip,
+                },
+            }),
+        )
+    }
+
+    /// The committed ring: each partition's owner and each node's share.
+    fn admin_ring(&self, request: &Request<Incoming>) -> HttpResponse {
+        if let Err(message) = params::parse_query(request.uri().query(), &[]) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        let view = self.gossip.membership().cluster().view();
+        let ring = view.ring();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "node": self.node_id,
+                "epoch": ring.version(),
+                "partitions": ring.partitions(),
+                "owners": ring.owners().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "shares": shares(ring),
+                "max_imbalance": ring.max_imbalance(),
+            }),
+        )
+    }
+
+    /// The plan: the ring the current members would have, its moves,
+    /// shares, and what `commit` would do with it.
+    fn admin_plan(&self, request: &Request<Incoming>) -> HttpResponse {
+        if let Err(message) = params::parse_query(request.uri().query(), &[]) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        match self.gossip.membership().plan_report() {
+            Ok(report) => json_response(StatusCode::OK, &json!(report)),
+            Err(problem) => commit_error(&problem),
+        }
+    }
+
+    /// Joins the cluster of `?seed=RPC_ADDR` (this node must be alone and
+    /// empty); answers once joined, or why not.
+    async fn admin_join(&self, request: &Request<Incoming>) -> HttpResponse {
+        let seed = match params::parse_query(request.uri().query(), &["seed"]) {
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+            Ok(pairs) => match pairs.into_iter().next() {
+                Some((_, seed)) if seed.contains(':') => seed,
+                _ => return error(StatusCode::BAD_REQUEST, "give the seed's RPC address: ?seed=HOST:PORT".to_string()),
+            },
+        };
+        match self.gossip.membership().join(&seed).await {
+            Ok(view) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "node": self.node_id,
+                    "joined": true,
+                    "seed": seed,
+                    "cluster_id": view.state().cluster_id().to_string(),
+                    "epoch": view.state().epoch(),
+                    "members": view.state().members().count(),
+                    "note": "this node is a joining member: it owns no partitions until a plan is committed",
+                }),
+            ),
+            Err(problem) => {
+                let status = match &problem {
+                    JoinError::AlreadyMember { .. } | JoinError::HasData { .. } => StatusCode::CONFLICT,
+                    JoinError::Change(ChangeError::Storage(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+                    JoinError::Change(_) => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                error(status, problem.to_string())
+            }
+        }
+    }
+
+    /// Commits the plan (`?force=true`: also a plan that takes replicas
+    /// away, if every such partition is empty on every member).
+    async fn admin_commit(&self, request: &Request<Incoming>) -> HttpResponse {
+        let force = match params::parse_query(request.uri().query(), &["force"]) {
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+            Ok(pairs) => match pairs.first().map(|(_, value)| value.as_str()) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return error(StatusCode::BAD_REQUEST, format!("force={other:?}: use true or false")),
+            },
+        };
+        match self.gossip.membership().commit(force).await {
+            Ok(report) => json_response(StatusCode::OK, &json!(report)),
+            Err(problem) => commit_error(&problem),
         }
     }
 
@@ -369,6 +539,12 @@ impl Api {
             self.coordinator.hints().stats(),
         ));
         crate::metrics::render_anti_entropy(&mut body, &self.node_id, &self.anti_entropy.totals());
+        render_membership(
+            &mut body,
+            &self.node_id,
+            self.gossip.membership().cluster().view().state(),
+            &self.gossip.stats(),
+        );
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response
@@ -488,6 +664,15 @@ pub fn coordinator_error_parts(problem: &CoordinatorError) -> (u16, String) {
         CoordinatorError::Props(PropsStoreError::Invalid(message)) => (400, json!({ "error": message }).to_string()),
         CoordinatorError::Props(other) => (500, json!({ "error": other.to_string() }).to_string()),
     }
+}
+
+fn commit_error(problem: &CommitError) -> HttpResponse {
+    let status = match problem {
+        CommitError::Unverifiable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CommitError::Props(_) | CommitError::Change(ChangeError::Storage(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    };
+    error(status, problem.to_string())
 }
 
 fn props_error(problem: PropsStoreError) -> HttpResponse {

@@ -19,18 +19,22 @@ pub fn dynamo_bin() -> &'static str {
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
+/// Lowest port handed out.
+const PORT_BASE: u16 = 10_000;
+/// Ports handed out lie in `PORT_BASE..PORT_BASE + PORT_SPAN`, and their RPC
+/// ports (+1000) below 32,768: under Linux's ephemeral range (32768-60999
+/// by default), where every outgoing connection takes its local port, so
+/// a port checked free here is not taken by a client socket before the
+/// node binds it.
+const PORT_SPAN: u16 = 21_000;
+
 /// A loopback port that was free a moment ago. Ports are handed out from a
 /// per-process range so parallel tests in one binary never pick the same.
 pub fn free_port() -> u16 {
-    let _ = NEXT_PORT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 2_000) as u16 * 10,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    let _ = NEXT_PORT.compare_exchange(0, (std::process::id() % 2_000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let port = 20_000 + port % 40_000;
+        let port = PORT_BASE + port % PORT_SPAN;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 1000)).is_ok() {
             return port;
         }
@@ -42,20 +46,38 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub port: u16,
     pub extra_args: Vec<String>,
+    /// Where the process's stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl TestNode {
     /// Starts a single node (n = r = w = 1 defaults) on a fresh port.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> TestNode {
+        Self::start_logged(data_dir, extra_args, None)
+    }
+
+    /// Like [`TestNode::start`], with stderr (the log) appended to `log`.
+    pub fn start_logged(data_dir: &Path, extra_args: &[&str], log: Option<PathBuf>) -> TestNode {
         let mut node = TestNode {
             data_dir: data_dir.to_path_buf(),
             port: free_port(),
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            log,
             child: None,
         };
         node.restart();
         node
+    }
+
+    /// The node's RPC address.
+    pub fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 1000)
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The node's HTTP address.
@@ -67,6 +89,12 @@ impl TestNode {
     /// until it answers `/ping`.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node already running");
+        let stderr = match &self.log {
+            None => Stdio::inherit(),
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the node's log file"),
+            ),
+        };
         let child = Command::new(dynamo_bin())
             .args([
                 "server",
@@ -80,6 +108,7 @@ impl TestNode {
             ])
             .args(&self.extra_args)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn dynamo server");
         self.child = Some(child);
@@ -196,8 +225,13 @@ impl TestCluster {
             ];
             args.extend(members.iter().cloned());
             args.extend(extra_args.iter().map(|arg| arg.to_string()));
-            let mut node =
-                TestNode { data_dir: dir.join(format!("node{index}")), port: *port, extra_args: args, child: None };
+            let mut node = TestNode {
+                data_dir: dir.join(format!("node{index}")),
+                port: *port,
+                extra_args: args,
+                log: None,
+                child: None,
+            };
             node.restart();
             nodes.push(node);
         }

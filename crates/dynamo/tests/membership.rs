@@ -1,0 +1,286 @@
+//! Membership on real processes (paper section 4.8): joining through a
+//! seed, gossip spreading changes without any central node, persistence
+//! across restarts, the cluster secret at the door, and the interim commit
+//! rule (a commit never strands data while partition transfers do not
+//! exist).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{TestCluster, TestNode, block_on, dynamo_bin};
+use dynamo_client::{GetResult, WriteOptions};
+use hyper::Method;
+use serde_json::Value;
+
+/// Gossip five times a second, so changes spread in well under a second.
+const GOSSIP: &str = "--gossip-interval-ms=200";
+/// What "within a few seconds" allows on a loaded 2-core machine.
+const SPREAD_DEADLINE: Duration = Duration::from_secs(10);
+
+fn dynamo(args: &[&str]) -> Output {
+    Command::new(dynamo_bin()).args(args).stdin(Stdio::null()).output().expect("run dynamo")
+}
+
+/// `dynamo admin <args> --node <node> --json`, which must succeed.
+fn admin_json(node: &TestNode, args: &[&str]) -> Value {
+    let node_flag = format!("--node={}", node.addr());
+    let output = dynamo(&[&["admin"], args, &[&node_flag, "--json"]].concat());
+    assert!(output.status.success(), "admin {args:?} on {}: {}", node.addr(), String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("admin --json prints JSON")
+}
+
+/// `dynamo admin <args> --node <node>` (a table), whatever its outcome.
+fn admin(node: &TestNode, args: &[&str]) -> Output {
+    let node_flag = format!("--node={}", node.addr());
+    dynamo(&[&["admin"], args, &[&node_flag]].concat())
+}
+
+/// Each member's status as `dynamo admin members` on `node` shows it.
+fn statuses(node: &TestNode) -> BTreeMap<String, String> {
+    let cluster = admin_json(node, &["members"]);
+    cluster["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|member| (member["id"].as_str().unwrap_or_default().to_string(), text(&member["status"])))
+        .collect()
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// Polls `done` until it holds; panics after `deadline` with `what`.
+fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < deadline, "not within {deadline:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// A node that is not (yet) a member of anything, sharing the test's
+/// defaults: n=3, r=2, w=2, fast gossip.
+fn lone_node(dir: &Path, id: &str, secret_file: &Path, extra: &[&str]) -> TestNode {
+    let id_flag = format!("--node-id={id}");
+    let secret_flag = format!("--cluster-secret-file={}", secret_file.display());
+    let mut args = vec![id_flag.as_str(), secret_flag.as_str(), GOSSIP, "--default-n=3", "--default-r=2"];
+    args.push("--default-w=2");
+    args.extend_from_slice(extra);
+    TestNode::start(&dir.join(id), &args)
+}
+
+#[test]
+fn a_joining_node_appears_everywhere_by_gossip_even_when_its_seed_dies_and_a_restart_keeps_what_was_learned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
+    let join0 = format!("--join={}", cluster.nodes[0].rpc_addr());
+    let mut node3 = lone_node(dir.path(), "node3", &cluster.secret_file, &[&join0]);
+
+    let took = wait_until("node3 listed as joining by every node", SPREAD_DEADLINE, || {
+        cluster
+            .nodes
+            .iter()
+            .chain([&node3])
+            .all(|node| statuses(node).get("node3").map(String::as_str) == Some("joining"))
+    });
+    println!("a join reached all four nodes in {took:?}");
+    let status = admin_json(&node3, &["status"]);
+    assert_eq!(status["epoch"], 1, "a join commits nothing: {status}");
+    let node3_row = status["members"].as_array().expect("members").iter().find(|m| m["id"] == "node3").cloned();
+    assert_eq!(node3_row.expect("node3 listed")["partitions"], 0, "a joining node owns nothing");
+
+    // The seed node3 joined through dies. A change taken at node1 (another
+    // join) still reaches node2 and node3: gossip has no central node.
+    cluster.nodes[0].kill_9();
+    let join1 = format!("--join={}", cluster.nodes[1].rpc_addr());
+    let mut node4 = lone_node(dir.path(), "node4", &cluster.secret_file, &[&join1]);
+    let took = wait_until("node4 listed as joining by node2 and node3 with node0 dead", SPREAD_DEADLINE, || {
+        [&cluster.nodes[2], &node3]
+            .iter()
+            .all(|node| statuses(node).get("node4").map(String::as_str) == Some("joining"))
+    });
+    println!("with the seed dead, a join reached node2 and node3 in {took:?}");
+
+    // node2 learned node3 and node4 from gossip only. Restarted while every
+    // other node is down, it still knows them: the state is persisted.
+    for node in [&mut cluster.nodes[1], &mut node3, &mut node4] {
+        node.stop();
+    }
+    cluster.nodes[2].stop();
+    cluster.nodes[2].restart();
+    let after = statuses(&cluster.nodes[2]);
+    let expected: BTreeMap<String, String> =
+        [("node0", "member"), ("node1", "member"), ("node2", "member"), ("node3", "joining"), ("node4", "joining")]
+            .into_iter()
+            .map(|(id, status)| (id.to_string(), status.to_string()))
+            .collect();
+    assert_eq!(after, expected, "the restarted node's view");
+}
+
+#[test]
+fn a_node_with_the_wrong_secret_cannot_join_and_the_seed_logs_the_refusal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let right = dir.path().join("right.secret");
+    let wrong = dir.path().join("wrong.secret");
+    std::fs::write(&right, common::TEST_SECRET).expect("secret");
+    std::fs::write(&wrong, "not-the-cluster-secret-at-all").expect("secret");
+    let seed_log = dir.path().join("seed.log");
+    let secret_flag = format!("--cluster-secret-file={}", right.display());
+    let seed = TestNode::start_logged(
+        &dir.path().join("seed"),
+        &["--node-id=seed", &secret_flag, GOSSIP, "--log-level=warn"],
+        Some(seed_log.clone()),
+    );
+    let join = format!("--join={}", seed.rpc_addr());
+    let intruder = lone_node(dir.path(), "intruder", &wrong, &[&join]);
+
+    wait_until("the intruder reports the refused handshake", SPREAD_DEADLINE, || {
+        let status = admin_json(&intruder, &["status"]);
+        status["join"]["last_error"].as_str().is_some_and(|error| error.contains("cluster secret"))
+    });
+    let status = admin_json(&intruder, &["status"]);
+    assert_eq!(status["join"]["state"], "pending", "it keeps trying (the secret may be fixed): {status}");
+    assert_eq!(statuses(&seed).into_keys().collect::<Vec<_>>(), ["seed"], "the seed admitted nobody");
+    let log = std::fs::read_to_string(&seed_log).expect("seed log");
+    assert!(log.contains("authentication failed"), "the seed logs the refusal: {log}");
+
+    // Until it has joined, a node started with --join serves no data: it
+    // would otherwise take writes as a cluster of one and strand them.
+    block_on(async {
+        let mut http = intruder.connect().await;
+        let put = http.request(Method::PUT, "/buckets/b/keys/k", &[], Bytes::from_static(b"v")).await.expect("put");
+        assert_eq!(put.status, 503);
+        assert!(String::from_utf8_lossy(&put.body).contains("joining a cluster"), "{put:?}");
+    });
+}
+
+#[test]
+fn commits_that_keep_every_replica_go_through_with_data_and_one_that_would_strand_data_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, common::TEST_SECRET).expect("secret");
+    // W=1: the founding node takes writes alone.
+    let node0 = lone_node(dir.path(), "node0", &secret, &["--default-r=1", "--default-w=1"]);
+    let keys: Vec<String> = (0..60).map(|index| format!("k{index}")).collect();
+    block_on(async {
+        let mut http = node0.connect().await;
+        for key in &keys {
+            http.put("b", key.as_bytes(), Bytes::from(format!("v-{key}")), &WriteOptions::default())
+                .await
+                .expect("put");
+        }
+    });
+
+    // Growing to n = 3 nodes keeps every replica: each commit goes through.
+    let mut nodes = vec![node0];
+    for (id, seed) in [("node1", 0), ("node2", 1)] {
+        let join = format!("--join={}", nodes[seed].rpc_addr());
+        nodes.push(lone_node(dir.path(), id, &secret, &[&join, "--default-r=1", "--default-w=1"]));
+        wait_until(&format!("{id} known to the committing node"), SPREAD_DEADLINE, || {
+            statuses(&nodes[0]).get(id).map(String::as_str) == Some("joining")
+        });
+        let plan = admin_json(&nodes[0], &["plan"]);
+        assert_eq!(plan["replicas_lost"], 0, "{plan}");
+        assert!(text(&plan["commit"]).starts_with("safe"), "{plan}");
+        let commit = admin_json(&nodes[0], &["commit"]);
+        assert_eq!(commit["committed"], true, "{commit}");
+    }
+    let ring = admin_json(&nodes[2], &["ring"]);
+    wait_until("every node routes by epoch 3", SPREAD_DEADLINE, || {
+        nodes.iter().all(|node| admin_json(node, &["ring"])["epoch"] == 3)
+    });
+    assert_eq!(ring["shares"].as_array().expect("shares").len(), 3, "{ring}");
+
+    // A fourth node at n = 3: its plan moves a quarter of the partitions and
+    // takes replicas away from others. Refused, and --force too: there is
+    // data there.
+    let join = format!("--join={}", nodes[2].rpc_addr());
+    nodes.push(lone_node(dir.path(), "node3", &secret, &[&join, "--default-r=1", "--default-w=1"]));
+    wait_until("node3 known to node1", SPREAD_DEADLINE, || statuses(&nodes[1]).contains_key("node3"));
+    let plan = admin_json(&nodes[1], &["plan"]);
+    assert_eq!(plan["moved"], 64, "{plan}");
+    assert!(plan["replicas_lost"].as_u64().is_some_and(|lost| lost > 0), "{plan}");
+    let refused = admin(&nodes[1], &["commit"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("409") && stderr.contains("commit refused"), "{stderr}");
+    let forced = admin(&nodes[1], &["commit", "--force"]);
+    assert!(!forced.status.success());
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(stderr.contains("holds data"), "{stderr}");
+    assert_eq!(admin_json(&nodes[3], &["ring"])["epoch"], 3, "nothing was committed");
+
+    // Every key is still readable, through any node, the joining one too.
+    block_on(async {
+        for node in &nodes {
+            let mut http = node.connect().await;
+            for key in &keys {
+                let all = [("r".to_string(), "3".to_string())];
+                match http.get("b", key.as_bytes(), &all).await.expect("get") {
+                    GetResult::Found { sibling, .. } => assert_eq!(sibling.value, format!("v-{key}")),
+                    other => panic!("{key} via {}: {other:?}", node.addr()),
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn admin_join_adds_a_running_empty_node_and_a_forced_commit_relays_an_empty_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
+    let node3 = lone_node(dir.path(), "node3", &cluster.secret_file, &[]);
+    let seed = cluster.nodes[0].rpc_addr();
+
+    let joined = admin(&node3, &["join", "--seed", &seed]);
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    assert!(String::from_utf8_lossy(&joined.stdout).contains("joined cluster"), "{joined:?}");
+    let again = admin(&node3, &["join", "--seed", &seed]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already belongs"), "{again:?}");
+    wait_until("node3 listed as joining by every node", SPREAD_DEADLINE, || {
+        cluster.nodes.iter().all(|node| statuses(node).get("node3").map(String::as_str) == Some("joining"))
+    });
+
+    let plan = admin_json(&cluster.nodes[1], &["plan"]);
+    assert_eq!((plan["committed_epoch"].clone(), plan["planned_epoch"].clone()), (1.into(), 2.into()), "{plan}");
+    assert_eq!(plan["moved"], 64, "one quarter of 256 partitions, all to node3: {plan}");
+    assert!(plan["moves"].as_array().expect("moves").iter().all(|step| step["to"] == "node3"));
+    let table = String::from_utf8_lossy(&admin(&cluster.nodes[1], &["plan"]).stdout).into_owned();
+    assert!(table.contains("64 of 256 partitions move (25.0%)"), "{table}");
+    assert!(!admin(&cluster.nodes[1], &["commit"]).status.success(), "replicas change: refused unless forced");
+    let commit = admin_json(&cluster.nodes[1], &["commit", "--force"]);
+    assert_eq!((commit["committed"].clone(), commit["epoch"].clone()), (true.into(), 2.into()), "{commit}");
+
+    wait_until("every node sees node3 as a member owning 64 partitions", SPREAD_DEADLINE, || {
+        cluster.nodes.iter().chain([&node3]).all(|node| {
+            let status = admin_json(node, &["status"]);
+            status["epoch"] == 2
+                && status["members"].as_array().is_some_and(|members| {
+                    members.iter().any(|m| m["id"] == "node3" && m["status"] == "member" && m["partitions"] == 64)
+                })
+        })
+    });
+    let status = String::from_utf8_lossy(&admin(&node3, &["status"]).stdout).into_owned();
+    assert!(status.contains("epoch 2") && status.contains("node3  member"), "{status}");
+
+    // The new ring serves data: written through node3, read through node0.
+    block_on(async {
+        let mut via3 = node3.connect().await;
+        let mut via0 = cluster.nodes[0].connect().await;
+        for index in 0..30 {
+            let key = format!("after-{index}");
+            via3.put("b", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await.expect("put");
+            match via0.get("b", key.as_bytes(), &[]).await.expect("get") {
+                GetResult::Found { sibling, .. } => assert_eq!(sibling.value, key),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    });
+}
