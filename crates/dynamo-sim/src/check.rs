@@ -43,6 +43,12 @@ pub struct Snapshot {
     pub states: Vec<Vec<ReplicaState>>,
     /// Rounds of R=N reads done before this snapshot.
     pub rounds: u32,
+    /// Hints still held by the running nodes. A write can be acknowledged
+    /// by a replica and a fallback holding a hint; if the replica then
+    /// loses it (a power loss of `dw=0` data), the hint is its only copy,
+    /// so the check waits for hints to be delivered before it judges a
+    /// write lost.
+    pub hints_pending: u64,
 }
 
 impl Snapshot {
@@ -53,12 +59,14 @@ impl Snapshot {
             .zip(replicas)
             .map(|(key, nodes)| nodes.iter().map(|&node| (node, machines[node].replica_state(key))).collect())
             .collect();
-        Snapshot { states, rounds }
+        let hints_pending = machines.iter().filter_map(|machine| machine.hints_pending()).sum();
+        Snapshot { states, rounds, hints_pending }
     }
 
-    /// Whether every replica of every key is up and holds the same state.
+    /// Whether every replica of every key is up and holds the same state,
+    /// and no hint is waiting for delivery.
     pub fn converged(&self) -> bool {
-        self.states.iter().all(|replicas| converged(replicas))
+        self.hints_pending == 0 && self.states.iter().all(|replicas| converged(replicas))
     }
 }
 
@@ -94,6 +102,12 @@ pub struct Verdict {
 pub fn check(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>]) -> Verdict {
     let mut verdict = Verdict::default();
     let set_count = keys.set_keys.len();
+    if snapshot.hints_pending > 0 {
+        verdict.violations.push(format!(
+            "{} hints were still waiting for delivery after {} rounds",
+            snapshot.hints_pending, snapshot.rounds
+        ));
+    }
     for (index, states) in snapshot.states.iter().enumerate() {
         if !converged(states) {
             verdict.violations.push(format!(

@@ -114,6 +114,12 @@ impl SimNode {
         Some(coordinator.replica().read(key).map_err(|error| error.to_string()))
     }
 
+    /// Hints this node holds for others, or `None` while it is down.
+    pub fn hints_pending(&self) -> Option<u64> {
+        let coordinator = self.lock_live().clone()?;
+        Some(coordinator.hints().stats().stored)
+    }
+
     fn lock_live(&self) -> MutexGuard<'_, Option<Arc<Coordinator>>> {
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
