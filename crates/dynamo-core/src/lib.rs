@@ -24,6 +24,8 @@
 //!   and probe, learned from this node's own calls (paper section 4.8.3).
 //! - [`merkle`]: the per-partition Merkle trees of anti-entropy (paper
 //!   section 4.7): incremental updates, top-down comparison, listing diffs.
+//! - [`rng`]: the seeded SplitMix64 generator every reproducible choice
+//!   uses (simulation, gossip peers, chaos schedule, benchmark keys).
 //! - [`messages`]: node-to-node requests and responses (replica read and
 //!   write, forwarded coordination, ping, Merkle exchange) and their
 //!   versioned binary encoding.
@@ -40,6 +42,7 @@ pub mod object;
 pub mod props;
 pub mod quorum;
 pub mod ring;
+pub mod rng;
 pub mod version;
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use dynamo_core::membership::{
 };
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::ring::NodeId;
+use dynamo_core::rng::SplitMix64;
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -115,7 +116,7 @@ pub struct Gossip {
     interval: Duration,
     call_timeout: Duration,
     /// SplitMix64 state: the peer choices.
-    random: Mutex<u64>,
+    random: Mutex<SplitMix64>,
     round: AtomicU64,
     stats: Mutex<GossipStats>,
     last_foreign_warning: Mutex<Option<Instant>>,
@@ -136,7 +137,7 @@ impl Gossip {
             own_addr,
             interval,
             call_timeout,
-            random: Mutex::new(random_seed),
+            random: Mutex::new(SplitMix64::new(random_seed)),
             // A random phase, so that nodes started together do not all
             // call the seeds in the same round.
             round: AtomicU64::new(random_seed % SEED_ROUND_INTERVAL),
@@ -312,14 +313,9 @@ impl Gossip {
         }
     }
 
-    /// The next 64 random bits (SplitMix64).
+    /// The next 64 random bits.
     fn next_random(&self) -> u64 {
-        let mut state = lock(&self.random);
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        lock(&self.random).next_u64()
     }
 }
 

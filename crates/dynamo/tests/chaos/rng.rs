@@ -4,26 +4,24 @@
 
 use std::time::Duration;
 
-/// SplitMix64 (Steele, Lea, Flood 2014): one `u64` of state, good enough
-/// statistical quality for choosing faults and keys.
+use dynamo_core::rng::SplitMix64;
+
+/// The project's SplitMix64 ([`dynamo_core::rng`]) with the draws the
+/// nemesis and the clients use.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl Rng {
     /// A generator whose whole output is determined by `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+        Rng { inner: SplitMix64::new(seed) }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A number in `0..bound` (`bound` > 0).
