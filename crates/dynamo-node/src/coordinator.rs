@@ -386,7 +386,9 @@ impl Coordinator {
         if quorum.progress() == Progress::Failed {
             return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
         }
-        let mut fallbacks = self.fallbacks(key, props.n);
+        // Computed only when a replica first needs a stand-in: most writes
+        // never do.
+        let mut fallbacks = Fallbacks::new(self, key, props.n);
         let mut targets = Vec::new();
         for node in replicas.iter().filter(|node| *node != self.cluster.local()) {
             if self.detector.is_up(node) {
@@ -455,7 +457,7 @@ impl Coordinator {
     /// The nodes that may stand in for unreachable replicas of `key`: those
     /// after its top `n` in the extended preference list that the failure
     /// detector marks up, nearest first.
-    fn fallbacks(&self, key: &ObjectKey, n: u8) -> VecDeque<NodeId> {
+    fn fallback_nodes(&self, key: &ObjectKey, n: u8) -> VecDeque<NodeId> {
         let partition = key.partition(self.cluster.ring().partitions());
         let extended = self.cluster.ring().extended_preference_list(partition, usize::from(n), self.cluster.size());
         extended
@@ -802,15 +804,34 @@ struct WriteTarget {
     hint_for: Option<NodeId>,
 }
 
+/// The fallback nodes of one write, listed on first use.
+struct Fallbacks<'a> {
+    coordinator: &'a Coordinator,
+    key: &'a ObjectKey,
+    n: u8,
+    nodes: Option<VecDeque<NodeId>>,
+}
+
+impl<'a> Fallbacks<'a> {
+    fn new(coordinator: &'a Coordinator, key: &'a ObjectKey, n: u8) -> Self {
+        Self { coordinator, key, n, nodes: None }
+    }
+
+    fn next(&mut self) -> Option<NodeId> {
+        let (coordinator, key, n) = (self.coordinator, self.key, self.n);
+        self.nodes.get_or_insert_with(|| coordinator.fallback_nodes(key, n)).pop_front()
+    }
+}
+
 /// Hands the copy of `failed` to the next fallback, if there is one and the
 /// quorum takes it.
 fn hand_off(
     quorum: &mut WriteQuorum,
     failed: &NodeId,
-    fallbacks: &mut VecDeque<NodeId>,
+    fallbacks: &mut Fallbacks<'_>,
     reason: &str,
 ) -> Option<WriteTarget> {
-    let fallback = fallbacks.pop_front()?;
+    let fallback = fallbacks.next()?;
     let owner = quorum.hand_off(failed, fallback.clone(), reason)?;
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
 }

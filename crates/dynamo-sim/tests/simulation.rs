@@ -62,18 +62,23 @@ fn report(run: &RunReport) {
     }
 }
 
-#[test]
-fn acknowledged_writes_survive_faults_and_replicas_converge() {
-    let options = SimOptions::default();
+/// Runs every seed of [`seeds`] with `options`, reporting each, and fails
+/// naming the seeds that broke an invariant.
+fn assert_seeds_pass(options: &SimOptions) {
     let mut failed = Vec::new();
     for seed in seeds() {
-        let run = run_seed(seed, &options);
+        let run = run_seed(seed, options);
         report(&run);
         if !run.passed() {
             failed.push(run.seed);
         }
     }
     assert!(failed.is_empty(), "failing seeds: {failed:?} (replay each with DYNAMO_SIM_SEED=<seed>)");
+}
+
+#[test]
+fn acknowledged_writes_survive_faults_and_replicas_converge() {
+    assert_seeds_pass(&SimOptions::default());
 }
 
 /// The same seed gives the same run, event for event, in this process
@@ -101,16 +106,7 @@ fn a_seed_replays_exactly() {
 /// is lost on the way.
 #[test]
 fn replicas_converge_without_reads_through_hints_and_anti_entropy() {
-    let options = SimOptions { convergence: Convergence::Background, ..SimOptions::default() };
-    let mut failed = Vec::new();
-    for seed in seeds() {
-        let run = run_seed(seed, &options);
-        report(&run);
-        if !run.passed() {
-            failed.push(run.seed);
-        }
-    }
-    assert!(failed.is_empty(), "failing seeds: {failed:?} (replay each with DYNAMO_SIM_SEED=<seed>)");
+    assert_seeds_pass(&SimOptions { convergence: Convergence::Background, ..SimOptions::default() });
 }
 
 #[test]

@@ -205,6 +205,22 @@ fn a_tombstone_every_replica_holds_is_collected_after_its_grace_period() {
     });
 }
 
+/// Writes `key` to all three replicas, kills node2, and deletes `key` (with
+/// the write's context) on the two others: node2 keeps the value.
+fn delete_while_node2_is_down(cluster: &mut TestCluster, key: &str) {
+    let context = block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let w3 = WriteOptions { query: vec![("w".into(), "3".into())], ..WriteOptions::default() };
+        node0.put("b", key.as_bytes(), Bytes::from("item"), &w3).await.expect("put")
+    });
+    cluster.nodes[2].kill_9();
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        let delete = WriteOptions { context, ..WriteOptions::default() };
+        node0.delete("b", key.as_bytes(), &delete).await.expect("w=2 delete with one replica down");
+    });
+}
+
 /// Whether `node`'s copy of `key` is exactly one version, a tombstone.
 async fn holds_only_a_tombstone(cluster: &TestCluster, key: &str, node: &str) -> bool {
     let admin = admin_json(cluster, 0, &format!("/admin/replicas/b/{key}")).await;
@@ -228,17 +244,7 @@ fn a_delete_a_replica_missed_is_not_undone_when_it_returns() {
         "--tombstone-grace-ms=600000",
     ];
     let mut cluster = TestCluster::start(dir.path(), 3, &args);
-    let context = block_on(async {
-        let mut node0 = cluster.nodes[0].connect().await;
-        let w3 = WriteOptions { query: vec![("w".into(), "3".into())], ..WriteOptions::default() };
-        node0.put("b", b"cart", Bytes::from("item"), &w3).await.expect("put")
-    });
-    cluster.nodes[2].kill_9();
-    block_on(async {
-        let mut node0 = cluster.nodes[0].connect().await;
-        let delete = WriteOptions { context, ..WriteOptions::default() };
-        node0.delete("b", b"cart", &delete).await.expect("w=2 delete with one replica down");
-    });
+    delete_while_node2_is_down(&mut cluster, "cart");
     cluster.nodes[2].restart();
     block_on(async {
         assert!(!holds_only_a_tombstone(&cluster, "cart", "node2").await, "node2 came back with the value");
@@ -258,16 +264,8 @@ fn a_delete_a_replica_missed_is_collected_only_after_it_has_the_tombstone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = ["--tombstone-grace-ms=1000", "--tombstone-gc-interval-ms=200", "--anti-entropy-interval-ms=0"];
     let mut cluster = TestCluster::start(dir.path(), 3, &args);
-    let context = block_on(async {
-        let mut node0 = cluster.nodes[0].connect().await;
-        let w3 = WriteOptions { query: vec![("w".into(), "3".into())], ..WriteOptions::default() };
-        node0.put("b", b"cart", Bytes::from("item"), &w3).await.expect("put")
-    });
-    cluster.nodes[2].kill_9();
+    delete_while_node2_is_down(&mut cluster, "cart");
     block_on(async {
-        let mut node0 = cluster.nodes[0].connect().await;
-        let delete = WriteOptions { context, ..WriteOptions::default() };
-        node0.delete("b", b"cart", &delete).await.expect("w=2 delete with one replica down");
         // Past the grace period, but node2 does not hold the tombstone:
         // nothing may be collected.
         tokio::time::sleep(Duration::from_millis(2_000)).await;

@@ -27,18 +27,15 @@ pub struct ChaosConfig {
     /// Which faults the nemesis may inject.
     pub nemeses: Vec<NemesisKind>,
     /// Do one round of R=N reads of every key after healing, before the
-    /// convergence wait, so read repair can bring replicas together.
-    ///
-    /// TODO(issue 4): switch the default off (and `stop_before_heal` on)
-    /// once hinted handoff and anti-entropy are merged: replicas must then
-    /// converge on their own, and the wait measures exactly that. Today a
-    /// node killed at the end of the run stays stale without the reads.
+    /// convergence wait, so read repair can bring replicas together. Off by
+    /// default: replicas must converge through hinted handoff and
+    /// anti-entropy on their own, and the wait measures exactly that.
     pub repair_by_reads: bool,
     /// Stop the clients before the final heal instead of after it, so that
     /// writes stop while the last faults are in force and convergence must
-    /// come from the store's own repair (read repair if
-    /// `repair_by_reads`, later hinted handoff and anti-entropy) rather
-    /// than from writes after the heal, which carry the whole merged state
+    /// come from the store's own repair (hinted handoff and anti-entropy,
+    /// and read repair if `repair_by_reads`) rather than from writes after
+    /// the heal, which carry the whole merged state
     /// to every replica.
     pub stop_before_heal: bool,
     /// Fail instead of warning when partitions are impossible (no root, no
