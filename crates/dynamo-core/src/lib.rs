@@ -18,6 +18,8 @@
 //! - [`membership`]: the gossiped cluster state (members, their status, the
 //!   committed ring and its epoch), its merge, encoding and the plan of the
 //!   next ring (paper section 4.8).
+//! - [`transition`]: a ring change in progress: which nodes copy which
+//!   partitions before the new ring alone is trusted (paper section 4.9).
 //! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
 //! - [`liveness`]: the local failure detector: which peers to route around
@@ -43,6 +45,7 @@ pub mod props;
 pub mod quorum;
 pub mod ring;
 pub mod rng;
+pub mod transition;
 pub mod version;
 
 #[cfg(test)]

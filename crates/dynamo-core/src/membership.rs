@@ -61,7 +61,7 @@
 //! bytes are persisted and gossiped.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -71,6 +71,7 @@ use thiserror::Error;
 use crate::codec::{CodecError, Reader};
 use crate::keys::MAX_PARTITIONS;
 use crate::ring::{NodeId, NodeSpec, PartitionMove, Ring, RingError};
+use crate::transition::{MAX_FACTORS, Pull, Transition};
 
 /// Most member records a state holds, removed ones included. A limit on
 /// everything a peer can make us store; far above the clusters this store
@@ -79,14 +80,22 @@ pub const MAX_MEMBERS: usize = 1024;
 /// Longest node id, address or zone, in bytes (one length byte).
 pub const MAX_FIELD_LEN: usize = 255;
 /// Largest encoded state accepted: 1,024 members with every field at its
-/// longest, 1,024 ring nodes and 65,536 owners take about 1.8 MB.
-pub const MAX_STATE_BYTES: usize = 2 << 20;
+/// longest, two rings of 1,024 nodes and 65,536 owners each (a transition
+/// keeps the previous ring) and a completed pull for each of 65,536
+/// partitions times a few replicas take about 3.5 MB.
+pub const MAX_STATE_BYTES: usize = 8 << 20;
+/// Most completed pulls a transition records: a pull per partition and
+/// added replica, at most [`crate::props::MAX_N`] replicas.
+const MAX_DONE_PULLS: usize = MAX_PARTITIONS as usize * MAX_FACTORS;
 /// A gossip round includes a seed every this many rounds (and every round
 /// while a node knows no other member).
 pub const SEED_ROUND_INTERVAL: u64 = 4;
 
-/// Format marker of the only state layout so far.
-const FORMAT: u8 = 1;
+/// Format marker of the state layout written: 2 appends the transition.
+const FORMAT: u8 = 2;
+/// The first layout (no transition), still read: a state persisted by an
+/// earlier version decodes as one whose last change has settled.
+const FORMAT_WITHOUT_TRANSITION: u8 = 1;
 /// Domain separation of the hashes below.
 const CLUSTER_ID_DOMAIN: &[u8] = b"dynamo cluster id\0";
 const STATE_DIGEST_DOMAIN: &[u8] = b"dynamo cluster state\0";
@@ -345,6 +354,17 @@ pub enum MembershipError {
         /// The committed epoch.
         committed: u64,
     },
+    /// A commit while the previous one's partitions are still moving.
+    #[error(
+        "the previous ring change (epoch {epoch}) still has {pending} partition transfers to finish; commit again \
+         when `dynamo admin transfers` shows none (or remove the nodes that cannot finish them)"
+    )]
+    TransfersPending {
+        /// The committed epoch.
+        epoch: u64,
+        /// Pulls not done.
+        pending: usize,
+    },
     /// The ring could not be built or checked.
     #[error(transparent)]
     Ring(#[from] RingError),
@@ -453,6 +473,9 @@ pub struct ClusterState {
     cluster_id: ClusterId,
     members: BTreeMap<NodeId, Member>,
     ring: Ring,
+    /// The move to `ring` from the ring before it; `None` for the first
+    /// ring (and states persisted before transitions existed).
+    transition: Option<Transition>,
 }
 
 impl ClusterState {
@@ -463,7 +486,7 @@ impl ClusterState {
     pub fn genesis(ring: Ring, members: impl IntoIterator<Item = Member>) -> Result<Self, MembershipError> {
         let cluster_id = cluster_id_of(&ring);
         let members: BTreeMap<NodeId, Member> = members.into_iter().map(|member| (member.id.clone(), member)).collect();
-        let state = ClusterState { cluster_id, members, ring };
+        let state = ClusterState { cluster_id, members, ring, transition: None };
         state.check()?;
         Ok(state)
     }
@@ -558,9 +581,14 @@ impl ClusterState {
                 }
             }
         }
-        if ring_precedence(&other.ring, &self.ring) == Ordering::Greater {
-            self.ring = other.ring.clone();
-            changed = true;
+        match ring_precedence(&other.ring, &self.ring) {
+            Ordering::Greater => {
+                self.ring = other.ring.clone();
+                self.transition = other.transition.clone();
+                changed = true;
+            }
+            Ordering::Equal => changed |= merge_transition(&mut self.transition, other.transition.as_ref()),
+            Ordering::Less => {}
         }
         Ok(changed)
     }
@@ -664,12 +692,20 @@ impl ClusterState {
     }
 
     /// This state with `plan` committed: its ring installed as the next
-    /// epoch, and every `joining` node it includes promoted to `member`.
-    pub fn commit(&self, plan: &Plan) -> Result<ClusterState, MembershipError> {
+    /// epoch, every `joining` node it includes promoted to `member`, and a
+    /// new [`Transition`] from the current ring, whose pulls are computed
+    /// for the replication `factors` in use. Refused while the current
+    /// transition has pulls pending.
+    pub fn commit(&self, plan: &Plan, factors: &[u8]) -> Result<ClusterState, MembershipError> {
         if plan.ring.version() <= self.ring.version() {
             return Err(MembershipError::StalePlan { plan: plan.ring.version(), committed: self.ring.version() });
         }
+        let pending = self.pending_pulls().len();
+        if pending > 0 {
+            return Err(MembershipError::TransfersPending { epoch: self.epoch(), pending });
+        }
         let mut next = self.clone();
+        next.transition = Some(Transition::new(self.ring.clone(), factors));
         for spec in plan.ring.nodes() {
             match next.members.get_mut(&spec.id) {
                 None => return Err(MembershipError::UnknownRingNode(spec.id.clone())),
@@ -684,6 +720,52 @@ impl ClusterState {
         Ok(next)
     }
 
+    /// The move to the committed ring, while known.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.transition.as_ref()
+    }
+
+    /// Whether `id` has a removed record.
+    pub fn is_removed(&self, id: &NodeId) -> bool {
+        self.members.get(id).is_some_and(|member| member.status == MemberStatus::Removed)
+    }
+
+    /// The pulls of the current transition that are neither done nor
+    /// assigned to a removed node.
+    pub fn pending_pulls(&self) -> Vec<Pull> {
+        match &self.transition {
+            None => Vec::new(),
+            Some(transition) => transition.pending(&self.ring, |node| self.is_removed(node)),
+        }
+    }
+
+    /// The partitions with a pull pending: those whose reads still go to
+    /// the old ring's replicas and whose writes go to both rings'.
+    pub fn unsettled_partitions(&self) -> BTreeSet<u32> {
+        self.pending_pulls().into_iter().map(|pull| pull.partition).collect()
+    }
+
+    /// Where `partition`'s added replicas copy it from (see
+    /// [`Transition::sources`]); empty without a transition.
+    pub fn pull_sources(&self, partition: u32) -> Vec<NodeId> {
+        match &self.transition {
+            None => Vec::new(),
+            Some(transition) => transition.sources(partition, |node| self.is_removed(node)),
+        }
+    }
+
+    /// This state with `pull` recorded as complete; `None` when it is not a
+    /// pull of the current transition or is already recorded.
+    pub fn with_pull_done(&self, pull: &Pull) -> Option<ClusterState> {
+        let transition = self.transition.as_ref()?;
+        if transition.done().contains(pull) || !transition.pullers(&self.ring, pull.partition).contains(&pull.node) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.transition.as_mut().map(|transition| transition.mark_done(pull.clone()));
+        Some(next)
+    }
+
     /// Digest of the canonical encoding.
     pub fn digest(&self) -> StateDigest {
         let mut hasher = Sha256::new();
@@ -692,16 +774,20 @@ impl ClusterState {
         StateDigest(truncate(&hasher.finalize()))
     }
 
-    /// Encodes the state (format 1, below [`MAX_STATE_BYTES`] for every
+    /// Encodes the state (format 2, below [`MAX_STATE_BYTES`] for every
     /// state within the bounds).
     ///
-    /// `format u8 | cluster id 16 | member count u16 | member * | ring`,
+    /// `format u8 | cluster id 16 | member count u16 | member * | ring |
+    /// transition?` (format 1 had no transition),
     /// members in increasing id order, each `id | rpc | http? | capacity
     /// u32 | zone? | status u8 | version u64`; the ring is `partitions u32
     /// | epoch u64 | node count u16 | (id | capacity u32 | zone?) * | owner
     /// index u16 * partitions`, nodes in increasing id order. Text is
     /// `length u8 | UTF-8`, optional text `0`, or `1` then text. Integers
-    /// big-endian.
+    /// big-endian. The transition is `0`, or `1 | from ring | factor count
+    /// u8 | factor u8 * | done count u32 | (partition u32 | node index u16)
+    /// *`, node indices into the committed ring's nodes, pulls in
+    /// (partition, node id) order.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.members.len() * 48 + self.ring.partitions() as usize * 2);
         out.push(FORMAT);
@@ -717,6 +803,7 @@ impl ClusterState {
             out.extend_from_slice(&member.version.to_be_bytes());
         }
         encode_ring(&self.ring, &mut out);
+        encode_transition(self.transition.as_ref(), &self.ring, &mut out);
         out
     }
 
@@ -727,7 +814,7 @@ impl ClusterState {
         }
         let mut reader = Reader::new(bytes);
         let format = reader.u8("format")?;
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_WITHOUT_TRANSITION {
             return Err(StateDecodeError::UnknownFormat(format));
         }
         let mut cluster_id = [0u8; 16];
@@ -747,10 +834,14 @@ impl ClusterState {
             members.insert(member.id.clone(), member);
         }
         let ring = decode_ring(&mut reader)?;
+        let transition = match format {
+            FORMAT_WITHOUT_TRANSITION => None,
+            _ => decode_transition(&mut reader, &ring)?,
+        };
         if reader.remaining() > 0 {
             return Err(StateDecodeError::TrailingBytes(reader.remaining()));
         }
-        let state = ClusterState { cluster_id: ClusterId(cluster_id), members, ring };
+        let state = ClusterState { cluster_id: ClusterId(cluster_id), members, ring, transition };
         state.check()?;
         Ok(state)
     }
@@ -771,6 +862,27 @@ impl ClusterState {
             Some(spec) => Err(MembershipError::UnknownRingNode(spec.id.clone())),
             None => Ok(()),
         }
+    }
+}
+
+/// Merges the transitions of two states with the same ring: the greater by
+/// [`Transition::precedence`] (a transition over none), or, for the same
+/// move, the union of completions. Returns whether `ours` changed.
+fn merge_transition(ours: &mut Option<Transition>, theirs: Option<&Transition>) -> bool {
+    let Some(theirs) = theirs else { return false };
+    match ours {
+        None => {
+            *ours = Some(theirs.clone());
+            true
+        }
+        Some(mine) => match theirs.precedence(mine, ring_precedence) {
+            Ordering::Greater => {
+                *mine = theirs.clone();
+                true
+            }
+            Ordering::Equal => mine.absorb(theirs),
+            Ordering::Less => false,
+        },
     }
 }
 
@@ -911,6 +1023,63 @@ fn decode_ring(reader: &mut Reader<'_>) -> Result<Ring, StateDecodeError> {
     Ring::from_parts(partitions, owners, nodes, epoch).map_err(|error| MembershipError::Ring(error).into())
 }
 
+fn encode_transition(transition: Option<&Transition>, ring: &Ring, out: &mut Vec<u8>) {
+    let Some(transition) = transition else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    encode_ring(transition.from_ring(), out);
+    out.push(u8::try_from(transition.factors().len()).unwrap_or(0));
+    out.extend_from_slice(transition.factors());
+    let index: BTreeMap<&NodeId, u16> =
+        ring.nodes().enumerate().map(|(i, spec)| (&spec.id, u16::try_from(i).unwrap_or(u16::MAX))).collect();
+    let done = transition.done();
+    out.extend_from_slice(&u32::try_from(done.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for pull in done {
+        out.extend_from_slice(&pull.partition.to_be_bytes());
+        out.extend_from_slice(&index.get(&pull.node).copied().unwrap_or(u16::MAX).to_be_bytes());
+    }
+}
+
+fn decode_transition(reader: &mut Reader<'_>, ring: &Ring) -> Result<Option<Transition>, StateDecodeError> {
+    match reader.u8("transition flag")? {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(StateDecodeError::Invalid("transition flag is neither 0 nor 1")),
+    }
+    let from = decode_ring(reader)?;
+    if from.partitions() != ring.partitions() || from.version() >= ring.version() {
+        return Err(StateDecodeError::Invalid("transition from a ring that is not an earlier one of this cluster"));
+    }
+    let count = usize::from(reader.u8("factor count")?);
+    let factors = reader.take(count, "factors")?.to_vec();
+    let done_count = reader.u32("done count")? as usize;
+    if done_count > MAX_DONE_PULLS {
+        return Err(StateDecodeError::Invalid("more completed pulls than a transition has"));
+    }
+    let nodes: Vec<&NodeSpec> = ring.nodes().collect();
+    let mut done = BTreeSet::new();
+    let mut previous: Option<Pull> = None;
+    for _ in 0..done_count {
+        let partition = reader.u32("pull partition")?;
+        let index = usize::from(reader.u16("pull node")?);
+        let node = nodes.get(index).ok_or(StateDecodeError::Invalid("pull node outside the ring's nodes"))?;
+        if partition >= ring.partitions() {
+            return Err(StateDecodeError::Invalid("pull of a partition outside the ring"));
+        }
+        let pull = Pull { partition, node: node.id.clone() };
+        if previous.as_ref().is_some_and(|previous| *previous >= pull) {
+            return Err(StateDecodeError::Invalid("completed pulls not in increasing order"));
+        }
+        previous = Some(pull.clone());
+        done.insert(pull);
+    }
+    Transition::from_parts(from, factors, done)
+        .map(Some)
+        .ok_or(StateDecodeError::Invalid("transition factors not strictly increasing in 1..=16"))
+}
+
 /// Whom a node gossips with in one round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GossipTargets {
@@ -977,6 +1146,8 @@ mod tests {
         Status { at: Index, node: usize, status: MemberStatus },
         /// Gossip: replica `from`'s state merged into replica `into`.
         Merge { from: Index, into: Index },
+        /// A node finishes one of the pending pulls, at replica `at`.
+        PullDone { at: Index, pull: Index },
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -987,6 +1158,7 @@ mod tests {
             1 => (any::<Index>(), 0..8usize, 1..4u16).prop_map(|(at, node, port)| Step::Announce { at, node, port }),
             1 => (any::<Index>(), 0..8usize, status).prop_map(|(at, node, status)| Step::Status { at, node, status }),
             4 => (any::<Index>(), any::<Index>()).prop_map(|(from, into)| Step::Merge { from, into }),
+            3 => (any::<Index>(), any::<Index>()).prop_map(|(at, pull)| Step::PullDone { at, pull }),
         ]
     }
 
@@ -1005,7 +1177,7 @@ mod tests {
                 Step::Commit { at } => {
                     let state = &mut states[at.index(replicas)];
                     if let Ok(plan) = state.plan()
-                        && let Ok(next) = state.commit(&plan)
+                        && let Ok(next) = state.commit(&plan, &[2])
                     {
                         *state = next;
                     }
@@ -1030,6 +1202,13 @@ mod tests {
                 Step::Merge { from, into } => {
                     let from = states[from.index(replicas)].clone();
                     states[into.index(replicas)].merge_in(&from).expect("one cluster");
+                }
+                Step::PullDone { at, pull } => {
+                    let state = &mut states[at.index(replicas)];
+                    let pending = state.pending_pulls();
+                    if !pending.is_empty() {
+                        *state = state.with_pull_done(&pending[pull.index(pending.len())]).expect("a pending pull");
+                    }
                 }
             }
         }
@@ -1181,15 +1360,17 @@ mod tests {
         let base = static_state(2);
         let one = base.with_joining(&announcement(2), Q).unwrap();
         let two = base.with_joining(&announcement(3), Q).unwrap();
-        let first = one.commit(&one.plan().unwrap()).unwrap();
-        let second = two.commit(&two.plan().unwrap()).unwrap();
+        let first = one.commit(&one.plan().unwrap(), &[2]).unwrap();
+        let second = two.commit(&two.plan().unwrap(), &[2]).unwrap();
         assert_eq!((first.epoch(), second.epoch()), (2, 2));
         assert_ne!(first.ring(), second.ring());
         let merged = first.merge(&second).unwrap();
         assert_eq!(merged, second.merge(&first).unwrap());
         assert!(merged.ring() == first.ring() || merged.ring() == second.ring());
         // Both joiners are known; the next plan takes both in, at epoch 3.
-        let next = merged.commit(&merged.plan().unwrap()).unwrap();
+        let next = merged.clone();
+        let next = next.pending_pulls().iter().fold(next, |state, pull| state.with_pull_done(pull).unwrap());
+        let next = next.commit(&next.plan().unwrap(), &[2]).unwrap();
         assert_eq!(next.epoch(), 3);
         assert_eq!(next.ring().nodes().count(), 4);
         // An older state merged in changes nothing.
@@ -1209,12 +1390,12 @@ mod tests {
         let plan = joined.plan().unwrap();
         assert!(plan.moves.iter().all(|step| step.to == id));
         assert_eq!(plan.moves.len(), 4, "Q/(S+1) = 16/4 partitions move, all to the new node");
-        let committed = joined.commit(&plan).unwrap();
+        let committed = joined.commit(&plan, &[3]).unwrap();
         assert_eq!(committed.member(&id).unwrap().status, MemberStatus::Member);
         assert_eq!(committed.epoch(), 2);
         assert!(committed.plan().unwrap().is_empty(committed.ring()));
         assert_eq!(
-            committed.commit(&committed.plan().unwrap()).unwrap_err(),
+            committed.commit(&committed.plan().unwrap(), &[3]).unwrap_err(),
             MembershipError::StalePlan { plan: 2, committed: 2 }
         );
     }
@@ -1294,8 +1475,8 @@ mod tests {
         let bytes = state.encode();
         assert_eq!(bytes[0], FORMAT);
         let mut newer = bytes.clone();
-        newer[0] = 2;
-        assert_eq!(ClusterState::decode(&newer).unwrap_err(), StateDecodeError::UnknownFormat(2));
+        newer[0] = 3;
+        assert_eq!(ClusterState::decode(&newer).unwrap_err(), StateDecodeError::UnknownFormat(3));
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert_eq!(ClusterState::decode(&trailing).unwrap_err(), StateDecodeError::TrailingBytes(1));
@@ -1335,6 +1516,54 @@ mod tests {
         assert!(losses.iter().all(|loss| !loss.dropped.contains(&NodeId::new("n3"))));
         // At n = 4 every node replicates everything, before and after.
         assert!(replicas_lost(base.ring(), &plan.ring, &[4]).is_empty());
+    }
+
+    #[test]
+    fn a_state_persisted_in_the_first_format_still_decodes() {
+        let state = static_state(3).with_joining(&announcement(4), Q).unwrap();
+        let mut bytes = state.encode();
+        assert_eq!(bytes.pop(), Some(0), "no transition");
+        bytes[0] = FORMAT_WITHOUT_TRANSITION;
+        assert_eq!(ClusterState::decode(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn a_commit_waits_for_the_previous_transfers_and_removed_pullers_are_not_waited_for() {
+        let joined = static_state(3).with_joining(&Announcement { capacity: 1, ..announcement(3) }, Q).unwrap();
+        let committed = joined.commit(&joined.plan().unwrap(), &[3]).unwrap();
+        let pending = committed.pending_pulls();
+        assert!(!pending.is_empty());
+        assert!(pending.iter().all(|pull| pull.node == NodeId::new("n3")), "only the new node gains replicas");
+        assert_eq!(
+            committed.unsettled_partitions(),
+            pending.iter().map(|pull| pull.partition).collect::<BTreeSet<u32>>()
+        );
+        for pull in &pending {
+            let sources = committed.pull_sources(pull.partition);
+            assert_eq!(sources.len(), 3);
+            assert!(!sources.contains(&pull.node));
+        }
+        // Another join cannot be committed while data still moves.
+        let again = committed.with_joining(&Announcement { capacity: 1, ..announcement(5) }, Q).unwrap();
+        let refused = again.commit(&again.plan().unwrap(), &[3]).unwrap_err();
+        assert!(matches!(refused, MembershipError::TransfersPending { epoch: 2, .. }), "{refused}");
+        assert!(refused.to_string().contains("dynamo admin transfers"), "{refused}");
+        // Each completion is recorded once and spreads by merge.
+        let first = committed.with_pull_done(&pending[0]).unwrap();
+        assert!(first.with_pull_done(&pending[0]).is_none());
+        let mut merged = committed.clone();
+        assert!(merged.merge_in(&first).unwrap());
+        assert_eq!(merged.pending_pulls().len(), pending.len() - 1);
+        let not_a_pull = Pull { partition: pending[0].partition, node: NodeId::new("n0") };
+        assert!(committed.with_pull_done(&not_a_pull).is_none());
+        // Once the new node is removed, nothing is waited for.
+        let removed = again.with_status(&NodeId::new("n3"), MemberStatus::Removed).unwrap();
+        assert!(removed.pending_pulls().is_empty() && removed.unsettled_partitions().is_empty());
+        let settled = pending.iter().fold(again.clone(), |state, pull| state.with_pull_done(pull).unwrap());
+        let next = settled.commit(&settled.plan().unwrap(), &[3]).unwrap();
+        assert_eq!(next.epoch(), 3);
+        assert_eq!(next.transition().unwrap().from_ring(), settled.ring());
+        assert_eq!(ClusterState::decode(&next.encode()).unwrap(), next);
     }
 
     #[test]

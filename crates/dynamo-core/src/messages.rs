@@ -1016,7 +1016,7 @@ mod tests {
         }
         if commit
             && let Ok(plan) = state.plan()
-            && let Ok(next) = state.commit(&plan)
+            && let Ok(next) = state.commit(&plan, &[3])
         {
             state = next;
         }
