@@ -147,6 +147,9 @@ pub struct WriteQuorum {
     w: u8,
     /// Durable acknowledgements needed among them.
     dw: u8,
+    /// The replica lists that must each reach `w` and `dw`; empty means the
+    /// whole set is one list (see [`WriteQuorum::spanning`]).
+    lists: Vec<Vec<NodeId>>,
 }
 
 impl WriteQuorum {
@@ -155,7 +158,19 @@ impl WriteQuorum {
     /// give fails at once; `w = 0` and `dw = 0` succeed at once (bucket
     /// props validation keeps `w` at least 1).
     pub fn new(replicas: Vec<NodeId>, w: u8, dw: u8) -> Self {
-        Self { answers: Answers::new(replicas), w, dw }
+        Self { answers: Answers::new(replicas), w, dw, lists: Vec::new() }
+    }
+
+    /// A write during a ring change (see [`crate::transition`]): sent to
+    /// every node of `lists` (the key's replicas under the old and the new
+    /// ring), it succeeds only once *each* list has `w` acknowledgements of
+    /// which `dw` durable. A node in several lists counts in each, and so
+    /// does a fallback standing in for it. It fails as soon as any list can
+    /// no longer reach its counts.
+    pub fn spanning(lists: Vec<Vec<NodeId>>, w: u8, dw: u8) -> Self {
+        let replicas: Vec<NodeId> = lists.iter().flatten().cloned().collect();
+        let lists = if lists.len() > 1 { lists } else { Vec::new() };
+        Self { answers: Answers::new(replicas), w, dw, lists }
     }
 
     /// `node` acknowledged the write, fsynced if `durable`. Ignored if `node`
@@ -238,9 +253,27 @@ impl WriteQuorum {
 
     /// Where the write stands.
     pub fn progress(&self) -> Progress {
-        let acked = self.answers.ok().count();
-        let durable = self.answers.ok().filter(|durable| **durable).count();
-        let unanswered = self.answers.unanswered_count();
+        if self.lists.is_empty() {
+            return self.progress_of(|_| true);
+        }
+        let mut outcome = Progress::Succeeded;
+        for list in &self.lists {
+            match self.progress_of(|owner| list.contains(owner)) {
+                Progress::Failed => return Progress::Failed,
+                Progress::Pending => outcome = Progress::Pending,
+                Progress::Succeeded => {}
+            }
+        }
+        outcome
+    }
+
+    /// Where the write stands among the slots whose replica (the node, or
+    /// the one it stands in for) `counts`.
+    fn progress_of(&self, counts: impl Fn(&NodeId) -> bool) -> Progress {
+        let slots = || self.answers.slots.iter().filter(|slot| counts(slot.owner()));
+        let acked = slots().filter(|slot| matches!(slot.answer, Answer::Ok(_))).count();
+        let durable = slots().filter(|slot| matches!(slot.answer, Answer::Ok(true))).count();
+        let unanswered = slots().filter(|slot| matches!(slot.answer, Answer::Pending)).count();
         let (w, dw) = (usize::from(self.w), usize::from(self.dw));
         // Best case for the replicas still out: all acknowledge durably.
         decide(acked >= w && durable >= dw, acked + unanswered >= w && durable + unanswered >= dw)
@@ -368,6 +401,13 @@ struct Slot<T> {
     stands_in_for: Option<NodeId>,
     /// Whether another node already took over this slot's write.
     handed_off: bool,
+}
+
+impl<T> Slot<T> {
+    /// The replica whose copy this slot holds.
+    fn owner(&self) -> &NodeId {
+        self.stands_in_for.as_ref().unwrap_or(&self.node)
+    }
 }
 
 /// The answers of a replica set, first answer final. A linear scan finds a
@@ -609,6 +649,28 @@ mod tests {
     }
 
     #[test]
+    fn a_write_spanning_two_rings_needs_w_in_each_and_a_shared_node_counts_in_both() {
+        // Old replicas 0 1 2, new replicas 1 2 3: node 0 dropped, 3 added.
+        let old = vec![node(0), node(1), node(2)];
+        let new = vec![node(1), node(2), node(3)];
+        let mut write = WriteQuorum::spanning(vec![old.clone(), new.clone()], 2, 0);
+        assert_eq!(write.ack(node(0), false), Progress::Pending);
+        assert_eq!(write.ack(node(3), false), Progress::Pending, "one ack in each list");
+        assert_eq!(write.ack(node(1), false), Progress::Succeeded, "node1 counts in both");
+        assert_eq!(write.report().replicas.len(), 4, "the union, each node once");
+        let mut failing = WriteQuorum::spanning(vec![old, new], 2, 0);
+        failing.fail(node(1), "down");
+        assert_eq!(failing.fail(node(2), "down"), Progress::Failed, "the new list can reach only 1");
+        let mut sloppy = WriteQuorum::spanning(vec![vec![node(0), node(1)], vec![node(1), node(2)]], 2, 0);
+        sloppy.ack(node(0), false);
+        sloppy.ack(node(2), false);
+        assert_eq!(sloppy.hand_off(&node(1), node(9), "down"), Some(node(1)));
+        assert_eq!(sloppy.ack(node(9), false), Progress::Succeeded, "a fallback counts where its replica would");
+        let single = WriteQuorum::spanning(vec![vec![node(0), node(1)]], 2, 0);
+        assert!(single.lists.is_empty(), "one list is an ordinary write");
+    }
+
+    #[test]
     fn report_shows_durable_counts_only_when_durability_was_asked() {
         let mut write = WriteQuorum::new(nodes(2), 2, 1);
         write.ack(node(0), false);
@@ -755,6 +817,46 @@ mod tests {
                 prop_assert_eq!(progress == Progress::Failed, !possible, "failed exactly when impossible");
                 let report = write.report();
                 prop_assert_eq!((usize::from(report.answered_ok), usize::from(report.durable_ok)), (acks, durable));
+            }
+        }
+
+        /// A write spanning two lists succeeds exactly when each list has
+        /// W acknowledgements, and fails exactly when one cannot get them.
+        #[test]
+        fn spanning_write_decides_on_each_list(
+            w in 1..=3u8,
+            shift in 0..4usize,
+            events in prop::collection::vec((0..7usize, any::<bool>()), 0..20),
+        ) {
+            let old: Vec<NodeId> = (0..3).map(node).collect();
+            let new: Vec<NodeId> = (shift..shift + 3).map(node).collect();
+            let mut write = WriteQuorum::spanning(vec![old.clone(), new.clone()], w, 0);
+            let mut acked: Vec<NodeId> = Vec::new();
+            let mut failed: Vec<NodeId> = Vec::new();
+            let mut decided: Option<Progress> = None;
+            for (index, ok) in events {
+                let target = node(index);
+                let answered = acked.contains(&target) || failed.contains(&target);
+                let progress = if ok { write.ack(target.clone(), false) } else { write.fail(target.clone(), "x") };
+                let member = old.contains(&target) || new.contains(&target);
+                if !answered && member {
+                    if ok { acked.push(target) } else { failed.push(target) }
+                }
+                let count = |list: &[NodeId], of: &[NodeId]| list.iter().filter(|n| of.contains(n)).count();
+                let w = usize::from(w);
+                let reached = count(&old, &acked) >= w && count(&new, &acked) >= w;
+                let lost = old.len() - count(&old, &failed) < w || new.len() - count(&new, &failed) < w;
+                let expected = if reached { Progress::Succeeded } else if lost { Progress::Failed } else { Progress::Pending };
+                match decided {
+                    // Once decided, later answers change nothing.
+                    Some(first) => prop_assert_eq!(progress, first),
+                    None => {
+                        prop_assert_eq!(progress, expected);
+                        if progress != Progress::Pending {
+                            decided = Some(progress);
+                        }
+                    }
+                }
             }
         }
 
