@@ -46,6 +46,7 @@
 //! - [`METHOD_GOSSIP_PUSH`] (11): `version | state length u32 | state` ([`ClusterState::encode`])
 //! - [`METHOD_JOIN`] (12): `version | id len u8 | id | rpc address len u8 | rpc address | http address (optional
 //!   text) | capacity u32 | zone (optional text) | partitions u32`
+//! - [`METHOD_TRANSFER_PAGE`] (13): `version | partition u32 | resume` (`resume` as in `MerkleKeys`)
 //!
 //! Partitions are below [`MAX_PARTITIONS`] (the node checks its own Q).
 //!
@@ -55,7 +56,8 @@
 //! 4 `Failed` (`reason length u16 | reason`), 5 `PropsSet`, 6 `MerkleHashes`
 //! (`count u16 | hash 16 bytes *`, at most [`SEGMENTS`]), 7 `MerkleKeys`
 //! (`more u8 | count u16 | (key | digest 16 bytes) *`, at most [`MAX_LISTED_KEYS`]), 8 `ClusterSame`,
-//! 9 `ClusterState` (`state length u32 | state`).
+//! 9 `ClusterState` (`state length u32 | state`), 10 `TransferPage` (`more u8 | count u16 | (key | object) *`,
+//! at most [`MAX_TRANSFER_KEYS`]).
 
 use thiserror::Error;
 
@@ -95,8 +97,18 @@ pub const METHOD_GOSSIP: u16 = 10;
 pub const METHOD_GOSSIP_PUSH: u16 = 11;
 /// Method of [`Request::Join`].
 pub const METHOD_JOIN: u16 = 12;
+/// Method of [`Request::TransferPage`].
+pub const METHOD_TRANSFER_PAGE: u16 = 13;
 /// The last method this build knows.
-const LAST_METHOD: u16 = METHOD_JOIN;
+const LAST_METHOD: u16 = METHOD_TRANSFER_PAGE;
+
+/// Most objects in one [`Response::TransferPage`]. The replica also stops
+/// a page once it passes [`TRANSFER_PAGE_BYTES`], so a page of large
+/// objects is a few of them.
+pub const MAX_TRANSFER_KEYS: usize = 512;
+/// A transfer page is closed once its objects reach this many bytes (the
+/// last object may take it over, up to one object's size).
+pub const TRANSFER_PAGE_BYTES: usize = 1 << 20;
 
 /// Most `(key, digest)` entries in one [`Response::MerkleKeys`] page. With
 /// the largest keys (about 1.3 KB an entry) a page stays near one RPC frame;
@@ -125,6 +137,7 @@ const RESPONSE_MERKLE_HASHES: u8 = 6;
 const RESPONSE_MERKLE_KEYS: u8 = 7;
 const RESPONSE_CLUSTER_SAME: u8 = 8;
 const RESPONSE_CLUSTER_STATE: u8 = 9;
+const RESPONSE_TRANSFER_PAGE: u8 = 10;
 
 /// Outcome bytes of a `Coordinated` response.
 const OUTCOME_OK: u8 = 0;
@@ -252,6 +265,16 @@ pub enum Request {
         /// Its configured partition count (must be the cluster's).
         partitions: u32,
     },
+    /// Partition transfer (paper section 4.9): one page of this replica's
+    /// objects of a partition, in storage-key order, for a node that
+    /// becomes one of its replicas.
+    TransferPage {
+        /// The partition.
+        partition: u32,
+        /// Only objects after this key (the last of the previous page);
+        /// `None` for the first page.
+        after: Option<ObjectKey>,
+    },
 }
 
 /// A client's per-request options, relayed as text so that the coordinator
@@ -312,6 +335,14 @@ pub enum Response {
         /// The keys and the digests of this replica's state of them.
         entries: Vec<(ObjectKey, ObjectDigest)>,
         /// Whether more entries follow (ask again after the last one).
+        more: bool,
+    },
+    /// Answer to [`Request::TransferPage`]: at most [`MAX_TRANSFER_KEYS`]
+    /// objects in storage-key order.
+    TransferPage {
+        /// The keys and this replica's state of each.
+        entries: Vec<(ObjectKey, VersionedObject)>,
+        /// Whether more follow (ask again after the last key).
         more: bool,
     },
     /// Answer to [`Request::Gossip`] and [`Request::GossipPush`]: both
@@ -404,6 +435,7 @@ impl Request {
             Request::Gossip { .. } => METHOD_GOSSIP,
             Request::GossipPush { .. } => METHOD_GOSSIP_PUSH,
             Request::Join { .. } => METHOD_JOIN,
+            Request::TransferPage { .. } => METHOD_TRANSFER_PAGE,
         }
     }
 
@@ -456,13 +488,11 @@ impl Request {
             Request::MerkleKeys { partition, segments, after } => {
                 out.extend_from_slice(&partition.to_be_bytes());
                 encode_u16_list(segments, &mut out);
-                match after {
-                    None => out.push(0),
-                    Some(key) => {
-                        out.push(1);
-                        encode_key(key, &mut out);
-                    }
-                }
+                encode_resume(after.as_ref(), &mut out);
+            }
+            Request::TransferPage { partition, after } => {
+                out.extend_from_slice(&partition.to_be_bytes());
+                encode_resume(after.as_ref(), &mut out);
             }
             Request::Gossip { cluster, digest } => {
                 out.extend_from_slice(&cluster.0);
@@ -526,6 +556,10 @@ impl Request {
             },
             METHOD_GOSSIP_PUSH => Request::GossipPush { state: decode_state(&mut reader)? },
             METHOD_JOIN => decode_join(&mut reader)?,
+            METHOD_TRANSFER_PAGE => Request::TransferPage {
+                partition: decode_partition(&mut reader)?,
+                after: decode_resume(&mut reader)?,
+            },
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -578,6 +612,14 @@ impl Response {
                     out.extend_from_slice(&digest.0);
                 }
             }
+            Response::TransferPage { entries, more } => {
+                out.extend_from_slice(&[RESPONSE_TRANSFER_PAGE, u8::from(*more)]);
+                out.extend_from_slice(&clamped_count(entries.len()).to_be_bytes());
+                for (key, object) in entries {
+                    encode_key(key, &mut out);
+                    encode_object(object, &mut out);
+                }
+            }
             Response::Failed { reason } => {
                 out.push(RESPONSE_FAILED);
                 let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
@@ -610,6 +652,7 @@ impl Response {
             RESPONSE_MERKLE_KEYS => decode_keys_response(&mut reader)?,
             RESPONSE_CLUSTER_SAME => Response::ClusterSame,
             RESPONSE_CLUSTER_STATE => Response::ClusterState { state: decode_state(&mut reader)? },
+            RESPONSE_TRANSFER_PAGE => decode_transfer_response(&mut reader)?,
             RESPONSE_FAILED => {
                 let len = usize::from(reader.u16("reason length")?);
                 Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
@@ -759,8 +802,38 @@ fn decode_merkle_hashes(reader: &mut Reader<'_>) -> Result<Request, MessageError
 fn decode_merkle_keys(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
     let partition = decode_partition(reader)?;
     let segments = decode_index_list(reader, SEGMENTS, "segments")?;
-    let after = if decode_bool(reader, "resume flag")? { Some(decode_key(reader)?) } else { None };
+    let after = decode_resume(reader)?;
     Ok(Request::MerkleKeys { partition, segments, after })
+}
+
+fn encode_resume(after: Option<&ObjectKey>, out: &mut Vec<u8>) {
+    match after {
+        None => out.push(0),
+        Some(key) => {
+            out.push(1);
+            encode_key(key, out);
+        }
+    }
+}
+
+fn decode_resume(reader: &mut Reader<'_>) -> Result<Option<ObjectKey>, MessageError> {
+    if decode_bool(reader, "resume flag")? { Ok(Some(decode_key(reader)?)) } else { Ok(None) }
+}
+
+fn decode_transfer_response(reader: &mut Reader<'_>) -> Result<Response, MessageError> {
+    let more = decode_bool(reader, "more flag")?;
+    let count = usize::from(reader.u16("object count")?);
+    if count > MAX_TRANSFER_KEYS {
+        return Err(MessageError::Invalid("more objects than a transfer page holds"));
+    }
+    // The smallest entry: one-byte bucket and key with their lengths, and
+    // an object's length field.
+    let mut entries = Vec::with_capacity(count.min(reader.remaining() / (1 + 1 + 2 + 1 + 4)));
+    for _ in 0..count {
+        let key = decode_key(reader)?;
+        entries.push((key, decode_object(reader)?));
+    }
+    Ok(Response::TransferPage { entries, more })
 }
 
 fn decode_hashes_response(reader: &mut Reader<'_>) -> Result<Response, MessageError> {
@@ -1062,6 +1135,8 @@ mod tests {
             }),
             (0..MAX_PARTITIONS, index_list(SEGMENTS), prop::option::of(object_key()))
                 .prop_map(|(partition, segments, after)| Request::MerkleKeys { partition, segments, after }),
+            (0..MAX_PARTITIONS, prop::option::of(object_key()))
+                .prop_map(|(partition, after)| Request::TransferPage { partition, after }),
         ]
     }
 
@@ -1075,6 +1150,8 @@ mod tests {
                     more,
                 }
             ),
+            (prop::collection::vec((object_key(), reachable_object()), 0..6), any::<bool>())
+                .prop_map(|(entries, more)| Response::TransferPage { entries, more }),
         ]
     }
 
@@ -1203,7 +1280,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 10]), Err(MessageError::UnknownResponse(10)));
+        assert_eq!(Response::decode(&[1, 11]), Err(MessageError::UnknownResponse(11)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),

@@ -11,16 +11,23 @@
 //! more than the view it replaced, so a caller can tell whether anything
 //! changed.
 //!
+//! **During a ring change** ([`dynamo_core::transition`]) the view routes
+//! each partition that is still moving by both rings: reads go to its
+//! replicas under the ring being left ([`Cluster::read_list`]), writes to
+//! the replicas under both ([`Cluster::write_lists`]). Settled partitions
+//! use the committed ring alone. The set of moving partitions is computed
+//! once per view, not per request.
+//!
 //! With a static member list and no membership change, the view is the
 //! first state computed from the configuration and never changes: the ring
 //! is the same deterministic function of the member list as before
 //! membership was gossiped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use dynamo_core::keys::ObjectKey;
-use dynamo_core::membership::{Announcement, ClusterState, MembershipError, StateDigest};
+use dynamo_core::membership::{Announcement, ClusterState, MemberStatus, MembershipError, StateDigest};
 use dynamo_core::ring::{NodeId, NodeSpec, Ring};
 
 use crate::config::NodeConfig;
@@ -33,14 +40,65 @@ pub struct ClusterView {
     ring: Arc<Ring>,
     rpc_addrs: BTreeMap<NodeId, String>,
     digest: StateDigest,
+    /// The ring being left, while some partition still moves.
+    moving_from: Option<Ring>,
+    /// The partitions still moving (a pull pending).
+    unsettled: BTreeSet<u32>,
 }
 
 impl ClusterView {
     fn new(version: u64, state: ClusterState) -> Self {
         let ring = Arc::new(state.ring().clone());
-        let rpc_addrs = state.rpc_addrs();
+        let mut rpc_addrs = state.rpc_addrs();
         let digest = state.digest();
-        Self { version, state, ring, rpc_addrs, digest }
+        let unsettled = state.unsettled_partitions();
+        let moving_from = match state.transition() {
+            Some(transition) if !unsettled.is_empty() => Some(transition.from_ring().clone()),
+            _ => None,
+        };
+        // Nodes of the ring being left stay reachable while data moves off
+        // them, whatever their status.
+        if let Some(from) = &moving_from {
+            for spec in from.nodes() {
+                if let Some(member) = state.member(&spec.id)
+                    && member.status != MemberStatus::Removed
+                {
+                    rpc_addrs.entry(spec.id.clone()).or_insert_with(|| member.rpc_addr.clone());
+                }
+            }
+        }
+        Self { version, state, ring, rpc_addrs, digest, moving_from, unsettled }
+    }
+
+    /// The ring being left and the partitions still moving off it, while
+    /// a ring change is in progress.
+    pub fn moving(&self) -> Option<(&Ring, &BTreeSet<u32>)> {
+        self.moving_from.as_ref().map(|from| (from, &self.unsettled))
+    }
+
+    /// The ring being left, if `partition` is still moving off it.
+    fn moving_from(&self, partition: u32) -> Option<&Ring> {
+        self.moving_from.as_ref().filter(|_| self.unsettled.contains(&partition))
+    }
+
+    /// Where reads of `partition` go: its first `n` nodes under the ring
+    /// being left while it moves, else under the committed ring.
+    pub fn read_list(&self, partition: u32, n: u8) -> Vec<NodeId> {
+        self.moving_from(partition).unwrap_or(&self.ring).preference_list(partition, usize::from(n))
+    }
+
+    /// Where writes of `partition` go: its first `n` nodes under the ring
+    /// being left and under the committed ring while it moves (each list
+    /// must reach W), else under the committed ring alone.
+    pub fn write_lists(&self, partition: u32, n: u8) -> Vec<Vec<NodeId>> {
+        let new = self.ring.preference_list(partition, usize::from(n));
+        match self.moving_from(partition) {
+            Some(from) => {
+                let old = from.preference_list(partition, usize::from(n));
+                if old == new { vec![new] } else { vec![old, new] }
+            }
+            None => vec![new],
+        }
     }
 
     /// Version of this view on this node: 1 for the first, one more on
@@ -122,10 +180,29 @@ impl Cluster {
         self.view().rpc_addr(node).map(str::to_string)
     }
 
-    /// The first `n` distinct nodes for `key` (fewer when the ring has
-    /// fewer nodes than `n`).
+    /// The first `n` distinct nodes for `key` under the committed ring
+    /// (fewer when the ring has fewer nodes than `n`).
     pub fn preference_list(&self, key: &ObjectKey, n: u8) -> Vec<NodeId> {
         self.view().ring.key_preference_list(key, usize::from(n))
+    }
+
+    /// The nodes that serve reads of `key` (see [`ClusterView::read_list`]).
+    pub fn read_list(&self, key: &ObjectKey, n: u8) -> Vec<NodeId> {
+        let view = self.view();
+        view.read_list(key.partition(view.ring.partitions()), n)
+    }
+
+    /// The replica lists writes of `key` must each reach W in (see
+    /// [`ClusterView::write_lists`]).
+    pub fn write_lists(&self, key: &ObjectKey, n: u8) -> Vec<Vec<NodeId>> {
+        let view = self.view();
+        view.write_lists(key.partition(view.ring.partitions()), n)
+    }
+
+    /// Whether `key`'s partition is moving between rings.
+    pub fn is_moving(&self, key: &ObjectKey) -> bool {
+        let view = self.view();
+        view.moving_from(key.partition(view.ring.partitions())).is_some()
     }
 
     /// The other nodes this node may call: every member not removed, and

@@ -52,6 +52,10 @@ pub const MAX_ANTI_ENTROPY_INTERVAL_MS: u64 = 86_400_000;
 /// that leaves the foreground its latency (paper section 6.5), and still
 /// refills a replica of a million keys in under 20 minutes.
 pub const DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC: u32 = 1_000;
+/// Default cap on partition-transfer copying per node, bytes per second:
+/// 20 MiB/s, a fraction of one disk's and one gigabit link's bandwidth, so
+/// foreground requests keep theirs (paper section 6.5).
+pub const DEFAULT_TRANSFER_MAX_BYTES_PER_SEC: u64 = 20 << 20;
 /// Highest repair rate accepted.
 pub const MAX_ANTI_ENTROPY_KEYS_PER_SEC: u32 = 1_000_000;
 /// Default time between two gossip rounds: the paper's one second. A
@@ -153,6 +157,8 @@ pub struct Settings {
     pub anti_entropy_interval_ms: Option<u64>,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Most bytes per second this node copies in partition transfers.
+    pub transfer_max_bytes_per_sec: Option<u64>,
     /// Milliseconds between two gossip rounds; 0 disables gossip.
     pub gossip_interval_ms: Option<u64>,
     /// RPC addresses of seed nodes, contacted by gossip every few rounds
@@ -273,6 +279,7 @@ impl Settings {
             tombstone_gc_interval_ms: over.tombstone_gc_interval_ms.or(self.tombstone_gc_interval_ms),
             anti_entropy_interval_ms: over.anti_entropy_interval_ms.or(self.anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec: over.anti_entropy_max_keys_per_sec.or(self.anti_entropy_max_keys_per_sec),
+            transfer_max_bytes_per_sec: over.transfer_max_bytes_per_sec.or(self.transfer_max_bytes_per_sec),
             gossip_interval_ms: over.gossip_interval_ms.or(self.gossip_interval_ms),
             seeds: over.seeds.or(self.seeds),
             join: over.join.or(self.join),
@@ -341,6 +348,14 @@ impl Settings {
             return Err(invalid(
                 "anti_entropy_interval_ms",
                 format!("{anti_entropy_interval_ms} is out of range 0..={MAX_ANTI_ENTROPY_INTERVAL_MS} (0 disables)"),
+            ));
+        }
+        let transfer_max_bytes_per_sec =
+            self.transfer_max_bytes_per_sec.unwrap_or(DEFAULT_TRANSFER_MAX_BYTES_PER_SEC);
+        if transfer_max_bytes_per_sec == 0 {
+            return Err(invalid(
+                "transfer_max_bytes_per_sec",
+                "0 would stop partition transfers; use at least 1".to_string(),
             ));
         }
         let anti_entropy_max_keys_per_sec =
@@ -421,6 +436,7 @@ impl Settings {
             tombstone_gc_interval: Duration::from_millis(tombstone_gc_interval_ms),
             anti_entropy_interval: Duration::from_millis(anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec,
+            transfer_max_bytes_per_sec,
             gossip_interval: Duration::from_millis(gossip_interval_ms),
             seeds,
             join: self.join,
@@ -548,6 +564,8 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: u32,
+    /// Most bytes per second copied by partition transfers.
+    pub transfer_max_bytes_per_sec: u64,
     /// Time between gossip rounds; zero: no gossip rounds (the node still
     /// answers its peers').
     pub gossip_interval: Duration,
@@ -592,6 +610,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("members", &self.members)
             .field("anti_entropy_interval", &self.anti_entropy_interval)
             .field("anti_entropy_max_keys_per_sec", &self.anti_entropy_max_keys_per_sec)
+            .field("transfer_max_bytes_per_sec", &self.transfer_max_bytes_per_sec)
             .field("gossip_interval", &self.gossip_interval)
             .field("seeds", &self.seeds)
             .field("join", &self.join)

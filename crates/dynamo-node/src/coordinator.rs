@@ -276,7 +276,7 @@ impl Coordinator {
     /// stale replicas in the background.
     pub async fn get(&self, key: &ObjectKey, options: &RequestOptions) -> Result<VersionedObject, CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
-        let replicas = self.cluster.preference_list(key, props.n);
+        let replicas = self.cluster.read_list(key, props.n);
         let deadline = Instant::now() + timeout;
         let mut quorum = ReadQuorum::new(replicas.clone(), props.r, props.conflict);
         let mut replies = self.send_to_all(&replicas, &Request::Read { key: key.clone() }, deadline);
@@ -344,7 +344,8 @@ impl Coordinator {
         may_forward: bool,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
-        let replicas = self.cluster.preference_list(key, props.n);
+        let lists = self.cluster.write_lists(key, props.n);
+        let replicas = union(&lists);
         let deadline = Instant::now() + timeout;
         if !replicas.contains(self.cluster.local()) {
             if may_forward {
@@ -359,7 +360,7 @@ impl Coordinator {
             Some(timestamp) => WriteStamp::Exactly(timestamp),
             None => WriteStamp::After(Hlc(options.context_timestamp)),
         };
-        self.coordinate_write(key, context, stamp, payload, props, replicas, deadline).await
+        self.coordinate_write(key, context, stamp, payload, props, lists, deadline).await
     }
 
     /// The write path on a replica: local write first, then the others.
@@ -370,6 +371,9 @@ impl Coordinator {
     /// holds it as a hint and counts toward W. When no such node is left
     /// (a cluster of N nodes), this node keeps the hint itself; that one
     /// does not count toward W, but it is delivered like any other.
+    ///
+    /// While the key's partition moves between rings, `lists` holds its
+    /// replicas under both, and W (and DW) must be reached in each.
     #[allow(clippy::too_many_arguments)]
     async fn coordinate_write(
         &self,
@@ -378,11 +382,12 @@ impl Coordinator {
         stamp: WriteStamp,
         payload: Payload,
         props: BucketProps,
-        replicas: Vec<NodeId>,
+        lists: Vec<Vec<NodeId>>,
         deadline: Instant,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
-        let mut quorum = WriteQuorum::new(replicas.clone(), props.w, props.dw);
+        let replicas = union(&lists);
+        let mut quorum = WriteQuorum::spanning(lists, props.w, props.dw);
         if quorum.progress() == Progress::Failed {
             return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
         }
@@ -420,7 +425,7 @@ impl Coordinator {
         let new_context = (object.context().clone(), latest_timestamp(&object));
         let mut progress = quorum.ack(self.cluster.local().clone(), durable);
         let write = ReplicaWrite { key: key.clone(), object, mode: props.conflict, durable };
-        let (sender, mut acks) = mpsc::channel(self.cluster.size().max(1));
+        let (sender, mut acks) = mpsc::channel(self.cluster.size().max(replicas.len()).max(1));
         for target in targets {
             self.send_write(&sender, target, &write, deadline);
         }
@@ -836,6 +841,17 @@ fn hand_off(
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
 }
 
+/// The nodes of `lists`, each once, in order of first appearance.
+fn union(lists: &[Vec<NodeId>]) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = Vec::with_capacity(lists.first().map_or(0, Vec::len) + 1);
+    for node in lists.iter().flatten() {
+        if !nodes.contains(node) {
+            nodes.push(node.clone());
+        }
+    }
+    nodes
+}
+
 /// The greatest timestamp among an object's versions (0 when it has none):
 /// what a client context must carry so later writes are stamped above it.
 pub fn latest_timestamp(object: &VersionedObject) -> Hlc {
@@ -868,6 +884,10 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
         request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => {
             crate::anti_entropy::serve(replica.index(), request)
         }
+        Request::TransferPage { partition, after } => match replica.transfer_page(partition, after.as_ref()) {
+            Ok((entries, more)) => Ok(Response::TransferPage { entries, more }),
+            Err(error) => Err(error.to_string()),
+        },
         Request::Coordinate { .. }
         | Request::SetProps { .. }
         | Request::HintedWrite { .. }
@@ -893,6 +913,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::PropsSet => "PropsSet",
         Response::MerkleHashes { .. } => "MerkleHashes",
         Response::MerkleKeys { .. } => "MerkleKeys",
+        Response::TransferPage { .. } => "TransferPage",
         Response::ClusterSame => "ClusterSame",
         Response::ClusterState { .. } => "ClusterState",
         Response::Failed { .. } => "Failed",

@@ -53,3 +53,4 @@ pub mod peers;
 pub mod replica;
 pub mod server;
 pub mod tombstones;
+pub mod transfers;

@@ -29,20 +29,20 @@
 //! join completes, a node started with `--join` serves no data requests.
 //!
 //! **Committing** ([`Membership::commit`]). The plan (the ring the current
-//! members would have) is installed as the next epoch. Until partition
-//! transfers exist, the interim rule keeps every acknowledged write
-//! reachable:
-//! - a *replica-preserving* plan (no node stops replicating a partition,
-//!   for every replication factor in use: the default n and every bucket's
-//!   n) is committed: no copy of any key leaves the preference lists, so
-//!   reads and anti-entropy still find every copy, and the new replicas are
-//!   filled by anti-entropy and read repair. Growing a cluster up to n
-//!   nodes is always replica-preserving;
-//! - any other plan is refused, naming the partitions, unless forced; a
-//!   forced commit still checks that every partition that would lose a
-//!   replica holds no data on any member (every member answers, every such
-//!   partition's Merkle tree is empty), and is refused otherwise. So
-//!   `--force` only re-lays an empty cluster; data never depends on it.
+//! members would have) is installed as the next epoch, with a transition
+//! from the current ring ([`dynamo_core::transition`]): the partitions
+//! whose replicas change are copied to their new replicas by partition
+//! transfers ([`crate::transfers`]) while reads stay on the old replicas
+//! and writes go to both. A commit is refused while the previous one's
+//! transfers are pending, so at most two rings are ever in use.
+//!
+//! **Leave and remove** ([`Membership::leave`], [`Membership::remove`]).
+//! Leaving marks the node `leaving` and commits a plan without it: its
+//! partitions are pulled from it (and the other old replicas) by their new
+//! owners; once nothing is left to pull from it, the node marks itself
+//! `removed` and stops ([`Membership::leave_when_done`]). Removing marks a
+//! (dead) node `removed` and commits: the new replicas of its partitions
+//! copy them from the surviving replicas, and no transfer waits for it.
 //!
 //! After a commit the node pushes the new state to every member at once
 //! (gossip would get there within seconds anyway), so the window in which
@@ -54,9 +54,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dynamo_core::membership::{
-    Announcement, ClusterState, MembershipError, ReplicaLoss, StateDecodeError, replicas_lost,
+    Announcement, ClusterState, MemberStatus, MembershipError, ReplicaLoss, StateDecodeError, replicas_lost,
 };
-use dynamo_core::merkle::MerkleTree;
+use dynamo_core::transition::Transition;
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::ring::{NodeId, PartitionMove, Ring, RingError};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
@@ -67,7 +67,7 @@ use tracing::{info, warn};
 use crate::buckets::PropsStoreError;
 use crate::cluster::{Cluster, ClusterView, announcement, initial_state};
 use crate::config::NodeConfig;
-use crate::coordinator::{Coordinator, serve_locally};
+use crate::coordinator::Coordinator;
 use crate::failure_detector::FailureDetector;
 use crate::peers::Peers;
 
@@ -307,12 +307,15 @@ pub struct PlanReport {
     pub shares: Vec<ShareReport>,
     /// Largest |owned - ideal| in the planned ring.
     pub max_imbalance: f64,
-    /// The replication factors checked (default n and every bucket's n).
+    /// The replication factors the transfers are computed for (default n
+    /// and every bucket's n).
     pub replication_factors: Vec<u8>,
-    /// How many partitions would lose a replica.
+    /// How many partitions change replicas (and are copied).
     pub replicas_lost: usize,
-    /// The first few of them.
+    /// The first few of them, with the nodes that stop replicating them.
     pub replicas_lost_examples: Vec<ReplicaLoss>,
+    /// Partition copies (pulls) the commit would start.
+    pub transfers: usize,
     /// What `commit` would do with this plan.
     pub commit: String,
 }
@@ -334,8 +337,10 @@ pub struct CommitReport {
     pub shares: Vec<ShareReport>,
     /// Largest |owned - ideal| in the new ring.
     pub max_imbalance: f64,
-    /// Partitions that lost a replica (only with force, all verified empty).
+    /// Partitions whose replicas changed.
     pub replicas_lost: usize,
+    /// Partition copies (pulls) the commit started.
+    pub transfers: usize,
     /// Members that acknowledged the new state right away.
     pub pushed_to: Vec<String>,
     /// Members that did not (gossip brings it to them), with why.
@@ -344,48 +349,18 @@ pub struct CommitReport {
     pub note: String,
 }
 
-/// Why a commit was refused.
+/// Why a commit (or a leave or remove) was refused.
 #[derive(Debug, Error)]
 pub enum CommitError {
     /// The plan cannot be built.
     #[error("no valid plan: {0}")]
     Plan(#[from] RingError),
-    /// The plan would take replicas away and was not forced.
-    #[error(
-        "commit refused: the plan moves {moved} partitions, which changes the replicas of {lost} partitions (for \
-         example {examples}); until partition transfers exist, data there would stay only on nodes that no longer \
-         replicate it. Only empty partitions can be re-laid: `commit --force` checks that those partitions hold no \
-         data on any member"
-    )]
-    Unsafe {
-        /// Partitions that change owner.
-        moved: usize,
-        /// Partitions that would lose a replica.
-        lost: usize,
-        /// A few of them.
-        examples: String,
-    },
-    /// Forced, but a partition that would lose a replica holds data.
-    #[error(
-        "commit refused even with --force: partition {partition} holds data (on {node}) and its replicas would \
-         change; moving data needs partition transfers (not implemented yet)"
-    )]
-    NotEmpty {
-        /// The partition.
-        partition: u32,
-        /// A node holding data in it.
-        node: String,
-    },
-    /// Forced, but a member could not be asked.
-    #[error("refused: cannot verify that partition {partition} is empty on {node}: {reason}")]
-    Unverifiable {
-        /// The partition.
-        partition: u32,
-        /// The member.
-        node: String,
-        /// Why.
-        reason: String,
-    },
+    /// No member with that id.
+    #[error("{0} is not a member of this cluster (see `dynamo admin members`)")]
+    UnknownNode(String),
+    /// Leaving the last node.
+    #[error("{0} is the only node that owns partitions: a cluster cannot leave itself empty")]
+    LastNode(String),
     /// Bucket props could not be read.
     #[error("reading bucket props: {0}")]
     Props(#[from] PropsStoreError),
@@ -669,18 +644,17 @@ impl Membership {
         let plan = state.plan()?;
         let factors = self.replication_factors()?;
         let losses = losses(state.ring(), &plan.ring, &factors);
+        let transfers = Transition::new(state.ring().clone(), &factors).pulls(&plan.ring).len();
         let changes = !plan.is_empty(state.ring());
+        let pending = state.pending_pulls().len();
         let commit = if !changes {
             "nothing to commit: the plan is the committed ring".to_string()
-        } else if losses.is_empty() {
-            "safe: every node keeps every partition it replicates; new replicas fill up by anti-entropy and read \
-             repair"
-                .to_string()
+        } else if pending > 0 {
+            format!("waits: {pending} transfers of the previous change are pending (see `dynamo admin transfers`)")
         } else {
             format!(
-                "refused unless forced: {} partitions would lose a replica; `commit --force` only succeeds if all \
-                 of them are empty on every member (no partition transfers yet)",
-                losses.len()
+                "moves {} partitions: {transfers} partition copies, while reads stay on the current replicas and                  writes go to both",
+                plan.moves.len()
             )
         };
         let partitions = plan.ring.partitions();
@@ -698,12 +672,16 @@ impl Membership {
             replication_factors: factors,
             replicas_lost: losses.len(),
             replicas_lost_examples: losses.into_iter().take(LOSSES_SHOWN).collect(),
+            transfers,
             commit,
         })
     }
 
-    /// Commits the plan (see the module documentation for the rule).
+    /// Commits the plan (see the module documentation). `force` is
+    /// accepted for compatibility with the interim rule of earlier
+    /// versions and changes nothing: every plan is safe to commit now.
     pub async fn commit(&self, force: bool) -> Result<CommitReport, CommitError> {
+        let _ = force;
         let _one_at_a_time = self.commit_lock.lock().await;
         let before = self.cluster.view();
         let plan = before.state().plan()?;
@@ -718,6 +696,7 @@ impl Membership {
                 shares: shares(before.state().ring()),
                 max_imbalance: before.state().ring().max_imbalance(),
                 replicas_lost: 0,
+                transfers: 0,
                 pushed_to: Vec::new(),
                 not_pushed: Vec::new(),
                 note: "nothing to commit: the plan is the committed ring".to_string(),
@@ -725,17 +704,6 @@ impl Membership {
         }
         let factors = self.replication_factors()?;
         let lost = losses(before.state().ring(), &plan.ring, &factors);
-        if !lost.is_empty() {
-            if !force {
-                let examples: Vec<String> = lost.iter().take(LOSSES_SHOWN).map(describe_loss).collect();
-                return Err(CommitError::Unsafe {
-                    moved: plan.moves.len(),
-                    lost: lost.len(),
-                    examples: examples.join(", "),
-                });
-            }
-            self.verify_empty(&lost).await?;
-        }
         let (after, _) = self
             .update(|current| {
                 if current.ring() != before.state().ring() || current.plan().ok().as_ref() != Some(&plan) {
@@ -744,23 +712,19 @@ impl Membership {
                             .to_string(),
                     ));
                 }
-                Ok(Some(current.commit(&plan)?))
+                Ok(Some(current.commit(&plan, &factors)?))
             })
             .await?;
-        info!(epoch = after.state().epoch(), moved = plan.moves.len(), forced = !lost.is_empty(), "committed a plan");
+        let transfers = after.state().pending_pulls().len();
+        info!(epoch = after.state().epoch(), moved = plan.moves.len(), transfers, "committed a plan");
         let (pushed_to, not_pushed) = self.push_to_members(&after).await;
-        let note = if plan.moves.is_empty() {
-            "no partition moved".to_string()
-        } else if !lost.is_empty() {
-            format!(
-                "forced: the replicas of {} partitions changed; every one of them was empty on every member",
-                lost.len()
-            )
+        let note = if transfers == 0 {
+            "no data has to move".to_string()
         } else {
-            "partition transfers are not implemented yet: the new replicas receive their data through anti-entropy \
-             and read repair only (every node that replicated a partition still does, so no data became \
-             unreachable)"
-                .to_string()
+            format!(
+                "{transfers} partition copies started; until each partition is copied, its reads stay on the \
+                 previous replicas and its writes go to both. Watch them with `dynamo admin transfers`"
+            )
         };
         Ok(CommitReport {
             node,
@@ -771,10 +735,52 @@ impl Membership {
             shares: shares(after.state().ring()),
             max_imbalance: after.state().ring().max_imbalance(),
             replicas_lost: lost.len(),
+            transfers,
             pushed_to,
             not_pushed,
             note,
         })
+    }
+
+    /// Graceful leave of `node`: marks it `leaving` and commits a plan
+    /// without it. Refused while transfers are pending (the commit could
+    /// not follow) and for the last node owning partitions.
+    pub async fn leave(&self, node: &NodeId) -> Result<CommitReport, CommitError> {
+        self.check_can_change_owners(node)?;
+        self.update(|state| Ok(state.with_status(node, MemberStatus::Leaving))).await?;
+        self.commit(false).await
+    }
+
+    /// Removal of a (dead) node: marks it `removed`, so that no transfer
+    /// waits for it or copies from it, and commits a plan without it when
+    /// no transfer of an earlier change is pending (otherwise the report
+    /// says to commit once they are done).
+    pub async fn remove(&self, node: &NodeId) -> Result<CommitReport, CommitError> {
+        let view = self.cluster.view();
+        if view.state().member(node).is_none_or(|member| member.status == MemberStatus::Removed) {
+            return Err(CommitError::UnknownNode(node.to_string()));
+        }
+        self.update(|state| Ok(state.with_status(node, MemberStatus::Removed))).await?;
+        self.commit(false).await
+    }
+
+    /// Refuses a leave that could not complete.
+    fn check_can_change_owners(&self, node: &NodeId) -> Result<(), CommitError> {
+        let view = self.cluster.view();
+        let state = view.state();
+        match state.member(node) {
+            Some(member) if member.status != MemberStatus::Removed => {}
+            _ => return Err(CommitError::UnknownNode(node.to_string())),
+        }
+        let others = state.members().filter(|member| member.id != *node && member.status.in_plan()).count();
+        if others == 0 {
+            return Err(CommitError::LastNode(node.to_string()));
+        }
+        let pending = state.pending_pulls().len();
+        if pending > 0 {
+            return Err(ChangeError::from(MembershipError::TransfersPending { epoch: state.epoch(), pending }).into());
+        }
+        Ok(())
     }
 
     /// The replication factors in use: the default n and every bucket's.
@@ -785,43 +791,9 @@ impl Membership {
         Ok(factors.into_iter().collect())
     }
 
-    /// Checks that every partition in `lost` holds no data on any member:
-    /// each member's Merkle root of it is the root of an empty tree.
-    async fn verify_empty(&self, lost: &[ReplicaLoss]) -> Result<(), CommitError> {
-        let empty_root = MerkleTree::new().root();
-        let local = self.cluster.local().clone();
-        let mut members = self.cluster.others();
-        members.insert(0, local.clone());
-        for node in &members {
-            for loss in lost {
-                let request = Request::MerkleHashes { partition: loss.partition, level: 0, indices: vec![0] };
-                let answer = if *node == local {
-                    serve_locally(self.coordinator.replica(), request).await
-                } else {
-                    self.peers.call(node, request, self.call_timeout).await
-                };
-                let unverifiable = |reason: String| CommitError::Unverifiable {
-                    partition: loss.partition,
-                    node: node.to_string(),
-                    reason,
-                };
-                match answer {
-                    Ok(Response::MerkleHashes { hashes }) if hashes.len() == 1 => {
-                        if hashes[0] != empty_root {
-                            return Err(CommitError::NotEmpty { partition: loss.partition, node: node.to_string() });
-                        }
-                    }
-                    Ok(Response::Failed { reason }) | Err(reason) => return Err(unverifiable(reason)),
-                    Ok(other) => return Err(unverifiable(format!("unexpected answer {other:?}"))),
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Pushes `view`'s state to every other member, each with the call
     /// timeout; returns who took it and who did not (and why).
-    async fn push_to_members(&self, view: &ClusterView) -> (Vec<String>, Vec<(String, String)>) {
+    pub(crate) async fn push_to_members(&self, view: &ClusterView) -> (Vec<String>, Vec<(String, String)>) {
         let mut pushed = Vec::new();
         let mut missed = Vec::new();
         for node in self.cluster.others() {
@@ -850,11 +822,6 @@ impl Membership {
 fn losses(old: &Ring, new: &Ring, factors: &[u8]) -> Vec<ReplicaLoss> {
     let factors: Vec<usize> = factors.iter().map(|n| usize::from(*n)).collect();
     replicas_lost(old, new, &factors)
-}
-
-fn describe_loss(loss: &ReplicaLoss) -> String {
-    let dropped: Vec<&str> = loss.dropped.iter().map(NodeId::as_str).collect();
-    format!("partition {} loses {}", loss.partition, dropped.join("+"))
 }
 
 /// Logs what a change brings: new members, status changes, a new epoch.

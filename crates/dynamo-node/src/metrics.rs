@@ -302,6 +302,32 @@ pub fn render_membership(out: &mut String, node_id: &str, state: &ClusterState, 
     );
 }
 
+/// Appends the partition-transfer metrics (paper section 4.9).
+pub fn render_transfers(out: &mut String, node_id: &str, report: &crate::transfers::TransfersReport) {
+    let node = escape_label(node_id);
+    gauge(
+        out,
+        "dynamo_transfers_pending",
+        "Partition copies of the current ring change not yet done, cluster-wide.",
+        &node,
+        report.pending as u64,
+    );
+    let local_pending = report.pending_by_node.get(node_id).copied().unwrap_or(0);
+    gauge(out, "dynamo_transfers_in_flight", "Partition copies this node still has to make.", &node, local_pending as u64);
+    gauge(
+        out,
+        "dynamo_transfers_unsettled_partitions",
+        "Partitions whose reads still go to their previous replicas.",
+        &node,
+        report.unsettled_partitions as u64,
+    );
+    let totals = &report.totals;
+    counter(out, "dynamo_transfer_pulls_completed_total", "Partition copies this node completed.", &node, totals.pulls_completed);
+    counter(out, "dynamo_transfer_keys_total", "Objects this node copied in partition transfers.", &node, totals.keys);
+    counter(out, "dynamo_transfer_bytes_total", "Bytes this node received in partition transfers.", &node, totals.bytes);
+    counter(out, "dynamo_transfer_failures_total", "Transfer pages that failed (retried later).", &node, totals.failures);
+}
+
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");

@@ -15,6 +15,7 @@ use dynamo_core::codec::{CodecError, decode_object, encode_object};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::merkle::ObjectDigest;
+use dynamo_core::messages::{MAX_TRANSFER_KEYS, TRANSFER_PAGE_BYTES};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::ConflictMode;
 use dynamo_core::version::{ActorId, VersionVector};
@@ -46,12 +47,23 @@ pub enum ReplicaError {
         /// The decode error.
         source: CodecError,
     },
+    /// A stored object's key does not follow the storage layout.
+    #[error("corruption detected in the objects namespace: {detail}")]
+    BadStorageKey {
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl ReplicaError {
     /// Whether this is detected corruption (as opposed to an I/O failure).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, ReplicaError::Undecodable { .. } | ReplicaError::Storage(StorageError::Corruption { .. }))
+        matches!(
+            self,
+            ReplicaError::Undecodable { .. }
+                | ReplicaError::BadStorageKey { .. }
+                | ReplicaError::Storage(StorageError::Corruption { .. })
+        )
     }
 }
 
@@ -236,6 +248,50 @@ impl Replica {
         self.index.record(key, ObjectDigest::of(&current), None);
         tombstones::forget(&self.store, &storage_key)?;
         Ok(true)
+    }
+
+    /// One page of this replica's objects of `partition`, in storage-key
+    /// order, after `after` (partition transfers): at most
+    /// [`MAX_TRANSFER_KEYS`] objects, closed early once they pass
+    /// [`TRANSFER_PAGE_BYTES`]. Returns the page and whether more follow.
+    /// A record that does not decode fails the page: copying around it
+    /// would report a partition complete that is not.
+    pub fn transfer_page(
+        &self,
+        partition: u32,
+        after: Option<&ObjectKey>,
+    ) -> Result<(Vec<(ObjectKey, VersionedObject)>, bool), ReplicaError> {
+        let prefix = partition.to_be_bytes();
+        let start = match after {
+            // The smallest storage key above `after`'s.
+            Some(key) => {
+                let mut start = key.storage_key(self.partitions);
+                start.push(0);
+                start
+            }
+            None => prefix.to_vec(),
+        };
+        let rows = self.store.scan(Namespace::Objects, &prefix, &start, MAX_TRANSFER_KEYS + 1)?;
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for (storage_key, encoded) in rows {
+            if entries.len() == MAX_TRANSFER_KEYS || bytes >= TRANSFER_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            let (_, key) = ObjectKey::from_storage_key(&storage_key).map_err(|error| ReplicaError::BadStorageKey {
+                detail: error.to_string(),
+            })?;
+            let object = decode_object(&encoded).map_err(|source| ReplicaError::Undecodable {
+                bucket: key.bucket().to_string(),
+                key: String::from_utf8_lossy(key.key()).into_owned(),
+                source,
+            })?;
+            bytes += encoded.len() + storage_key.len();
+            entries.push((key, object));
+        }
+        Ok((entries, more))
     }
 
     fn load(&self, key: &ObjectKey, storage_key: &[u8]) -> Result<VersionedObject, ReplicaError> {

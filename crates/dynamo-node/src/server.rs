@@ -46,7 +46,10 @@ use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
 use crate::tombstones::TombstoneCollector;
+use crate::transfers::{TransferConfig, TransferParts, Transfers};
 
+/// How often a node looks for partition transfers to do.
+const TRANSFER_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// A client that sends headers slower than this is disconnected.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -119,6 +122,8 @@ pub struct NodeParts {
     pub membership: Arc<Membership>,
     /// Gossip; its rounds run with the background tasks.
     pub gossip: Arc<Gossip>,
+    /// Partition transfers; its rounds run with the background tasks.
+    pub transfers: Arc<Transfers>,
     /// The background work of the node (probing down peers, delivering
     /// hints), not yet started: see [`NodeParts::spawn_background`].
     pub background: Option<Background>,
@@ -135,6 +140,7 @@ pub struct Background {
     tombstone_gc_interval: std::time::Duration,
     gossip: Arc<Gossip>,
     membership: Arc<Membership>,
+    transfers: Arc<Transfers>,
     join: Option<String>,
 }
 
@@ -151,6 +157,7 @@ impl NodeParts {
             tokio::spawn(background.delivery.run(background.hint_delivery_interval)),
             tokio::spawn(background.collector.run(background.tombstone_gc_interval)),
             tokio::spawn(background.gossip.run()),
+            tokio::spawn(background.transfers.run()),
         ];
         if let Some(seed) = background.join {
             tasks.push(tokio::spawn(background.membership.run_join(seed)));
@@ -248,6 +255,16 @@ pub fn assemble<T: Transport>(
         random_seed: gossip_seed,
     }));
     let handler = Arc::new(NodeHandler::new(coordinator.clone()).with_gossip(gossip.clone()));
+    let transfers = Arc::new(Transfers::new(TransferParts {
+        coordinator: coordinator.clone(),
+        membership: membership.clone(),
+        peers: peers.clone(),
+        config: TransferConfig {
+            max_bytes_per_sec: config.transfer_max_bytes_per_sec,
+            poll_interval: TRANSFER_POLL_INTERVAL,
+            call_timeout: config.request_timeout,
+        },
+    }));
     let anti_entropy = Arc::new(AntiEntropy::new(
         coordinator.clone(),
         wall.clone(),
@@ -274,6 +291,7 @@ pub fn assemble<T: Transport>(
         tombstone_gc_interval: config.tombstone_gc_interval,
         gossip: gossip.clone(),
         membership: membership.clone(),
+        transfers: transfers.clone(),
         join: config.join.clone(),
     };
     Ok(NodeParts {
@@ -285,6 +303,7 @@ pub fn assemble<T: Transport>(
         anti_entropy,
         membership,
         gossip,
+        transfers,
         background: Some(background),
     })
 }
@@ -321,6 +340,7 @@ impl Node {
             parts.coordinator.clone(),
             parts.anti_entropy.clone(),
             parts.gossip.clone(),
+            parts.transfers.clone(),
             metrics,
             config.node_id.clone(),
             config.max_value_bytes,
@@ -345,13 +365,21 @@ impl Node {
         let Node { config, listener, rpc_listener, api, parts } = self;
         let mut parts = parts;
         let background = parts.spawn_background();
-        let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, .. } = parts;
+        let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, transfers, .. } = parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
               rpc = %config.rpc_addr, members = membership.cluster().view().state().members().count(), engine = store.engine_name(), %actor,
               "node serving");
         let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
         let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, stopped(rpc_stopped)));
         let anti_entropy_task = tokio::spawn(anti_entropy.run(stopped(stop_rpc.subscribe())));
+        // A node that finished leaving the cluster stops as if told to.
+        let left = transfers.left();
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = left => {}
+            }
+        };
         serve_http(&config, listener, api, shutdown).await;
         let _ = stop_rpc.send(true);
         let _ = rpc_task.await;

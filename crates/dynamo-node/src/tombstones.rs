@@ -163,6 +163,12 @@ impl TombstoneCollector {
             let _ = forget(store, storage_key);
             return None;
         }
+        if self.coordinator.cluster().is_moving(&key) {
+            // A partition moving between rings may still have an old copy
+            // on a replica of the previous ring that a transfer would bring
+            // back after the reap: wait until it has settled.
+            return Some(false);
+        }
         let props = self.coordinator.buckets().get(key.bucket()).ok()?;
         let replicas = self.coordinator.cluster().preference_list(&key, props.n);
         let cluster = self.coordinator.cluster();

@@ -105,6 +105,9 @@ pub struct ServerArgs {
     /// Most keys anti-entropy repairs per second [default: 1000].
     #[arg(long)]
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Most bytes per second this node copies in partition transfers after a membership change [default: 20971520].
+    #[arg(long)]
+    pub transfer_max_bytes_per_sec: Option<u64>,
     /// Milliseconds between two gossip rounds (membership); 0 disables them [default: 1000].
     #[arg(long)]
     pub gossip_interval_ms: Option<u64>,
@@ -159,6 +162,7 @@ impl ServerArgs {
             tombstone_gc_interval_ms: self.tombstone_gc_interval_ms,
             anti_entropy_interval_ms: self.anti_entropy_interval_ms,
             anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
+            transfer_max_bytes_per_sec: self.transfer_max_bytes_per_sec,
             gossip_interval_ms: self.gossip_interval_ms,
             seeds: if self.seeds.is_empty() { None } else { Some(self.seeds) },
             join: self.join,

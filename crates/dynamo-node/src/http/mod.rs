@@ -27,6 +27,8 @@ use crate::anti_entropy::{AntiEntropy, AntiEntropyTotals, TriggerError};
 use crate::buckets::{PropsPatch, PropsStoreError};
 use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
 use crate::gossip::Gossip;
+use crate::transfers::Transfers;
+use dynamo_core::ring::NodeId;
 use crate::membership::{ChangeError, CommitError, JoinError, shares};
 use crate::metrics::{Metrics, Operation, render_failure_handling, render_membership};
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
@@ -46,6 +48,7 @@ pub struct Api {
     coordinator: Arc<Coordinator>,
     anti_entropy: Arc<AntiEntropy>,
     gossip: Arc<Gossip>,
+    transfers: Arc<Transfers>,
     metrics: Arc<Metrics>,
     node_id: String,
     max_value_bytes: usize,
@@ -60,6 +63,7 @@ impl Api {
         coordinator: Arc<Coordinator>,
         anti_entropy: Arc<AntiEntropy>,
         gossip: Arc<Gossip>,
+        transfers: Arc<Transfers>,
         metrics: Arc<Metrics>,
         node_id: String,
         max_value_bytes: usize,
@@ -69,6 +73,7 @@ impl Api {
             coordinator,
             anti_entropy,
             gossip,
+            transfers,
             metrics,
             node_id,
             max_value_bytes,
@@ -151,6 +156,20 @@ impl Api {
                 let response = match method {
                     Method::POST => self.admin_commit(&request).await,
                     _ => method_not_allowed("POST"),
+                };
+                (Operation::Other, response)
+            }
+            (method, ["admin", action @ ("leave" | "remove")]) => {
+                let response = match method {
+                    Method::POST => self.admin_leave_or_remove(&request, action == &"leave").await,
+                    _ => method_not_allowed("POST"),
+                };
+                (Operation::Other, response)
+            }
+            (method, ["admin", "transfers"]) => {
+                let response = match method {
+                    Method::GET => self.admin_transfers(&request),
+                    _ => method_not_allowed("GET"),
                 };
                 (Operation::Other, response)
             }
@@ -285,8 +304,42 @@ impl Api {
         }
     }
 
-    /// Commits the plan (`?force=true`: also a plan that takes replicas
-    /// away, if every such partition is empty on every member).
+    /// `POST /admin/leave[?node=ID]` (this node by default): the node
+    /// leaves gracefully. `POST /admin/remove?node=ID`: a dead node is
+    /// removed and its partitions re-replicated from the survivors.
+    async fn admin_leave_or_remove(&self, request: &Request<Incoming>, leave: bool) -> HttpResponse {
+        let node = match params::parse_query(request.uri().query(), &["node"]) {
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+            Ok(pairs) => pairs.into_iter().next().map(|(_, value)| value),
+        };
+        let membership = self.gossip.membership();
+        let outcome = match (leave, node) {
+            (true, node) => {
+                let node = node.map_or_else(|| membership.cluster().local().clone(), NodeId::new);
+                membership.leave(&node).await
+            }
+            (false, Some(node)) => membership.remove(&NodeId::new(node)).await,
+            (false, None) => {
+                return error(StatusCode::BAD_REQUEST, "remove needs ?node=ID: the node to remove".to_string());
+            }
+        };
+        match outcome {
+            Ok(report) => json_response(StatusCode::OK, &json!(report)),
+            Err(problem) => commit_error(&problem),
+        }
+    }
+
+    /// The partition transfers: the cluster-wide pending pulls from the
+    /// gossiped state, and this node's own pulls with their progress.
+    fn admin_transfers(&self, request: &Request<Incoming>) -> HttpResponse {
+        if let Err(message) = params::parse_query(request.uri().query(), &[]) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        json_response(StatusCode::OK, &json!(self.transfers.report()))
+    }
+
+    /// Commits the plan (`?force=true` is accepted and changes nothing;
+    /// earlier versions needed it to re-lay empty partitions).
     async fn admin_commit(&self, request: &Request<Incoming>) -> HttpResponse {
         let force = match params::parse_query(request.uri().query(), &["force"]) {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
@@ -545,6 +598,7 @@ impl Api {
             self.gossip.membership().cluster().view().state(),
             &self.gossip.stats(),
         );
+        crate::metrics::render_transfers(&mut body, &self.node_id, &self.transfers.report());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response
@@ -668,7 +722,7 @@ pub fn coordinator_error_parts(problem: &CoordinatorError) -> (u16, String) {
 
 fn commit_error(problem: &CommitError) -> HttpResponse {
     let status = match problem {
-        CommitError::Unverifiable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CommitError::UnknownNode(_) => StatusCode::NOT_FOUND,
         CommitError::Props(_) | CommitError::Change(ChangeError::Storage(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::CONFLICT,
     };
