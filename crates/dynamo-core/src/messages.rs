@@ -556,10 +556,9 @@ impl Request {
             },
             METHOD_GOSSIP_PUSH => Request::GossipPush { state: decode_state(&mut reader)? },
             METHOD_JOIN => decode_join(&mut reader)?,
-            METHOD_TRANSFER_PAGE => Request::TransferPage {
-                partition: decode_partition(&mut reader)?,
-                after: decode_resume(&mut reader)?,
-            },
+            METHOD_TRANSFER_PAGE => {
+                Request::TransferPage { partition: decode_partition(&mut reader)?, after: decode_resume(&mut reader)? }
+            }
             _ => Request::Ping,
         };
         finish(&reader)?;

@@ -143,9 +143,7 @@ impl Transition {
     /// Every pull of the transition to `to`, in (partition, node) order.
     pub fn pulls(&self, to: &Ring) -> Vec<Pull> {
         (0..to.partitions())
-            .flat_map(|partition| {
-                self.pullers(to, partition).into_iter().map(move |node| Pull { partition, node })
-            })
+            .flat_map(|partition| self.pullers(to, partition).into_iter().map(move |node| Pull { partition, node }))
             .collect()
     }
 

@@ -350,8 +350,7 @@ impl Settings {
                 format!("{anti_entropy_interval_ms} is out of range 0..={MAX_ANTI_ENTROPY_INTERVAL_MS} (0 disables)"),
             ));
         }
-        let transfer_max_bytes_per_sec =
-            self.transfer_max_bytes_per_sec.unwrap_or(DEFAULT_TRANSFER_MAX_BYTES_PER_SEC);
+        let transfer_max_bytes_per_sec = self.transfer_max_bytes_per_sec.unwrap_or(DEFAULT_TRANSFER_MAX_BYTES_PER_SEC);
         if transfer_max_bytes_per_sec == 0 {
             return Err(invalid(
                 "transfer_max_bytes_per_sec",

@@ -56,9 +56,9 @@ use std::time::Duration;
 use dynamo_core::membership::{
     Announcement, ClusterState, MemberStatus, MembershipError, ReplicaLoss, StateDecodeError, replicas_lost,
 };
-use dynamo_core::transition::Transition;
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::ring::{NodeId, PartitionMove, Ring, RingError};
+use dynamo_core::transition::Transition;
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use serde::Serialize;
 use thiserror::Error;

@@ -313,7 +313,13 @@ pub fn render_transfers(out: &mut String, node_id: &str, report: &crate::transfe
         report.pending as u64,
     );
     let local_pending = report.pending_by_node.get(node_id).copied().unwrap_or(0);
-    gauge(out, "dynamo_transfers_in_flight", "Partition copies this node still has to make.", &node, local_pending as u64);
+    gauge(
+        out,
+        "dynamo_transfers_in_flight",
+        "Partition copies this node still has to make.",
+        &node,
+        local_pending as u64,
+    );
     gauge(
         out,
         "dynamo_transfers_unsettled_partitions",
@@ -322,10 +328,28 @@ pub fn render_transfers(out: &mut String, node_id: &str, report: &crate::transfe
         report.unsettled_partitions as u64,
     );
     let totals = &report.totals;
-    counter(out, "dynamo_transfer_pulls_completed_total", "Partition copies this node completed.", &node, totals.pulls_completed);
+    counter(
+        out,
+        "dynamo_transfer_pulls_completed_total",
+        "Partition copies this node completed.",
+        &node,
+        totals.pulls_completed,
+    );
     counter(out, "dynamo_transfer_keys_total", "Objects this node copied in partition transfers.", &node, totals.keys);
-    counter(out, "dynamo_transfer_bytes_total", "Bytes this node received in partition transfers.", &node, totals.bytes);
-    counter(out, "dynamo_transfer_failures_total", "Transfer pages that failed (retried later).", &node, totals.failures);
+    counter(
+        out,
+        "dynamo_transfer_bytes_total",
+        "Bytes this node received in partition transfers.",
+        &node,
+        totals.bytes,
+    );
+    counter(
+        out,
+        "dynamo_transfer_failures_total",
+        "Transfer pages that failed (retried later).",
+        &node,
+        totals.failures,
+    );
 }
 
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {

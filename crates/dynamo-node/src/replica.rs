@@ -280,9 +280,8 @@ impl Replica {
                 more = true;
                 break;
             }
-            let (_, key) = ObjectKey::from_storage_key(&storage_key).map_err(|error| ReplicaError::BadStorageKey {
-                detail: error.to_string(),
-            })?;
+            let (_, key) = ObjectKey::from_storage_key(&storage_key)
+                .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
             let object = decode_object(&encoded).map_err(|source| ReplicaError::Undecodable {
                 bucket: key.bucket().to_string(),
                 key: String::from_utf8_lossy(key.key()).into_owned(),

@@ -40,7 +40,7 @@ use crate::gossip::{Gossip, GossipParts};
 use crate::handler::NodeHandler;
 use crate::hint_delivery::{DeliveryParts, HintDelivery};
 use crate::hints::HintStore;
-use crate::http::Api;
+use crate::http::{Api, ApiParts};
 use crate::membership::{Membership, MembershipParts, STATE_KEY, StartupError, startup_state};
 use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
@@ -336,16 +336,14 @@ impl Node {
         };
         let parts = assemble(&config, store, wall, transport, Arc::new(OsNonce), fresh_actor_id())?;
         let metrics = Arc::new(Metrics::default());
-        let api = Arc::new(Api::new(
-            parts.coordinator.clone(),
-            parts.anti_entropy.clone(),
-            parts.gossip.clone(),
-            parts.transfers.clone(),
-            metrics,
-            config.node_id.clone(),
-            config.max_value_bytes,
-            config.partitions,
-        ));
+        let api_parts = ApiParts {
+            coordinator: parts.coordinator.clone(),
+            anti_entropy: parts.anti_entropy.clone(),
+            gossip: parts.gossip.clone(),
+            transfers: parts.transfers.clone(),
+        };
+        let api =
+            Arc::new(Api::new(api_parts, metrics, config.node_id.clone(), config.max_value_bytes, config.partitions));
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ServerError::Bind { addr: config.http_addr, source })?;

@@ -211,7 +211,12 @@ impl Transfers {
         let view = self.membership.cluster().view();
         let epoch = view.state().epoch();
         let mine: Vec<Pull> = view.state().pending_pulls().into_iter().filter(|pull| pull.node == local).collect();
-        self.track(epoch, &mine, |partition| view.state().pull_sources(partition));
+        let sources = |partition| {
+            let mut sources = view.state().pull_sources(partition);
+            sources.retain(|source| *source != local);
+            sources
+        };
+        self.track(epoch, &mine, sources);
         for pull in mine {
             if self.membership.cluster().view().state().epoch() != epoch {
                 break;
@@ -237,11 +242,9 @@ impl Transfers {
         let sources = self.membership.cluster().view().state().pull_sources(partition);
         let started = Instant::now();
         self.set_progress(partition, |progress| progress.state = "copying");
-        let mut copied_sources = 0;
-        for source in sources.iter().filter(|source| **source != local) {
+        for (copied, source) in sources.iter().filter(|source| **source != local).enumerate() {
             self.copy_from(epoch, partition, source, started).await?;
-            copied_sources += 1;
-            self.set_progress(partition, |progress| progress.sources_done = copied_sources);
+            self.set_progress(partition, |progress| progress.sources_done = copied + 1);
         }
         // Everything copied is on disk before anyone learns the pull is done.
         let store = self.coordinator.replica().store();

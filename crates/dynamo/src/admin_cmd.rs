@@ -14,8 +14,17 @@
 //!   join the cluster of the seed (`POST /admin/join`);
 //! - `dynamo admin plan [--moves]`: the next ring, its moves, shares, and
 //!   what commit would do (`GET /admin/plan`);
-//! - `dynamo admin commit [--force]`: install the plan (`POST
-//!   /admin/commit`);
+//! - `dynamo admin commit`: install the plan and start its partition
+//!   transfers (`POST /admin/commit`; `--force` is still accepted and
+//!   changes nothing);
+//! - `dynamo admin leave [NODE_ID]`: the node (the one asked, by default)
+//!   hands its partitions to their new owners, then stops (`POST
+//!   /admin/leave`);
+//! - `dynamo admin remove NODE_ID`: remove a dead node; its partitions are
+//!   copied from the surviving replicas (`POST /admin/remove`);
+//! - `dynamo admin transfers [--all]`: partition transfers in progress,
+//!   with per-partition progress and rates, of the node asked or of every
+//!   member (`GET /admin/transfers`);
 //! - `dynamo admin anti-entropy [--node ADDR]`: the node's anti-entropy
 //!   status (`GET /admin/anti-entropy`);
 //! - `dynamo admin anti-entropy --trigger [--partition P]`: run exchanges
@@ -59,8 +68,14 @@ enum AdminCommand {
     Join(JoinArgs),
     /// The next ring for the current members: moves, shares, and what commit would do.
     Plan(PlanArgs),
-    /// Install the plan as the next ring epoch (joining nodes become members).
+    /// Install the plan as the next ring epoch (joining nodes become members) and start its transfers.
     Commit(CommitArgs),
+    /// Leave the cluster gracefully: hand every partition to its new owner, then stop.
+    Leave(LeaveArgs),
+    /// Remove a dead node: its partitions are copied from the surviving replicas.
+    Remove(RemoveArgs),
+    /// Partition transfers in progress: per-partition progress and rates.
+    Transfers(TransfersArgs),
     /// Anti-entropy status of a node, or run its exchanges now.
     AntiEntropy(AntiEntropyArgs),
 }
@@ -112,11 +127,36 @@ struct PlanArgs {
 struct CommitArgs {
     #[command(flatten)]
     target: NodeArg,
-    /// Also commit a plan that takes replicas away from partitions; the
-    /// node still refuses unless every such partition is empty on every
-    /// member (there are no partition transfers yet).
+    /// Accepted for compatibility; changes nothing (earlier versions needed
+    /// it to re-lay empty partitions before partition transfers existed).
     #[arg(long)]
     force: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct LeaveArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// The node that leaves (default: the node asked).
+    id: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct RemoveArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// The node to remove (its id, as `dynamo admin members` lists it).
+    id: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct TransfersArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// Ask every member (through the HTTP addresses they announced), not
+    /// only the node given.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,8 +194,120 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             let path = if args.force { "/admin/commit?force=true" } else { "/admin/commit" };
             show(&args.target, Method::POST, path, render_commit)
         }
+        AdminCommand::Leave(args) => {
+            let path = match &args.id {
+                Some(id) => format!("/admin/leave?node={}", encode_query(id)),
+                None => "/admin/leave".to_string(),
+            };
+            show(&args.target, Method::POST, &path, render_commit)
+        }
+        AdminCommand::Remove(args) => {
+            let path = format!("/admin/remove?node={}", encode_query(&args.id));
+            show(&args.target, Method::POST, &path, render_commit)
+        }
+        AdminCommand::Transfers(args) => transfers(&args),
         AdminCommand::AntiEntropy(args) => anti_entropy(args),
     }
+}
+
+/// `dynamo admin transfers`: the node's report, or with `--all` every
+/// member's, as one table of pulls.
+fn transfers(args: &TransfersArgs) -> anyhow::Result<ExitCode> {
+    let first = call(&args.target.node, Method::GET, "/admin/transfers", MEMBERSHIP_TIMEOUT)?;
+    let mut reports = vec![first];
+    if args.all {
+        let cluster = call(&args.target.node, Method::GET, "/admin/cluster", MEMBERSHIP_TIMEOUT)?;
+        for member in rows(&cluster["members"]) {
+            let asked = member["id"] == reports[0]["node"];
+            if asked || member["status"] == "removed" {
+                continue;
+            }
+            let Some(addr) = member["http_addr"].as_str() else { continue };
+            match call(addr, Method::GET, "/admin/transfers", MEMBERSHIP_TIMEOUT) {
+                Ok(report) => reports.push(report),
+                Err(error) => eprintln!("{}: {error:#}", text(&member["id"])),
+            }
+        }
+    }
+    if args.target.json {
+        let body = if args.all { Value::Array(reports) } else { reports.remove(0) };
+        println!("{}", serde_json::to_string_pretty(&body).context("printing the answer")?);
+    } else {
+        print!("{}", render_transfers(&reports));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary of the first report (the cluster-wide counts), then every
+/// report's pulls with a progress bar (sources copied out of sources).
+fn render_transfers(reports: &[Value]) -> String {
+    let mut out = String::new();
+    let summary = &reports[0];
+    let pending = summary["pending"].as_u64().unwrap_or(0);
+    match summary["moving_from_epoch"].as_u64() {
+        Some(from) => {
+            let _ = writeln!(
+                out,
+                "ring epoch {} (moving from {from}): {pending} of {} partition copies pending; {} partitions still \
+                 read from their previous replicas",
+                text(&summary["epoch"]),
+                text(&summary["total"]),
+                text(&summary["unsettled_partitions"]),
+            );
+        }
+        None => {
+            let _ = writeln!(out, "ring epoch {}: no partition transfers in progress", text(&summary["epoch"]));
+        }
+    }
+    if let Some(by_node) = summary["pending_by_node"].as_object().filter(|map| !map.is_empty()) {
+        let waiting: Vec<String> = by_node.iter().map(|(node, count)| format!("{node}: {count}")).collect();
+        let _ = writeln!(out, "pending per node: {}", waiting.join(", "));
+    }
+    let mut table_rows = Vec::new();
+    for report in reports {
+        for pull in rows(&report["local"]) {
+            let sources = rows(&pull["sources"]).len().max(1) as u64;
+            let done = pull["sources_done"].as_u64().unwrap_or(0);
+            let done = if pull["state"] == "done" { sources } else { done };
+            table_rows.push(vec![
+                text(&report["node"]),
+                text(&pull["partition"]),
+                text(&pull["state"]),
+                progress_bar(done, sources),
+                text(&pull["keys"]),
+                human_bytes(pull["bytes"].as_f64().unwrap_or(0.0)),
+                format!("{}/s", human_bytes(pull["bytes_per_sec"].as_f64().unwrap_or(0.0))),
+                pull["last_error"].as_str().unwrap_or("").chars().take(60).collect(),
+            ]);
+        }
+    }
+    if !table_rows.is_empty() {
+        let header = ["NODE", "PARTITION", "STATE", "PROGRESS", "KEYS", "BYTES", "RATE", "LAST ERROR"];
+        out.push_str(&table(&header, &table_rows));
+    }
+    for report in reports.iter().filter(|report| report["leaving"] == true) {
+        let _ = writeln!(out, "{} is leaving: it stops once nothing is copied from it", text(&report["node"]));
+    }
+    out
+}
+
+/// `[#####-----] 1/2 sources`.
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 10;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+    let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { '-' }).collect();
+    format!("[{bar}] {done}/{total} sources")
+}
+
+fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// Sends one request, then prints the JSON answer (`--json`) or `render`
@@ -436,6 +588,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn transfers_show_the_cluster_summary_and_each_pull_with_a_progress_bar() {
+        let report = json!({
+            "node": "node3", "epoch": 2, "moving_from_epoch": 1, "total": 48, "pending": 5,
+            "pending_by_node": {"node3": 5}, "unsettled_partitions": 5, "leaving": false,
+            "local": [
+                {"partition": 7, "state": "done", "sources": ["node0", "node1", "node2"], "sources_done": 3,
+                 "keys": 120, "bytes": 2048.0, "bytes_per_sec": 1536.0},
+                {"partition": 9, "state": "retrying", "sources": ["node0", "node1"], "sources_done": 1,
+                 "keys": 3, "bytes": 10.0, "bytes_per_sec": 5.0, "last_error": "page from node1: down"},
+            ],
+        });
+        let out = render_transfers(&[report]);
+        assert!(out.starts_with("ring epoch 2 (moving from 1): 5 of 48 partition copies pending"), "{out}");
+        assert!(out.contains("pending per node: node3: 5"), "{out}");
+        assert!(
+            out.contains("node3  7          done      [##########] 3/3 sources  120   2.0 KiB  1.5 KiB/s"),
+            "{out}"
+        );
+        assert!(out.contains("[#####-----] 1/2 sources") && out.contains("page from node1: down"), "{out}");
+        let idle = json!({"node": "n", "epoch": 4, "total": 0, "pending": 0, "local": [], "leaving": true});
+        let out = render_transfers(&[idle]);
+        assert!(out.contains("ring epoch 4: no partition transfers in progress"), "{out}");
+        assert!(out.contains("n is leaving"), "{out}");
+    }
 
     #[test]
     fn tables_align_columns_and_trim_trailing_space() {

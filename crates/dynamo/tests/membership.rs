@@ -162,7 +162,7 @@ fn a_node_with_the_wrong_secret_cannot_join_and_the_seed_logs_the_refusal() {
 }
 
 #[test]
-fn commits_that_keep_every_replica_go_through_with_data_and_one_that_would_strand_data_is_refused() {
+fn growing_from_one_node_to_four_copies_every_partition_to_its_new_replicas() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("cluster.secret");
     std::fs::write(&secret, common::TEST_SECRET).expect("secret");
@@ -178,46 +178,30 @@ fn commits_that_keep_every_replica_go_through_with_data_and_one_that_would_stran
         }
     });
 
-    // Growing to n = 3 nodes keeps every replica: each commit goes through.
+    // Each join is committed once the previous one's copies are done.
     let mut nodes = vec![node0];
-    for (id, seed) in [("node1", 0), ("node2", 1)] {
+    for (id, seed) in [("node1", 0), ("node2", 1), ("node3", 2)] {
         let join = format!("--join={}", nodes[seed].rpc_addr());
         nodes.push(lone_node(dir.path(), id, &secret, &[&join, "--default-r=1", "--default-w=1"]));
         wait_until(&format!("{id} known to the committing node"), SPREAD_DEADLINE, || {
             statuses(&nodes[0]).get(id).map(String::as_str) == Some("joining")
         });
         let plan = admin_json(&nodes[0], &["plan"]);
-        assert_eq!(plan["replicas_lost"], 0, "{plan}");
-        assert!(text(&plan["commit"]).starts_with("safe"), "{plan}");
+        assert!(plan["transfers"].as_u64().is_some_and(|copies| copies > 0), "{plan}");
+        assert!(text(&plan["commit"]).starts_with("moves"), "{plan}");
         let commit = admin_json(&nodes[0], &["commit"]);
         assert_eq!(commit["committed"], true, "{commit}");
+        wait_until(&format!("the copies to {id} are done"), SPREAD_DEADLINE, || {
+            nodes.iter().all(|node| admin_json(node, &["transfers"])["pending"] == 0)
+        });
     }
-    let ring = admin_json(&nodes[2], &["ring"]);
-    wait_until("every node routes by epoch 3", SPREAD_DEADLINE, || {
-        nodes.iter().all(|node| admin_json(node, &["ring"])["epoch"] == 3)
-    });
-    assert_eq!(ring["shares"].as_array().expect("shares").len(), 3, "{ring}");
+    let refused = admin(&nodes[0], &["commit"]);
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("nothing to commit"), "{refused:?}");
+    let table = String::from_utf8_lossy(&admin(&nodes[3], &["transfers"]).stdout).into_owned();
+    assert!(table.contains("no partition transfers in progress"), "{table}");
 
-    // A fourth node at n = 3: its plan moves a quarter of the partitions and
-    // takes replicas away from others. Refused, and --force too: there is
-    // data there.
-    let join = format!("--join={}", nodes[2].rpc_addr());
-    nodes.push(lone_node(dir.path(), "node3", &secret, &[&join, "--default-r=1", "--default-w=1"]));
-    wait_until("node3 known to node1", SPREAD_DEADLINE, || statuses(&nodes[1]).contains_key("node3"));
-    let plan = admin_json(&nodes[1], &["plan"]);
-    assert_eq!(plan["moved"], 64, "{plan}");
-    assert!(plan["replicas_lost"].as_u64().is_some_and(|lost| lost > 0), "{plan}");
-    let refused = admin(&nodes[1], &["commit"]);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("409") && stderr.contains("commit refused"), "{stderr}");
-    let forced = admin(&nodes[1], &["commit", "--force"]);
-    assert!(!forced.status.success());
-    let stderr = String::from_utf8_lossy(&forced.stderr);
-    assert!(stderr.contains("holds data"), "{stderr}");
-    assert_eq!(admin_json(&nodes[3], &["ring"])["epoch"], 3, "nothing was committed");
-
-    // Every key is still readable, through any node, the joining one too.
+    // Every key is on all three of its replicas: readable with r=3 through
+    // any node, and each node holds exactly the keys it replicates.
     block_on(async {
         for node in &nodes {
             let mut http = node.connect().await;
@@ -230,10 +214,13 @@ fn commits_that_keep_every_replica_go_through_with_data_and_one_that_would_stran
             }
         }
     });
+    let report = admin_json(&nodes[3], &["transfers"]);
+    assert!(report["totals"]["keys"].as_u64().is_some_and(|keys| keys > 0), "node3 copied keys: {report}");
+    assert_eq!(report["totals"]["pulls_completed"], report["local"].as_array().map_or(0, Vec::len), "{report}");
 }
 
 #[test]
-fn admin_join_adds_a_running_empty_node_and_a_forced_commit_relays_an_empty_cluster() {
+fn admin_join_adds_a_running_empty_node_and_the_commit_moves_a_quarter_of_the_ring_to_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
     let node3 = lone_node(dir.path(), "node3", &cluster.secret_file, &[]);
@@ -254,7 +241,6 @@ fn admin_join_adds_a_running_empty_node_and_a_forced_commit_relays_an_empty_clus
     assert!(plan["moves"].as_array().expect("moves").iter().all(|step| step["to"] == "node3"));
     let table = String::from_utf8_lossy(&admin(&cluster.nodes[1], &["plan"]).stdout).into_owned();
     assert!(table.contains("64 of 256 partitions move (25.0%)"), "{table}");
-    assert!(!admin(&cluster.nodes[1], &["commit"]).status.success(), "replicas change: refused unless forced");
     let commit = admin_json(&cluster.nodes[1], &["commit", "--force"]);
     assert_eq!((commit["committed"].clone(), commit["epoch"].clone()), (true.into(), 2.into()), "{commit}");
 

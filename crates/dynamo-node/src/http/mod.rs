@@ -27,11 +27,11 @@ use crate::anti_entropy::{AntiEntropy, AntiEntropyTotals, TriggerError};
 use crate::buckets::{PropsPatch, PropsStoreError};
 use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, latest_timestamp, serve_locally};
 use crate::gossip::Gossip;
-use crate::transfers::Transfers;
-use dynamo_core::ring::NodeId;
 use crate::membership::{ChangeError, CommitError, JoinError, shares};
 use crate::metrics::{Metrics, Operation, render_failure_handling, render_membership};
+use crate::transfers::Transfers;
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
+use dynamo_core::ring::NodeId;
 
 /// Header carrying the opaque causal context.
 pub const CONTEXT_HEADER: &str = "X-Dynamo-Context";
@@ -42,6 +42,18 @@ const MAX_PROPS_BODY: usize = 64 * 1024;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The node services the HTTP layer serves.
+pub struct ApiParts {
+    /// Client requests.
+    pub coordinator: Arc<Coordinator>,
+    /// `/admin/anti-entropy`.
+    pub anti_entropy: Arc<AntiEntropy>,
+    /// Membership (through gossip): `/admin/cluster`, join, plan, commit.
+    pub gossip: Arc<Gossip>,
+    /// `/admin/transfers`.
+    pub transfers: Arc<Transfers>,
+}
 
 /// Everything the HTTP layer needs, shared by all connections.
 pub struct Api {
@@ -57,18 +69,16 @@ pub struct Api {
 }
 
 impl Api {
-    /// Builds the API over a coordinator, the node's anti-entropy and its
-    /// gossip (and through it, its membership).
+    /// Builds the API over the node's services (`parts`), with this
+    /// node's metrics, id and limits.
     pub fn new(
-        coordinator: Arc<Coordinator>,
-        anti_entropy: Arc<AntiEntropy>,
-        gossip: Arc<Gossip>,
-        transfers: Arc<Transfers>,
+        parts: ApiParts,
         metrics: Arc<Metrics>,
         node_id: String,
         max_value_bytes: usize,
         partitions: u32,
     ) -> Self {
+        let ApiParts { coordinator, anti_entropy, gossip, transfers } = parts;
         Self {
             coordinator,
             anti_entropy,
