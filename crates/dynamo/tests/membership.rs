@@ -1,8 +1,8 @@
-//! Membership on real processes (paper section 4.8): joining through a
-//! seed, gossip spreading changes without any central node, persistence
-//! across restarts, the cluster secret at the door, and the interim commit
-//! rule (a commit never strands data while partition transfers do not
-//! exist).
+//! Membership on real processes (paper sections 4.8 and 4.9): joining
+//! through a seed, gossip spreading changes without any central node,
+//! persistence across restarts, the cluster secret at the door, and ring
+//! changes (join, leave, remove) whose partition transfers keep every
+//! acknowledged write under a continuous load.
 
 mod common;
 
@@ -295,7 +295,8 @@ fn write_until_stopped(
                     failed += 1;
                     continue;
                 };
-                let written = http.put("load", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await;
+                let written =
+                    http.put("load", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await;
                 match written {
                     Ok(_) => acknowledged.push(key),
                     Err(_) => failed += 1,
@@ -335,9 +336,8 @@ fn grow_leave_and_remove_under_load_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
     let secret = cluster.secret_file.clone();
-    let targets = std::sync::Arc::new(std::sync::Mutex::new(
-        cluster.nodes.iter().map(TestNode::addr).collect::<Vec<String>>(),
-    ));
+    let targets =
+        std::sync::Arc::new(std::sync::Mutex::new(cluster.nodes.iter().map(TestNode::addr).collect::<Vec<String>>()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = write_until_stopped(targets.clone(), stop.clone());
 
@@ -384,6 +384,24 @@ fn grow_leave_and_remove_under_load_lose_no_acknowledged_write() {
         let ideal = share["ideal"].as_f64().expect("ideal");
         assert!((owned - ideal).abs() < 1.0, "{share}");
     }
+    // Transfers (not read repair, not yet anti-entropy) put every
+    // acknowledged write on each of its three replicas: a sample, checked
+    // replica by replica before any read.
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in acknowledged.iter().step_by(7) {
+            let path = format!("/admin/replicas/load/{key}");
+            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
+            let body: Value = serde_json::from_slice(&answer.body).expect("json");
+            assert_eq!(body["moving"], false, "{body}");
+            let replicas = body["replicas"].as_array().expect("replicas");
+            assert_eq!(replicas.len(), 3, "{body}");
+            for replica in replicas {
+                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
+                assert!(held, "{key} missing on {}: {body}", replica["node"]);
+            }
+        }
+    });
     // Every acknowledged write reads back with R = N, through every survivor.
     block_on(async {
         let all = [("r".to_string(), "3".to_string())];

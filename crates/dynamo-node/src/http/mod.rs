@@ -548,6 +548,8 @@ impl Api {
                 "partition": key.partition(self.partitions),
                 "n": props.n,
                 "preference_list": replicas.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "moving": self.coordinator.cluster().is_moving(key),
+                "read_from": self.coordinator.cluster().read_list(key, props.n).iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "replicas": states,
             }),
         )
