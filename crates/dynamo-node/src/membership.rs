@@ -677,11 +677,8 @@ impl Membership {
         })
     }
 
-    /// Commits the plan (see the module documentation). `force` is
-    /// accepted for compatibility with the interim rule of earlier
-    /// versions and changes nothing: every plan is safe to commit now.
-    pub async fn commit(&self, force: bool) -> Result<CommitReport, CommitError> {
-        let _ = force;
+    /// Commits the plan (see the module documentation).
+    pub async fn commit(&self) -> Result<CommitReport, CommitError> {
         let _one_at_a_time = self.commit_lock.lock().await;
         let before = self.cluster.view();
         let plan = before.state().plan()?;
@@ -748,7 +745,7 @@ impl Membership {
     pub async fn leave(&self, node: &NodeId) -> Result<CommitReport, CommitError> {
         self.check_can_change_owners(node)?;
         self.update(|state| Ok(state.with_status(node, MemberStatus::Leaving))).await?;
-        self.commit(false).await
+        self.commit().await
     }
 
     /// Removal of a (dead) node: marks it `removed`, so that no transfer
@@ -761,7 +758,7 @@ impl Membership {
             return Err(CommitError::UnknownNode(node.to_string()));
         }
         self.update(|state| Ok(state.with_status(node, MemberStatus::Removed))).await?;
-        self.commit(false).await
+        self.commit().await
     }
 
     /// Refuses a leave that could not complete.

@@ -351,15 +351,16 @@ impl Api {
     /// Commits the plan (`?force=true` is accepted and changes nothing;
     /// earlier versions needed it to re-lay empty partitions).
     async fn admin_commit(&self, request: &Request<Incoming>) -> HttpResponse {
-        let force = match params::parse_query(request.uri().query(), &["force"]) {
+        // `force` is still parsed so that a bad value is reported, and a
+        // script written for earlier versions keeps working.
+        match params::parse_query(request.uri().query(), &["force"]) {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
             Ok(pairs) => match pairs.first().map(|(_, value)| value.as_str()) {
-                None | Some("false") => false,
-                Some("true") => true,
+                None | Some("false" | "true") => {}
                 Some(other) => return error(StatusCode::BAD_REQUEST, format!("force={other:?}: use true or false")),
             },
-        };
-        match self.gossip.membership().commit(force).await {
+        }
+        match self.gossip.membership().commit().await {
             Ok(report) => json_response(StatusCode::OK, &json!(report)),
             Err(problem) => commit_error(&problem),
         }
