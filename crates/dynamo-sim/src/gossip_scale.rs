@@ -23,8 +23,7 @@
 //! moves when one equal node joins a cluster of `nodes` (`Ring::new` then
 //! [`Ring::rebalance`], the plan's own path), against the ideal
 //! `1 / (nodes + 1)`, and the fraction of partitions whose preference list
-//! of 3 changes (what a commit must transfer, or, until transfers exist,
-//! refuses).
+//! of 3 changes (what a commit's partition transfers copy).
 //!
 //! `cargo run --release -p dynamo-sim --example gossip_scale` prints the
 //! tables recorded in `docs/benchmarks.md`.
