@@ -417,3 +417,64 @@ fn grow_leave_and_remove_under_load_lose_no_acknowledged_write() {
     });
     eprintln!("{} writes acknowledged, {failed} refused, none lost", acknowledged.len());
 }
+
+/// Transfers survive crashes: the new owner is killed in the middle of
+/// copying (pulls are throttled so that they take seconds) and a source is
+/// killed too; both come back, the copies finish without redoing the pulls
+/// completed before the crash, and every key is on all its replicas.
+#[test]
+fn an_interrupted_transfer_resumes_after_the_puller_and_a_source_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
+    let keys: Vec<String> = (0..600).map(|index| format!("k{index}")).collect();
+    let value = Bytes::from(vec![b'x'; 1024]);
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in &keys {
+            http.put("b", key.as_bytes(), value.clone(), &WriteOptions::default()).await.expect("put");
+        }
+    });
+    // About 150 KiB/s: node3's copies (3/4 of the partitions, from three
+    // sources each, ~1.4 MB) take about ten seconds.
+    let join = format!("--join={}", cluster.nodes[0].rpc_addr());
+    let mut node3 =
+        lone_node(dir.path(), "node3", &cluster.secret_file, &[&join, "--transfer-max-bytes-per-sec=150000"]);
+    wait_until("node3 joining", SPREAD_DEADLINE, || statuses(&cluster.nodes[1]).contains_key("node3"));
+    let commit = admin_json(&cluster.nodes[1], &["commit"]);
+    let pulls = commit["transfers"].as_u64().expect("transfers");
+    assert!(pulls > 100, "{commit}");
+
+    wait_until("node3 has finished some pulls", Duration::from_secs(30), || {
+        admin_json(&node3, &["transfers"])["totals"]["pulls_completed"].as_u64().unwrap_or(0) >= 10
+    });
+    node3.kill_9();
+    cluster.nodes[2].kill_9();
+    let pending_at_crash = admin_json(&cluster.nodes[0], &["transfers"])["pending"].as_u64().expect("pending");
+    assert!(pending_at_crash > 0 && pending_at_crash < pulls, "{pending_at_crash} of {pulls}");
+    std::thread::sleep(Duration::from_millis(500));
+    node3.restart();
+    // With a source down, the pulls that need it wait and are retried.
+    wait_until("node3 retries the pulls that need node2", Duration::from_secs(30), || {
+        let report = admin_json(&node3, &["transfers"]);
+        report["local"].as_array().is_some_and(|pulls| pulls.iter().any(|pull| pull["state"] == "retrying"))
+    });
+    cluster.nodes[2].restart();
+    let everyone: Vec<&TestNode> = cluster.nodes.iter().chain([&node3]).collect();
+    wait_for_transfers(&everyone, "the interrupted copies");
+    let after = admin_json(&node3, &["transfers"]);
+    let redone = after["totals"]["pulls_completed"].as_u64().expect("completed");
+    assert!(redone <= pending_at_crash, "pulls done before the crash were not redone: {redone} > {pending_at_crash}");
+
+    block_on(async {
+        let mut http = node3.connect().await;
+        for key in keys.iter().step_by(5) {
+            let path = format!("/admin/replicas/b/{key}");
+            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
+            let body: Value = serde_json::from_slice(&answer.body).expect("json");
+            for replica in body["replicas"].as_array().expect("replicas") {
+                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
+                assert!(held, "{key} missing on {}: {body}", replica["node"]);
+            }
+        }
+    });
+}
