@@ -238,8 +238,9 @@ fn transfers(args: &TransfersArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The summary of the first report (the cluster-wide counts), then every
-/// report's pulls with a progress bar (sources copied out of sources).
+/// The summary of the first report (the cluster-wide counts), then per
+/// node how many of its copies are done, and every copy not done yet with
+/// a progress bar (sources copied out of sources).
 fn render_transfers(reports: &[Value]) -> String {
     let mut out = String::new();
     let summary = &reports[0];
@@ -265,15 +266,19 @@ fn render_transfers(reports: &[Value]) -> String {
     }
     let mut table_rows = Vec::new();
     for report in reports {
-        for pull in rows(&report["local"]) {
+        let pulls = rows(&report["local"]);
+        let done = pulls.iter().filter(|pull| pull["state"] == "done").count();
+        if done > 0 {
+            let _ = writeln!(out, "{}: {done} of its {} copies done", text(&report["node"]), pulls.len());
+        }
+        for pull in pulls.iter().filter(|pull| pull["state"] != "done") {
             let sources = rows(&pull["sources"]).len().max(1) as u64;
-            let done = pull["sources_done"].as_u64().unwrap_or(0);
-            let done = if pull["state"] == "done" { sources } else { done };
+            let copied = pull["sources_done"].as_u64().unwrap_or(0);
             table_rows.push(vec![
                 text(&report["node"]),
                 text(&pull["partition"]),
                 text(&pull["state"]),
-                progress_bar(done, sources),
+                progress_bar(copied, sources),
                 text(&pull["keys"]),
                 human_bytes(pull["bytes"].as_f64().unwrap_or(0.0)),
                 format!("{}/s", human_bytes(pull["bytes_per_sec"].as_f64().unwrap_or(0.0))),
