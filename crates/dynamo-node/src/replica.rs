@@ -293,6 +293,26 @@ impl Replica {
         Ok((entries, more))
     }
 
+    /// Removes up to `max` objects of `partition`, which this node no
+    /// longer replicates (after a ring change has settled; see
+    /// [`crate::transfers`]). Returns how many were removed; fewer than
+    /// `max` means the partition is empty here now.
+    pub fn purge_partition(&self, partition: u32, max: usize) -> Result<usize, ReplicaError> {
+        let prefix = partition.to_be_bytes();
+        let rows = self.store.scan(Namespace::Objects, &prefix, &prefix, max)?;
+        let count = rows.len();
+        for (storage_key, _) in rows {
+            let (_, key) = ObjectKey::from_storage_key(&storage_key)
+                .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
+            let _guard = self.lock_key(&key);
+            let current = self.load(&key, &storage_key)?;
+            self.store.remove(Namespace::Objects, &storage_key)?;
+            self.index.record(&key, ObjectDigest::of(&current), None);
+            tombstones::forget(&self.store, &storage_key)?;
+        }
+        Ok(count)
+    }
+
     fn load(&self, key: &ObjectKey, storage_key: &[u8]) -> Result<VersionedObject, ReplicaError> {
         match self.store.get(Namespace::Objects, storage_key)? {
             None => Ok(VersionedObject::new()),

@@ -26,6 +26,16 @@
 //! below `transfer_max_bytes_per_sec`, leaving the disk and network to
 //! foreground requests; pulls run one at a time.
 //!
+//! **Dropping what moved away.** Once a ring change has settled (no pull
+//! pending anywhere), a node deletes its copies of the partitions it no
+//! longer replicates: every write acknowledged during the move reached W
+//! of the new replicas (writes needed W in both rings' lists), and every
+//! earlier one was copied. Kept, those copies would come back the next
+//! time the node replicates the partition, with deletes whose tombstones
+//! were collected meanwhile among them. If the node becomes a replica of
+//! the partition again before it is done, the purge stops (the epoch
+//! changed), and its pull copies the partition back from the replicas.
+//!
 //! **Leaving.** A node marked `leaving` that owns nothing in the committed
 //! ring waits until no pending pull names it as a source, then marks itself
 //! `removed`, pushes that to the members and stops ([`Transfers::left`]).
@@ -62,6 +72,8 @@ use crate::peers::Peers;
 const CURSOR_PREFIX: &[u8] = b"transfer/";
 /// Most pulls the report lists (the counts are exact).
 const MAX_REPORTED_PULLS: usize = 256;
+/// Objects removed per batch when a partition that moved away is purged.
+const PURGE_BATCH: usize = 1024;
 
 /// Settings of the transfer service.
 #[derive(Clone, Debug)]
@@ -135,6 +147,8 @@ pub struct TransferTotals {
     pub bytes: u64,
     /// Page requests that failed.
     pub failures: u64,
+    /// Objects deleted from partitions that moved away from this node.
+    pub purged: u64,
 }
 
 /// What the transfer service works with.
@@ -163,6 +177,10 @@ pub struct Transfers {
     failures: AtomicU64,
     /// Turns true once this node has left the cluster.
     left: watch::Sender<bool>,
+    /// The last epoch whose moved-away partitions this node purged.
+    purged_epoch: AtomicU64,
+    /// Objects purged since start.
+    purged: AtomicU64,
 }
 
 /// Why one pull stopped.
@@ -184,6 +202,8 @@ impl Transfers {
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             left: watch::channel(false).0,
+            purged_epoch: AtomicU64::new(0),
+            purged: AtomicU64::new(0),
         }
     }
 
@@ -233,7 +253,53 @@ impl Transfers {
                 }
             }
         }
+        self.purge_moved_away().await;
         self.leave_if_done().await;
+    }
+
+    /// After a ring change has settled everywhere, deletes this node's
+    /// copies of the partitions it replicated before and no longer does
+    /// (see the module documentation). Once per epoch; stops if the epoch
+    /// changes meanwhile.
+    async fn purge_moved_away(&self) {
+        let local = self.membership.cluster().local().clone();
+        let view = self.membership.cluster().view();
+        let state = view.state();
+        let epoch = state.epoch();
+        let Some(transition) = state.transition() else { return };
+        if self.purged_epoch.load(Ordering::Relaxed) == epoch || !state.pending_pulls().is_empty() {
+            return;
+        }
+        let widest = usize::from(transition.factors().last().copied().unwrap_or(1));
+        let moved_away: Vec<u32> = (0..state.ring().partitions())
+            .filter(|partition| {
+                transition.from_ring().preference_list(*partition, widest).contains(&local)
+                    && !state.ring().preference_list(*partition, widest).contains(&local)
+            })
+            .collect();
+        let replica = self.coordinator.replica();
+        for partition in moved_away {
+            loop {
+                if self.membership.cluster().view().state().epoch() != epoch {
+                    return;
+                }
+                match replica.purge_partition(partition, PURGE_BATCH) {
+                    Ok(removed) => {
+                        self.purged.fetch_add(removed as u64, Ordering::Relaxed);
+                        if removed < PURGE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        warn!(partition, %error, "cannot delete a partition this node no longer replicates; retrying");
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        self.purged_epoch.store(epoch, Ordering::Relaxed);
+        info!(epoch, "deleted the copies of the partitions that moved away from this node");
     }
 
     /// Copies `partition` from each of its sources, then records the pull.
@@ -429,6 +495,7 @@ impl Transfers {
             keys: self.keys.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            purged: self.purged.load(Ordering::Relaxed),
         }
     }
 

@@ -373,6 +373,10 @@ fn grow_leave_and_remove_under_load_lose_no_acknowledged_write() {
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acknowledged, failed) = writer.join().expect("writer");
+    // The partitions node0 gave to node3 and node4 were deleted from it
+    // once each change had settled.
+    let purged = admin_json(&cluster.nodes[0], &["transfers"])["totals"]["purged"].as_u64().expect("purged");
+    assert!(purged > 0, "node0 dropped the partitions that moved away");
     assert!(acknowledged.len() > 100, "the load ran: {} acknowledged, {failed} failed", acknowledged.len());
 
     // Ownership: each of the three within one partition of its ideal share.
