@@ -222,6 +222,11 @@ impl WriteQuorum {
         Some(owner)
     }
 
+    /// Whether `node` is in the set (a replica, or a fallback taken in).
+    pub fn includes(&self, node: &NodeId) -> bool {
+        self.answers.contains(node)
+    }
+
     /// The nodes of the set that have not answered and were not handed off,
     /// with the replica each stands in for (`None` for a replica itself).
     pub fn awaited(&self) -> Vec<(NodeId, Option<NodeId>)> {

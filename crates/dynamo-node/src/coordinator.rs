@@ -150,6 +150,11 @@ pub enum CoordinatorError {
     /// The bucket's props could not be read.
     #[error("bucket props unavailable: {0}")]
     Props(#[from] PropsStoreError),
+    /// A forwarded write reached a node that does not replicate the key in
+    /// its own view of the ring (the two nodes' views differ for a moment
+    /// during a membership change): the forwarder tries another replica.
+    #[error("{0}")]
+    NotAReplica(String),
 }
 
 /// Resolved settings of one request.
@@ -351,9 +356,11 @@ impl Coordinator {
             if may_forward {
                 return self.forward(key, context, payload, options, &replicas, deadline).await;
             }
-            return Err(CoordinatorError::BadRequest(format!(
-                "{} received a forwarded write for a key it does not replicate; the nodes disagree about the ring",
-                self.cluster.local()
+            return Err(CoordinatorError::NotAReplica(format!(
+                "{} received a forwarded write for a key it does not replicate at ring epoch {}; the nodes' views of \
+                 the ring differ (a membership change is spreading)",
+                self.cluster.local(),
+                self.cluster.view().state().epoch()
             )));
         }
         let stamp = match options.stamp {
@@ -836,7 +843,14 @@ fn hand_off(
     fallbacks: &mut Fallbacks<'_>,
     reason: &str,
 ) -> Option<WriteTarget> {
-    let fallback = fallbacks.next()?;
+    // During a ring change a fallback of the new ring may already be one
+    // of the write's replicas (of the old ring): take the next one.
+    let fallback = loop {
+        let candidate = fallbacks.next()?;
+        if !quorum.includes(&candidate) {
+            break candidate;
+        }
+    };
     let owner = quorum.hand_off(failed, fallback.clone(), reason)?;
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
 }

@@ -15,7 +15,7 @@ use dynamo_core::messages::{ForwardedError, Request, Response};
 use dynamo_storage::Durability;
 use tracing::warn;
 
-use crate::coordinator::{Coordinator, RequestOptions, serve_locally};
+use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, serve_locally};
 use crate::gossip::Gossip;
 use crate::http::coordinator_error_parts;
 
@@ -53,11 +53,15 @@ impl NodeHandler {
             },
             Request::Coordinate { key, context, payload, options } => {
                 let options = RequestOptions::from(options);
-                let outcome = self.coordinator.put_forwarded(&key, &context, payload, &options).await;
-                Response::Coordinated(outcome.map_err(|error| {
-                    let (status, body) = coordinator_error_parts(&error);
-                    ForwardedError { status, body }
-                }))
+                match self.coordinator.put_forwarded(&key, &context, payload, &options).await {
+                    // Not an answer for the client: the forwarder tries
+                    // another replica.
+                    Err(CoordinatorError::NotAReplica(reason)) => Response::Failed { reason },
+                    outcome => Response::Coordinated(outcome.map_err(|error| {
+                        let (status, body) = coordinator_error_parts(&error);
+                        ForwardedError { status, body }
+                    })),
+                }
             }
             Request::SetProps { bucket, props, version } => {
                 match self.coordinator.buckets().apply(&bucket, props, version).await {

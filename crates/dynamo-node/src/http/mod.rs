@@ -730,6 +730,10 @@ pub fn coordinator_error_parts(problem: &CoordinatorError) -> (u16, String) {
         CoordinatorError::Forwarded { status, body } => (*status, body.clone()),
         CoordinatorError::Props(PropsStoreError::Invalid(message)) => (400, json!({ "error": message }).to_string()),
         CoordinatorError::Props(other) => (500, json!({ "error": other.to_string() }).to_string()),
+        CoordinatorError::NotAReplica(message) => (
+            503,
+            json!({ "error": message, "hint": "retry: the new ring reaches every node within seconds" }).to_string(),
+        ),
     }
 }
 
