@@ -163,6 +163,46 @@ pub fn replicas_agree(admin: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the partition transfers are over, from every node's
+/// `GET /admin/transfers` answer (or why there is none): every node
+/// answered, all are at one epoch (a node that missed the last commit
+/// would report nothing pending for the ring before it) and none sees a
+/// pull pending. `Ok` carries the epoch, `Err` says who is not there yet.
+pub fn transfers_done(reports: &[Result<serde_json::Value, String>]) -> Result<u64, String> {
+    let mut problems = Vec::new();
+    let mut epochs = BTreeSet::new();
+    for report in reports {
+        let report = match report {
+            Ok(report) => report,
+            Err(why) => {
+                problems.push(why.clone());
+                continue;
+            }
+        };
+        let node = report["node"].as_str().unwrap_or("?");
+        let (Some(epoch), Some(pending)) = (report["epoch"].as_u64(), report["pending"].as_u64()) else {
+            problems.push(format!("{node}: no epoch or pending count in {report}"));
+            continue;
+        };
+        epochs.insert(epoch);
+        if pending > 0 {
+            problems.push(format!(
+                "{node}: {pending} pull(s) pending at epoch {epoch}, by node {}",
+                report["pending_by_node"]
+            ));
+        }
+    }
+    if epochs.len() > 1 {
+        let each = reports.iter().flatten().map(|report| format!("{}={}", report["node"], report["epoch"]));
+        problems.push(format!("nodes at different epochs: {}", each.collect::<Vec<_>>().join(" ")));
+    }
+    match (problems.is_empty(), epochs.first()) {
+        (true, Some(epoch)) => Ok(*epoch),
+        (true, None) => Err("no node reported".to_string()),
+        (false, _) => Err(problems.join("; ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +296,21 @@ mod tests {
             replica("node2", "ctx", &["a"]),
         ]));
         assert_eq!(replicas_agree(&down), Err("node1: timeout".to_string()));
+    }
+
+    fn transfers(node: &str, epoch: u64, pending: u64) -> Result<serde_json::Value, String> {
+        Ok(serde_json::json!({ "node": node, "epoch": epoch, "pending": pending, "pending_by_node": {} }))
+    }
+
+    #[test]
+    fn transfers_are_done_only_when_every_node_answers_at_one_epoch_with_nothing_pending() {
+        assert_eq!(transfers_done(&[transfers("node0", 2, 0), transfers("node5", 2, 0)]), Ok(2));
+        let pending = transfers_done(&[transfers("node0", 2, 0), transfers("node5", 2, 3)]);
+        assert!(pending.as_ref().is_err_and(|why| why.contains("node5: 3 pull(s) pending")), "{pending:?}");
+        let behind = transfers_done(&[transfers("node0", 2, 0), transfers("node1", 1, 0)]);
+        assert!(behind.as_ref().is_err_and(|why| why.contains("different epochs")), "{behind:?}");
+        let silent = transfers_done(&[transfers("node0", 2, 0), Err("node1: timeout".to_string())]);
+        assert_eq!(silent, Err("node1: timeout".to_string()));
+        assert!(transfers_done(&[]).is_err());
     }
 }

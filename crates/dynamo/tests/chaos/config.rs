@@ -15,7 +15,8 @@ pub struct ChaosConfig {
     pub runs: u32,
     /// How long the workload and the nemesis run, per run.
     pub workload: Duration,
-    /// Node processes per cluster (each bucket has n=3, so at least 3).
+    /// Node processes that found the cluster (each bucket has n=3, so at
+    /// least 3); the join nemesis adds a spare.
     pub nodes: usize,
     /// Concurrent read-merge-write clients.
     pub clients: usize,
@@ -41,7 +42,10 @@ pub struct ChaosConfig {
     /// Fail instead of warning when partitions are impossible (no root, no
     /// iptables).
     pub require_partitions: bool,
-    /// Longest wait for replicas to converge after healing.
+    /// Longest wait, after healing, for the partition transfers of a join
+    /// to be done on every node.
+    pub transfer_timeout: Duration,
+    /// Longest wait for replicas to converge once the transfers are done.
     pub converge_timeout: Duration,
     /// Pause of each client between two updates (keeps the two cores from
     /// drowning, so request timeouts come from faults, not from load).
@@ -55,7 +59,8 @@ pub struct ChaosConfig {
     pub keep_dir: bool,
 }
 
-/// Most nodes: each needs its own loopback address and two ports.
+/// Most nodes, spare included: each needs its own loopback address and
+/// two ports.
 const MAX_NODES: usize = 32;
 /// Most clients and keys: bounds on threads of work and on the checker's
 /// output, far above what two cores use well.
@@ -69,14 +74,15 @@ impl ChaosConfig {
     /// |---|---|
     /// | `DYNAMO_CHAOS_RUNS` [1] | runs, each on a fresh cluster |
     /// | `DYNAMO_CHAOS_SECS` [20] | workload + nemesis seconds per run |
-    /// | `DYNAMO_CHAOS_NODES` [5] | nodes (≥ 3) |
+    /// | `DYNAMO_CHAOS_NODES` [5] | founding nodes (≥ 3); `join` adds one |
     /// | `DYNAMO_CHAOS_CLIENTS` [6] | concurrent clients |
     /// | `DYNAMO_CHAOS_KEYS` [4] | set-valued keys |
     /// | `DYNAMO_CHAOS_SEED` [from the clock] | nemesis schedule seed (decimal or 0x-hex) |
-    /// | `DYNAMO_CHAOS_NEMESES` [kill,pause,partition] | faults to inject |
+    /// | `DYNAMO_CHAOS_NEMESES` [kill,pause,partition,join] | faults to inject |
     /// | `DYNAMO_CHAOS_REPAIR_BY_READS` [0] | one R=N read round before the convergence wait |
     /// | `DYNAMO_CHAOS_STOP_BEFORE_HEAL` [1] | stop the clients before the final heal |
     /// | `DYNAMO_CHAOS_REQUIRE_PARTITIONS` [0] | fail if partitions are impossible |
+    /// | `DYNAMO_CHAOS_TRANSFER_SECS` [60] | timeout of the join's transfers after healing |
     /// | `DYNAMO_CHAOS_CONVERGE_SECS` [30] | convergence timeout |
     /// | `DYNAMO_CHAOS_THINK_MS` [5] | client pause between updates |
     /// | `DYNAMO_CHAOS_REQUEST_TIMEOUT_MS` [3000] | client deadline per request |
@@ -94,6 +100,7 @@ impl ChaosConfig {
             repair_by_reads: flag("DYNAMO_CHAOS_REPAIR_BY_READS", false)?,
             stop_before_heal: flag("DYNAMO_CHAOS_STOP_BEFORE_HEAL", true)?,
             require_partitions: flag("DYNAMO_CHAOS_REQUIRE_PARTITIONS", false)?,
+            transfer_timeout: Duration::from_secs(number("DYNAMO_CHAOS_TRANSFER_SECS", 60)?),
             converge_timeout: Duration::from_secs(number("DYNAMO_CHAOS_CONVERGE_SECS", 30)?),
             think: Duration::from_millis(number("DYNAMO_CHAOS_THINK_MS", 5)?),
             request_timeout: Duration::from_millis(number("DYNAMO_CHAOS_REQUEST_TIMEOUT_MS", 3000)?),
@@ -103,8 +110,8 @@ impl ChaosConfig {
         if config.runs == 0 {
             return Err("DYNAMO_CHAOS_RUNS must be at least 1".to_string());
         }
-        if !(3..=MAX_NODES).contains(&config.nodes) {
-            return Err(format!("DYNAMO_CHAOS_NODES must be 3..={MAX_NODES} (buckets have n=3)"));
+        if !(3..MAX_NODES).contains(&config.nodes) {
+            return Err(format!("DYNAMO_CHAOS_NODES must be 3..{MAX_NODES} (buckets have n=3; a spare may join)"));
         }
         if !(1..=MAX_CLIENTS).contains(&config.clients) || !(1..=MAX_KEYS).contains(&config.keys) {
             return Err(format!("DYNAMO_CHAOS_CLIENTS must be 1..={MAX_CLIENTS}, DYNAMO_CHAOS_KEYS 1..={MAX_KEYS}"));
@@ -163,7 +170,7 @@ fn nemeses(name: &str) -> Result<Vec<NemesisKind>, String> {
             .iter()
             .copied()
             .find(|kind| kind.name() == word)
-            .ok_or_else(|| format!("{name}: unknown nemesis {word:?}; use kill, pause, partition"))?;
+            .ok_or_else(|| format!("{name}: unknown nemesis {word:?}; use kill, pause, partition, join"))?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
         }

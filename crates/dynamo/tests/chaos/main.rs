@@ -6,15 +6,20 @@
 //! few set-valued keys by read → merge → write with the context; and a
 //! nemesis that kills (`kill -9`, then restarts), pauses (SIGSTOP, then
 //! SIGCONT) and partitions nodes (iptables DROP rules between their
-//! addresses). At the end everything is healed, the clients stop, the
-//! replicas must converge, and an R=N read of every key must hold every
-//! acknowledged element and nothing that was never attempted.
+//! addresses), and once per run adds a spare node while a partition is in
+//! force (`--join`, then a commit: the membership change during a network
+//! partition where Garage's Jepsen runs lost data). At the end everything
+//! is healed, the clients stop, every node must see the partition
+//! transfers done, the replicas (the new node's included) must converge,
+//! and an R=N read of every key must hold every acknowledged element and
+//! nothing that was never attempted.
 //!
 //! Map: [`config`] (environment variables), [`run`] (one run, start to
 //! verdict), [`procs`] (node processes), [`firewall`] (iptables chain),
-//! [`nemesis`] (fault schedule and the thread applying it), [`workload`]
-//! (the clients), [`checker`] (the verdict, pure and unit-tested),
-//! [`rng`] (seeded randomness).
+//! [`nemesis`] (fault schedule and the thread applying it), [`membership`]
+//! (the join's commit, the transfers' end), [`workload`] (the clients),
+//! [`checker`] (the verdict, pure and unit-tested), [`rng`] (seeded
+//! randomness).
 //!
 //! Short form (CI): `cargo test -p dynamo --test chaos -- --nocapture`.
 //! Long form: `bench/chaos.sh` (several longer runs). The README's
@@ -23,6 +28,7 @@
 mod checker;
 mod config;
 mod firewall;
+mod membership;
 mod nemesis;
 mod procs;
 mod rng;
@@ -87,7 +93,6 @@ fn node_ips(nodes: usize) -> Result<Vec<Ipv4Addr>, String> {
 fn acknowledged_writes_survive_kills_pauses_and_partitions() {
     install_interrupt_handlers();
     let config = ChaosConfig::from_env().unwrap_or_else(|error| panic!("chaos: bad configuration: {error}"));
-    let ips = node_ips(config.nodes).unwrap_or_else(|error| panic!("chaos: {error}"));
     let mut kinds = config.nemeses.clone();
     let mut firewall = None;
     if kinds.contains(&NemesisKind::Partition) {
@@ -102,16 +107,22 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
             Err(Unavailable(why)) => {
                 eprintln!("chaos: ==================================================================");
                 eprintln!("chaos: WARNING: THE PARTITION NEMESIS IS DISABLED: {why}");
+                kinds.retain(|kind| *kind != NemesisKind::Partition);
                 eprintln!(
-                    "chaos: only kill and pause faults will run (DYNAMO_CHAOS_REQUIRE_PARTITIONS=1 makes this fatal)"
+                    "chaos: only [{}] will run, a join on a whole network (DYNAMO_CHAOS_REQUIRE_PARTITIONS=1 makes \
+                     this fatal)",
+                    kinds.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(",")
                 );
                 eprintln!("chaos: ==================================================================");
-                kinds.retain(|kind| *kind != NemesisKind::Partition);
             }
         }
     }
+    // The join nemesis starts one spare node.
+    let spares = usize::from(kinds.contains(&NemesisKind::Join));
+    let ips = node_ips(config.nodes + spares).unwrap_or_else(|error| panic!("chaos: {error}"));
     println!(
-        "chaos: {} run(s) of {} s, {} nodes on {}..{}, {} clients, {} keys, nemeses [{}], repair by reads {}, seed {:#x}",
+        "chaos: {} run(s) of {} s, {} nodes + {spares} spare on {}..{}, {} clients, {} keys, nemeses [{}], \
+         repair by reads {}, seed {:#x}",
         config.runs,
         config.workload.as_secs(),
         config.nodes,
@@ -179,9 +190,12 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
 /// The one-line result of a run.
 fn summary(label: &str, verdict: &str, result: &RunResult, repair_by_reads: bool) -> String {
     format!(
-        "{label} {verdict}: {} heal->convergence={:.2}s (workload stopped {}, repair by reads {}) nemeses: {} \
-         | reads ok/failed {}/{} writes ok/failed {}/{} reads with siblings {} (max {})",
+        "{label} {verdict}: {} heal->transfers-done={:.2}s (epoch {}) heal->convergence={:.2}s (workload stopped \
+         {}, repair by reads {}) nemeses: {} | reads ok/failed {}/{} writes ok/failed {}/{} reads with siblings {} \
+         (max {})",
         result.report.counts(),
+        result.heal_to_transfers_done.as_secs_f64(),
+        result.epoch,
         result.heal_to_convergence.as_secs_f64(),
         result.heal_to_quiet.map_or("before the heal".to_string(), |quiet| format!("at +{:.2}s", quiet.as_secs_f64())),
         if repair_by_reads { "on" } else { "off" },

@@ -7,14 +7,27 @@
 //! rules) is always possible.
 //!
 //! The first episodes use each enabled kind once, in a seeded order, so
-//! even the short form exercises kill, pause and partition; later ones
-//! are random, a quarter of them combining a partition with a kill or a
-//! pause.
+//! even the short form exercises kill, pause, partition and join; later
+//! ones are random, a quarter of them combining a partition with a kill or
+//! a pause.
+//!
+//! **Join.** Garage's Jepsen runs lost acknowledged writes when a network
+//! partition coincided with a membership change, so the join episode makes
+//! them coincide: it cuts the network like a partition episode, with the
+//! spare node (index `nodes`, held back by the cluster) on the majority
+//! side, starts the spare with `--join` to a majority node and commits the
+//! plan through a majority node ([`crate::membership`]); the partition
+//! then holds while the partition transfers start. There is one join per
+//! run, as the first or second episode, so that the short form has it
+//! early and the nemesis keeps faulting one more node (the joiner
+//! included) while the transfers run. Without partitions (not root) the
+//! spare joins on a whole network.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::firewall::Firewall;
+use crate::membership;
 use crate::procs::ChaosCluster;
 use crate::rng::Rng;
 
@@ -27,11 +40,14 @@ pub enum NemesisKind {
     Pause,
     /// Drop traffic between groups of nodes.
     Partition,
+    /// A spare node joins, during a partition, and the plan is committed.
+    Join,
 }
 
 impl NemesisKind {
     /// Every kind.
-    pub const ALL: [NemesisKind; 3] = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
+    pub const ALL: [NemesisKind; 4] =
+        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::Join];
 
     /// Its name in `DYNAMO_CHAOS_NEMESES` and in reports.
     pub fn name(self) -> &'static str {
@@ -39,6 +55,7 @@ impl NemesisKind {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
+            NemesisKind::Join => "join",
         }
     }
 }
@@ -52,6 +69,16 @@ pub enum Fault {
     Pause(usize),
     /// No traffic between nodes of different sides.
     Partition(Vec<Vec<usize>>),
+    /// Start the spare `node` with `--join` to `seed`, then commit the plan
+    /// through `committer`. Never undone: the node stays a member.
+    Join {
+        /// The spare node.
+        node: usize,
+        /// The node whose RPC address it joins through.
+        seed: usize,
+        /// The node that gets `POST /admin/commit`.
+        committer: usize,
+    },
 }
 
 impl Fault {
@@ -60,6 +87,7 @@ impl Fault {
             Fault::Kill(_) => NemesisKind::Kill,
             Fault::Pause(_) => NemesisKind::Pause,
             Fault::Partition(_) => NemesisKind::Partition,
+            Fault::Join { .. } => NemesisKind::Join,
         }
     }
 
@@ -71,6 +99,7 @@ impl Fault {
             Fault::Partition(sides) => {
                 format!("partition {}", sides.iter().map(|nodes| format!("[{}]", side(nodes))).collect::<String>())
             }
+            Fault::Join { node, seed, committer } => format!("join n{node} through n{seed}, commit on n{committer}"),
         }
     }
 }
@@ -102,20 +131,36 @@ const HOLD_MS: (u64, u64) = (1_500, 4_000);
 const QUIET_MS: (u64, u64) = (500, 2_000);
 
 /// Episodes covering at least `total` for a cluster of `nodes`, using only
-/// `kinds`. Empty if `kinds` is.
+/// `kinds`. Empty if `kinds` is. With [`NemesisKind::Join`], the join
+/// episode starts the spare, node `nodes`, and the episodes after it fault
+/// `nodes + 1` nodes.
 pub fn schedule(seed: u64, nodes: usize, kinds: &[NemesisKind], total: Duration) -> Vec<Episode> {
     let mut rng = Rng::new(seed);
     let mut episodes = Vec::new();
     if kinds.is_empty() {
         return episodes;
     }
-    let mut first = kinds.to_vec();
+    let repeatable: Vec<NemesisKind> = kinds.iter().copied().filter(|kind| *kind != NemesisKind::Join).collect();
+    let mut first = repeatable.clone();
     rng.shuffle(&mut first);
+    if kinds.contains(&NemesisKind::Join) {
+        // First or second: early enough that the short form has it, with
+        // faults and transfers after it.
+        let position = rng.below(2).min(first.len());
+        first.insert(position, NemesisKind::Join);
+    }
+    let partitions = kinds.contains(&NemesisKind::Partition);
+    let mut members = nodes;
     let mut covered = Duration::ZERO;
-    while covered < total || episodes.len() < first.len() {
+    while episodes.len() < first.len() || (covered < total && !repeatable.is_empty()) {
         let faults = match first.get(episodes.len()) {
-            Some(kind) => vec![single(&mut rng, *kind, nodes)],
-            None => random_faults(&mut rng, kinds, nodes),
+            Some(NemesisKind::Join) => {
+                let faults = join_during_partition(&mut rng, members, partitions);
+                members += 1;
+                faults
+            }
+            Some(kind) => vec![single(&mut rng, *kind, members)],
+            None => random_faults(&mut rng, &repeatable, members),
         };
         let episode = Episode {
             faults,
@@ -128,23 +173,49 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[NemesisKind], total: Duration)
     episodes
 }
 
+/// One fault of a kind that can repeat (not a join).
 fn single(rng: &mut Rng, kind: NemesisKind, nodes: usize) -> Fault {
     match kind {
         NemesisKind::Kill => Fault::Kill(rng.below(nodes)),
         NemesisKind::Pause => Fault::Pause(rng.below(nodes)),
-        NemesisKind::Partition => {
-            let mut order: Vec<usize> = (0..nodes).collect();
-            rng.shuffle(&mut order);
-            // Isolate one node, or split off a minority (2 of 5).
-            let minority = if rng.chance(1, 2) { 1 } else { (nodes - 1) / 2 };
-            let (small, large) = order.split_at(minority);
-            let mut sides = vec![small.to_vec(), large.to_vec()];
-            for side in &mut sides {
-                side.sort_unstable();
-            }
-            Fault::Partition(sides)
-        }
+        NemesisKind::Partition => Fault::Partition(split(rng, nodes).to_vec()),
+        NemesisKind::Join => unreachable!("a join is scheduled by join_during_partition"),
     }
+}
+
+/// Two sides, `[minority, majority]`, each sorted: one node isolated, or a
+/// minority of (nodes - 1) / 2 (2 of 5) split off.
+fn split(rng: &mut Rng, nodes: usize) -> [Vec<usize>; 2] {
+    let mut order: Vec<usize> = (0..nodes).collect();
+    rng.shuffle(&mut order);
+    let minority = if rng.chance(1, 2) { 1 } else { (nodes - 1) / 2 };
+    let (small, large) = order.split_at(minority);
+    let mut sides = [small.to_vec(), large.to_vec()];
+    for side in &mut sides {
+        side.sort_unstable();
+    }
+    sides
+}
+
+/// The join of the spare (node `members`): a partition with the spare on
+/// the majority side, the join through a majority node and the commit on
+/// one (the test must be able to reach the joiner through the committer's
+/// side). Without partitions, the join alone.
+fn join_during_partition(rng: &mut Rng, members: usize, partitions: bool) -> Vec<Fault> {
+    let spare = members;
+    let mut faults = Vec::new();
+    let mut majority: Vec<usize> = (0..members).collect();
+    if partitions {
+        let [minority, larger] = split(rng, members);
+        majority = larger;
+        let mut with_spare = majority.clone();
+        with_spare.push(spare);
+        faults.push(Fault::Partition(vec![minority, with_spare]));
+    }
+    let seed = majority[rng.below(majority.len())];
+    let committer = majority[rng.below(majority.len())];
+    faults.push(Fault::Join { node: spare, seed, committer });
+    faults
 }
 
 fn random_faults(rng: &mut Rng, kinds: &[NemesisKind], nodes: usize) -> Vec<Fault> {
@@ -168,6 +239,8 @@ pub struct NemesisCounts {
     pub pause: u32,
     /// Partitions.
     pub partition: u32,
+    /// Joins (each committed).
+    pub join: u32,
 }
 
 impl NemesisCounts {
@@ -176,12 +249,13 @@ impl NemesisCounts {
             NemesisKind::Kill => self.kill += 1,
             NemesisKind::Pause => self.pause += 1,
             NemesisKind::Partition => self.partition += 1,
+            NemesisKind::Join => self.join += 1,
         }
     }
 
-    /// `kill=2 pause=1 partition=3`.
+    /// `kill=2 pause=1 partition=3 join=1`.
     pub fn describe(&self) -> String {
-        format!("kill={} pause={} partition={}", self.kill, self.pause, self.partition)
+        format!("kill={} pause={} partition={} join={}", self.kill, self.pause, self.partition, self.join)
     }
 }
 
@@ -189,7 +263,8 @@ impl NemesisCounts {
 /// episode's faults before the next. Prints every action with the time
 /// since `started`. When `stop` comes during an episode, its faults stay in
 /// force; on an error (a node that crashed by itself or would not restart,
-/// an iptables failure) the nemesis ends at once. Either way the caller
+/// an iptables failure, a join that was not committed in time) the nemesis
+/// ends at once. Either way the caller
 /// heals everything afterwards, which the final heal of a run does anyway.
 pub fn run(
     cluster: &ChaosCluster,
@@ -206,7 +281,9 @@ pub fn run(
         }
         say(episode.describe());
         for fault in &episode.faults {
-            apply(cluster, firewall.as_deref_mut(), fault)?;
+            if let Some(outcome) = apply(cluster, firewall.as_deref_mut(), fault)? {
+                say(outcome);
+            }
             counts.add(fault.kind());
         }
         hold(cluster, episode.hold, stop)?;
@@ -223,16 +300,21 @@ pub fn run(
     Ok(counts)
 }
 
-fn apply(cluster: &ChaosCluster, firewall: Option<&mut Firewall>, fault: &Fault) -> Result<(), String> {
+/// Applies one fault; what it has to say (a join's outcome), if anything.
+fn apply(cluster: &ChaosCluster, firewall: Option<&mut Firewall>, fault: &Fault) -> Result<Option<String>, String> {
     match fault {
-        Fault::Kill(node) => cluster.kill(*node),
-        Fault::Pause(node) => cluster.pause(*node),
+        Fault::Kill(node) => cluster.kill(*node).map(|()| None),
+        Fault::Pause(node) => cluster.pause(*node).map(|()| None),
         Fault::Partition(sides) => {
             let firewall = firewall.ok_or("a partition was scheduled but partitions are disabled")?;
             let specs = cluster.specs();
             let sides: Vec<Vec<_>> =
                 sides.iter().map(|side| side.iter().map(|node| specs[*node].ip).collect()).collect();
-            firewall.partition(&sides)
+            firewall.partition(&sides).map(|()| None)
+        }
+        Fault::Join { node, seed, committer } => {
+            cluster.start_spare(*node, *seed)?;
+            membership::commit_join(cluster, *node, *committer).map(Some)
         }
     }
 }
@@ -242,6 +324,8 @@ fn undo(cluster: &ChaosCluster, firewall: Option<&mut Firewall>, fault: &Fault) 
         Fault::Kill(node) => cluster.restart(*node),
         Fault::Pause(node) => cluster.resume(*node),
         Fault::Partition(_) => firewall.map_or(Ok(()), Firewall::heal),
+        // A member is not un-joined; the episode's partition heals.
+        Fault::Join { .. } => Ok(()),
     }
 }
 
@@ -270,13 +354,22 @@ mod tests {
         assert!(covered >= total);
     }
 
+    /// Every kind of `episode`'s faults.
+    fn kinds_of(episode: &Episode) -> Vec<NemesisKind> {
+        episode.faults.iter().map(Fault::kind).collect()
+    }
+
     #[test]
     fn the_first_episodes_use_every_enabled_kind_once() {
         for seed in 0..50 {
             let episodes = schedule(seed, 5, &NemesisKind::ALL, Duration::from_secs(1));
-            let mut kinds: Vec<&str> = episodes.iter().take(3).map(|episode| episode.faults[0].kind().name()).collect();
+            let mut kinds: Vec<&str> = episodes
+                .iter()
+                .take(4)
+                .map(|episode| kinds_of(episode).last().copied().expect("a fault").name())
+                .collect();
             kinds.sort_unstable();
-            assert_eq!(kinds, ["kill", "partition", "pause"], "seed {seed}");
+            assert_eq!(kinds, ["join", "kill", "partition", "pause"], "seed {seed}");
         }
         let no_partitions = schedule(1, 5, &[NemesisKind::Kill, NemesisKind::Pause], Duration::from_secs(300));
         assert!(
@@ -289,19 +382,54 @@ mod tests {
     }
 
     #[test]
+    fn one_early_join_happens_during_a_partition_that_puts_the_spare_seed_and_committer_on_the_majority_side() {
+        for seed in 0..200 {
+            let episodes = schedule(seed, 5, &NemesisKind::ALL, Duration::from_secs(120));
+            let joins: Vec<usize> =
+                (0..episodes.len()).filter(|index| kinds_of(&episodes[*index]).contains(&NemesisKind::Join)).collect();
+            assert!(matches!(joins[..], [0] | [1]), "seed {seed}: one join, first or second: {joins:?}");
+            let faults = &episodes[joins[0]].faults;
+            let [Fault::Partition(sides), Fault::Join { node: 5, seed: through, committer }] = &faults[..] else {
+                panic!("seed {seed}: a partition, then the join of the spare n5: {faults:?}");
+            };
+            let majority = sides.iter().find(|side| side.contains(&5)).expect("the spare is on a side");
+            assert!(majority.len() > 3, "seed {seed}: the spare joins the majority: {sides:?}");
+            assert!(majority.contains(through) && majority.contains(committer), "seed {seed}: {faults:?}");
+        }
+        // Without partitions the spare joins a whole network; join alone
+        // is one episode.
+        let whole = schedule(3, 5, &[NemesisKind::Kill, NemesisKind::Join], Duration::from_secs(60));
+        assert!(whole.iter().flat_map(|episode| &episode.faults).all(|fault| fault.kind() != NemesisKind::Partition));
+        assert_eq!(whole.iter().filter(|episode| kinds_of(episode) == [NemesisKind::Join]).count(), 1);
+        assert_eq!(schedule(3, 5, &[NemesisKind::Join], Duration::from_secs(60)).len(), 1);
+    }
+
+    #[test]
     fn partitions_split_every_node_into_exactly_one_side_and_leave_a_majority() {
         for seed in 0..200 {
+            // Five nodes, and six from the join on.
+            let mut nodes = 5;
             for episode in schedule(seed, 5, &NemesisKind::ALL, Duration::from_secs(120)) {
+                if kinds_of(&episode).contains(&NemesisKind::Join) {
+                    nodes = 6;
+                }
                 for fault in &episode.faults {
-                    if let Fault::Partition(sides) = fault {
-                        let mut all: Vec<usize> = sides.concat();
-                        all.sort_unstable();
-                        assert_eq!(all, (0..5).collect::<Vec<_>>(), "seed {seed}: {sides:?}");
-                        assert!(sides.iter().any(|side| side.len() >= 3), "seed {seed}: {sides:?}");
+                    match fault {
+                        Fault::Partition(sides) => {
+                            let mut all: Vec<usize> = sides.concat();
+                            all.sort_unstable();
+                            assert_eq!(all, (0..nodes).collect::<Vec<_>>(), "seed {seed}: {sides:?}");
+                            assert!(sides.iter().any(|side| side.len() * 2 > nodes), "seed {seed}: {sides:?}");
+                        }
+                        Fault::Kill(node) | Fault::Pause(node) => assert!(*node < nodes, "seed {seed}: {fault:?}"),
+                        Fault::Join { .. } => {}
                     }
                 }
-                let killed_or_paused =
-                    episode.faults.iter().filter(|fault| fault.kind() != NemesisKind::Partition).count();
+                let killed_or_paused = episode
+                    .faults
+                    .iter()
+                    .filter(|fault| matches!(fault.kind(), NemesisKind::Kill | NemesisKind::Pause))
+                    .count();
                 assert!(killed_or_paused <= 1, "seed {seed}: {episode:?}");
             }
         }

@@ -4,6 +4,12 @@
 //! `kill -9` and restart. Faults on processes: kill -9 and restart with the
 //! same command line, SIGSTOP and SIGCONT.
 //!
+//! The cluster is founded by the first nodes (each lists the founders with
+//! `--member`); the others are *spares*, not started until the nemesis has
+//! one join ([`ChaosCluster::start_spare`]: `--join` to a running node).
+//! Spares start in order, so the started nodes are always a prefix of
+//! [`ChaosCluster::specs`]; clients and checks use exactly those.
+//!
 //! Every process is started by one long-lived *spawner* thread with
 //! `PR_SET_PDEATHSIG(SIGKILL)`: if the test process dies without running its
 //! destructors (SIGKILL, abort), the kernel kills the nodes too. The
@@ -16,7 +22,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,7 +44,10 @@ pub struct NodeSpec {
     pub ip: Ipv4Addr,
     /// `ip:port` of the HTTP API.
     pub http_addr: String,
-    /// The exact command line that (re)starts it.
+    /// `ip:port` of the RPC listener (what `--join` takes).
+    pub rpc_addr: String,
+    /// The exact command line that (re)starts it; a spare's gets
+    /// `--join=<seed>` when it starts (a restarted member ignores it).
     pub argv: Vec<String>,
     /// Where its stdout and stderr go (appended across restarts).
     pub log: PathBuf,
@@ -52,28 +62,41 @@ pub enum NodeState {
     Paused,
     /// Killed with SIGKILL, not restarted yet.
     Killed,
+    /// A spare, not started yet.
+    Spare,
 }
 
 struct NodeProcess {
     child: Option<Child>,
     state: NodeState,
+    /// The command line it (re)starts with.
+    argv: Vec<String>,
 }
 
 /// A cluster of node processes.
 pub struct ChaosCluster {
     specs: Vec<NodeSpec>,
     processes: Vec<Mutex<NodeProcess>>,
+    /// How many nodes have been started (a prefix of `specs`).
+    started: Arc<AtomicUsize>,
     spawner: Spawner,
 }
 
 impl ChaosCluster {
-    /// Starts `ips.len()` nodes in `dir` sharing `secret_file`, all members
-    /// of one cluster, and waits until every one answers `/ping`.
-    pub fn start(dir: &Path, ips: &[Ipv4Addr], secret_file: &Path, log_level: &str) -> Result<ChaosCluster, String> {
+    /// Starts the first `founders` of `ips` as nodes in `dir` sharing
+    /// `secret_file`, all members of one cluster, and waits until every
+    /// one answers `/ping`. The other addresses are spares'.
+    pub fn start(
+        dir: &Path,
+        ips: &[Ipv4Addr],
+        founders: usize,
+        secret_file: &Path,
+        log_level: &str,
+    ) -> Result<ChaosCluster, String> {
         let binary = env!("CARGO_BIN_EXE_dynamo");
         let rpc_addr = |index: usize| format!("{}:{}", ips[index], HTTP_PORT_BASE + RPC_PORT_OFFSET + index as u16);
         let members: Vec<String> =
-            (0..ips.len()).map(|index| format!("--member=node{index}={}", rpc_addr(index))).collect();
+            (0..founders).map(|index| format!("--member=node{index}={}", rpc_addr(index))).collect();
         let specs: Vec<NodeSpec> = ips
             .iter()
             .enumerate()
@@ -98,11 +121,14 @@ impl ChaosCluster {
                     "--partitions=16".to_string(),
                     "--anti-entropy-interval-ms=100".to_string(),
                 ];
-                argv.extend(members.iter().cloned());
+                if index < founders {
+                    argv.extend(members.iter().cloned());
+                }
                 NodeSpec {
                     id: format!("node{index}"),
                     ip: *ip,
                     http_addr,
+                    rpc_addr: rpc_addr(index),
                     argv,
                     log: dir.join(format!("node{index}.log")),
                 }
@@ -111,19 +137,40 @@ impl ChaosCluster {
         let cluster = ChaosCluster {
             processes: specs
                 .iter()
-                .map(|_| Mutex::new(NodeProcess { child: None, state: NodeState::Killed }))
+                .map(|spec| Mutex::new(NodeProcess { child: None, state: NodeState::Spare, argv: spec.argv.clone() }))
                 .collect(),
             specs,
+            started: Arc::new(AtomicUsize::new(founders)),
             spawner: Spawner::start(),
         };
         // Spawn all first, then wait: the nodes start in parallel.
-        for index in 0..cluster.specs.len() {
+        for index in 0..founders {
             cluster.spawn(index, &mut cluster.process(index))?;
         }
-        for index in 0..cluster.specs.len() {
+        for index in 0..founders {
             cluster.wait_ready(index)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts spare `index` with `--join` to node `seed`'s RPC address and
+    /// waits until it answers `/ping`; from then on it counts as started
+    /// (it serves data once its join is through). Spares start in order.
+    pub fn start_spare(&self, index: usize, seed: usize) -> Result<(), String> {
+        if self.started.load(Ordering::SeqCst) != index {
+            return Err(format!("{} is not the next spare to start", self.specs[index].id));
+        }
+        {
+            let mut process = self.process(index);
+            if process.state != NodeState::Spare {
+                return Err(format!("{} is not a spare", self.specs[index].id));
+            }
+            process.argv.push(format!("--join={}", self.specs[seed].rpc_addr));
+            self.spawn(index, &mut process)?;
+        }
+        self.wait_ready(index)?;
+        self.started.store(index + 1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The nodes.
@@ -131,9 +178,20 @@ impl ChaosCluster {
         &self.specs
     }
 
-    /// Every node's HTTP address.
+    /// Every node's HTTP address, spares included.
     pub fn http_addrs(&self) -> Vec<String> {
         self.specs.iter().map(|spec| spec.http_addr.clone()).collect()
+    }
+
+    /// The HTTP addresses of the nodes started so far.
+    pub fn started_http_addrs(&self) -> Vec<String> {
+        self.specs[..self.started.load(Ordering::SeqCst)].iter().map(|spec| spec.http_addr.clone()).collect()
+    }
+
+    /// How many nodes have been started (the first ones of
+    /// [`ChaosCluster::http_addrs`]), shared with whoever must follow it.
+    pub fn started(&self) -> Arc<AtomicUsize> {
+        self.started.clone()
     }
 
     /// What the harness last did to node `index`.
@@ -175,12 +233,12 @@ impl ChaosCluster {
     }
 
     /// Resumes every paused node and restarts every killed one; returns
-    /// what it did (for the log).
+    /// what it did (for the log). Spares stay spares.
     pub fn heal(&self) -> Result<Vec<String>, String> {
         let mut done = Vec::new();
         for index in 0..self.specs.len() {
             match self.state(index) {
-                NodeState::Running => {}
+                NodeState::Running | NodeState::Spare => {}
                 NodeState::Paused => {
                     self.resume(index)?;
                     done.push(format!("resume {}", self.specs[index].id));
@@ -228,7 +286,7 @@ impl ChaosCluster {
     fn spawn(&self, index: usize, process: &mut NodeProcess) -> Result<(), String> {
         let spec = &self.specs[index];
         let child =
-            self.spawner.spawn(&spec.argv, &spec.log).map_err(|error| format!("starting {}: {error}", spec.id))?;
+            self.spawner.spawn(&process.argv, &spec.log).map_err(|error| format!("starting {}: {error}", spec.id))?;
         process.child = Some(child);
         process.state = NodeState::Running;
         Ok(())

@@ -1,9 +1,12 @@
 //! One chaos run, start to verdict: start the cluster, set the bucket's
-//! props, run the clients and the nemesis for the configured time, heal
-//! everything, stop the clients, wait for the replicas to converge, read
-//! every key with R=N and check the history against it.
+//! props, run the clients and the nemesis (which may add a node) for the
+//! configured time, heal everything, stop the clients, wait for the
+//! partition transfers to end and the replicas to converge, read every
+//! key with R=N and check the history against it. Everything after the
+//! heal goes through every started node, a joined one included, and
+//! follows the ring they route by (the new one, once transfers are done).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use hyper::Method;
 use crate::checker::{self, Report, parse_set, replicas_agree};
 use crate::config::ChaosConfig;
 use crate::firewall::Firewall;
+use crate::membership;
 use crate::nemesis::{self, NemesisCounts, NemesisKind};
 use crate::procs::ChaosCluster;
 use crate::rng::Rng;
@@ -40,6 +44,11 @@ pub struct RunResult {
     /// Values that were not sets, tombstones nobody wrote (from the
     /// clients' reads and the final reads).
     pub anomalies: Vec<String>,
+    /// Time from the moment everything was healed until every node saw
+    /// the partition transfers done.
+    pub heal_to_transfers_done: Duration,
+    /// The ring epoch every node had then (1 + the commits).
+    pub epoch: u64,
     /// Time from the moment everything was healed until every replica of
     /// every key agreed.
     pub heal_to_convergence: Duration,
@@ -67,7 +76,7 @@ pub struct RunSpec<'a> {
     pub seed: u64,
     /// The faults the nemesis may use (partition only with a firewall).
     pub kinds: &'a [NemesisKind],
-    /// One loopback address per node.
+    /// One loopback address per node: the founders', then the spare's.
     pub ips: &'a [Ipv4Addr],
     /// Where data and node logs go.
     pub dir: &'a Path,
@@ -87,24 +96,30 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     let secret_file = dir.join("cluster.secret");
     std::fs::write(&secret_file, format!("chaos-secret-{seed:016x}"))
         .map_err(|error| format!("writing {}: {error}", secret_file.display()))?;
-    let cluster = ChaosCluster::start(dir, ips, &secret_file, &config.log_level)?;
+    let cluster = ChaosCluster::start(dir, ips, config.nodes, &secret_file, &config.log_level)?;
+    let spares = &cluster.specs()[config.nodes..];
     say(format!(
-        "{} nodes up: {}",
-        ips.len(),
-        cluster.specs().iter().map(|spec| format!("{}={}", spec.id, spec.http_addr)).collect::<Vec<_>>().join(" ")
+        "{} nodes up: {}{}",
+        config.nodes,
+        cluster.specs()[..config.nodes]
+            .iter()
+            .map(|spec| format!("{}={}", spec.id, spec.http_addr))
+            .collect::<Vec<_>>()
+            .join(" "),
+        spares.iter().map(|spec| format!("; spare {}={}", spec.id, spec.http_addr)).collect::<String>()
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|error| format!("tokio runtime: {error}"))?;
-    let nodes = Arc::new(cluster.http_addrs());
-    runtime.block_on(set_props(&nodes))?;
+    runtime.block_on(set_props(&cluster.started_http_addrs()))?;
 
     let history = Arc::new(History::new(config.keys));
     let stop_clients = Arc::new(AtomicBool::new(false));
     let setup = ClientSetup {
-        nodes: nodes.clone(),
+        nodes: Arc::new(cluster.http_addrs()),
+        started: cluster.started(),
         keys: config.keys,
         history: history.clone(),
         stop: stop_clients.clone(),
@@ -118,7 +133,7 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
         .collect();
     say(format!("{} clients on {} keys for {} s", config.clients, config.keys, config.workload.as_secs()));
 
-    let episodes = nemesis::schedule(seed, ips.len(), kinds, config.workload);
+    let episodes = nemesis::schedule(seed, config.nodes, kinds, config.workload);
     let stop_nemesis = AtomicBool::new(false);
     let nemesis_failed = AtomicBool::new(false);
     let nemesis_outcome = std::thread::scope(|scope| {
@@ -168,14 +183,29 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     };
     let heal_to_quiet = (!config.stop_before_heal).then(|| healed_at.elapsed());
 
+    let nodes = cluster.started_http_addrs();
+    let epoch =
+        runtime.block_on(membership::wait_transfers_done(&nodes, healed_at + config.transfer_timeout, interrupted))?;
+    let heal_to_transfers_done = healed_at.elapsed();
+    say(format!(
+        "all {} nodes at ring epoch {epoch} with no partition transfer pending {:.2} s after healing",
+        nodes.len(),
+        heal_to_transfers_done.as_secs_f64()
+    ));
+    let converge_deadline = Instant::now() + config.converge_timeout;
     let keys: Vec<String> = (0..config.keys).map(key_name).collect();
     if config.repair_by_reads {
-        runtime.block_on(read_all(&nodes, &keys, healed_at + config.converge_timeout))?;
+        runtime.block_on(read_all(&nodes, &keys, converge_deadline))?;
         say("one round of R=N reads done (DYNAMO_CHAOS_REPAIR_BY_READS=1)".to_string());
     }
-    runtime.block_on(wait_converged(&nodes, &keys, healed_at + config.converge_timeout, interrupted))?;
+    let replicas = runtime.block_on(wait_converged(&nodes, &keys, converge_deadline, interrupted))?;
     let heal_to_convergence = healed_at.elapsed();
-    say(format!("replicas of all {} keys agree {:.2} s after healing", keys.len(), heal_to_convergence.as_secs_f64()));
+    say(format!(
+        "replicas of all {} keys agree {:.2} s after healing: {}",
+        keys.len(),
+        heal_to_convergence.as_secs_f64(),
+        replicas.iter().map(|(key, nodes)| format!("{key}=[{}]", nodes.join(","))).collect::<Vec<_>>().join(" ")
+    ));
 
     let finals = runtime.block_on(read_all(&nodes, &keys, Instant::now() + SETUP_TIMEOUT))?;
     cluster.check_no_crash()?;
@@ -187,7 +217,16 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
         final_sets.push(set);
     }
     let report = checker::check(&history.snapshot(), &final_sets);
-    Ok(RunResult { report, anomalies, heal_to_convergence, heal_to_quiet, nemeses, clients: client_stats })
+    Ok(RunResult {
+        report,
+        anomalies,
+        heal_to_transfers_done,
+        epoch,
+        heal_to_convergence,
+        heal_to_quiet,
+        nemeses,
+        clients: client_stats,
+    })
 }
 
 /// Flushes the partition rules, resumes paused nodes and restarts killed
@@ -272,13 +311,15 @@ async fn read_all(nodes: &[String], keys: &[String], deadline: Instant) -> Resul
 }
 
 /// Polls `GET /admin/replicas` of every key until the replicas of each hold
-/// identical state (context and versions) or `deadline`.
+/// identical state (context and versions) or `deadline`. Returns each
+/// key's replicas (its preference list).
 async fn wait_converged(
     nodes: &[String],
     keys: &[String],
     deadline: Instant,
     interrupted: &dyn Fn() -> bool,
-) -> Result<(), String> {
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut replicas = BTreeMap::new();
     let mut pending: Vec<&String> = keys.iter().collect();
     let mut why: Vec<String> = Vec::new();
     let mut attempt = 0;
@@ -300,13 +341,18 @@ async fn wait_converged(
                 match request(node, Method::GET, &format!("/admin/replicas/{BUCKET}/{key}"), &[], Bytes::new()).await {
                     Ok((200, body)) => serde_json::from_slice(&body)
                         .map_err(|error| format!("bad JSON: {error}"))
-                        .and_then(|admin| replicas_agree(&admin)),
+                        .and_then(|admin| replicas_agree(&admin).map(|()| preference_list(&admin))),
                     Ok((status, body)) => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),
                     Err(error) => Err(error),
                 };
-            if let Err(reason) = verdict {
-                why.push(format!("{key}: {reason}"));
-                still.push(key);
+            match verdict {
+                Ok(list) => {
+                    replicas.insert(key.clone(), list);
+                }
+                Err(reason) => {
+                    why.push(format!("{key}: {reason}"));
+                    still.push(key);
+                }
             }
         }
         pending = still;
@@ -314,7 +360,15 @@ async fn wait_converged(
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
-    Ok(())
+    Ok(replicas)
+}
+
+/// The `preference_list` of a `GET /admin/replicas` answer.
+fn preference_list(admin: &serde_json::Value) -> Vec<String> {
+    admin["preference_list"]
+        .as_array()
+        .map(|nodes| nodes.iter().map(|node| node.as_str().unwrap_or("?").to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// One request on a fresh connection: `(status, body)`.
@@ -325,8 +379,25 @@ async fn request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(u16, Bytes), String> {
+    send(node, method, path, headers, body, CHECK_REQUEST_TIMEOUT).await
+}
+
+/// One request without a body on a fresh connection, answered within
+/// `timeout`: `(status, body)`.
+pub async fn request_within(node: &str, method: Method, path: &str, timeout: Duration) -> Result<(u16, Bytes), String> {
+    send(node, method, path, &[], Bytes::new(), timeout).await
+}
+
+async fn send(
+    node: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
     let mut connection = dynamo_client::connect(node).await.map_err(|error| error.to_string())?;
-    connection.set_timeout(CHECK_REQUEST_TIMEOUT);
+    connection.set_timeout(timeout);
     let response = connection.request(method, path, headers, body).await.map_err(|error| error.to_string())?;
     Ok((response.status, response.body))
 }

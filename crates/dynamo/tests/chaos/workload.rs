@@ -3,7 +3,8 @@
 //! element no one else ever writes (`c<client>-<seq>`), and writes the
 //! result with the read's context — the read → merge → write cycle a
 //! `siblings` bucket asks of its clients. Read and write go to two nodes
-//! chosen independently at random. A value is a JSON array of
+//! chosen independently at random among the started nodes (a spare joins
+//! the choice once started). A value is a JSON array of
 //! strings (`["c0-1","c3-7"]`, see [`crate::checker::encode_set`]).
 //!
 //! Every element is recorded as attempted *before* its write is sent and
@@ -11,7 +12,7 @@
 //! error the client drops that node's connection and carries on.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,8 +109,10 @@ impl ClientStats {
 /// What every client needs.
 #[derive(Clone)]
 pub struct ClientSetup {
-    /// HTTP addresses of all nodes.
+    /// HTTP addresses of all nodes, spares included.
     pub nodes: Arc<Vec<String>>,
+    /// How many of `nodes`, the first ones, are started.
+    pub started: Arc<AtomicUsize>,
     /// Number of keys.
     pub keys: usize,
     /// Shared history.
@@ -124,6 +127,13 @@ pub struct ClientSetup {
     pub think: Duration,
 }
 
+impl ClientSetup {
+    /// How many nodes the clients may use now.
+    fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst).min(self.nodes.len())
+    }
+}
+
 /// One client until `setup.stop`.
 pub async fn client(setup: ClientSetup, index: usize, seed: u64) -> ClientStats {
     let mut client = Client { rng: Rng::new(seed), stats: ClientStats::default(), connections: HashMap::new() };
@@ -135,7 +145,7 @@ pub async fn client(setup: ClientSetup, index: usize, seed: u64) -> ClientStats 
         let key_name = key_name(key);
         // Read and write go to independently chosen nodes, so that a fault
         // can hit a write as often as a read.
-        let node = client.rng.below(setup.nodes.len());
+        let node = client.rng.below(setup.started());
         let Some(mut connection) = client.connection(&setup, node).await else {
             client.stats.reads_failed += 1;
             tokio::time::sleep(failure_pause).await;
@@ -156,7 +166,7 @@ pub async fn client(setup: ClientSetup, index: usize, seed: u64) -> ClientStats 
         sequence += 1;
         let element = format!("c{index}-{sequence}");
         elements.insert(element.clone());
-        let node = client.rng.below(setup.nodes.len());
+        let node = client.rng.below(setup.started());
         let Some(mut connection) = client.connection(&setup, node).await else {
             tokio::time::sleep(failure_pause).await;
             continue;
