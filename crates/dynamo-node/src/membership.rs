@@ -791,11 +791,22 @@ impl Membership {
     /// Pushes `view`'s state to every other member, each with the call
     /// timeout; returns who took it and who did not (and why).
     pub(crate) async fn push_to_members(&self, view: &ClusterView) -> (Vec<String>, Vec<(String, String)>) {
-        let mut pushed = Vec::new();
-        let mut missed = Vec::new();
+        // All at once: a member cut off by a network partition costs the
+        // call timeout once, not once per member behind it.
+        let mut calls = tokio::task::JoinSet::new();
         for node in self.cluster.others() {
             let request = Request::GossipPush { state: Box::new(view.state().clone()) };
-            match self.peers.call(&node, request, self.call_timeout).await {
+            let (peers, timeout) = (self.peers.clone(), self.call_timeout);
+            calls.spawn(async move {
+                let answer = peers.call(&node, request, timeout).await;
+                (node, answer)
+            });
+        }
+        let mut pushed = Vec::new();
+        let mut missed = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            let Ok((node, answer)) = joined else { continue };
+            match answer {
                 Ok(Response::ClusterSame) => pushed.push(node.to_string()),
                 Ok(Response::ClusterState { state }) => {
                     // It knew something we did not: take it too.
@@ -808,6 +819,8 @@ impl Membership {
                 Ok(other) => missed.push((node.to_string(), format!("unexpected answer {other:?}"))),
             }
         }
+        pushed.sort();
+        missed.sort();
         (pushed, missed)
     }
 
