@@ -46,7 +46,7 @@
 //! - [`METHOD_GOSSIP_PUSH`] (11): `version | state length u32 | state` ([`ClusterState::encode`])
 //! - [`METHOD_JOIN`] (12): `version | id len u8 | id | rpc address len u8 | rpc address | http address (optional
 //!   text) | capacity u32 | zone (optional text) | partitions u32`
-//! - [`METHOD_TRANSFER_PAGE`] (13): `version | partition u32 | resume` (`resume` as in `MerkleKeys`)
+//! - [`METHOD_TRANSFER_PAGE`] (13): `version | partition u32 | epoch u64 | resume` (`resume` as in `MerkleKeys`)
 //!
 //! Partitions are below [`MAX_PARTITIONS`] (the node checks its own Q).
 //!
@@ -271,6 +271,10 @@ pub enum Request {
     TransferPage {
         /// The partition.
         partition: u32,
+        /// The ring epoch the transfer belongs to: a source whose own ring
+        /// is older refuses, so that every write it coordinates once it
+        /// serves the copy already goes to the new replicas too.
+        epoch: u64,
         /// Only objects after this key (the last of the previous page);
         /// `None` for the first page.
         after: Option<ObjectKey>,
@@ -490,8 +494,9 @@ impl Request {
                 encode_u16_list(segments, &mut out);
                 encode_resume(after.as_ref(), &mut out);
             }
-            Request::TransferPage { partition, after } => {
+            Request::TransferPage { partition, epoch, after } => {
                 out.extend_from_slice(&partition.to_be_bytes());
+                out.extend_from_slice(&epoch.to_be_bytes());
                 encode_resume(after.as_ref(), &mut out);
             }
             Request::Gossip { cluster, digest } => {
@@ -556,9 +561,11 @@ impl Request {
             },
             METHOD_GOSSIP_PUSH => Request::GossipPush { state: decode_state(&mut reader)? },
             METHOD_JOIN => decode_join(&mut reader)?,
-            METHOD_TRANSFER_PAGE => {
-                Request::TransferPage { partition: decode_partition(&mut reader)?, after: decode_resume(&mut reader)? }
-            }
+            METHOD_TRANSFER_PAGE => Request::TransferPage {
+                partition: decode_partition(&mut reader)?,
+                epoch: reader.u64("epoch")?,
+                after: decode_resume(&mut reader)?,
+            },
             _ => Request::Ping,
         };
         finish(&reader)?;
@@ -1134,8 +1141,11 @@ mod tests {
             }),
             (0..MAX_PARTITIONS, index_list(SEGMENTS), prop::option::of(object_key()))
                 .prop_map(|(partition, segments, after)| Request::MerkleKeys { partition, segments, after }),
-            (0..MAX_PARTITIONS, prop::option::of(object_key()))
-                .prop_map(|(partition, after)| Request::TransferPage { partition, after }),
+            (0..MAX_PARTITIONS, prop::option::of(object_key())).prop_map(|(partition, after)| Request::TransferPage {
+                partition,
+                epoch: u64::from(partition) * 7,
+                after
+            }),
         ]
     }
 

@@ -898,7 +898,7 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
         request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => {
             crate::anti_entropy::serve(replica.index(), request)
         }
-        Request::TransferPage { partition, after } => match replica.transfer_page(partition, after.as_ref()) {
+        Request::TransferPage { partition, after, .. } => match replica.transfer_page(partition, after.as_ref()) {
             Ok((entries, more)) => Ok(Response::TransferPage { entries, more }),
             Err(error) => Err(error.to_string()),
         },

@@ -92,6 +92,19 @@ impl NodeHandler {
                     Err(reason) => Response::Failed { reason },
                 }
             }
+            Request::TransferPage { epoch, .. } if epoch > self.coordinator.cluster().view().state().epoch() => {
+                // Serving a copy before knowing the new ring would let this
+                // node go on coordinating writes by the old ring alone after
+                // its copy was taken: they could miss the new replicas.
+                Response::Failed {
+                    reason: format!(
+                        "{} is at ring epoch {}, behind the transfer's epoch {epoch}; it serves the copy once gossip \
+                         brings it the new ring",
+                        self.coordinator.cluster().local(),
+                        self.coordinator.cluster().view().state().epoch()
+                    ),
+                }
+            }
             other => match serve_locally(self.coordinator.replica(), other).await {
                 Ok(response) => response,
                 Err(reason) => Response::Failed { reason },

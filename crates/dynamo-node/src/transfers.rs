@@ -14,6 +14,15 @@
 //! replicas now include this node are kept: a bucket of smaller n may not
 //! belong here.
 //!
+//! **Sources know the new ring first.** A page request names the epoch
+//! of the transfer, and a source still on an older ring refuses it until
+//! gossip brings it the new one. A source that still routed by the old
+//! ring alone could otherwise coordinate a write after its copy was taken
+//! and have it acknowledged by old replicas only; once it knows the new
+//! ring, its writes need W of the new replicas too, and any write it
+//! coordinated before was applied to its own copy first, so the copy,
+//! which starts after, carries it.
+//!
 //! **Resumable.** After each page the last key copied from that source is
 //! saved in the `meta` namespace (buffered, after the page's objects, so a
 //! crash that loses the objects loses the cursor too). A restarted puller
@@ -347,7 +356,7 @@ impl Transfers {
         };
         let partitions = self.coordinator.cluster().ring().partitions();
         loop {
-            let request = Request::TransferPage { partition, after: after.clone() };
+            let request = Request::TransferPage { partition, epoch, after: after.clone() };
             let answer = self.peers.call(source, request, self.config.call_timeout).await;
             let (entries, more) = match answer {
                 Ok(Response::TransferPage { entries, more }) => (entries, more),

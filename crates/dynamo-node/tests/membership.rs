@@ -235,3 +235,29 @@ async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
     }
     assert!(nodes[0].status_of("node7").is_none());
 }
+
+/// A source on an older ring than the transfer's refuses to serve a copy
+/// (it would keep coordinating writes by the old ring alone after its
+/// copy was taken); at the transfer's epoch it serves pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_behind_the_transfers_epoch_refuses_to_serve_a_copy() {
+    use dynamo_rpc::Handler;
+    let nodes = static_cluster(2).await;
+    let handler = nodes[0].parts.handler.clone();
+    let page = |epoch: u64| Request::TransferPage { partition: 3, epoch, after: None };
+    let ask = |request: Request| {
+        let handler = handler.clone();
+        async move {
+            let answer = handler.handle("node1", request.method(), Bytes::from(request.encode())).await;
+            Response::decode(&answer.expect("answered")).expect("decodes")
+        }
+    };
+    match ask(page(2)).await {
+        Response::Failed { reason } => assert!(reason.contains("behind the transfer's epoch 2"), "{reason}"),
+        other => panic!("served a copy of epoch 2 at epoch 1: {other:?}"),
+    }
+    match ask(page(1)).await {
+        Response::TransferPage { entries, more } => assert!(entries.is_empty() && !more),
+        other => panic!("{other:?}"),
+    }
+}
