@@ -267,9 +267,10 @@ impl Transfers {
     }
 
     /// After a ring change has settled everywhere, deletes this node's
-    /// copies of the partitions it replicated before and no longer does
-    /// (see the module documentation). Once per epoch; stops if the epoch
-    /// changes meanwhile.
+    /// copies of every partition it does not replicate under the committed
+    /// ring (see the module documentation): those that moved away in this
+    /// change, and any left by earlier changes committed in quick
+    /// succession. Once per epoch; stops if the epoch changes meanwhile.
     async fn purge_moved_away(&self) {
         let local = self.membership.cluster().local().clone();
         let view = self.membership.cluster().view();
@@ -279,12 +280,18 @@ impl Transfers {
         if self.purged_epoch.load(Ordering::Relaxed) == epoch || !state.pending_pulls().is_empty() {
             return;
         }
-        let widest = usize::from(transition.factors().last().copied().unwrap_or(1));
+        // The widest n in use, now or at the commit: a node that is among
+        // the first n of a partition for any bucket keeps it.
+        let in_use = match self.coordinator.buckets().largest_n() {
+            Ok(n) => n,
+            Err(error) => {
+                warn!(%error, "cannot read the bucket props; partitions that moved away are kept for now");
+                return;
+            }
+        };
+        let widest = usize::from(transition.factors().last().copied().unwrap_or(1).max(in_use));
         let moved_away: Vec<u32> = (0..state.ring().partitions())
-            .filter(|partition| {
-                transition.from_ring().preference_list(*partition, widest).contains(&local)
-                    && !state.ring().preference_list(*partition, widest).contains(&local)
-            })
+            .filter(|partition| !state.ring().preference_list(*partition, widest).contains(&local))
             .collect();
         let replica = self.coordinator.replica();
         for partition in moved_away {
