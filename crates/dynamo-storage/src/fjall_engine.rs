@@ -57,6 +57,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::engine::{Engine, Namespace, Records, StorageError};
 
+/// Memtable size of [`FjallEngine::open`]: fjall's default.
+pub const DEFAULT_MEMTABLE_BYTES: u64 = 64 << 20;
+
 /// Engine name used in errors and metrics.
 const ENGINE_NAME: &str = "fjall";
 
@@ -82,11 +85,21 @@ impl FjallEngine {
     /// Also the way for a test to reach the raw records of a stopped node's
     /// data directory; see the module documentation.
     pub fn open(dir: &Path) -> Result<FjallEngine, StorageError> {
+        Self::open_with(dir, DEFAULT_MEMTABLE_BYTES)
+    }
+
+    /// Like [`FjallEngine::open`], with memtables of `memtable_bytes`: a
+    /// full memtable is sealed and flushed to a table file, and the stall
+    /// that flush causes (see the module documentation) comes once per
+    /// memtable. Nodes that take the same writes (replicas) and use the
+    /// same size flush at the same moment; different sizes spread the
+    /// stalls so that a quorum rarely waits on more than one.
+    pub fn open_with(dir: &Path, memtable_bytes: u64) -> Result<FjallEngine, StorageError> {
         let db = Database::builder(dir)
             .open()
             .map_err(|e| engine_error("open", format!("database in {}: {e}", dir.display())))?;
         let open_keyspace = |ns: Namespace| {
-            db.keyspace(ns.name(), KeyspaceCreateOptions::default)
+            db.keyspace(ns.name(), || KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes))
                 .map_err(|e| engine_error("open", format!("keyspace {} in {}: {e}", ns.name(), dir.display())))
         };
         // In `keyspace_index` order (checked below).

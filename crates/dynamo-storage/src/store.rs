@@ -97,7 +97,13 @@ impl Store {
     /// and a background sync every [`BACKGROUND_SYNC_INTERVAL`] when
     /// anything was written (see [`crate::group_commit`] for why).
     pub fn open_fjall(dir: &Path) -> Result<Store, StorageError> {
-        let engine: Arc<dyn Engine> = Arc::new(FjallEngine::open(dir)?);
+        Self::open_fjall_with(dir, crate::fjall_engine::DEFAULT_MEMTABLE_BYTES)
+    }
+
+    /// Like [`Store::open_fjall`], with memtables of `memtable_bytes` (see
+    /// [`FjallEngine::open_with`]).
+    pub fn open_fjall_with(dir: &Path, memtable_bytes: u64) -> Result<Store, StorageError> {
+        let engine: Arc<dyn Engine> = Arc::new(FjallEngine::open_with(dir, memtable_bytes)?);
         let group = GroupCommit::start_with_background_sync(Arc::clone(&engine), Some(BACKGROUND_SYNC_INTERVAL))?;
         Ok(Store::from_parts(engine, Syncer::Group(group)))
     }
