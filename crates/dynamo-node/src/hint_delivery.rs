@@ -4,6 +4,14 @@
 //! durable write there). A failed delivery leaves the hint for the next
 //! round, so a hint outlives crashes of either side.
 //!
+//! **After a ring change** a hint's owner may no longer replicate the key
+//! (its partition moved away, or the owner left or was removed). The hint
+//! may be one of the W copies its write was acknowledged with, so dropping
+//! it, or handing it to a node that will purge it, could lose the write.
+//! Such a hint is delivered instead to every current replica of the key
+//! (both rings' while the partition moves), and removed only once all of
+//! them acknowledged it durably.
+//!
 //! Delivery is paced: batches of [`DELIVERY_BATCH`] hints, at most
 //! [`DELIVERY_CONCURRENCY`] in flight per owner, one owner at a time, so
 //! catching a returning node up does not starve client requests.
@@ -18,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::WallClock;
 use crate::cluster::Cluster;
+use crate::coordinator::{Coordinator, serve_locally};
 use crate::failure_detector::FailureDetector;
 use crate::hints::{Hint, HintStore};
 use crate::peers::Peers;
@@ -28,6 +37,33 @@ pub const DELIVERY_BATCH: usize = 64;
 pub const DELIVERY_CONCURRENCY: usize = 16;
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `hint` durably to every node of `targets` (this node's own
+/// replica directly); `Written { durable: true }` only when all of them
+/// acknowledged it so.
+async fn deliver(
+    peers: &dyn Peers,
+    coordinator: &Coordinator,
+    local: &NodeId,
+    targets: &[NodeId],
+    hint: &Hint,
+) -> Result<Response, String> {
+    for target in targets {
+        let request =
+            Request::Write { key: hint.key.clone(), object: hint.object.clone(), mode: hint.mode, durable: true };
+        let outcome = if target == local {
+            serve_locally(coordinator.replica(), request).await
+        } else {
+            peers.call(target, request, DELIVERY_TIMEOUT).await
+        };
+        match outcome {
+            Ok(Response::Written { durable: true }) => {}
+            Ok(other) => return Ok(other),
+            Err(reason) => return Err(format!("{target}: {reason}")),
+        }
+    }
+    Ok(Response::Written { durable: true })
+}
 
 /// What one delivery round did for one owner.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +80,9 @@ pub struct HintDelivery {
     peers: Arc<dyn Peers>,
     detector: Arc<FailureDetector>,
     cluster: Cluster,
+    /// The local replica (a re-routed hint may belong here) and the bucket
+    /// props (a key's n).
+    coordinator: Arc<Coordinator>,
     wall: Arc<dyn WallClock>,
     /// Hints older than this are dropped, not delivered (the tombstone
     /// grace period; see [`crate::tombstones`]).
@@ -60,6 +99,8 @@ pub struct DeliveryParts {
     pub detector: Arc<FailureDetector>,
     /// The members.
     pub cluster: Cluster,
+    /// The local replica and bucket props.
+    pub coordinator: Arc<Coordinator>,
     /// The wall clock hints are dated with.
     pub wall: Arc<dyn WallClock>,
     /// Age past which a hint is dropped.
@@ -69,8 +110,8 @@ pub struct DeliveryParts {
 impl HintDelivery {
     /// Delivery of hints to the members of the cluster.
     pub fn new(parts: DeliveryParts) -> Self {
-        let DeliveryParts { hints, peers, detector, cluster, wall, max_age } = parts;
-        Self { hints, peers, detector, cluster, wall, max_age }
+        let DeliveryParts { hints, peers, detector, cluster, coordinator, wall, max_age } = parts;
+        Self { hints, peers, detector, cluster, coordinator, wall, max_age }
     }
 
     /// Runs a round every `interval`.
@@ -87,12 +128,16 @@ impl HintDelivery {
         if self.hints.is_empty() {
             return total;
         }
-        let owners: Vec<NodeId> = self
-            .cluster
-            .ring()
-            .nodes()
-            .map(|spec| spec.id.clone())
-            .filter(|node| node != self.cluster.local() && self.detector.is_up(node))
+        // Owners in the ring are waited for until they are up; the hints of
+        // owners no longer in it (left, removed) go to the keys' current
+        // replicas right away.
+        let view = self.cluster.view();
+        let owners: Vec<NodeId> = view
+            .state()
+            .members()
+            .map(|member| member.id.clone())
+            .filter(|node| node != self.cluster.local())
+            .filter(|node| view.ring().node(node).is_none() || self.detector.is_up(node))
             .collect();
         for owner in owners {
             let round = self.deliver_to(&owner).await;
@@ -122,7 +167,8 @@ impl HintDelivery {
             after = last.record_key.clone();
             let failed_before = round.failed;
             self.deliver_batch(owner, batch, &mut round).await;
-            if round.failed > failed_before || !self.detector.is_up(owner) {
+            let in_ring = self.cluster.ring().node(owner).is_some();
+            if round.failed > failed_before || (in_ring && !self.detector.is_up(owner)) {
                 return round;
             }
         }
@@ -146,22 +192,35 @@ impl HintDelivery {
             {
                 self.settle(owner, done, round);
             }
+            let targets = self.targets(owner, &hint);
             let peers = self.peers.clone();
-            let owner = owner.clone();
+            let coordinator = self.coordinator.clone();
+            let local = self.cluster.local().clone();
             in_flight.spawn(async move {
-                let request = Request::Write {
-                    key: hint.key.clone(),
-                    object: hint.object.clone(),
-                    mode: hint.mode,
-                    durable: true,
-                };
-                let outcome = peers.call(&owner, request, DELIVERY_TIMEOUT).await;
+                let outcome = deliver(&*peers, &coordinator, &local, &targets, &hint).await;
                 (hint, outcome)
             });
         }
         while let Some(done) = in_flight.join_next().await {
             self.settle(owner, done, round);
         }
+    }
+
+    /// Where `hint` goes: its owner while the owner replicates the key;
+    /// otherwise every current replica of the key.
+    fn targets(&self, owner: &NodeId, hint: &Hint) -> Vec<NodeId> {
+        let n = match self.coordinator.buckets().get(hint.key.bucket()) {
+            Ok(props) => props.n,
+            // Unknown props: the widest list a bucket can have, to be safe.
+            Err(_) => dynamo_core::props::MAX_N,
+        };
+        let mut replicas: Vec<NodeId> = Vec::new();
+        for node in self.cluster.write_lists(&hint.key, n).into_iter().flatten() {
+            if !replicas.contains(&node) {
+                replicas.push(node);
+            }
+        }
+        if replicas.contains(owner) { vec![owner.clone()] } else { replicas }
     }
 
     fn settle(

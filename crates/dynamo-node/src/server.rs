@@ -280,6 +280,7 @@ pub fn assemble<T: Transport>(
             peers: peers.clone(),
             detector: detector.clone(),
             cluster,
+            coordinator: coordinator.clone(),
             wall: wall.clone(),
             max_age: config.tombstone_grace,
         }),

@@ -482,3 +482,53 @@ fn an_interrupted_transfer_resumes_after_the_puller_and_a_source_crash() {
         }
     });
 }
+
+/// Hints held for a node that is then removed are not stranded: once the
+/// node is out of the ring they go to the keys' current replicas, and are
+/// dropped only when all of them have the write.
+#[test]
+fn hints_for_a_removed_node_reach_the_keys_current_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 4, &[GOSSIP, "--hint-delivery-interval-ms=200"]);
+    cluster.nodes[3].kill_9();
+    let keys: Vec<String> = (0..80).map(|index| format!("h{index}")).collect();
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in &keys {
+            http.put("b", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await.expect("put");
+        }
+    });
+    let survivors: Vec<&TestNode> = cluster.nodes[..3].iter().collect();
+    let held = |nodes: &[&TestNode]| -> u64 {
+        block_on(async {
+            let mut total = 0;
+            for node in nodes {
+                let mut http = node.connect().await;
+                let answer = http.request(Method::GET, "/admin/hints", &[], Bytes::new()).await.expect("hints");
+                let body: Value = serde_json::from_slice(&answer.body).expect("json");
+                total += body["hints"]["stored"].as_u64().expect("stored");
+            }
+            total
+        })
+    };
+    assert!(held(&survivors) > 0, "writes for node3 left hints");
+
+    let removed = admin_json(&cluster.nodes[0], &["remove", "node3"]);
+    assert_eq!(removed["committed"], true, "{removed}");
+    wait_for_transfers(&survivors, "the re-replication of node3's partitions");
+    wait_until("every hint for node3 delivered elsewhere", Duration::from_secs(30), || held(&survivors) == 0);
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in &keys {
+            let path = format!("/admin/replicas/b/{key}");
+            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
+            let body: Value = serde_json::from_slice(&answer.body).expect("json");
+            let replicas = body["replicas"].as_array().expect("replicas");
+            assert_eq!(replicas.len(), 3, "{body}");
+            for replica in replicas {
+                let has = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
+                assert!(has, "{key} missing on {}: {body}", replica["node"]);
+            }
+        }
+    });
+}
