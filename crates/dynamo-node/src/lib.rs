@@ -23,8 +23,13 @@
 //! - [`tombstones`]: when a delete's tombstone may be collected, and the
 //!   collector that reaps it on every replica at once.
 //! - [`membership`]: this node's cluster state (members, committed ring),
-//!   persisted, and the operations that change it: join, plan, commit
+//!   persisted, and the operations that change it: join, plan, commit,
+//!   leave, remove
 //!   (paper section 4.8); [`gossip`] spreads it.
+//! - [`transfers`]: after a commit, copies the partitions this node gained
+//!   from their previous replicas, records each copy in the cluster state,
+//!   deletes what moved away, and stops a node that finished leaving
+//!   (paper section 4.9).
 //!
 //! In the background: [`anti_entropy`] keeps a Merkle tree per partition in
 //! step with the replica and periodically compares it with another
