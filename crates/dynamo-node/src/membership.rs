@@ -757,8 +757,35 @@ impl Membership {
         if view.state().member(node).is_none_or(|member| member.status == MemberStatus::Removed) {
             return Err(CommitError::UnknownNode(node.to_string()));
         }
-        self.update(|state| Ok(state.with_status(node, MemberStatus::Removed))).await?;
-        self.commit().await
+        let (removed, _) = self.update(|state| Ok(state.with_status(node, MemberStatus::Removed))).await?;
+        match self.commit().await {
+            // The removal itself took effect (no transfer waits for the node
+            // any more); only the re-replication waits for the change in
+            // progress.
+            Err(CommitError::Change(ChangeError::Refused(MembershipError::TransfersPending { pending, .. }))) => {
+                let (pushed_to, not_pushed) = self.push_to_members(&removed).await;
+                let state = removed.state();
+                Ok(CommitReport {
+                    node: self.cluster.local().to_string(),
+                    committed: false,
+                    previous_epoch: state.epoch(),
+                    epoch: state.epoch(),
+                    moves: Vec::new(),
+                    shares: shares(state.ring()),
+                    max_imbalance: state.ring().max_imbalance(),
+                    replicas_lost: 0,
+                    transfers: 0,
+                    pushed_to,
+                    not_pushed,
+                    note: format!(
+                        "{node} is removed: no transfer waits for it or copies from it. The ring without it is not \
+                         committed yet: {pending} transfers of the change in progress are pending; run `dynamo \
+                         admin commit` once `dynamo admin transfers` shows none"
+                    ),
+                })
+            }
+            outcome => outcome,
+        }
     }
 
     /// Refuses a leave that could not complete.

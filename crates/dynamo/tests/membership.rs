@@ -532,3 +532,51 @@ fn hints_for_a_removed_node_reach_the_keys_current_replicas() {
         }
     });
 }
+
+/// A node dies while a join's copies are still running: removing it takes
+/// effect at once (no copy waits for it), the ring without it is committed
+/// once the join's copies are done, and every key ends on all its replicas.
+#[test]
+fn a_node_removed_while_a_join_is_copying_is_re_replicated_afterwards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 4, &[GOSSIP]);
+    let keys: Vec<String> = (0..400).map(|index| format!("r{index}")).collect();
+    let value = Bytes::from(vec![b'y'; 1024]);
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in &keys {
+            http.put("b", key.as_bytes(), value.clone(), &WriteOptions::default()).await.expect("put");
+        }
+    });
+    let join = format!("--join={}", cluster.nodes[0].rpc_addr());
+    let node4 = lone_node(dir.path(), "node4", &cluster.secret_file, &[&join, "--transfer-max-bytes-per-sec=100000"]);
+    wait_until("node4 joining", SPREAD_DEADLINE, || statuses(&cluster.nodes[1]).contains_key("node4"));
+    assert_eq!(admin_json(&cluster.nodes[1], &["commit"])["committed"], true);
+    assert!(admin_json(&cluster.nodes[0], &["transfers"])["pending"].as_u64().is_some_and(|pending| pending > 0));
+
+    cluster.nodes[3].kill_9();
+    let removed = admin_json(&cluster.nodes[0], &["remove", "node3"]);
+    assert_eq!(removed["committed"], false, "{removed}");
+    assert!(text(&removed["note"]).contains("node3 is removed"), "{removed}");
+    let everyone: Vec<&TestNode> = cluster.nodes[..3].iter().chain([&node4]).collect();
+    wait_for_transfers(&everyone, "the join's copies, without node3");
+    let commit = admin_json(&cluster.nodes[0], &["commit"]);
+    assert_eq!(commit["committed"], true, "{commit}");
+    wait_for_transfers(&everyone, "the re-replication of node3's partitions");
+
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for key in keys.iter().step_by(4) {
+            let path = format!("/admin/replicas/b/{key}");
+            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
+            let body: Value = serde_json::from_slice(&answer.body).expect("json");
+            let replicas = body["replicas"].as_array().expect("replicas");
+            assert_eq!(replicas.len(), 3, "{body}");
+            for replica in replicas {
+                assert_ne!(replica["node"], "node3", "{body}");
+                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
+                assert!(held, "{key} missing on {}: {body}", replica["node"]);
+            }
+        }
+    });
+}
