@@ -10,8 +10,9 @@
 //!   (`GET /admin/cluster`);
 //! - `dynamo admin ring [--owners]`: partition ownership per node with its
 //!   imbalance, or the owner of every partition (`GET /admin/ring`);
-//! - `dynamo admin join --seed RPC_ADDR`: make a standalone, empty node
-//!   join the cluster of the seed (`POST /admin/join`);
+//! - `dynamo admin join --seed RPC_ADDR [--commit]`: make a standalone,
+//!   empty node join the cluster of the seed (`POST /admin/join`), and with
+//!   `--commit` commit the plan right away (`POST /admin/commit`);
 //! - `dynamo admin plan [--moves]`: the next ring, its moves, shares, and
 //!   what commit would do (`GET /admin/plan`);
 //! - `dynamo admin commit`: install the plan and start its partition
@@ -112,6 +113,10 @@ struct JoinArgs {
     /// RPC address of a member of the cluster to join (host:port).
     #[arg(long)]
     seed: String,
+    /// Commit the plan right after joining (its partition transfers
+    /// start at once) instead of leaving it for `plan` and `commit`.
+    #[arg(long)]
+    commit: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -184,7 +189,18 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         }
         AdminCommand::Join(args) => {
             let path = format!("/admin/join?seed={}", encode_query(&args.seed));
-            show(&args.target, Method::POST, &path, render_join)
+            if !args.commit {
+                return show(&args.target, Method::POST, &path, render_join);
+            }
+            let joined = call(&args.target.node, Method::POST, &path, MEMBERSHIP_TIMEOUT)?;
+            let committed = call(&args.target.node, Method::POST, "/admin/commit", MEMBERSHIP_TIMEOUT)?;
+            if args.target.json {
+                let both = serde_json::json!({ "join": joined, "commit": committed });
+                println!("{}", serde_json::to_string_pretty(&both).context("printing the answer")?);
+            } else {
+                print!("{}{}", render_join(&joined), render_commit(&committed));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AdminCommand::Plan(args) => {
             let moves = args.moves;

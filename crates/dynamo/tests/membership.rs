@@ -580,3 +580,21 @@ fn a_node_removed_while_a_join_is_copying_is_re_replicated_afterwards() {
         }
     });
 }
+
+/// `dynamo admin join --commit`: join and commit in one step (the plan
+/// applied directly, without looking at it first).
+#[test]
+fn admin_join_with_commit_applies_the_plan_directly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
+    let node3 = lone_node(dir.path(), "node3", &cluster.secret_file, &[]);
+    let both = admin_json(&node3, &["join", "--seed", &cluster.nodes[2].rpc_addr(), "--commit"]);
+    assert_eq!(both["join"]["node"], "node3", "{both}");
+    assert_eq!(both["commit"]["committed"], true, "{both}");
+    assert_eq!(both["commit"]["epoch"], 2, "{both}");
+    let everyone: Vec<&TestNode> = cluster.nodes.iter().chain([&node3]).collect();
+    wait_for_transfers(&everyone, "the copies to node3");
+    wait_until("node3 a member everywhere", SPREAD_DEADLINE, || {
+        everyone.iter().all(|node| statuses(node).get("node3").map(String::as_str) == Some("member"))
+    });
+}
