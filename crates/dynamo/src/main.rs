@@ -47,7 +47,7 @@ enum Command {
     Delete(client_cmd::DeleteArgs),
     /// Generate load against one or more nodes and report latency.
     Bench(bench::BenchArgs),
-    /// Operator commands: cluster status, members, ring, join, plan, commit, anti-entropy.
+    /// Operator commands: cluster status, members, ring, join, plan, commit, leave, remove, transfers, anti-entropy.
     Admin(admin_cmd::AdminArgs),
 }
 
