@@ -221,6 +221,18 @@ impl Cluster {
     }
 }
 
+/// The nodes of `lists` (see [`Cluster::write_lists`]), each once, in
+/// order of first appearance: every node a write goes to.
+pub fn nodes_of(lists: &[Vec<NodeId>]) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = Vec::with_capacity(lists.first().map_or(0, Vec::len) + 1);
+    for node in lists.iter().flatten() {
+        if !nodes.contains(node) {
+            nodes.push(node.clone());
+        }
+    }
+    nodes
+}
+
 /// The state a brand-new node starts from: the configured members (just
 /// this node when none are configured), each a `member` of ring epoch 1
 /// (the ring [`Ring::new`] computes from them, the same on every node

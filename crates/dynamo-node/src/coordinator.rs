@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::buckets::{BucketRegistry, PropsPatch, PropsStoreError};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, nodes_of};
 use crate::config::MAX_REQUEST_TIMEOUT_MS;
 use crate::failure_detector::FailureDetector;
 use crate::hints::HintStore;
@@ -350,7 +350,7 @@ impl Coordinator {
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let lists = self.cluster.write_lists(key, props.n);
-        let replicas = union(&lists);
+        let replicas = nodes_of(&lists);
         let deadline = Instant::now() + timeout;
         if !replicas.contains(self.cluster.local()) {
             if may_forward {
@@ -393,7 +393,7 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
-        let replicas = union(&lists);
+        let replicas = nodes_of(&lists);
         let mut quorum = WriteQuorum::spanning(lists, props.w, props.dw);
         if quorum.progress() == Progress::Failed {
             return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
@@ -853,17 +853,6 @@ fn hand_off(
     };
     let owner = quorum.hand_off(failed, fallback.clone(), reason)?;
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
-}
-
-/// The nodes of `lists`, each once, in order of first appearance.
-fn union(lists: &[Vec<NodeId>]) -> Vec<NodeId> {
-    let mut nodes: Vec<NodeId> = Vec::with_capacity(lists.first().map_or(0, Vec::len) + 1);
-    for node in lists.iter().flatten() {
-        if !nodes.contains(node) {
-            nodes.push(node.clone());
-        }
-    }
-    nodes
 }
 
 /// The greatest timestamp among an object's versions (0 when it has none):

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::clock::WallClock;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, nodes_of};
 use crate::coordinator::{Coordinator, serve_locally};
 use crate::failure_detector::FailureDetector;
 use crate::hints::{Hint, HintStore};
@@ -214,12 +214,7 @@ impl HintDelivery {
             // Unknown props: the widest list a bucket can have, to be safe.
             Err(_) => dynamo_core::props::MAX_N,
         };
-        let mut replicas: Vec<NodeId> = Vec::new();
-        for node in self.cluster.write_lists(&hint.key, n).into_iter().flatten() {
-            if !replicas.contains(&node) {
-                replicas.push(node);
-            }
-        }
+        let replicas = nodes_of(&self.cluster.write_lists(&hint.key, n));
         if replicas.contains(owner) { vec![owner.clone()] } else { replicas }
     }
 

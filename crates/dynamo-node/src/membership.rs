@@ -349,6 +349,26 @@ pub struct CommitReport {
     pub note: String,
 }
 
+impl CommitReport {
+    /// The report of a commit that installed no ring: `state` as it is.
+    fn unchanged(node: String, state: &ClusterState, note: String) -> Self {
+        CommitReport {
+            node,
+            committed: false,
+            previous_epoch: state.epoch(),
+            epoch: state.epoch(),
+            moves: Vec::new(),
+            shares: shares(state.ring()),
+            max_imbalance: state.ring().max_imbalance(),
+            replicas_lost: 0,
+            transfers: 0,
+            pushed_to: Vec::new(),
+            not_pushed: Vec::new(),
+            note,
+        }
+    }
+}
+
 /// Why a commit (or a leave or remove) was refused.
 #[derive(Debug, Error)]
 pub enum CommitError {
@@ -684,20 +704,8 @@ impl Membership {
         let plan = before.state().plan()?;
         let node = self.cluster.local().to_string();
         if plan.is_empty(before.state().ring()) {
-            return Ok(CommitReport {
-                node,
-                committed: false,
-                previous_epoch: before.state().epoch(),
-                epoch: before.state().epoch(),
-                moves: Vec::new(),
-                shares: shares(before.state().ring()),
-                max_imbalance: before.state().ring().max_imbalance(),
-                replicas_lost: 0,
-                transfers: 0,
-                pushed_to: Vec::new(),
-                not_pushed: Vec::new(),
-                note: "nothing to commit: the plan is the committed ring".to_string(),
-            });
+            let note = "nothing to commit: the plan is the committed ring".to_string();
+            return Ok(CommitReport::unchanged(node, before.state(), note));
         }
         let factors = self.replication_factors()?;
         let lost = losses(before.state().ring(), &plan.ring, &factors);
@@ -764,25 +772,13 @@ impl Membership {
             // progress.
             Err(CommitError::Change(ChangeError::Refused(MembershipError::TransfersPending { pending, .. }))) => {
                 let (pushed_to, not_pushed) = self.push_to_members(&removed).await;
-                let state = removed.state();
-                Ok(CommitReport {
-                    node: self.cluster.local().to_string(),
-                    committed: false,
-                    previous_epoch: state.epoch(),
-                    epoch: state.epoch(),
-                    moves: Vec::new(),
-                    shares: shares(state.ring()),
-                    max_imbalance: state.ring().max_imbalance(),
-                    replicas_lost: 0,
-                    transfers: 0,
-                    pushed_to,
-                    not_pushed,
-                    note: format!(
-                        "{node} is removed: no transfer waits for it or copies from it. The ring without it is not \
-                         committed yet: {pending} transfers of the change in progress are pending; run `dynamo \
-                         admin commit` once `dynamo admin transfers` shows none"
-                    ),
-                })
+                let note = format!(
+                    "{node} is removed: no transfer waits for it or copies from it. The ring without it is not \
+                     committed yet: {pending} transfers of the change in progress are pending; run `dynamo admin \
+                     commit` once `dynamo admin transfers` shows none"
+                );
+                let report = CommitReport::unchanged(self.cluster.local().to_string(), removed.state(), note);
+                Ok(CommitReport { pushed_to, not_pushed, ..report })
             }
             outcome => outcome,
         }

@@ -54,7 +54,7 @@
 //! own pulls with keys, bytes and rate; and in the `dynamo_transfer*`
 //! metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -542,7 +542,7 @@ impl Transfers {
             total,
             pending: pending.len(),
             pending_by_node,
-            unsettled_partitions: state.unsettled_partitions().len(),
+            unsettled_partitions: pending.iter().map(|pull| pull.partition).collect::<BTreeSet<u32>>().len(),
             local: local_pulls,
             totals: self.totals(),
             leaving: state.member(&local).is_some_and(|member| member.status == MemberStatus::Leaving),

@@ -314,6 +314,31 @@ fn wait_for_transfers(nodes: &[&TestNode], what: &str) {
     });
 }
 
+/// Asserts, through `node`'s `/admin/replicas`, that each of `keys` in
+/// `bucket` is held by every one of its n replicas and that its partition
+/// is no longer moving (read replica by replica: nothing is repaired).
+/// Returns the answers, for further checks.
+fn assert_on_every_replica<'a>(node: &TestNode, bucket: &str, keys: impl Iterator<Item = &'a String>) -> Vec<Value> {
+    block_on(async {
+        let mut http = node.connect().await;
+        let mut answers = Vec::new();
+        for key in keys {
+            let path = format!("/admin/replicas/{bucket}/{key}");
+            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
+            let body: Value = serde_json::from_slice(&answer.body).expect("json");
+            assert_eq!(body["moving"], false, "{body}");
+            let replicas = body["replicas"].as_array().expect("replicas");
+            assert_eq!(replicas.len() as u64, body["n"].as_u64().expect("n"), "{body}");
+            for replica in replicas {
+                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
+                assert!(held, "{key} missing on {}: {body}", replica["node"]);
+            }
+            answers.push(body);
+        }
+        answers
+    })
+}
+
 /// Joins a lone node through `seed` and commits the plan on `committer`.
 fn join_and_commit(dir: &Path, id: &str, secret: &Path, seed: &TestNode, committer: &TestNode) -> TestNode {
     let join = format!("--join={}", seed.rpc_addr());
@@ -391,21 +416,7 @@ fn grow_leave_and_remove_under_load_lose_no_acknowledged_write() {
     // Transfers (not read repair, not yet anti-entropy) put every
     // acknowledged write on each of its three replicas: a sample, checked
     // replica by replica before any read.
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in acknowledged.iter().step_by(7) {
-            let path = format!("/admin/replicas/load/{key}");
-            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
-            let body: Value = serde_json::from_slice(&answer.body).expect("json");
-            assert_eq!(body["moving"], false, "{body}");
-            let replicas = body["replicas"].as_array().expect("replicas");
-            assert_eq!(replicas.len(), 3, "{body}");
-            for replica in replicas {
-                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
-                assert!(held, "{key} missing on {}: {body}", replica["node"]);
-            }
-        }
-    });
+    assert_on_every_replica(&cluster.nodes[0], "load", acknowledged.iter().step_by(7));
     // Every acknowledged write reads back with R = N, through every survivor.
     block_on(async {
         let all = [("r".to_string(), "3".to_string())];
@@ -469,18 +480,7 @@ fn an_interrupted_transfer_resumes_after_the_puller_and_a_source_crash() {
     let redone = after["totals"]["pulls_completed"].as_u64().expect("completed");
     assert!(redone <= pending_at_crash, "pulls done before the crash were not redone: {redone} > {pending_at_crash}");
 
-    block_on(async {
-        let mut http = node3.connect().await;
-        for key in keys.iter().step_by(5) {
-            let path = format!("/admin/replicas/b/{key}");
-            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
-            let body: Value = serde_json::from_slice(&answer.body).expect("json");
-            for replica in body["replicas"].as_array().expect("replicas") {
-                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
-                assert!(held, "{key} missing on {}: {body}", replica["node"]);
-            }
-        }
-    });
+    assert_on_every_replica(&node3, "b", keys.iter().step_by(5));
 }
 
 /// Hints held for a node that is then removed are not stranded: once the
@@ -517,20 +517,7 @@ fn hints_for_a_removed_node_reach_the_keys_current_replicas() {
     assert_eq!(removed["committed"], true, "{removed}");
     wait_for_transfers(&survivors, "the re-replication of node3's partitions");
     wait_until("every hint for node3 delivered elsewhere", Duration::from_secs(30), || held(&survivors) == 0);
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in &keys {
-            let path = format!("/admin/replicas/b/{key}");
-            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
-            let body: Value = serde_json::from_slice(&answer.body).expect("json");
-            let replicas = body["replicas"].as_array().expect("replicas");
-            assert_eq!(replicas.len(), 3, "{body}");
-            for replica in replicas {
-                let has = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
-                assert!(has, "{key} missing on {}: {body}", replica["node"]);
-            }
-        }
-    });
+    assert_on_every_replica(&cluster.nodes[0], "b", keys.iter());
 }
 
 /// A node dies while a join's copies are still running: removing it takes
@@ -564,21 +551,10 @@ fn a_node_removed_while_a_join_is_copying_is_re_replicated_afterwards() {
     assert_eq!(commit["committed"], true, "{commit}");
     wait_for_transfers(&everyone, "the re-replication of node3's partitions");
 
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in keys.iter().step_by(4) {
-            let path = format!("/admin/replicas/b/{key}");
-            let answer = http.request(Method::GET, &path, &[], Bytes::new()).await.expect("replicas");
-            let body: Value = serde_json::from_slice(&answer.body).expect("json");
-            let replicas = body["replicas"].as_array().expect("replicas");
-            assert_eq!(replicas.len(), 3, "{body}");
-            for replica in replicas {
-                assert_ne!(replica["node"], "node3", "{body}");
-                let held = replica["versions"].as_array().is_some_and(|versions| !versions.is_empty());
-                assert!(held, "{key} missing on {}: {body}", replica["node"]);
-            }
-        }
-    });
+    for body in assert_on_every_replica(&cluster.nodes[0], "b", keys.iter().step_by(4)) {
+        let replicas = body["replicas"].as_array().expect("replicas");
+        assert!(replicas.iter().all(|replica| replica["node"] != "node3"), "{body}");
+    }
 }
 
 /// `dynamo admin join --commit`: join and commit in one step (the plan
