@@ -762,7 +762,9 @@ impl ClusterState {
             return None;
         }
         let mut next = self.clone();
-        next.transition.as_mut().map(|transition| transition.mark_done(pull.clone()));
+        if let Some(transition) = next.transition.as_mut() {
+            transition.mark_done(pull.clone());
+        }
         Some(next)
     }
 
