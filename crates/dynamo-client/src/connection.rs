@@ -148,18 +148,24 @@ pub struct WriteOptions {
 /// Opens a connection to `addr` (`host:port` or `http://host:port`).
 pub async fn connect(addr: &str) -> Result<Connection, ClientError> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(&addr))
+    let sender = open(&addr).await?;
+    Ok(Connection { sender, addr, timeout: DEFAULT_TIMEOUT })
+}
+
+/// Opens the TCP connection and runs the HTTP/1.1 handshake.
+async fn open(addr: &str) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| ClientError::Timeout { addr: addr.clone(), timeout: DEFAULT_TIMEOUT })?
-        .map_err(|source| ClientError::Connect { addr: addr.clone(), source })?;
+        .map_err(|_| ClientError::Timeout { addr: addr.to_string(), timeout: DEFAULT_TIMEOUT })?
+        .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|error| ClientError::Http { addr: addr.clone(), detail: error.to_string() })?;
+        .map_err(|error| ClientError::Http { addr: addr.to_string(), detail: error.to_string() })?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Connection { sender, addr, timeout: DEFAULT_TIMEOUT })
+    Ok(sender)
 }
 
 /// A kept-alive connection to one node.
@@ -193,26 +199,41 @@ impl Connection {
             builder = builder.header(*name, *value);
         }
         let request = builder.body(Full::new(body)).map_err(|error| self.http_error(error))?;
-        let (timeout, addr) = (self.timeout, self.addr.clone());
-        let http_error = |error: hyper::Error| ClientError::Http { addr: addr.clone(), detail: error.to_string() };
-        let sender = &mut self.sender;
-        let exchange = async {
-            sender.ready().await.map_err(http_error)?;
-            let response = sender.send_request(request).await.map_err(http_error)?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())
-                })
-                .collect();
-            let body = response.into_body().collect().await.map_err(http_error)?.to_bytes();
-            Ok(RawResponse { status, headers, body })
-        };
-        tokio::time::timeout(timeout, exchange)
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.exchange(request))
             .await
-            .map_err(|_| ClientError::Timeout { addr: addr.clone(), timeout })?
+            .map_err(|_| ClientError::Timeout { addr: self.addr.clone(), timeout })?
+    }
+
+    /// Sends a request and reads its response. A server may close a
+    /// kept-alive connection between two requests (hyper does after an
+    /// error answered before the request body was read, and on idle
+    /// timeout); a request that was provably never sent on the closed
+    /// connection goes out once more on a new one. A request that may
+    /// have reached the server is never resent.
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
+        if self.sender.is_closed() || self.sender.ready().await.is_err() {
+            self.sender = open(&self.addr).await?;
+        }
+        let response = match self.sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut failed) => match failed.take_message() {
+                Some(unsent) => {
+                    self.sender = open(&self.addr).await?;
+                    self.sender.ready().await.map_err(|error| self.http_error(error))?;
+                    self.sender.send_request(unsent).await.map_err(|error| self.http_error(error))?
+                }
+                None => return Err(self.http_error(failed.into_error())),
+            },
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let body = response.into_body().collect().await.map_err(|error| self.http_error(error))?.to_bytes();
+        Ok(RawResponse { status, headers, body })
     }
 
     /// `GET /ping`.
@@ -343,4 +364,49 @@ pub fn object_path(bucket: &str, key: &[u8], query: &[(String, String)]) -> Stri
         path.push_str(&path_segment(value.as_bytes()));
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers each connection's first request with 200 and
+    /// then closes it without saying so, as hyper does after answering an
+    /// error before reading the body.
+    async fn answer_once_per_connection(listener: TcpListener, connections: usize) {
+        for _ in 0..connections {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).await.expect("read");
+                assert!(read > 0, "client closed before a whole request");
+                request.extend_from_slice(&buffer[..read]);
+            }
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.expect("write");
+            stream.shutdown().await.expect("shutdown");
+        }
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_between_requests_is_reopened() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr").to_string();
+            let server = tokio::spawn(answer_once_per_connection(listener, 2));
+            let mut connection = connect(&addr).await.expect("connect");
+            for attempt in 0..2 {
+                let response = connection.request(Method::GET, "/ping", &[], Bytes::new()).await;
+                let response = response.unwrap_or_else(|error| panic!("request {attempt}: {error}"));
+                assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+                // Let the connection task see the server's close.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            server.await.expect("server");
+        });
+    }
 }
