@@ -33,6 +33,7 @@ mod driver;
 mod fsync_probe;
 mod link;
 mod load;
+mod pacing;
 mod report;
 mod rng;
 mod stats;
@@ -106,10 +107,12 @@ pub struct BenchArgs {
     /// Stop after this many measured operations instead of after --duration.
     #[arg(long)]
     pub ops: Option<u64>,
-    /// Offer this many operations per second in total (spread evenly over
-    /// the workers) instead of running flat out. Latency is measured from
-    /// each operation's scheduled start, so a server that falls behind shows
-    /// the queueing delay (no coordinated omission).
+    /// Offer this many operations per second in total, evenly spaced in
+    /// time (each worker's schedule is offset from the others'), instead of
+    /// running flat out. A worker behind schedule measures latency from the
+    /// operation's scheduled start, so a server that falls behind shows the
+    /// queueing delay (no coordinated omission); a worker on schedule
+    /// measures from when its timer woke it to send.
     #[arg(long)]
     pub rate: Option<f64>,
     /// Seconds of load before measuring (not recorded).

@@ -1,6 +1,7 @@
 //! One benchmark client: a loop that picks a key and an operation, runs it
 //! on its own connection, and records the latency. Closed loop: one request
-//! in flight per worker, the next sent when the previous one is answered.
+//! in flight per worker, the next sent when the previous one is answered,
+//! or, with `--rate`, at its scheduled start (see [`super::pacing`]).
 //!
 //! Updates carry the context of this worker's last read (or write) of the
 //! key when it has one, else none (see [`super::context_cache`] for why);
@@ -18,6 +19,7 @@ use dynamo_client::{ClientError, GetResult, WriteOptions};
 use super::Config;
 use super::context_cache::{self, ContextCache};
 use super::link::{Link, is_broken};
+use super::pacing::{self, Schedule};
 use super::rng::SplitMix64;
 use super::stats::{Outcome, WorkerStats};
 use super::workload::{KeyChooser, OpKind, ValuePool, key_name};
@@ -93,6 +95,8 @@ pub fn lock(stats: &Mutex<WorkerStats>) -> MutexGuard<'_, WorkerStats> {
 
 /// One benchmark client.
 pub struct Worker {
+    /// Its number, from 0.
+    index: usize,
     /// The validated flags.
     config: Arc<Config>,
     /// Phase and `--ops` budget.
@@ -127,6 +131,7 @@ impl Worker {
         let node = config.nodes[index % config.nodes.len()].clone();
         let write_options = WriteOptions { query: config.write_query.clone(), ..WriteOptions::default() };
         Worker {
+            index,
             rng: SplitMix64::for_stream(config.seed, index as u64),
             link: Link::new(node),
             contexts: ContextCache::new(context_cache::DEFAULT_CAPACITY),
@@ -142,10 +147,8 @@ impl Worker {
     /// Runs operations until the driver says stop or the `--ops` budget is
     /// spent.
     pub async fn run(mut self) {
-        // With --rate, each worker owns an even share of the offered rate
-        // and keeps its own schedule.
-        let interval = self.config.rate.map(|rate| Duration::from_secs_f64(self.config.concurrency as f64 / rate));
-        let mut next_start = Instant::now();
+        let mut schedule =
+            self.config.rate.map(|rate| Schedule::new(Instant::now(), rate, self.config.concurrency, self.index));
         loop {
             let measured = match self.control.phase() {
                 Phase::Stop => break,
@@ -153,13 +156,13 @@ impl Worker {
                 Phase::Measure if self.control.claim() => true,
                 Phase::Measure => break,
             };
-            let started = match interval {
+            let started = match &mut schedule {
                 None => Instant::now(),
-                Some(interval) => {
-                    let scheduled = next_start;
-                    next_start += interval;
+                Some(schedule) => {
+                    let scheduled = schedule.take();
+                    let ready = Instant::now();
                     tokio::time::sleep_until(scheduled.into()).await;
-                    scheduled
+                    pacing::latency_origin(scheduled, ready, Instant::now())
                 }
             };
             self.one_operation(measured, started).await;
