@@ -50,6 +50,19 @@ use crate::transfers::{TransferConfig, TransferParts, Transfers};
 
 /// How often a node looks for partition transfers to do.
 const TRANSFER_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Gossip rounds a settled ring change must stay unchanged before a node
+/// deletes the partitions that moved away from it.
+const PURGE_QUIET_ROUNDS: u32 = 10;
+/// The quiet period when gossip is off (changes then spread only by the
+/// committing node's push).
+const PURGE_QUIET_WITHOUT_GOSSIP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a node waits, after a ring change settled, before deleting
+/// what moved away: [`PURGE_QUIET_ROUNDS`] gossip rounds.
+fn purge_quiet(gossip_interval: std::time::Duration) -> std::time::Duration {
+    if gossip_interval.is_zero() { PURGE_QUIET_WITHOUT_GOSSIP } else { gossip_interval * PURGE_QUIET_ROUNDS }
+}
+
 /// A client that sends headers slower than this is disconnected.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -262,6 +275,7 @@ pub fn assemble<T: Transport>(
         config: TransferConfig {
             max_bytes_per_sec: config.transfer_max_bytes_per_sec,
             poll_interval: TRANSFER_POLL_INTERVAL,
+            purge_quiet: purge_quiet(config.gossip_interval),
             call_timeout: config.request_timeout,
         },
     }));

@@ -41,9 +41,12 @@
 //! of the new replicas (writes needed W in both rings' lists), and every
 //! earlier one was copied. Kept, those copies would come back the next
 //! time the node replicates the partition, with deletes whose tombstones
-//! were collected meanwhile among them. If the node becomes a replica of
-//! the partition again before it is done, the purge stops (the epoch
-//! changed), and its pull copies the partition back from the replicas.
+//! were collected meanwhile among them. The node waits until the settled
+//! ring has stayed committed for a quiet period of several gossip rounds,
+//! so that a competing commit of the same epoch made elsewhere reaches it
+//! first ([`PurgeGate`]). If the node becomes a replica of the partition
+//! again before it is done, the purge stops (the ring changed), and its
+//! pull copies the partition back from the replicas.
 //!
 //! **Leaving.** A node marked `leaving` that owns nothing in the committed
 //! ring waits until no pending pull names it as a source, then marks itself
@@ -61,7 +64,7 @@ use std::time::Duration;
 
 use dynamo_core::codec::encode_object;
 use dynamo_core::keys::ObjectKey;
-use dynamo_core::membership::MemberStatus;
+use dynamo_core::membership::{MemberStatus, ring_digest};
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::object::VersionedObject;
 use dynamo_core::ring::NodeId;
@@ -93,6 +96,45 @@ pub struct TransferConfig {
     pub poll_interval: Duration,
     /// Timeout of each page request.
     pub call_timeout: Duration,
+    /// How long a settled ring change must stay the committed ring before
+    /// this node deletes the partitions that moved away (see
+    /// [`PurgeGate`]).
+    pub purge_quiet: Duration,
+}
+
+/// Decides when a node may delete the partitions that moved away from it.
+///
+/// Commits are not coordinated: two nodes that commit different plans at
+/// the same moment make two rings of the same epoch, and gossip settles on
+/// one of them (the higher digest). A node that saw the other ring first
+/// may find it settled (its pulls done) before the winner arrives, and
+/// deleting by the losing ring could drop a partition the winning ring
+/// still gives it, with no pull to bring the data back. So the node deletes
+/// only after the same ring has been committed and settled, without a
+/// break, for a quiet period of several gossip rounds: long enough for a
+/// competing commit to have reached it.
+#[derive(Debug, Default)]
+pub struct PurgeGate {
+    /// The settled ring (its digest) and since when it has been seen so.
+    settled: Option<([u8; 32], Instant)>,
+}
+
+impl PurgeGate {
+    /// Whether deleting is allowed now, given the digest of the committed
+    /// ring when its change has settled (`None`: pulls are pending).
+    pub fn open(&mut self, settled_ring: Option<[u8; 32]>, now: Instant, quiet: Duration) -> bool {
+        match (settled_ring, self.settled) {
+            (None, _) => {
+                self.settled = None;
+                false
+            }
+            (Some(digest), Some((seen, since))) if seen == digest => now.duration_since(since) >= quiet,
+            (Some(digest), _) => {
+                self.settled = Some((digest, now));
+                quiet.is_zero()
+            }
+        }
+    }
 }
 
 /// One pull of this node, as the report shows it.
@@ -186,8 +228,10 @@ pub struct Transfers {
     failures: AtomicU64,
     /// Turns true once this node has left the cluster.
     left: watch::Sender<bool>,
-    /// The last epoch whose moved-away partitions this node purged.
-    purged_epoch: AtomicU64,
+    /// When the partitions that moved away may be deleted.
+    purge_gate: Mutex<PurgeGate>,
+    /// Digest of the last ring whose moved-away partitions this node purged.
+    purged_ring: Mutex<Option<[u8; 32]>>,
     /// Objects purged since start.
     purged: AtomicU64,
 }
@@ -211,7 +255,8 @@ impl Transfers {
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             left: watch::channel(false).0,
-            purged_epoch: AtomicU64::new(0),
+            purge_gate: Mutex::new(PurgeGate::default()),
+            purged_ring: Mutex::new(None),
             purged: AtomicU64::new(0),
         }
     }
@@ -266,18 +311,21 @@ impl Transfers {
         self.leave_if_done().await;
     }
 
-    /// After a ring change has settled everywhere, deletes this node's
-    /// copies of every partition it does not replicate under the committed
-    /// ring (see the module documentation): those that moved away in this
-    /// change, and any left by earlier changes committed in quick
-    /// succession. Once per epoch; stops if the epoch changes meanwhile.
+    /// After a ring change has settled everywhere and stayed so for the
+    /// quiet period ([`PurgeGate`]), deletes this node's copies of every
+    /// partition it does not replicate under the committed ring (see the
+    /// module documentation): those that moved away in this change, and any
+    /// left by earlier changes committed in quick succession. Once per
+    /// ring; stops if the ring changes meanwhile.
     async fn purge_moved_away(&self) {
         let local = self.membership.cluster().local().clone();
         let view = self.membership.cluster().view();
         let state = view.state();
-        let epoch = state.epoch();
         let Some(transition) = state.transition() else { return };
-        if self.purged_epoch.load(Ordering::Relaxed) == epoch || !state.pending_pulls().is_empty() {
+        let digest = ring_digest(state.ring());
+        let settled = state.pending_pulls().is_empty().then_some(digest);
+        let open = lock(&self.purge_gate).open(settled, Instant::now(), self.config.purge_quiet);
+        if !open || *lock(&self.purged_ring) == Some(digest) {
             return;
         }
         // The widest n in use, now or at the commit: a node that is among
@@ -296,7 +344,7 @@ impl Transfers {
         let replica = self.coordinator.replica();
         for partition in moved_away {
             loop {
-                if self.membership.cluster().view().state().epoch() != epoch {
+                if self.membership.cluster().view().state().ring() != state.ring() {
                     return;
                 }
                 match replica.purge_partition(partition, PURGE_BATCH) {
@@ -314,8 +362,8 @@ impl Transfers {
                 tokio::task::yield_now().await;
             }
         }
-        self.purged_epoch.store(epoch, Ordering::Relaxed);
-        info!(epoch, "deleted the copies of the partitions that moved away from this node");
+        *lock(&self.purged_ring) = Some(digest);
+        info!(epoch = state.epoch(), "deleted the copies of the partitions that moved away from this node");
     }
 
     /// Copies `partition` from each of its sources, then records the pull.
@@ -554,6 +602,11 @@ impl Transfers {
     }
 }
 
+/// Locks `mutex`; what it guards stays consistent if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// `transfer/ | epoch | partition | source`.
 fn cursor_key(epoch: u64, partition: u32, source: &NodeId) -> Vec<u8> {
     let mut key = CURSOR_PREFIX.to_vec();
@@ -565,4 +618,43 @@ fn cursor_key(epoch: u64, partition: u32, source: &NodeId) -> Vec<u8> {
 
 fn key_text(key: &ObjectKey) -> String {
     String::from_utf8_lossy(key.key()).into_owned()
+}
+
+#[cfg(test)]
+mod purge_gate_tests {
+    use super::*;
+
+    const QUIET: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_gate_opens_once_the_same_ring_stayed_settled_for_the_quiet_period() {
+        let (mut gate, start) = (PurgeGate::default(), Instant::now());
+        let ring = Some([1; 32]);
+        assert!(!gate.open(ring, start, QUIET), "just settled");
+        assert!(!gate.open(ring, start + QUIET / 2, QUIET));
+        assert!(gate.open(ring, start + QUIET, QUIET));
+    }
+
+    #[test]
+    fn a_competing_ring_of_the_same_epoch_restarts_the_wait() {
+        let (mut gate, start) = (PurgeGate::default(), Instant::now());
+        assert!(!gate.open(Some([1; 32]), start, QUIET));
+        assert!(!gate.open(Some([2; 32]), start + QUIET, QUIET), "the winner arrived: wait again");
+        assert!(gate.open(Some([2; 32]), start + 2 * QUIET, QUIET));
+    }
+
+    #[test]
+    fn pending_pulls_restart_the_wait() {
+        let (mut gate, start) = (PurgeGate::default(), Instant::now());
+        let ring = Some([1; 32]);
+        assert!(!gate.open(ring, start, QUIET));
+        assert!(!gate.open(None, start + QUIET, QUIET), "a pull appeared (a merged transition)");
+        assert!(!gate.open(ring, start + QUIET, QUIET));
+        assert!(gate.open(ring, start + 2 * QUIET, QUIET));
+    }
+
+    #[test]
+    fn no_quiet_period_opens_at_once() {
+        assert!(PurgeGate::default().open(Some([1; 32]), Instant::now(), Duration::ZERO));
+    }
 }
