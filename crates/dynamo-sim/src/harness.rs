@@ -30,10 +30,12 @@ use crate::check::{Snapshot, Verdict, check};
 use crate::clock::{SIM_EPOCH_MS, SeededNonces};
 use crate::faults::{Episode, FaultInjector, FaultProfile, schedule};
 use crate::log::{Counters, SharedLog};
-use crate::node::{LWW_BUCKET, RPC_PORT, SimNode};
+use crate::node::{LWW_BUCKET, RPC_PORT, SimNode, node_index};
 use crate::protocol::SimClient;
 use crate::rng::{SplitMix64, mix};
-use crate::workload::{CheckerSetup, ClientSetup, Convergence, Keyspace, checker, lww_client, set_client};
+use crate::workload::{
+    CheckerSetup, ClientSetup, Convergence, Keyspace, OperatorSetup, checker, lww_client, operator, set_client,
+};
 
 /// The shared cluster secret of simulated clusters (and their clients).
 const SECRET: &str = "dynamo-simulation-secret";
@@ -81,7 +83,19 @@ pub struct SimOptions {
     pub partitions: u32,
     /// The fault profile; `None`: drawn from the seed.
     pub profile: Option<FaultProfile>,
+    /// A membership change during the chaos: at this simulated time one
+    /// more node (`node<nodes>`) starts empty and asks `node0` to join, and
+    /// from [`COMMIT_DELAY_MS`] later an operator commits the plan through
+    /// one node after another until a commit succeeds (at the latest when
+    /// the checker starts). Faults hit the new
+    /// node too, so partitions and crashes overlap the join and its
+    /// transfers (the case Garage's tests found data loss in). `None`: the
+    /// membership never changes.
+    pub join_at_ms: Option<u64>,
 }
+
+/// How long after the new node starts the operator first tries to commit.
+pub const COMMIT_DELAY_MS: u64 = 1_500;
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -102,6 +116,7 @@ impl Default for SimOptions {
             anti_entropy_interval_ms: 100,
             partitions: 16,
             profile: None,
+            join_at_ms: None,
         }
     }
 }
@@ -185,8 +200,9 @@ impl SimCluster {
         let turmoil_seed = root.next_u64();
         let client_rngs = (0..options.set_clients + options.lww_clients).map(|_| root.fork()).collect();
         let profile = options.profile.clone().unwrap_or_else(|| FaultProfile::draw(&mut profile_rng));
-        let episodes = schedule(&mut schedule_rng, &profile, options.nodes, options.chaos_ms);
-        let skews_ms = (0..options.nodes)
+        let machines = machine_count(&options);
+        let episodes = schedule(&mut schedule_rng, &profile, machines, options.chaos_ms);
+        let skews_ms = (0..machines)
             .map(|_| skew_rng.between(0, 2 * profile.max_skew_ms) as i64 - profile.max_skew_ms as i64)
             .collect();
         Self { seed, options, profile, episodes, skews_ms, turmoil_seed, client_rngs }
@@ -207,14 +223,22 @@ impl SimCluster {
         let configs = node_configs(&options);
         let keys = Arc::new(keyspace(&options));
         let replicas = preference_lists(&configs[0], &keys, options.n);
-        let addrs: Vec<String> = configs.iter().map(|config| format!("{}:{RPC_PORT}", config.node_id)).collect();
+        // Clients and the checker talk to the founding nodes.
+        let addrs: Vec<String> =
+            configs[..options.nodes].iter().map(|config| format!("{}:{RPC_PORT}", config.node_id)).collect();
 
         let mut sim = build_sim(&options, &profile, turmoil_seed);
 
         let machines: Vec<Arc<SimNode>> = configs
             .into_iter()
             .enumerate()
-            .map(|(index, config)| Arc::new(SimNode::new(index, config, skews_ms[index], seed)))
+            .map(|(index, config)| {
+                let machine = SimNode::new(index, config, skews_ms[index], seed);
+                match options.join_at_ms {
+                    Some(at_ms) if index == options.nodes => Arc::new(machine.starting_at(at_ms)),
+                    _ => Arc::new(machine),
+                }
+            })
             .collect();
         let mut hosts = Vec::new();
         for machine in &machines {
@@ -254,6 +278,20 @@ impl SimCluster {
             }
             hosts.push(name);
         }
+        if let Some(join_at_ms) = options.join_at_ms {
+            sim.client(
+                "operator",
+                operator(OperatorSetup {
+                    client: new_client("operator", 998),
+                    nodes: addrs.clone(),
+                    start_ms: join_at_ms + COMMIT_DELAY_MS,
+                    stop_ms: options.chaos_ms + options.settle_ms,
+                    rng: SplitMix64::new(mix(seed, 997)),
+                    log: log.clone(),
+                }),
+            );
+            hosts.push("operator".to_string());
+        }
         let snapshot = Arc::new(Mutex::new(None));
         sim.client(
             "checker",
@@ -263,6 +301,7 @@ impl SimCluster {
                 machines: machines.clone(),
                 keys: keys.clone(),
                 replicas: replicas.clone(),
+                ring_may_change: options.join_at_ms.is_some(),
                 n: options.n,
                 start_ms: options.chaos_ms + options.settle_ms,
                 max_rounds: options.max_rounds,
@@ -283,7 +322,7 @@ impl SimCluster {
         let snapshot = snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         let log = log.lock();
         let mut verdict = match &snapshot {
-            Some(snapshot) => check(&log, snapshot, &keys, &replicas),
+            Some(snapshot) => check(&log, snapshot, &keys, &replicas_ever(&replicas, snapshot)),
             None => Verdict::default(),
         };
         verdict.violations.extend(log.violations.iter().cloned());
@@ -356,6 +395,26 @@ fn drive(sim: &mut Sim<'_>, injector: &mut FaultInjector, hosts: &[String], chao
     }
 }
 
+/// Each key's replicas under the first ring and under the last one (the
+/// snapshot's): the nodes that may have acknowledged its writes, whose
+/// crashes excuse the loss of a `dw = 0` write.
+fn replicas_ever(first: &[Vec<usize>], snapshot: &Snapshot) -> Vec<Vec<usize>> {
+    first
+        .iter()
+        .zip(&snapshot.states)
+        .map(|(first, last)| {
+            let mut nodes = first.clone();
+            nodes.extend(last.iter().map(|(node, _)| *node).filter(|node| !first.contains(node)));
+            nodes
+        })
+        .collect()
+}
+
+/// Machines of a run: the founding nodes and the one that joins, if any.
+fn machine_count(options: &SimOptions) -> usize {
+    options.nodes + usize::from(options.join_at_ms.is_some())
+}
+
 /// Runs one seed with `options`.
 pub fn run_seed(seed: u64, options: &SimOptions) -> RunReport {
     SimCluster::new(seed, options.clone()).run()
@@ -383,11 +442,23 @@ pub fn node_configs(options: &SimOptions) -> Vec<NodeConfig> {
         })
         .collect();
     let majority = options.n / 2 + 1;
-    (0..options.nodes)
+    (0..machine_count(options))
         .map(|index| {
+            // The joining node starts as a cluster of itself (reached at
+            // its host name) that asks node0 to let it in.
+            let founding = index < options.nodes;
+            let alone = || {
+                vec![MemberSpec {
+                    id: format!("node{index}"),
+                    rpc_addr: format!("node{index}:{RPC_PORT}"),
+                    capacity: None,
+                    zone: None,
+                }]
+            };
             Settings {
                 node_id: Some(format!("node{index}")),
-                members: Some(members.clone()),
+                members: Some(if founding { members.clone() } else { alone() }),
+                join: (!founding).then(|| format!("node0:{RPC_PORT}")),
                 cluster_secret: Some(SECRET.to_string()),
                 engine: Some(EngineKind::Memory),
                 default_n: Some(options.n),
@@ -422,18 +493,7 @@ fn preference_lists(config: &NodeConfig, keys: &Keyspace, n: u8) -> Vec<Vec<usiz
     keys.set_keys
         .iter()
         .chain(&keys.lww_keys)
-        .map(|key| {
-            cluster
-                .preference_list(key, n)
-                .iter()
-                .map(|node| {
-                    node.as_str()
-                        .strip_prefix("node")
-                        .and_then(|index| index.parse().ok())
-                        .expect("simulated node ids are node<index>")
-                })
-                .collect()
-        })
+        .map(|key| cluster.preference_list(key, n).iter().map(|node| node_index(node.as_str())).collect())
         .collect()
 }
 

@@ -19,11 +19,13 @@ use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_core::version::ActorId;
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::Coordinator;
+use dynamo_node::membership::Membership;
 use dynamo_node::server::assemble;
 use dynamo_rpc::Transport;
 use dynamo_storage::{MemoryEngine, Store};
 
 use crate::clock::{SeededNonces, SimClock};
+use crate::log::now_ms;
 use crate::protocol::SimHandler;
 use crate::rng::mix;
 use crate::transport::TurmoilTransport;
@@ -50,9 +52,19 @@ pub struct SimNode {
     actor_seed: u64,
     /// Incarnations started so far.
     incarnations: AtomicU64,
-    /// The running incarnation's coordinator, while it runs: how the
-    /// checker reads each replica's own state.
-    live: Mutex<Option<Arc<Coordinator>>>,
+    /// Simulated time before which the node process does not start (a
+    /// node that joins the cluster later), if any.
+    start_at_ms: Option<u64>,
+    /// The running incarnation, while it runs: how the checker reads each
+    /// replica's own state and its view of the cluster.
+    live: Mutex<Option<Live>>,
+}
+
+/// The parts of a running incarnation the checker looks into.
+#[derive(Clone)]
+struct Live {
+    coordinator: Arc<Coordinator>,
+    membership: Arc<Membership>,
 }
 
 impl SimNode {
@@ -68,8 +80,16 @@ impl SimNode {
             nonces: Arc::new(SeededNonces::new(mix(seed, 2 * index as u64))),
             actor_seed: mix(seed, 2 * index as u64 + 1),
             incarnations: AtomicU64::new(0),
+            start_at_ms: None,
             live: Mutex::new(None),
         }
+    }
+
+    /// This machine, whose node process starts only at `at_ms` of
+    /// simulated time (restarts after that start at once).
+    pub fn starting_at(mut self, at_ms: u64) -> Self {
+        self.start_at_ms = Some(at_ms);
+        self
     }
 
     /// The node process: assemble the node over this machine's storage,
@@ -78,6 +98,9 @@ impl SimNode {
     /// a turmoil host's software, once per incarnation (a crash drops the
     /// scheduler with every other task of the host).
     pub async fn run(self: Arc<Self>) -> turmoil::Result {
+        if let Some(at_ms) = self.start_at_ms {
+            tokio::time::sleep(std::time::Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+        }
         let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed);
         let actor = ActorId(mix(self.actor_seed, incarnation));
         let store = Store::memory(self.engine.clone());
@@ -88,9 +111,9 @@ impl SimNode {
         // it when the host crashes.
         let _background = parts.spawn_background();
         let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
-        *self.lock_live() = Some(parts.coordinator.clone());
+        *self.lock_live() = Some(Live { coordinator: parts.coordinator.clone(), membership: parts.membership.clone() });
         tokio::spawn(parts.anti_entropy.clone().run(std::future::pending::<()>()));
-        let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator));
+        let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator, parts.membership));
         dynamo_rpc::serve(listener, parts.rpc_config, handler, std::future::pending::<()>()).await;
         Ok(())
     }
@@ -110,19 +133,45 @@ impl SimNode {
     /// This replica's own state of `key` (not reconciled with others), or
     /// `None` while the node is down or starting.
     pub fn replica_state(&self, key: &ObjectKey) -> Option<Result<VersionedObject, String>> {
-        let coordinator = self.lock_live().clone()?;
-        Some(coordinator.replica().read(key).map_err(|error| error.to_string()))
+        let live = self.lock_live().clone()?;
+        Some(live.coordinator.replica().read(key).map_err(|error| error.to_string()))
     }
 
     /// Hints this node holds for others, or `None` while it is down.
     pub fn hints_pending(&self) -> Option<u64> {
-        let coordinator = self.lock_live().clone()?;
-        Some(coordinator.hints().stats().stored)
+        let live = self.lock_live().clone()?;
+        Some(live.coordinator.hints().stats().stored)
     }
 
-    fn lock_live(&self) -> MutexGuard<'_, Option<Arc<Coordinator>>> {
+    /// Partition copies still to be made after a ring change, as this node
+    /// sees the cluster, or `None` while it is down.
+    pub fn pending_pulls(&self) -> Option<usize> {
+        let live = self.lock_live().clone()?;
+        Some(live.membership.cluster().view().state().pending_pulls().len())
+    }
+
+    /// Epoch of the committed ring this node knows, or `None` while it is
+    /// down.
+    pub fn epoch(&self) -> Option<u64> {
+        let live = self.lock_live().clone()?;
+        Some(live.membership.cluster().view().state().epoch())
+    }
+
+    /// Node indexes of the first `n` replicas of `key` under the committed
+    /// ring this node knows, or `None` while it is down.
+    pub fn preference_list(&self, key: &ObjectKey, n: u8) -> Option<Vec<usize>> {
+        let live = self.lock_live().clone()?;
+        Some(live.membership.cluster().preference_list(key, n).iter().map(|node| node_index(node.as_str())).collect())
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, Option<Live>> {
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The index of simulated node `node<index>`.
+pub fn node_index(id: &str) -> usize {
+    id.strip_prefix("node").and_then(|index| index.parse().ok()).expect("simulated node ids are node<index>")
 }
 
 /// Gives [`LWW_BUCKET`] last-write-wins props on this node (the props of

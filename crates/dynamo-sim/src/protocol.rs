@@ -4,12 +4,15 @@
 //! simulated network, with its partitions, losses and latency, and reach
 //! the node's real [`Coordinator`], exactly as the HTTP front end calls it.
 //!
-//! Two extra RPC methods, served by [`SimHandler`] in front of the node's
+//! Three extra RPC methods, served by [`SimHandler`] in front of the node's
 //! own [`NodeHandler`] (which serves every other method unchanged):
 //! - [`METHOD_CLIENT_GET`]: body `r u8 (0 = bucket default) | Read request`;
 //!   answer a `Read` response (the reconciled object) or `Failed`.
 //! - [`METHOD_CLIENT_PUT`]: body a `Coordinate` request (key, context,
 //!   payload, w/dw options); answer `Coordinated(Ok(context))` or `Failed`.
+//! - [`METHOD_CLIENT_COMMIT`]: an operator's `dynamo admin commit` on this
+//!   node; empty body; answer `Pong` when a new ring was committed, or
+//!   `Failed` with why not (nothing to commit, transfers pending...).
 //!
 //! Both reuse the node-to-node message codec of
 //! [`dynamo_core::messages`], so nothing here parses bytes by hand.
@@ -26,6 +29,7 @@ use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
 use dynamo_node::coordinator::{Coordinator, RequestOptions};
 use dynamo_node::handler::NodeHandler;
+use dynamo_node::membership::Membership;
 use dynamo_rpc::{Handler, RpcClient, RpcConfig};
 
 use crate::transport::TurmoilTransport;
@@ -34,18 +38,22 @@ use crate::transport::TurmoilTransport;
 pub const METHOD_CLIENT_GET: u16 = 0x5101;
 /// Client put.
 pub const METHOD_CLIENT_PUT: u16 = 0x5102;
+/// Operator commit of the membership plan.
+pub const METHOD_CLIENT_COMMIT: u16 = 0x5103;
 
 /// The RPC handler of a simulated node: the client API plus everything
 /// the node itself serves.
 pub struct SimHandler {
     node: Arc<NodeHandler>,
     coordinator: Arc<Coordinator>,
+    membership: Arc<Membership>,
 }
 
 impl SimHandler {
-    /// Serves `coordinator` to clients and `node` to peers.
-    pub fn new(node: Arc<NodeHandler>, coordinator: Arc<Coordinator>) -> Self {
-        Self { node, coordinator }
+    /// Serves `coordinator` and `membership` to clients and operators, and
+    /// `node` to peers.
+    pub fn new(node: Arc<NodeHandler>, coordinator: Arc<Coordinator>, membership: Arc<Membership>) -> Self {
+        Self { node, coordinator, membership }
     }
 }
 
@@ -53,11 +61,13 @@ impl Handler for SimHandler {
     fn handle(&self, peer: &str, method: u16, body: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
         let node = self.node.clone();
         let coordinator = self.coordinator.clone();
+        let membership = self.membership.clone();
         let peer = peer.to_string();
         async move {
             match method {
                 METHOD_CLIENT_GET => Ok(Bytes::from(client_get(&coordinator, &body).await.encode())),
                 METHOD_CLIENT_PUT => Ok(Bytes::from(client_put(&coordinator, &body).await.encode())),
+                METHOD_CLIENT_COMMIT => Ok(Bytes::from(client_commit(&membership).await.encode())),
                 _ => node.handle(&peer, method, body).await,
             }
         }
@@ -89,6 +99,14 @@ async fn client_put(coordinator: &Coordinator, body: &[u8]) -> Response {
     let options = RequestOptions::from(options);
     match coordinator.put(&key, &context, payload, &options).await {
         Ok(context) => Response::Coordinated(Ok(context)),
+        Err(error) => failed(&error.to_string()),
+    }
+}
+
+async fn client_commit(membership: &Membership) -> Response {
+    match membership.commit().await {
+        Ok(report) if report.committed => Response::Pong,
+        Ok(report) => failed(&format!("not committed: {}", report.note)),
         Err(error) => failed(&error.to_string()),
     }
 }
@@ -163,6 +181,15 @@ impl SimClient {
             Response::Coordinated(Err(error)) => Err(format!("{} {}", error.status, error.body)),
             Response::Failed { reason } => Err(reason),
             _ => Err("unexpected reply to a client put".to_string()),
+        }
+    }
+
+    /// Commits the membership plan through the node at `addr`.
+    pub async fn commit(&self, addr: &str) -> Result<(), String> {
+        match self.call(addr, METHOD_CLIENT_COMMIT, Vec::new()).await? {
+            Response::Pong => Ok(()),
+            Response::Failed { reason } => Err(reason),
+            _ => Err("unexpected reply to a commit".to_string()),
         }
     }
 

@@ -377,6 +377,10 @@ pub struct CheckerSetup {
     /// Preference list (node indexes) of every key: set keys first, then
     /// LWW keys.
     pub replicas: Vec<Vec<usize>>,
+    /// Whether the ring may have changed during the run: then the checker
+    /// first waits for the change to settle everywhere and reads each key
+    /// from its replicas under the final ring instead of `replicas`.
+    pub ring_may_change: bool,
     /// N.
     pub n: u8,
     /// When to start.
@@ -389,6 +393,79 @@ pub struct CheckerSetup {
     pub result: Arc<std::sync::Mutex<Option<crate::check::Snapshot>>>,
     /// The run's log.
     pub log: SharedLog,
+}
+
+/// Waits (up to `max_rounds` background rounds) until every node runs,
+/// knows the same ring and sees no partition copy pending, then returns
+/// each key's replicas under that ring. A change that does not settle is a
+/// violation; the lists of node 0's view are returned anyway, so the rest of
+/// the check still runs.
+async fn settled_replicas(
+    machines: &[Arc<SimNode>],
+    keys: &[&ObjectKey],
+    n: u8,
+    max_rounds: u32,
+    log: &SharedLog,
+) -> Vec<Vec<usize>> {
+    let deadline_ms = now_ms() + u64::from(max_rounds) * BACKGROUND_ROUND.as_millis() as u64;
+    loop {
+        let epochs: Vec<Option<u64>> = machines.iter().map(|machine| machine.epoch()).collect();
+        let pending: Vec<Option<usize>> = machines.iter().map(|machine| machine.pending_pulls()).collect();
+        let settled = epochs.iter().all(|epoch| epoch.is_some() && *epoch == epochs[0])
+            && pending.iter().all(|pulls| *pulls == Some(0));
+        if settled || now_ms() >= deadline_ms {
+            let mut log = log.lock();
+            log.event(now_ms(), format!("ring settled={settled}: epochs {epochs:?}, pending pulls {pending:?}"));
+            if !settled {
+                log.violations.push(format!(
+                    "the ring change did not settle after healing: epochs {epochs:?}, pending pulls {pending:?}"
+                ));
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lists = |machine: &SimNode| keys.iter().map(|key| machine.preference_list(key, n)).collect::<Option<Vec<_>>>();
+    machines.iter().find_map(|machine| lists(machine)).unwrap_or_default()
+}
+
+/// What the operator does in a run with a join: once the new node has had
+/// time to ask to join, commit the plan through one node after another
+/// until a commit goes through, as an operator would retry
+/// `dynamo admin commit` during the faults.
+pub struct OperatorSetup {
+    /// The RPC client.
+    pub client: Arc<SimClient>,
+    /// Node RPC addresses (the founding nodes).
+    pub nodes: Vec<String>,
+    /// When to make the first attempt.
+    pub start_ms: u64,
+    /// When to give up.
+    pub stop_ms: u64,
+    /// Which node to try first, and the order after.
+    pub rng: SplitMix64,
+    /// The run's log.
+    pub log: SharedLog,
+}
+
+/// Pause between two commit attempts.
+const COMMIT_RETRY: Duration = Duration::from_millis(500);
+
+/// The operator's loop (see [`OperatorSetup`]).
+pub async fn operator(setup: OperatorSetup) -> turmoil::Result {
+    let OperatorSetup { client, nodes, start_ms, stop_ms, mut rng, log } = setup;
+    tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(now_ms()))).await;
+    let mut node = rng.index(nodes.len());
+    while now_ms() < stop_ms {
+        let outcome = client.commit(&nodes[node]).await;
+        log.lock().event(now_ms(), format!("operator commit via n{node}: {outcome:?}"));
+        if outcome.is_ok() {
+            break;
+        }
+        node = (node + 1) % nodes.len();
+        tokio::time::sleep(COMMIT_RETRY).await;
+    }
+    Ok(())
 }
 
 /// How long the checker waits after a round of reads for their repairs to
@@ -410,10 +487,25 @@ pub const BACKGROUND_ROUND: Duration = Duration::from_secs(5);
 
 /// The checker's loop.
 pub async fn checker(setup: CheckerSetup) -> turmoil::Result {
-    let CheckerSetup { client, nodes, machines, keys, replicas, n, start_ms, max_rounds, convergence, result, log } =
-        setup;
+    let CheckerSetup {
+        client,
+        nodes,
+        machines,
+        keys,
+        mut replicas,
+        ring_may_change,
+        n,
+        start_ms,
+        max_rounds,
+        convergence,
+        result,
+        log,
+    } = setup;
     tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(now_ms()))).await;
     let all_keys: Vec<&ObjectKey> = keys.set_keys.iter().chain(keys.lww_keys.iter()).collect();
+    if ring_may_change {
+        replicas = settled_replicas(&machines, &all_keys, n, max_rounds, &log).await;
+    }
     let mut snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, 0);
     if convergence == Convergence::Background {
         for round in 1..=max_rounds {
