@@ -27,11 +27,14 @@
 //!   [`FjallEngine`]'s `Drop` also does explicitly). The incidental fsyncs
 //!   are not something to rely on: a write is durable against power loss
 //!   only once a `sync` that started after it returned has succeeded.
-//! - **An fsync blocks writers, not readers.** `persist` holds the journal
-//!   mutex for the whole `fsync`, and every `insert`/`remove` takes that
-//!   mutex first. So while group commit fsyncs, writers wait (on their own
-//!   thread — a tokio worker, if called from async code) for up to one fsync;
-//!   `get` and scans do not touch the journal and are not delayed.
+//! - **fjall's fsync blocks writers, ours does not.** fjall's `persist`
+//!   holds the journal mutex for the whole `fsync`, and every
+//!   `insert`/`remove` takes that mutex first, so writers would wait (on
+//!   their own thread — a tokio worker, if called from async code) for
+//!   every fsync. [`Engine::sync`] therefore flushes the buffer under the
+//!   mutex and fsyncs the active journal file on a descriptor of its own
+//!   ([`crate::journal_sync`]). fjall still fsyncs under the mutex when it
+//!   rotates the journal after a memtable flush.
 //! - **Write stalls.** When flushing falls behind (4+ sealed memtables of a
 //!   keyspace queued) `insert` sleeps in 100 ms steps on the calling thread
 //!   until it catches up; at 20+ level-0 runs it also spins briefly.
@@ -40,8 +43,10 @@
 //!   tail, so a write that had not returned may be lost, never half-applied.
 //! - **Errors are sticky.** A failed journal write or fsync *poisons* the
 //!   database: every later write and persist fails with `Poisoned` (fsync
-//!   errors cannot be retried safely). The node should then stop and recover
-//!   from disk.
+//!   errors cannot be retried safely: the kernel may have dropped the dirty
+//!   pages, and a later fsync would succeed without them). A failure of our
+//!   own fsync poisons [`FjallEngine`] the same way. The node should then
+//!   stop and recover from disk.
 //!
 //! # Corrupting a record on purpose (tests)
 //!
@@ -52,10 +57,12 @@
 //! [`StorageError::Corruption`] for that key on its next read.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::engine::{Engine, Namespace, Records, StorageError};
+use crate::journal_sync;
 
 /// Nice value given to fjall's flush and compaction threads.
 const BACKGROUND_NICE: i32 = 10;
@@ -103,8 +110,10 @@ pub struct FjallEngine {
     /// The database: owns the journal and the background flush/compaction
     /// workers.
     db: Database,
-    /// Where the database lives, for messages.
+    /// Where the database lives (and its journal files).
     dir: PathBuf,
+    /// Set by a failed fsync of ours: every later write and sync fails.
+    poisoned: AtomicBool,
 }
 
 impl FjallEngine {
@@ -138,7 +147,7 @@ impl FjallEngine {
         debug_assert!(Namespace::ALL.iter().all(|ns| &**keyspaces[keyspace_index(*ns)].name() == ns.name()));
         tracing::debug!(dir = %dir.display(), "opened fjall storage");
         lower_background_priority();
-        Ok(FjallEngine { keyspaces, db, dir: dir.to_path_buf() })
+        Ok(FjallEngine { keyspaces, db, dir: dir.to_path_buf(), poisoned: AtomicBool::new(false) })
     }
 
     /// The data directory.
@@ -148,6 +157,29 @@ impl FjallEngine {
 
     fn keyspace(&self, ns: Namespace) -> &Keyspace {
         &self.keyspaces[keyspace_index(ns)]
+    }
+
+    /// Fails once an fsync of ours has failed (see the module docs).
+    fn check_not_poisoned(&self, operation: &'static str) -> Result<(), StorageError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(engine_error(
+                operation,
+                format!(
+                    "an earlier fsync of the journal in {} failed, so writes since may not be on disk; \
+                     restart the node to recover from what is",
+                    self.dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// fjall's own fsync, under its journal mutex: for closing, and when no
+    /// journal file is found where fjall 3 keeps it.
+    fn sync_under_journal_lock(&self) -> Result<(), StorageError> {
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| engine_error("sync", format!("persist of {}: {e}", self.dir.display())))
     }
 }
 
@@ -180,10 +212,12 @@ impl Engine for FjallEngine {
     }
 
     fn put(&self, ns: Namespace, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.check_not_poisoned("put")?;
         self.keyspace(ns).insert(key, value).map_err(|e| ns_error("put", ns, e))
     }
 
     fn remove(&self, ns: Namespace, key: &[u8]) -> Result<(), StorageError> {
+        self.check_not_poisoned("remove")?;
         self.keyspace(ns).remove(key).map_err(|e| ns_error("remove", ns, e))
     }
 
@@ -210,9 +244,19 @@ impl Engine for FjallEngine {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
+        self.check_not_poisoned("sync")?;
         self.db
-            .persist(PersistMode::SyncAll)
-            .map_err(|e| engine_error("sync", format!("persist of {}: {e}", self.dir.display())))
+            .persist(PersistMode::Buffer)
+            .map_err(|e| engine_error("sync", format!("journal buffer flush of {}: {e}", self.dir.display())))?;
+        match journal_sync::sync_active_journal(&self.dir) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.sync_under_journal_lock(),
+            Err(error) => {
+                self.poisoned.store(true, Ordering::Release);
+                tracing::error!(dir = %self.dir.display(), %error, "journal fsync failed; no write is accepted any more");
+                Err(engine_error("sync", format!("fsync of the journal in {}: {error}", self.dir.display())))
+            }
+        }
     }
 }
 
@@ -220,7 +264,7 @@ impl Drop for FjallEngine {
     fn drop(&mut self) {
         // fjall also fsyncs its journal when the last handle goes, but say so
         // here, where it can be logged with the directory.
-        if let Err(e) = self.sync() {
+        if let Err(e) = self.sync_under_journal_lock() {
             tracing::error!(dir = %self.dir.display(), error = %e, "final fsync on close failed");
         }
     }
@@ -302,5 +346,71 @@ mod tests {
         let engine = FjallEngine::open(dir.path()).expect("reopen");
         assert_eq!(engine.get(Namespace::Objects, b"k").expect("get").as_deref(), Some(&b"v"[..]));
         assert_eq!(engine.dir(), dir.path());
+    }
+
+    /// Whether the journal file at `path` holds `needle`.
+    fn journal_holds(path: &Path, needle: &[u8]) -> bool {
+        let bytes = std::fs::read(path).expect("read the journal");
+        bytes.windows(needle.len()).any(|window| window == needle)
+    }
+
+    /// What [`crate::journal_sync`] relies on, pinned against the fjall in
+    /// use: a write that returned is in the highest-numbered `.jnl` file of
+    /// the database directory, and after a rotation new writes go to a
+    /// higher-numbered one.
+    #[test]
+    fn writes_land_in_the_journal_file_that_sync_fsyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = FjallEngine::open(dir.path()).expect("open");
+        engine.put(Namespace::Objects, b"first", b"first-value-7d1c").expect("put");
+        let before = journal_sync::active_journal(dir.path()).expect("list").expect("a journal file");
+        assert!(journal_holds(&before, b"first-value-7d1c"), "{} holds the write", before.display());
+
+        // fjall starts a new journal file at a memtable flush once the
+        // active one passed 64 MB.
+        // Incompressible (the journal may compress values).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let filler: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for index in 0..64u32 {
+            engine.put(Namespace::Objects, &index.to_be_bytes(), &filler).expect("fill");
+        }
+        engine.keyspace(Namespace::Objects).rotate_memtable_and_wait().expect("flush");
+        // The flush worker rotates the journal right after taking the flush
+        // off its queue, which is when the wait above returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while journal_sync::active_journal(dir.path()).expect("list").as_ref() == Some(&before) {
+            assert!(std::time::Instant::now() < deadline, "no new journal file after 64 MB and a flush");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        engine.put(Namespace::Objects, b"second", b"second-value-93ab").expect("put");
+        let after = journal_sync::active_journal(dir.path()).expect("list").expect("a journal file");
+        assert!(journal_holds(&after, b"second-value-93ab"), "{} holds the write after rotation", after.display());
+        engine.sync().expect("sync");
+    }
+
+    #[test]
+    fn a_failed_fsync_refuses_every_later_write_and_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = FjallEngine::open(dir.path()).expect("open");
+        engine.put(Namespace::Objects, b"k", b"v").expect("put");
+        // What a failed fsync leaves behind (the failure itself cannot be
+        // provoked on a healthy disk).
+        engine.poisoned.store(true, Ordering::Release);
+        for result in [
+            engine.put(Namespace::Objects, b"k2", b"v"),
+            engine.remove(Namespace::Objects, b"k"),
+            engine.sync(),
+        ] {
+            let error = result.expect_err("refused after a failed fsync").to_string();
+            assert!(error.contains("earlier fsync") && error.contains("restart the node"), "{error}");
+        }
+        assert_eq!(engine.get(Namespace::Objects, b"k").expect("reads still work").as_deref(), Some(&b"v"[..]));
     }
 }

@@ -24,6 +24,7 @@
 pub mod engine;
 pub mod fjall_engine;
 pub mod group_commit;
+mod journal_sync;
 pub mod memory;
 pub mod record;
 pub mod store;
