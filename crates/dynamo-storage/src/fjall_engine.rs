@@ -403,11 +403,9 @@ mod tests {
         // What a failed fsync leaves behind (the failure itself cannot be
         // provoked on a healthy disk).
         engine.poisoned.store(true, Ordering::Release);
-        for result in [
-            engine.put(Namespace::Objects, b"k2", b"v"),
-            engine.remove(Namespace::Objects, b"k"),
-            engine.sync(),
-        ] {
+        for result in
+            [engine.put(Namespace::Objects, b"k2", b"v"), engine.remove(Namespace::Objects, b"k"), engine.sync()]
+        {
             let error = result.expect_err("refused after a failed fsync").to_string();
             assert!(error.contains("earlier fsync") && error.contains("restart the node"), "{error}");
         }
