@@ -673,7 +673,7 @@ impl Membership {
             format!("waits: {pending} transfers of the previous change are pending (see `dynamo admin transfers`)")
         } else {
             format!(
-                "moves {} partitions: {transfers} partition copies, while reads stay on the current replicas and                  writes go to both",
+                "moves {} partitions: {transfers} partition copies, while reads stay on the current replicas and writes go to both",
                 plan.moves.len()
             )
         };
