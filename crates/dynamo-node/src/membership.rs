@@ -426,6 +426,9 @@ pub struct Membership {
     /// refuses data requests, which it would otherwise take as a cluster
     /// of one and strand once it joins.
     joining_at_start: AtomicBool,
+    /// Whether this node held no object when its start-up join began (see
+    /// [`Membership::try_join`]).
+    empty_at_join_start: AtomicBool,
 }
 
 impl Membership {
@@ -445,6 +448,7 @@ impl Membership {
             commit_lock: tokio::sync::Mutex::new(()),
             join: Mutex::new(JoinStatus { state: "none", ..JoinStatus::default() }),
             joining_at_start: AtomicBool::new(false),
+            empty_at_join_start: AtomicBool::new(false),
         }
     }
 
@@ -478,6 +482,8 @@ impl Membership {
     /// the node serves anything; [`Membership::run_join`] clears it.
     pub fn expect_join(&self, seed: &str) {
         if self.cluster.view().state().is_standalone(self.cluster.local()) {
+            let empty = self.coordinator.replica().index().keys() == 0;
+            self.empty_at_join_start.store(empty, Ordering::Release);
             self.joining_at_start.store(true, Ordering::Release);
             *self.lock_join() =
                 JoinStatus { state: "pending", seed: Some(seed.to_string()), attempts: 0, last_error: None };
@@ -593,8 +599,17 @@ impl Membership {
                 members: view.state().members().count(),
             });
         }
+        // A node with data of its own would mix it into the cluster. But a
+        // node that started empty for a start-up join refuses client data
+        // until it has joined, so what it holds now came over authenticated
+        // RPC from members that already count it in their ring (the join
+        // was applied at the seed, its answer lost, and a plan committed):
+        // the cluster's own writes for it, which joining keeps where they
+        // belong.
         let keys = self.coordinator.replica().index().keys();
-        if keys > 0 {
+        let from_the_cluster =
+            self.joining_at_start.load(Ordering::Acquire) && self.empty_at_join_start.load(Ordering::Acquire);
+        if keys > 0 && !from_the_cluster {
             return Err(JoinError::HasData { keys });
         }
         let partitions = view.ring().partitions();

@@ -130,6 +130,23 @@ fn a_node_joins_during_faults_and_no_acknowledged_write_is_lost() {
     assert_seeds_pass(&SimOptions { join_at_ms: Some(4_000), ..SimOptions::default() });
 }
 
+/// Seeds that found a stranded join (a random search of 400 seeds from
+/// 20000): the seed applied the join but its answer was lost, the operator
+/// committed a ring with the new node, and the new node, still a cluster of
+/// its own, took the cluster's writes for it; its retried join then
+/// refused to join with data and gave up, and the ring change never
+/// settled. A node that started empty for its join now joins with what the
+/// cluster wrote to it.
+#[test]
+fn a_join_whose_answer_was_lost_still_completes() {
+    let options = SimOptions { join_at_ms: Some(4_000), ..SimOptions::default() };
+    for seed in [20143, 20248] {
+        let run = run_seed(seed, &options);
+        report(&run);
+        assert!(run.passed(), "{}", run.summary());
+    }
+}
+
 /// The same with no client reads after healing: the transfers, hinted
 /// handoff and anti-entropy alone bring the new ring's replicas together.
 #[test]
