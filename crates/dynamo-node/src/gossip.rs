@@ -30,7 +30,7 @@
 //! injected nonce source, so the simulation replays gossip exactly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamo_core::membership::{
@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::failure_detector::FailureDetector;
+use crate::lock;
 use crate::membership::{ChangeError, Membership};
 use crate::peers::Peers;
 
@@ -317,8 +318,4 @@ impl Gossip {
     fn next_random(&self) -> u64 {
         lock(&self.random).next_u64()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -59,3 +59,10 @@ pub mod replica;
 pub mod server;
 pub mod tombstones;
 pub mod transfers;
+
+/// Locks `mutex`. A holder that panicked leaves what the mutex guards
+/// consistent in every use in this crate (counters, caches, progress), so
+/// poisoning is ignored rather than spread.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -76,6 +76,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::coordinator::Coordinator;
+use crate::lock;
 use crate::membership::Membership;
 use crate::peers::Peers;
 
@@ -598,13 +599,8 @@ impl Transfers {
     }
 
     fn lock_progress(&self) -> MutexGuard<'_, (u64, BTreeMap<u32, PullProgress>)> {
-        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.progress)
     }
-}
-
-/// Locks `mutex`; what it guards stays consistent if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `transfer/ | epoch | partition | source`.

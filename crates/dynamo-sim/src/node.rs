@@ -17,6 +17,7 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
 use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_core::version::ActorId;
+use dynamo_node::cluster::ClusterView;
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::Coordinator;
 use dynamo_node::membership::Membership;
@@ -146,15 +147,13 @@ impl SimNode {
     /// Partition copies still to be made after a ring change, as this node
     /// sees the cluster, or `None` while it is down.
     pub fn pending_pulls(&self) -> Option<usize> {
-        let live = self.lock_live().clone()?;
-        Some(live.membership.cluster().view().state().pending_pulls().len())
+        Some(self.cluster_view()?.state().pending_pulls().len())
     }
 
     /// Epoch of the committed ring this node knows, or `None` while it is
     /// down.
     pub fn epoch(&self) -> Option<u64> {
-        let live = self.lock_live().clone()?;
-        Some(live.membership.cluster().view().state().epoch())
+        Some(self.cluster_view()?.state().epoch())
     }
 
     /// Node indexes of the first `n` replicas of `key` under the committed
@@ -162,6 +161,11 @@ impl SimNode {
     pub fn preference_list(&self, key: &ObjectKey, n: u8) -> Option<Vec<usize>> {
         let live = self.lock_live().clone()?;
         Some(live.membership.cluster().preference_list(key, n).iter().map(|node| node_index(node.as_str())).collect())
+    }
+
+    /// The cluster as the running incarnation sees it.
+    fn cluster_view(&self) -> Option<Arc<ClusterView>> {
+        Some(self.lock_live().as_ref()?.membership.cluster().view())
     }
 
     fn lock_live(&self) -> MutexGuard<'_, Option<Live>> {

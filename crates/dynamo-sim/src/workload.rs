@@ -398,8 +398,8 @@ pub struct CheckerSetup {
 /// Waits (up to `max_rounds` background rounds) until every node runs,
 /// knows the same ring and sees no partition copy pending, then returns
 /// each key's replicas under that ring. A change that does not settle is a
-/// violation; the lists of node 0's view are returned anyway, so the rest of
-/// the check still runs.
+/// violation; the lists of the first running node's view are returned
+/// anyway, so the rest of the check still runs.
 async fn settled_replicas(
     machines: &[Arc<SimNode>],
     keys: &[&ObjectKey],

@@ -55,6 +55,16 @@ fn text(value: &Value) -> String {
     value.as_str().map_or_else(|| value.to_string(), str::to_string)
 }
 
+/// Writes every key through `node`, each with the value `value_of` gives it.
+fn put_keys(node: &TestNode, keys: &[String], value_of: impl Fn(&str) -> Bytes) {
+    block_on(async {
+        let mut http = node.connect().await;
+        for key in keys {
+            http.put("b", key.as_bytes(), value_of(key), &WriteOptions::default()).await.expect("put");
+        }
+    });
+}
+
 /// Polls `done` until it holds; panics after `deadline` with `what`.
 fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -169,14 +179,7 @@ fn growing_from_one_node_to_four_copies_every_partition_to_its_new_replicas() {
     // W=1: the founding node takes writes alone.
     let node0 = lone_node(dir.path(), "node0", &secret, &["--default-r=1", "--default-w=1"]);
     let keys: Vec<String> = (0..60).map(|index| format!("k{index}")).collect();
-    block_on(async {
-        let mut http = node0.connect().await;
-        for key in &keys {
-            http.put("b", key.as_bytes(), Bytes::from(format!("v-{key}")), &WriteOptions::default())
-                .await
-                .expect("put");
-        }
-    });
+    put_keys(&node0, &keys, |key| Bytes::from(format!("v-{key}")));
 
     // Each join is committed once the previous one's copies are done.
     let mut nodes = vec![node0];
@@ -443,13 +446,7 @@ fn an_interrupted_transfer_resumes_after_the_puller_and_a_source_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
     let keys: Vec<String> = (0..600).map(|index| format!("k{index}")).collect();
-    let value = Bytes::from(vec![b'x'; 1024]);
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in &keys {
-            http.put("b", key.as_bytes(), value.clone(), &WriteOptions::default()).await.expect("put");
-        }
-    });
+    put_keys(&cluster.nodes[0], &keys, |_| Bytes::from(vec![b'x'; 1024]));
     // About 150 KiB/s: node3's copies (3/4 of the partitions, from three
     // sources each, ~1.4 MB) take about ten seconds.
     let join = format!("--join={}", cluster.nodes[0].rpc_addr());
@@ -493,12 +490,7 @@ fn hints_for_a_removed_node_reach_the_keys_current_replicas() {
     let mut cluster = TestCluster::start(dir.path(), 4, &[GOSSIP, "--hint-delivery-interval-ms=200"]);
     cluster.nodes[3].kill_9();
     let keys: Vec<String> = (0..80).map(|index| format!("h{index}")).collect();
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in &keys {
-            http.put("b", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await.expect("put");
-        }
-    });
+    put_keys(&cluster.nodes[0], &keys, |key| Bytes::from(key.to_string()));
     let survivors: Vec<&TestNode> = cluster.nodes[..3].iter().collect();
     let held = |nodes: &[&TestNode]| -> u64 {
         block_on(async {
@@ -529,13 +521,7 @@ fn a_node_removed_while_a_join_is_copying_is_re_replicated_afterwards() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::start(dir.path(), 4, &[GOSSIP]);
     let keys: Vec<String> = (0..400).map(|index| format!("r{index}")).collect();
-    let value = Bytes::from(vec![b'y'; 1024]);
-    block_on(async {
-        let mut http = cluster.nodes[0].connect().await;
-        for key in &keys {
-            http.put("b", key.as_bytes(), value.clone(), &WriteOptions::default()).await.expect("put");
-        }
-    });
+    put_keys(&cluster.nodes[0], &keys, |_| Bytes::from(vec![b'y'; 1024]));
     let join = format!("--join={}", cluster.nodes[0].rpc_addr());
     let node4 = lone_node(dir.path(), "node4", &cluster.secret_file, &[&join, "--transfer-max-bytes-per-sec=100000"]);
     wait_until("node4 joining", SPREAD_DEADLINE, || statuses(&cluster.nodes[1]).contains_key("node4"));
