@@ -57,7 +57,7 @@
 //! (`count u16 | hash 16 bytes *`, at most [`SEGMENTS`]), 7 `MerkleKeys`
 //! (`more u8 | count u16 | (key | digest 16 bytes) *`, at most [`MAX_LISTED_KEYS`]), 8 `ClusterSame`,
 //! 9 `ClusterState` (`state length u32 | state`), 10 `TransferPage` (`more u8 | count u16 | (key | object) *`,
-//! at most [`MAX_TRANSFER_KEYS`]).
+//! at most [`MAX_TRANSFER_KEYS`]), 11 `Unreadable` (as `Failed`).
 
 use thiserror::Error;
 
@@ -138,6 +138,7 @@ const RESPONSE_MERKLE_KEYS: u8 = 7;
 const RESPONSE_CLUSTER_SAME: u8 = 8;
 const RESPONSE_CLUSTER_STATE: u8 = 9;
 const RESPONSE_TRANSFER_PAGE: u8 = 10;
+const RESPONSE_UNREADABLE: u8 = 11;
 
 /// Outcome bytes of a `Coordinated` response.
 const OUTCOME_OK: u8 = 0;
@@ -362,6 +363,14 @@ pub enum Response {
     /// The reason is at most [`MAX_REASON_LEN`] bytes.
     Failed {
         /// What went wrong, for the quorum report.
+        reason: String,
+    },
+    /// Answer to [`Request::Read`] when the replica's stored state of the
+    /// key failed its integrity check: it serves nothing, and a write of
+    /// a good copy (read repair, anti-entropy) replaces the corrupt record.
+    /// The reason is at most [`MAX_REASON_LEN`] bytes.
+    Unreadable {
+        /// Where the corruption was detected, for the quorum report.
         reason: String,
     },
 }
@@ -628,10 +637,11 @@ impl Response {
             }
             Response::Failed { reason } => {
                 out.push(RESPONSE_FAILED);
-                let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
-                // MAX_REASON_LEN fits in u16.
-                out.extend_from_slice(&u16::try_from(reason.len()).unwrap_or(u16::MAX).to_be_bytes());
-                out.extend_from_slice(reason.as_bytes());
+                encode_reason(reason, &mut out);
+            }
+            Response::Unreadable { reason } => {
+                out.push(RESPONSE_UNREADABLE);
+                encode_reason(reason, &mut out);
             }
         }
         out
@@ -659,15 +669,26 @@ impl Response {
             RESPONSE_CLUSTER_SAME => Response::ClusterSame,
             RESPONSE_CLUSTER_STATE => Response::ClusterState { state: decode_state(&mut reader)? },
             RESPONSE_TRANSFER_PAGE => decode_transfer_response(&mut reader)?,
-            RESPONSE_FAILED => {
-                let len = usize::from(reader.u16("reason length")?);
-                Response::Failed { reason: decode_text(&mut reader, len, MAX_REASON_LEN, "reason")? }
-            }
+            RESPONSE_FAILED => Response::Failed { reason: decode_reason(&mut reader)? },
+            RESPONSE_UNREADABLE => Response::Unreadable { reason: decode_reason(&mut reader)? },
             kind => return Err(MessageError::UnknownResponse(kind)),
         };
         finish(&reader)?;
         Ok(response)
     }
+}
+
+/// `reason length u16 | reason`, cut at [`MAX_REASON_LEN`] bytes.
+fn encode_reason(reason: &str, out: &mut Vec<u8>) {
+    let reason = codec::truncate_at_char(reason, MAX_REASON_LEN);
+    // MAX_REASON_LEN fits in u16.
+    out.extend_from_slice(&u16::try_from(reason.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(reason.as_bytes());
+}
+
+fn decode_reason(reader: &mut Reader<'_>) -> Result<String, MessageError> {
+    let len = usize::from(reader.u16("reason length")?);
+    decode_text(reader, len, MAX_REASON_LEN, "reason")
 }
 
 fn read_format(reader: &mut Reader<'_>) -> Result<(), MessageError> {
@@ -1175,6 +1196,7 @@ mod tests {
             Just(Response::Pong),
             Just(Response::PropsSet),
             "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
+            "\\PC{0,100}".prop_map(|reason| Response::Unreadable { reason }),
             merkle_response(),
             Just(Response::ClusterSame),
             (1..4usize, 0..3usize, any::<bool>()).prop_map(|(members, joining, commit)| Response::ClusterState {
@@ -1289,7 +1311,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 11]), Err(MessageError::UnknownResponse(11)));
+        assert_eq!(Response::decode(&[1, 12]), Err(MessageError::UnknownResponse(12)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),

@@ -307,13 +307,16 @@ pub struct ReadQuorum {
     /// The merge of every reply so far (merge is commutative, associative
     /// and idempotent, so folding replies in as they come is order-free).
     merged: VersionedObject,
+    /// Replicas whose stored state of the key failed its integrity check:
+    /// failed answers, but ones a good copy repairs.
+    unreadable: Vec<NodeId>,
 }
 
 impl ReadQuorum {
     /// A read sent to `replicas` (a repeated node counts once), needing `r`
     /// replies, reconciling in `mode`.
     pub fn new(replicas: Vec<NodeId>, r: u8, mode: ConflictMode) -> Self {
-        Self { answers: Answers::new(replicas), r, mode, merged: VersionedObject::new() }
+        Self { answers: Answers::new(replicas), r, mode, merged: VersionedObject::new(), unreadable: Vec::new() }
     }
 
     /// `node` replied with its state of the key (empty if it has none).
@@ -331,6 +334,19 @@ impl ReadQuorum {
     /// already answered.
     pub fn fail(&mut self, node: NodeId, reason: impl Into<String>) -> Progress {
         self.answers.fail(&node, reason.into());
+        self.progress()
+    }
+
+    /// `node` could not serve the read because its stored state of the key
+    /// is corrupt (`reason` says where). It counts as failed, like
+    /// [`ReadQuorum::fail`], but it is a repair target: overwriting the
+    /// unreadable record with the merged result heals it. Ignored if `node`
+    /// is not a replica or already answered.
+    pub fn unreadable(&mut self, node: NodeId, reason: impl Into<String>) -> Progress {
+        if self.answers.unanswered(&node).is_some() {
+            self.answers.fail(&node, reason.into());
+            self.unreadable.push(node);
+        }
         self.progress()
     }
 
@@ -358,15 +374,19 @@ impl ReadQuorum {
 
     /// The replicas to send [`ReadQuorum::merged`] to: those that replied
     /// with a state that does not contain it (stale, or missing: an empty
-    /// reply). Replicas that failed or never answered are not listed; hinted
-    /// handoff and anti-entropy cover them.
+    /// reply), and those whose state was unreadable
+    /// ([`ReadQuorum::unreadable`]) when there is something to send.
+    /// Replicas that failed otherwise or never answered are not listed;
+    /// hinted handoff and anti-entropy cover them.
     pub fn repair_targets(&self) -> Vec<NodeId> {
+        let has_versions = !self.merged.is_empty();
         self.answers
             .slots
             .iter()
             .filter(|slot| match &slot.answer {
                 Answer::Ok(object) => !object.descends_in(&self.merged, self.mode),
-                Answer::Pending | Answer::Failed(_) => false,
+                Answer::Failed(_) => has_versions && self.unreadable.contains(&slot.node),
+                Answer::Pending => false,
             })
             .map(|slot| slot.node.clone())
             .collect()
@@ -720,6 +740,32 @@ mod tests {
         assert_eq!(read.repair_targets(), [node(1)]);
         let report = read.report();
         assert_eq!((report.answered_ok, report.needed, report.needed_durable, report.durable_ok), (2, 2, 0, 0));
+    }
+
+    #[test]
+    fn an_unreadable_replica_counts_as_failed_and_is_repaired_with_the_merge() {
+        let value = written(&VersionedObject::new(), 1, 1);
+        let mut read = ReadQuorum::new(nodes(3), 2, SIBLINGS);
+        assert_eq!(read.unreadable(node(0), "corruption detected in objects record b/k"), Progress::Pending);
+        assert_eq!(read.reply(node(1), value.clone()), Progress::Pending, "the unreadable answer is not a reply");
+        assert_eq!(read.reply(node(2), value.clone()), Progress::Succeeded);
+        assert_eq!(read.repair_targets(), [node(0)]);
+        let report = read.report();
+        assert_eq!(report.answered_ok, 2);
+        assert!(matches!(&report.replicas[0].state, ReplicaState::Failed(reason) if reason.contains("corruption")));
+    }
+
+    #[test]
+    fn an_unreadable_answer_after_a_reply_is_ignored_and_nothing_is_sent_when_nothing_was_read() {
+        let value = written(&VersionedObject::new(), 1, 1);
+        let mut read = ReadQuorum::new(nodes(2), 1, SIBLINGS);
+        read.reply(node(0), value);
+        read.unreadable(node(0), "late duplicate");
+        assert!(read.repair_targets().is_empty(), "node0's first answer stands");
+        let mut empty = ReadQuorum::new(nodes(2), 1, SIBLINGS);
+        empty.unreadable(node(0), "corrupt");
+        empty.reply(node(1), VersionedObject::new());
+        assert!(empty.repair_targets().is_empty(), "no versions to overwrite the corrupt record with");
     }
 
     #[test]

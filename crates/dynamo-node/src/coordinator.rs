@@ -297,6 +297,7 @@ impl Coordinator {
                     first_reader.get_or_insert_with(|| node.clone());
                     quorum.reply(node, object)
                 }
+                Ok(Response::Unreadable { reason }) => quorum.unreadable(node, reason),
                 Ok(other) => quorum.fail(node, unexpected(&other)),
                 Err(reason) => quorum.fail(node, reason),
             };
@@ -708,6 +709,7 @@ impl Coordinator {
             while let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await {
                 match outcome {
                     Ok(Response::Read { object }) => quorum.reply(node, object),
+                    Ok(Response::Unreadable { reason }) => quorum.unreadable(node, reason),
                     Ok(other) => quorum.fail(node, unexpected(&other)),
                     Err(reason) => quorum.fail(node, reason),
                 };
@@ -870,6 +872,7 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
     match request {
         Request::Read { key } => match replica.read(&key) {
             Ok(object) => Ok(Response::Read { object }),
+            Err(error) if error.is_corruption() => Ok(Response::Unreadable { reason: error.to_string() }),
             Err(error) => Err(error.to_string()),
         },
         Request::Write { key, object, mode, durable } => {
@@ -902,7 +905,7 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
 
 fn unexpected(response: &Response) -> String {
     match response {
-        Response::Failed { reason } => reason.clone(),
+        Response::Failed { reason } | Response::Unreadable { reason } => reason.clone(),
         other => format!("unexpected reply {}", response_name(other)),
     }
 }
@@ -920,6 +923,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::ClusterSame => "ClusterSame",
         Response::ClusterState { .. } => "ClusterState",
         Response::Failed { .. } => "Failed",
+        Response::Unreadable { .. } => "Unreadable",
     }
 }
 

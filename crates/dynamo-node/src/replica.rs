@@ -21,6 +21,7 @@ use dynamo_core::props::ConflictMode;
 use dynamo_core::version::{ActorId, VersionVector};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
+use tracing::warn;
 
 use crate::anti_entropy::MerkleIndex;
 use crate::clock::WallClock;
@@ -155,9 +156,32 @@ impl Replica {
     }
 
     /// Reads this replica's state of `key` (empty when never written).
+    ///
+    /// A record that fails its integrity check is an error (corrupt data is
+    /// never served), and the key leaves the anti-entropy index, so that
+    /// the next exchange with a peer holding the key sends a good copy,
+    /// which replaces the record (see [`Replica::merge_write`]).
     pub fn read(&self, key: &ObjectKey) -> Result<VersionedObject, ReplicaError> {
         let storage_key = key.storage_key(self.partitions);
-        self.load(key, &storage_key)
+        let loaded = self.load(key, &storage_key);
+        if let Err(error) = &loaded
+            && error.is_corruption()
+        {
+            self.unindex_if_still_unreadable(key, &storage_key);
+        }
+        loaded
+    }
+
+    /// Takes `key` out of the anti-entropy index if its record is (still,
+    /// under the key's lock) unreadable.
+    fn unindex_if_still_unreadable(&self, key: &ObjectKey, storage_key: &[u8]) {
+        let _guard = self.lock_key(key);
+        if let Err(error) = self.load(key, storage_key)
+            && error.is_corruption()
+        {
+            warn!(bucket = key.bucket(), %error, "stored object is unreadable; a good copy from another replica will replace it");
+            self.index.replace(key, None);
+        }
     }
 
     /// Applies a client write coordinated here: supersedes what `context`
@@ -212,6 +236,12 @@ impl Replica {
     /// the state changed, and then updates the key's Merkle tree from its
     /// digests before and after, still under the lock (so the index sees a
     /// key's writes in the order storage did).
+    ///
+    /// A stored record that fails its integrity check counts as absent: the
+    /// write replaces it. Nothing readable is lost (the record was not),
+    /// and every acknowledged write it held is on W-1 other replicas, from
+    /// which read repair and anti-entropy bring it back. Refusing instead
+    /// would make the key unwritable here, and unrepairable, for good.
     fn update(
         &self,
         key: &ObjectKey,
@@ -219,13 +249,25 @@ impl Replica {
     ) -> Result<VersionedObject, ReplicaError> {
         let storage_key = key.storage_key(self.partitions);
         let _guard = self.lock_key(key);
-        let mut object = self.load(key, &storage_key)?;
+        let (mut object, readable) = match self.load(key, &storage_key) {
+            Ok(object) => (object, true),
+            Err(error) if error.is_corruption() => {
+                warn!(bucket = key.bucket(), %error, "replacing an unreadable stored object with the merge of a write");
+                (VersionedObject::new(), false)
+            }
+            Err(error) => return Err(error),
+        };
         let before = object.clone();
         change(&mut object);
         if object != before {
             let encoded = encode_object(&object);
             self.store.put_buffered(Namespace::Objects, &storage_key, &encoded)?;
-            self.index.record(key, ObjectDigest::of(&before), ObjectDigest::of_encoding(&object, &encoded));
+            let digest = ObjectDigest::of_encoding(&object, &encoded);
+            if readable {
+                self.index.record(key, ObjectDigest::of(&before), digest);
+            } else {
+                self.index.replace(key, digest);
+            }
             if object.is_deleted() {
                 tombstones::note(&self.store, &storage_key, &object)?;
             }
@@ -305,9 +347,17 @@ impl Replica {
             let (_, key) = ObjectKey::from_storage_key(&storage_key)
                 .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
             let _guard = self.lock_key(&key);
-            let current = self.load(&key, &storage_key)?;
+            // An unreadable record goes too: this node no longer owns it.
+            let current = match self.load(&key, &storage_key) {
+                Ok(current) => Some(current),
+                Err(error) if error.is_corruption() => None,
+                Err(error) => return Err(error),
+            };
             self.store.remove(Namespace::Objects, &storage_key)?;
-            self.index.record(&key, ObjectDigest::of(&current), None);
+            match current {
+                Some(current) => self.index.record(&key, ObjectDigest::of(&current), None),
+                None => self.index.replace(&key, None),
+            }
             tombstones::forget(&self.store, &storage_key)?;
         }
         Ok(count)

@@ -177,9 +177,9 @@ impl TombstoneCollector {
             let read = self.coordinator.peers().call(node, Request::Read { key: key.clone() }, CALL_TIMEOUT).await;
             match read {
                 Ok(Response::Read { object }) if object == local => {}
-                Ok(Response::Read { .. }) => {
-                    // Behind (or ahead): give it this replica's state, and
-                    // look again next round.
+                Ok(Response::Read { .. } | Response::Unreadable { .. }) => {
+                    // Behind (or ahead, or its record is corrupt): give it
+                    // this replica's state, and look again next round.
                     everywhere = false;
                     let write = Request::Write {
                         key: key.clone(),

@@ -3,8 +3,9 @@
 //! hands each request's encoded bytes straight to the other node's handler
 //! and counts every byte both ways. What it proves: an exchange sends only a
 //! few KiB to find one differing key among 100,000, repairs exactly the keys
-//! that differ, in both directions, by merging (siblings survive), and never
-//! copies a key to a node outside its preference list.
+//! that differ, in both directions, by merging (siblings survive), never
+//! copies a key to a node outside its preference list, and replaces a
+//! corrupt record with a good copy (anti-entropy, read repair, or a write).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -324,4 +325,91 @@ async fn the_scheduler_repairs_on_its_own_and_reports_its_status() {
     assert!(status.totals.keys_repaired >= 1, "{:?}", status.totals);
     let partition = status.partitions.iter().find(|status| status.partition == PARTITION).expect("exchanged");
     assert_eq!(partition.last.peer, "b");
+}
+
+/// Flips one bit of `key`'s stored record on `node`, below the replica (as
+/// bit rot would), so its checksum no longer matches.
+fn corrupt(node: &TestNode, key: &ObjectKey) {
+    let engine = node.replica().store().engine().expect("engine");
+    let storage_key = key.storage_key(Q);
+    let mut record = engine.get(Namespace::Objects, &storage_key).expect("get").expect("the record exists");
+    let last = record.len() - 1;
+    record[last] ^= 0x01;
+    engine.put(Namespace::Objects, &storage_key, &record).expect("put");
+}
+
+fn assert_unreadable(node: &TestNode, key: &ObjectKey) {
+    match node.replica().read(key) {
+        Err(error) => assert!(error.is_corruption(), "expected a corruption error, got {error}"),
+        Ok(object) => panic!("a corrupt record was served: {object:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_record_once_read_is_replaced_by_the_next_exchange() {
+    let (a, b, _) = cluster(identical_stores(100));
+    let victim = key("b", 42);
+    corrupt(&b, &victim);
+    assert_unreadable(&b, &victim);
+
+    let report = a.exchange().await;
+
+    assert_eq!((report.keys_differing, report.keys_repaired, report.errors), (1, 1, 0), "{report:?}");
+    assert_eq!(b.state(&victim), a.state(&victim), "b holds a good copy again");
+    assert_eq!(a.root(), b.root());
+    assert_eq!(a.replica().index().mismatches() + b.replica().index().mismatches(), 0, "no rebuild needed");
+}
+
+#[tokio::test]
+async fn an_exchange_started_by_the_corrupt_side_repairs_it_too() {
+    let (a, b, _) = cluster(identical_stores(100));
+    let victim = key("b", 7);
+    corrupt(&b, &victim);
+    assert_unreadable(&b, &victim);
+
+    let report = b.exchange().await;
+
+    assert_eq!((report.keys_repaired, report.errors), (1, 0), "{report:?}");
+    assert_eq!(b.state(&victim), a.state(&victim));
+    assert_eq!(a.root(), b.root());
+}
+
+#[tokio::test]
+async fn a_write_coordinated_by_a_replica_whose_record_is_corrupt_replaces_the_record() {
+    let (a, _b, _) = cluster(identical_stores(10));
+    let victim = key("b", 3);
+    corrupt(&a, &victim);
+    let written = a
+        .replica()
+        .coordinate_write(
+            &victim,
+            &VersionVector::new(),
+            WriteStamp::After(Hlc(0)),
+            value("after the corruption"),
+            ConflictMode::Siblings,
+            Durability::Buffered,
+        )
+        .await
+        .expect("the write is not refused");
+    assert_eq!(a.state(&victim), written);
+    let payloads: Vec<&Payload> = written.siblings().iter().map(|sibling| &sibling.payload).collect();
+    assert_eq!(payloads, [&value("after the corruption")]);
+    assert_eq!(a.replica().index().mismatches(), 0);
+}
+
+#[tokio::test]
+async fn read_repair_replaces_an_unreadable_replica_with_the_merged_result() {
+    let (a, b, _) = cluster(identical_stores(10));
+    let victim = key("b", 5);
+    corrupt(&b, &victim);
+    // r = 1 (the test cluster's default): a's own copy answers the client;
+    // b's answer, Unreadable, comes in for read repair.
+    let read = a.coordinator.get(&victim, &Default::default()).await.expect("read through a");
+    assert_eq!(read, a.state(&victim));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.replica().read(&victim).ok().as_ref() != Some(&read) {
+        assert!(tokio::time::Instant::now() < deadline, "read repair never replaced b's corrupt record");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(a.root(), b.root());
 }

@@ -239,3 +239,58 @@ fn bucket_props_set_through_one_node_apply_on_every_node() {
         assert_eq!((props["w"].clone(), props["conflict"].clone()), (serde_json::json!(3), serde_json::json!("lww")));
     });
 }
+
+#[test]
+fn a_corrupt_record_on_one_replica_is_read_around_and_replaced_by_read_repair() {
+    use dynamo_storage::{Engine as _, Namespace};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Hint delivery and anti-entropy off: this test is about reads alone.
+    let args = ["--hint-delivery-interval-ms=3600000", "--anti-entropy-interval-ms=0"];
+    let mut cluster = TestCluster::start(dir.path(), 3, &args);
+    let all = WriteOptions { query: vec![("w".into(), "3".into()), ("dw".into(), "3".into())], ..Default::default() };
+    block_on(async {
+        let mut node0 = cluster.nodes[0].connect().await;
+        node0.put("b", b"rotten", Bytes::from("good value"), &all).await.expect("put on all three");
+    });
+    cluster.nodes[2].stop();
+    {
+        let fjall = cluster.nodes[2].data_dir.join("fjall");
+        let engine = dynamo_storage::fjall_engine::FjallEngine::open(&fjall).expect("open node2's storage");
+        let key = dynamo_core::keys::ObjectKey::new("b", b"rotten")
+            .expect("key")
+            .storage_key(dynamo_core::keys::DEFAULT_PARTITIONS);
+        let mut record = engine.get(Namespace::Objects, &key).expect("read").expect("node2 holds the key");
+        let last = record.len() - 1;
+        record[last] ^= 0x01;
+        engine.put(Namespace::Objects, &key, &record).expect("write back");
+        engine.sync().expect("sync");
+    }
+    cluster.nodes[2].restart();
+    cluster.wait_until_peers_up();
+    block_on(async {
+        let before = admin_replicas(&cluster, 0, "rotten").await;
+        let node2 = before["replicas"].as_array().expect("replicas").iter().find(|r| r["node"] == "node2").cloned();
+        let node2 = node2.expect("node2 is a replica");
+        assert_eq!(node2["status"], "unreadable", "{before}");
+        assert!(node2["reason"].as_str().is_some_and(|reason| reason.contains("corruption")), "{before}");
+        // Through node2 itself: the two good replicas answer (r = 2).
+        let mut via_node2 = cluster.nodes[2].connect().await;
+        let read = via_node2.get("b", b"rotten", &[]).await.expect("get");
+        assert_eq!(value_of(&read).as_deref(), Some("good value"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let after = admin_replicas(&cluster, 0, "rotten").await;
+            if replicas_holding(&after) == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "read repair never replaced node2's corrupt record: {after}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // And node2 coordinates writes to the key again.
+        let GetResult::Found { context, .. } = read else { panic!("one value expected: {read:?}") };
+        let over_it = WriteOptions { context: Some(context), ..all };
+        via_node2.put("b", b"rotten", Bytes::from("newer"), &over_it).await.expect("put through node2");
+        let read = via_node2.get("b", b"rotten", &[("r".to_string(), "3".to_string())]).await.expect("get r=3");
+        assert_eq!(value_of(&read).as_deref(), Some("newer"));
+    });
+}

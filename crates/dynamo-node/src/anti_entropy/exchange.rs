@@ -194,7 +194,7 @@ impl Exchange<'_> {
             return Ok(false);
         }
         let remote = match difference.remote {
-            Some(_) => Some(self.read_remote(&key).await?),
+            Some(_) => self.read_remote(&key).await?,
             None => None,
         };
         let replica = self.coordinator.replica();
@@ -209,9 +209,13 @@ impl Exchange<'_> {
         Ok(true)
     }
 
-    async fn read_remote(&mut self, key: &ObjectKey) -> Result<VersionedObject, StepError> {
+    /// The peer's state of `key`; `None` when its stored record is
+    /// unreadable (corrupt), which the repair then overwrites like a
+    /// missing one.
+    async fn read_remote(&mut self, key: &ObjectKey) -> Result<Option<VersionedObject>, StepError> {
         match self.call_for_key(key, Request::Read { key: key.clone() }).await? {
-            Response::Read { object } => Ok(object),
+            Response::Read { object } => Ok(Some(object)),
+            Response::Unreadable { .. } => Ok(None),
             _ => Err(StepError::Fatal("the peer answered a read with something else".into())),
         }
     }

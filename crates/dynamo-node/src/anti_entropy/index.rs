@@ -318,6 +318,17 @@ impl MerkleIndex {
         slot.set(key, listed, new);
     }
 
+    /// Records `key`'s state as `new` without checking what the index held:
+    /// for a key whose stored record failed its integrity check, so its old
+    /// digest is unknown. `None` (the record is unreadable, or was removed)
+    /// makes anti-entropy see the key as missing here, and a peer then sends
+    /// a good copy. Call under the key's lock.
+    pub fn replace(&self, key: &ObjectKey, new: Option<ObjectDigest>) {
+        let partition = key.partition(self.partitions);
+        let listed = ListedKey::new(key);
+        self.lock(partition).set(key, listed, new);
+    }
+
     /// The hashes of nodes `indices` of `level` of `partition`'s tree.
     pub fn hashes(&self, partition: u32, level: u8, indices: &[u16]) -> Result<Vec<NodeHash>, IndexError> {
         self.check(partition)?;

@@ -535,6 +535,9 @@ impl Api {
                     "context": encode_context(object.context()),
                     "versions": object.siblings().iter().map(version_summary).collect::<Vec<_>>(),
                 }),
+                Ok(ReplicaResponse::Unreadable { reason }) => {
+                    json!({ "node": node.to_string(), "status": "unreadable", "reason": reason })
+                }
                 Ok(ReplicaResponse::Failed { reason }) | Err(reason) => {
                     json!({ "node": node.to_string(), "status": "failed", "reason": reason })
                 }
