@@ -296,8 +296,13 @@ impl Replica {
     /// order, after `after` (partition transfers): at most
     /// [`MAX_TRANSFER_KEYS`] objects, closed early once they pass
     /// [`TRANSFER_PAGE_BYTES`]. Returns the page and whether more follow.
-    /// A record that does not decode fails the page: copying around it
-    /// would report a partition complete that is not.
+    ///
+    /// A record that fails its integrity check is left out (and logged):
+    /// it holds nothing a copy could carry, and the puller copies the
+    /// partition from every previous replica, so the key's good versions
+    /// arrive from the others. Failing the page instead would stop the ring
+    /// change for good. Only a scan that finds nothing but corrupt records
+    /// fails, since the page could not move the puller forward.
     pub fn transfer_page(
         &self,
         partition: u32,
@@ -313,26 +318,54 @@ impl Replica {
             }
             None => prefix.to_vec(),
         };
-        let rows = self.store.scan(Namespace::Objects, &prefix, &start, MAX_TRANSFER_KEYS + 1)?;
+        let limit = MAX_TRANSFER_KEYS + 1;
+        let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, limit)?;
+        // A full scan may have stopped before the partition's end.
+        let mut more = rows.len() == limit;
         let mut entries = Vec::new();
         let mut bytes = 0usize;
-        let mut more = false;
-        for (storage_key, encoded) in rows {
+        let mut first_error = None;
+        for (storage_key, payload) in rows {
             if entries.len() == MAX_TRANSFER_KEYS || bytes >= TRANSFER_PAGE_BYTES {
                 more = true;
                 break;
             }
-            let (_, key) = ObjectKey::from_storage_key(&storage_key)
-                .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
-            let object = decode_object(&encoded).map_err(|source| ReplicaError::Undecodable {
-                bucket: key.bucket().to_string(),
-                key: String::from_utf8_lossy(key.key()).into_owned(),
-                source,
-            })?;
-            bytes += encoded.len() + storage_key.len();
-            entries.push((key, object));
+            match self.decode_record(&storage_key, payload) {
+                Ok((key, object, size)) => {
+                    bytes += size + storage_key.len();
+                    entries.push((key, object));
+                }
+                Err(error) if error.is_corruption() => {
+                    warn!(partition, %error, "left an unreadable record out of a partition transfer");
+                    first_error.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
+            }
         }
-        Ok((entries, more))
+        match first_error {
+            Some(error) if entries.is_empty() && more => Err(error),
+            _ => {
+                let more = more && !entries.is_empty();
+                Ok((entries, more))
+            }
+        }
+    }
+
+    /// A scanned object record: its key, its object and its encoded size.
+    fn decode_record(
+        &self,
+        storage_key: &[u8],
+        payload: Result<Vec<u8>, StorageError>,
+    ) -> Result<(ObjectKey, VersionedObject, usize), ReplicaError> {
+        let (_, key) = ObjectKey::from_storage_key(storage_key)
+            .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
+        let encoded = payload?;
+        let object = decode_object(&encoded).map_err(|source| ReplicaError::Undecodable {
+            bucket: key.bucket().to_string(),
+            key: String::from_utf8_lossy(key.key()).into_owned(),
+            source,
+        })?;
+        Ok((key, object, encoded.len()))
     }
 
     /// Removes up to `max` objects of `partition`, which this node no

@@ -5,7 +5,8 @@
 //! few KiB to find one differing key among 100,000, repairs exactly the keys
 //! that differ, in both directions, by merging (siblings survive), never
 //! copies a key to a node outside its preference list, and replaces a
-//! corrupt record with a good copy (anti-entropy, read repair, or a write).
+//! corrupt record with a good copy (anti-entropy, read repair, or a write);
+//! and that a partition transfer pages past corrupt records.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -412,4 +413,30 @@ async fn read_repair_replaces_an_unreadable_replica_with_the_merged_result() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(a.root(), b.root());
+}
+
+#[tokio::test]
+async fn a_partition_transfer_leaves_corrupt_records_out_and_pages_on_past_them() {
+    let (a, _b, _) = cluster(identical_stores(600));
+    // One inside the first page, one where the first page's scan ends.
+    let rotten = [key("b", 10), key("b", 512)];
+    for victim in &rotten {
+        corrupt(&a, victim);
+    }
+    let mut after = None;
+    let mut copied = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (entries, more) = a.replica().transfer_page(PARTITION, after.as_ref()).expect("a page, not an error");
+        pages += 1;
+        after = entries.last().map(|(key, _)| key.clone()).or(after);
+        copied.extend(entries.into_iter().map(|(key, _)| key));
+        if !more {
+            break;
+        }
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(copied.len(), 598, "every readable record, each once");
+    assert!(rotten.iter().all(|victim| !copied.contains(victim)));
+    assert_eq!(pages, 2);
 }
