@@ -142,10 +142,19 @@ impl HintStore {
         };
         let mut start = Vec::new();
         loop {
-            let rows = hints.store.scan(Namespace::Hints, &[], &start, SCAN_BATCH)?;
+            let rows = hints.store.scan_records(Namespace::Hints, &[], &start, SCAN_BATCH)?;
             for (key, value) in &rows {
-                hints.stored.fetch_add(1, Ordering::Relaxed);
-                hints.stored_bytes.fetch_add(record_size(key, value), Ordering::Relaxed);
+                match value {
+                    Ok(value) => {
+                        hints.stored.fetch_add(1, Ordering::Relaxed);
+                        hints.stored_bytes.fetch_add(record_size(key, value), Ordering::Relaxed);
+                    }
+                    // Not counted yet, so nothing to take off the counts.
+                    Err(error) => {
+                        warn!(%error, "dropping an unreadable hint record");
+                        hints.store.remove(Namespace::Hints, key)?;
+                    }
+                }
             }
             match rows.last() {
                 Some((key, _)) if rows.len() == SCAN_BATCH => start = successor(key),
@@ -169,13 +178,22 @@ impl HintStore {
         let record_key = record_key(owner, &key.storage_key(self.partitions));
         {
             let _guard = self.lock();
-            let previous = self.store.get(Namespace::Hints, &record_key)?;
-            let (mut merged, created_ms) = match &previous {
-                Some(bytes) => {
-                    let record = decode_record(owner, bytes)?;
-                    (record.object, record.created_ms.min(now_ms))
+            let previous = match self.store.get(Namespace::Hints, &record_key) {
+                Ok(previous) => previous,
+                Err(error @ StorageError::Corruption { .. }) => {
+                    self.discard_unreadable_locked(&record_key, &error.into(), None)?;
+                    None
                 }
-                None => (VersionedObject::new(), now_ms),
+                Err(error) => return Err(error.into()),
+            };
+            let decoded = previous.as_deref().map(|bytes| (bytes, decode_record(owner, bytes)));
+            let (mut merged, created_ms, previous) = match decoded {
+                Some((_, Ok(record))) => (record.object, record.created_ms.min(now_ms), previous),
+                Some((bytes, Err(error))) => {
+                    self.discard_unreadable_locked(&record_key, &error, Some(bytes))?;
+                    (VersionedObject::new(), now_ms, None)
+                }
+                None => (VersionedObject::new(), now_ms, None),
             };
             merged.merge(object, mode);
             let value = encode_record(mode, created_ms, &merged);
@@ -211,16 +229,54 @@ impl HintStore {
     pub fn batch(&self, owner: &NodeId, after: &[u8], limit: usize) -> Result<Vec<Hint>, HintError> {
         let prefix = owner_prefix(owner);
         let start = if after.is_empty() { prefix.clone() } else { successor(after) };
-        let rows = self.store.scan(Namespace::Hints, &prefix, &start, limit)?;
-        rows.into_iter()
-            .map(|(record_key, stored)| {
-                let storage_key = &record_key[prefix.len()..];
-                let (_, key) = ObjectKey::from_storage_key(storage_key)
-                    .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })?;
-                let Record { mode, created_ms, object } = decode_record(owner, &stored)?;
-                Ok(Hint { record_key, key, object, mode, created_ms, stored })
-            })
-            .collect()
+        let rows = self.store.scan_records(Namespace::Hints, &prefix, &start, limit)?;
+        let mut hints = Vec::with_capacity(rows.len());
+        for (record_key, stored) in rows {
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(error) => {
+                    self.discard_unreadable(&record_key, &error.into(), None)?;
+                    continue;
+                }
+            };
+            let storage_key = &record_key[prefix.len()..];
+            let decoded = ObjectKey::from_storage_key(storage_key)
+                .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })
+                .and_then(|(_, key)| Ok((key, decode_record(owner, &stored)?)));
+            match decoded {
+                Ok((key, Record { mode, created_ms, object })) => {
+                    hints.push(Hint { record_key, key, object, mode, created_ms, stored })
+                }
+                Err(error) => self.discard_unreadable(&record_key, &error, Some(&stored))?,
+            }
+        }
+        Ok(hints)
+    }
+
+    /// Drops a hint record that fails its integrity check (`stored`: its
+    /// bytes when they could be read at all). Nothing in it can be
+    /// delivered, and kept it would be met again on every round; the write
+    /// it held is also on the other replicas that acknowledged it, from
+    /// which anti-entropy and read repair spread it. When the bytes are
+    /// unknown the size count keeps them until the next start-up recounts.
+    fn discard_unreadable(&self, record_key: &[u8], error: &HintError, stored: Option<&[u8]>) -> Result<(), HintError> {
+        let _guard = self.lock();
+        self.discard_unreadable_locked(record_key, error, stored)
+    }
+
+    fn discard_unreadable_locked(
+        &self,
+        record_key: &[u8],
+        error: &HintError,
+        stored: Option<&[u8]>,
+    ) -> Result<(), HintError> {
+        warn!(%error, "dropping an unreadable hint record");
+        self.store.remove(Namespace::Hints, record_key)?;
+        self.stored.fetch_sub(1, Ordering::Relaxed);
+        if let Some(stored) = stored {
+            self.stored_bytes.fetch_sub(record_size(record_key, stored), Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Removes `hint` after its owner acknowledged it, unless it changed
@@ -476,6 +532,67 @@ mod tests {
         let stats = hints.stats();
         assert!(refused > 0 && stats.stored_bytes <= 200, "{stats:?}");
         assert_eq!(stats.refused_full, refused);
+    }
+
+    /// Flips a bit of the stored hint record of `owner` and `key`, below
+    /// the store (as bit rot would), so its checksum fails.
+    fn corrupt(engine: &MemoryEngine, owner: &NodeId, key: &ObjectKey) {
+        use dynamo_storage::Engine as _;
+        let record_key = record_key(owner, &key.storage_key(PARTITIONS));
+        let mut raw = engine.get(Namespace::Hints, &record_key).unwrap().expect("the hint exists");
+        let last = raw.len() - 1;
+        raw[last] ^= 0x01;
+        engine.put(Namespace::Hints, &record_key, &raw).unwrap();
+    }
+
+    async fn store(hints: &HintStore, owner: &NodeId, name: &str, value: &str) {
+        let durable = Durability::Durable;
+        hints.store_hint(owner, &key(name), &written(value, 1), ConflictMode::Lww, durable, 1_000).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_hint_is_dropped_and_the_others_are_still_listed() {
+        let engine = MemoryEngine::new();
+        let hints = open(&engine, 1 << 20);
+        let owner = NodeId::new("n1");
+        for name in ["a", "b", "c"] {
+            store(&hints, &owner, name, "v").await;
+        }
+        corrupt(&engine, &owner, &key("b"));
+        let listed: Vec<ObjectKey> = hints.batch(&owner, &[], 10).unwrap().into_iter().map(|hint| hint.key).collect();
+        assert_eq!(listed, [key("a"), key("c")]);
+        assert_eq!(hints.stats().stored, 2);
+        assert_eq!(hints.batch(&owner, &[], 10).unwrap().len(), 2, "dropped, not met again");
+    }
+
+    #[tokio::test]
+    async fn a_store_with_an_unreadable_hint_opens_without_it() {
+        let engine = MemoryEngine::new();
+        let owner = NodeId::new("n1");
+        let size_of_one = {
+            let hints = open(&engine, 1 << 20);
+            store(&hints, &owner, "a", "v").await;
+            store(&hints, &owner, "b", "v").await;
+            hints.stats().stored_bytes / 2
+        };
+        corrupt(&engine, &owner, &key("a"));
+        let reopened = open(&engine, 1 << 20);
+        assert_eq!((reopened.stats().stored, reopened.stats().stored_bytes), (1, size_of_one));
+        assert_eq!(reopened.batch(&owner, &[], 10).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_hint_for_the_key_of_an_unreadable_one_replaces_it() {
+        let engine = MemoryEngine::new();
+        let hints = open(&engine, 1 << 20);
+        let owner = NodeId::new("n1");
+        store(&hints, &owner, "k", "old").await;
+        corrupt(&engine, &owner, &key("k"));
+        store(&hints, &owner, "k", "new").await;
+        let batch = hints.batch(&owner, &[], 10).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].object, written("new", 1));
+        assert_eq!(hints.stats().stored, 1);
     }
 
     #[tokio::test]
