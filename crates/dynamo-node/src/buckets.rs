@@ -32,6 +32,11 @@ pub struct PropsPatch {
 }
 
 impl PropsPatch {
+    /// Whether the patch leaves nothing of the current props.
+    fn sets_every_field(&self) -> bool {
+        self.n.is_some() && self.r.is_some() && self.w.is_some() && self.dw.is_some() && self.conflict.is_some()
+    }
+
     fn apply(&self, current: BucketProps) -> BucketProps {
         BucketProps {
             n: self.n.unwrap_or(current.n),
@@ -104,17 +109,18 @@ impl BucketRegistry {
     }
 
     /// The props of buckets that have their own: `(bucket, props,
-    /// version)` in bucket order. Stored props that do not parse are left
-    /// out (a request to their bucket reports them).
+    /// version)` in bucket order. Stored props that fail their checksum or
+    /// do not parse are left out (a request to their bucket reports them),
+    /// so one bad record cannot stop membership or anti-entropy.
     pub fn stored(&self) -> Result<Vec<(String, BucketProps, u64)>, PropsStoreError> {
         let prefix = PROPS_KEY_PREFIX.as_bytes();
         let mut all = Vec::new();
         let mut start = prefix.to_vec();
         loop {
-            let page = self.store.scan(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
+            let page = self.store.scan_records(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
             for (key, bytes) in &page {
                 let bucket = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                if let Ok(stored) = parse_stored(bytes) {
+                if let Some(stored) = bytes.as_ref().ok().and_then(|bytes| parse_stored(bytes).ok()) {
                     all.push((bucket, stored.props, stored.version));
                 }
             }
@@ -135,16 +141,16 @@ impl BucketRegistry {
     }
 
     /// The largest n of any bucket: the default, or one stored with a
-    /// bucket's props. Stored props that do not parse are left out (a
-    /// request to their bucket reports them).
+    /// bucket's props. Stored props that fail their checksum or do not
+    /// parse are left out (a request to their bucket reports them).
     pub fn largest_n(&self) -> Result<u8, PropsStoreError> {
         let prefix = PROPS_KEY_PREFIX.as_bytes();
         let mut largest = self.defaults.n;
         let mut start = prefix.to_vec();
         loop {
-            let page = self.store.scan(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
+            let page = self.store.scan_records(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
             for (_, bytes) in &page {
-                if let Ok(stored) = parse_stored(bytes) {
+                if let Some(stored) = bytes.as_ref().ok().and_then(|bytes| parse_stored(bytes).ok()) {
                     largest = largest.max(stored.props.n);
                 }
             }
@@ -160,9 +166,22 @@ impl BucketRegistry {
 
     /// Applies `patch` to `bucket`'s props as a change of `version`,
     /// validates, and stores durably. Returns the new props.
+    ///
+    /// Over stored props that are unreadable (corrupt), only a patch that
+    /// sets every field can apply: there is nothing to keep the others from.
     pub async fn update(&self, bucket: &str, patch: &PropsPatch, version: u64) -> Result<BucketProps, PropsStoreError> {
         let _serialized = self.update_lock.lock().await;
-        let props = patch.apply(self.get(bucket)?);
+        let current = match self.readable_stored(bucket)? {
+            Ok(stored) => stored.props,
+            Err(_) if patch.sets_every_field() => self.defaults,
+            Err(detail) => {
+                return Err(PropsStoreError::Unreadable {
+                    bucket: bucket.to_string(),
+                    detail: format!("{detail}; set every field (n, r, w, dw, conflict) to replace them"),
+                });
+            }
+        };
+        let props = patch.apply(current);
         props.validate().map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
         self.store_props(bucket, StoredProps { props, version }).await?;
         Ok(props)
@@ -173,10 +192,25 @@ impl BucketRegistry {
     pub async fn apply(&self, bucket: &str, props: BucketProps, version: u64) -> Result<(), PropsStoreError> {
         let _serialized = self.update_lock.lock().await;
         props.validate().map_err(|error| PropsStoreError::Invalid(error.to_string()))?;
-        if self.get_stored(bucket)?.version >= version {
+        // Unreadable (corrupt) stored props are replaced by any change.
+        if let Ok(stored) = self.readable_stored(bucket)?
+            && stored.version >= version
+        {
             return Ok(());
         }
         self.store_props(bucket, StoredProps { props, version }).await
+    }
+
+    /// The stored props of `bucket`, or why they are unreadable (a record
+    /// failing its checksum, or one that does not parse). Other storage
+    /// failures are errors.
+    fn readable_stored(&self, bucket: &str) -> Result<Result<StoredProps, String>, PropsStoreError> {
+        match self.get_stored(bucket) {
+            Ok(stored) => Ok(Ok(stored)),
+            Err(PropsStoreError::Unreadable { detail, .. }) => Ok(Err(detail)),
+            Err(PropsStoreError::Storage(error @ StorageError::Corruption { .. })) => Ok(Err(error.to_string())),
+            Err(error) => Err(error),
+        }
     }
 
     async fn store_props(&self, bucket: &str, stored: StoredProps) -> Result<(), PropsStoreError> {
@@ -207,4 +241,65 @@ fn parse_stored(bytes: &[u8]) -> Result<StoredProps, String> {
 
 fn props_key(bucket: &str) -> String {
     format!("{PROPS_KEY_PREFIX}{bucket}")
+}
+
+#[cfg(test)]
+mod tests {
+    use dynamo_storage::MemoryEngine;
+
+    use super::*;
+
+    fn defaults() -> BucketProps {
+        BucketProps { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings }
+    }
+
+    /// Flips a bit of `bucket`'s stored props record below the store, so
+    /// its checksum fails.
+    fn corrupt(store: &Store, bucket: &str) {
+        let engine = store.engine().expect("engine");
+        let key = props_key(bucket);
+        let mut raw = engine.get(Namespace::Meta, key.as_bytes()).expect("get").expect("props stored");
+        let last = raw.len() - 1;
+        raw[last] ^= 0x01;
+        engine.put(Namespace::Meta, key.as_bytes(), &raw).expect("put");
+    }
+
+    fn every_field(n: u8) -> PropsPatch {
+        PropsPatch { n: Some(n), r: Some(1), w: Some(1), dw: Some(0), conflict: Some(ConflictMode::Lww) }
+    }
+
+    #[tokio::test]
+    async fn corrupt_props_are_left_out_of_listings_and_replaced_by_a_newer_change() {
+        let store = Store::memory(MemoryEngine::new());
+        let registry = BucketRegistry::new(store.clone(), defaults());
+        registry.update("rotten", &every_field(5), 1).await.expect("set");
+        registry.update("fine", &every_field(4), 1).await.expect("set");
+        corrupt(&store, "rotten");
+        let registry = BucketRegistry::new(store.clone(), defaults());
+
+        let listed: Vec<String> = registry.stored().expect("listing").into_iter().map(|(bucket, ..)| bucket).collect();
+        assert_eq!(listed, ["fine"]);
+        assert_eq!(registry.largest_n().expect("largest n"), 4, "the corrupt record's n = 5 is not counted");
+        let error = registry.get("rotten").expect_err("corrupt props are reported").to_string();
+        assert!(error.contains("corruption"), "{error}");
+
+        let props = BucketProps { n: 3, r: 1, w: 1, dw: 0, conflict: ConflictMode::Lww };
+        registry.apply("rotten", props, 2).await.expect("a change from another node replaces them");
+        assert_eq!(registry.get("rotten").expect("readable again"), props);
+    }
+
+    #[tokio::test]
+    async fn over_corrupt_props_only_a_patch_of_every_field_applies() {
+        let store = Store::memory(MemoryEngine::new());
+        let registry = BucketRegistry::new(store.clone(), defaults());
+        registry.update("rotten", &every_field(5), 1).await.expect("set");
+        corrupt(&store, "rotten");
+        let registry = BucketRegistry::new(store, defaults());
+
+        let partial = PropsPatch { n: Some(2), ..PropsPatch::default() };
+        let error = registry.update("rotten", &partial, 2).await.expect_err("nothing to keep the rest from");
+        assert!(error.to_string().contains("set every field"), "{error}");
+        let props = registry.update("rotten", &every_field(2), 3).await.expect("every field replaces them");
+        assert_eq!(registry.get("rotten").expect("readable again"), props);
+    }
 }

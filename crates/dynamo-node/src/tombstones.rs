@@ -112,7 +112,7 @@ impl TombstoneCollector {
         let store = self.coordinator.replica().store();
         let mut start = INDEX_PREFIX.to_vec();
         while (round.checked as usize) < MAX_CHECKED_PER_ROUND {
-            let entries = match store.scan(Namespace::Meta, INDEX_PREFIX, &start, INDEX_BATCH) {
+            let entries = match store.scan_records(Namespace::Meta, INDEX_PREFIX, &start, INDEX_BATCH) {
                 Ok(entries) => entries,
                 Err(error) => {
                     warn!(%error, "cannot read the tombstone index");
@@ -125,6 +125,16 @@ impl TombstoneCollector {
             let full = entries.len() == INDEX_BATCH;
             for (index_key, value) in entries {
                 round.checked += 1;
+                let value = match value {
+                    Ok(value) => value,
+                    Err(error) => {
+                        // Only a hint for the collector: without the entry
+                        // the tombstone stays until its key is written again.
+                        warn!(%error, "dropping an unreadable tombstone index entry");
+                        let _ = store.remove(Namespace::Meta, &index_key);
+                        continue;
+                    }
+                };
                 let deleted_ms = value.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
                 if deleted_ms > cutoff_ms {
                     continue;

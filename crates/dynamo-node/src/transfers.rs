@@ -490,7 +490,7 @@ impl Transfers {
         let mut prefix = CURSOR_PREFIX.to_vec();
         prefix.extend_from_slice(&epoch.to_be_bytes());
         prefix.extend_from_slice(&partition.to_be_bytes());
-        match store.scan(Namespace::Meta, &prefix, &prefix, 1024) {
+        match store.scan_records(Namespace::Meta, &prefix, &prefix, 1024) {
             Ok(rows) => {
                 for (key, _) in rows {
                     let _ = store.remove(Namespace::Meta, &key);

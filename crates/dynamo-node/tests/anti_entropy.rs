@@ -6,7 +6,8 @@
 //! that differ, in both directions, by merging (siblings survive), never
 //! copies a key to a node outside its preference list, and replaces a
 //! corrupt record with a good copy (anti-entropy, read repair, or a write);
-//! and that a partition transfer pages past corrupt records.
+//! and that a partition transfer and tombstone collection go on past
+//! corrupt records.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -439,4 +440,37 @@ async fn a_partition_transfer_leaves_corrupt_records_out_and_pages_on_past_them(
     assert_eq!(copied.len(), 598, "every readable record, each once");
     assert!(rotten.iter().all(|victim| !copied.contains(victim)));
     assert_eq!(pages, 2);
+}
+
+#[tokio::test]
+async fn a_corrupt_tombstone_index_entry_is_dropped_and_the_other_tombstones_are_collected() {
+    use dynamo_node::tombstones::TombstoneCollector;
+    let (a, b, _) = cluster(identical_stores(10));
+    let deleted = [key("b", 1), key("b", 2)];
+    for key in &deleted {
+        let mut tombstone = a.state(key);
+        let context = tombstone.context().clone();
+        tombstone.put(&context, ActorId(9), Hlc(2), Payload::Tombstone, ConflictMode::Siblings);
+        for node in [&a, &b] {
+            node.replica()
+                .merge_write(key, &tombstone, ConflictMode::Siblings, Durability::Buffered)
+                .await
+                .expect("delete");
+        }
+    }
+    // Bit rot in a's index entry of the first tombstone.
+    let engine = a.replica().store().engine().expect("engine");
+    let mut entry_key = b"tomb/".to_vec();
+    entry_key.extend_from_slice(&deleted[0].storage_key(Q));
+    let mut raw = engine.get(Namespace::Meta, &entry_key).expect("get").expect("the delete was indexed");
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    engine.put(Namespace::Meta, &entry_key, &raw).expect("put");
+
+    let collector = TombstoneCollector::new(a.coordinator.clone(), Arc::new(SystemClock), Duration::ZERO);
+    let round = collector.round().await;
+
+    assert_eq!(round.reaped, 1, "{round:?}");
+    assert!(a.state(&deleted[1]).is_empty() && b.state(&deleted[1]).is_empty(), "collected on both replicas");
+    assert!(engine.get(Namespace::Meta, &entry_key).expect("get").is_none(), "the unreadable entry is gone");
 }
