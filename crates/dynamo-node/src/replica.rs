@@ -374,13 +374,16 @@ impl Replica {
     /// `max` means the partition is empty here now.
     pub fn purge_partition(&self, partition: u32, max: usize) -> Result<usize, ReplicaError> {
         let prefix = partition.to_be_bytes();
-        let rows = self.store.scan(Namespace::Objects, &prefix, &prefix, max)?;
+        let rows = self.store.scan_records(Namespace::Objects, &prefix, &prefix, max)?;
         let count = rows.len();
         for (storage_key, _) in rows {
-            let (_, key) = ObjectKey::from_storage_key(&storage_key)
-                .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
+            // Unreadable records go too: this node no longer owns them.
+            let Ok((_, key)) = ObjectKey::from_storage_key(&storage_key) else {
+                // No key to lock or index: nothing else knows this record.
+                self.store.remove(Namespace::Objects, &storage_key)?;
+                continue;
+            };
             let _guard = self.lock_key(&key);
-            // An unreadable record goes too: this node no longer owns it.
             let current = match self.load(&key, &storage_key) {
                 Ok(current) => Some(current),
                 Err(error) if error.is_corruption() => None,

@@ -474,3 +474,12 @@ async fn a_corrupt_tombstone_index_entry_is_dropped_and_the_other_tombstones_are
     assert!(a.state(&deleted[1]).is_empty() && b.state(&deleted[1]).is_empty(), "collected on both replicas");
     assert!(engine.get(Namespace::Meta, &entry_key).expect("get").is_none(), "the unreadable entry is gone");
 }
+
+#[tokio::test]
+async fn purging_a_partition_removes_its_corrupt_records_too() {
+    let (a, _b, _) = cluster(identical_stores(10));
+    corrupt(&a, &key("b", 3));
+    assert_eq!(a.replica().purge_partition(PARTITION, 100).expect("purge"), 10);
+    assert_eq!(a.replica().purge_partition(PARTITION, 100).expect("purge"), 0, "nothing left");
+    assert_eq!(a.replica().index().keys(), 0);
+}
