@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::props::{BucketProps, ConflictMode, MAX_N};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -67,6 +67,15 @@ pub enum PropsStoreError {
     },
 }
 
+/// What [`BucketRegistry::listing`] found.
+#[derive(Clone, Debug, Default)]
+pub struct PropsListing {
+    /// `(bucket, props, version)` of the readable records, in bucket order.
+    pub readable: Vec<(String, BucketProps, u64)>,
+    /// Buckets whose stored props are unreadable.
+    pub unreadable: Vec<String>,
+}
+
 /// Props as stored: the props and the version of the change that set them
 /// (an HLC timestamp; the newest change wins on every node).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,18 +119,26 @@ impl BucketRegistry {
 
     /// The props of buckets that have their own: `(bucket, props,
     /// version)` in bucket order. Stored props that fail their checksum or
-    /// do not parse are left out (a request to their bucket reports them),
-    /// so one bad record cannot stop membership or anti-entropy.
+    /// do not parse are left out (a request to their bucket reports them):
+    /// for passing props on, where one bad record must not stop the rest.
+    /// Decisions that depend on every bucket's n use [`Self::listing`].
     pub fn stored(&self) -> Result<Vec<(String, BucketProps, u64)>, PropsStoreError> {
+        Ok(self.listing()?.readable)
+    }
+
+    /// Every bucket's stored props, with the buckets whose props are
+    /// unreadable (failing their checksum, or not parsing) named apart.
+    pub fn listing(&self) -> Result<PropsListing, PropsStoreError> {
         let prefix = PROPS_KEY_PREFIX.as_bytes();
-        let mut all = Vec::new();
+        let mut listing = PropsListing::default();
         let mut start = prefix.to_vec();
         loop {
             let page = self.store.scan_records(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
             for (key, bytes) in &page {
                 let bucket = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                if let Some(stored) = bytes.as_ref().ok().and_then(|bytes| parse_stored(bytes).ok()) {
-                    all.push((bucket, stored.props, stored.version));
+                match bytes.as_ref().ok().and_then(|bytes| parse_stored(bytes).ok()) {
+                    Some(stored) => listing.readable.push((bucket, stored.props, stored.version)),
+                    None => listing.unreadable.push(bucket),
                 }
             }
             match page.last() {
@@ -129,7 +146,7 @@ impl BucketRegistry {
                     start = last.clone();
                     start.push(0);
                 }
-                _ => return Ok(all),
+                _ => return Ok(listing),
             }
         }
     }
@@ -141,27 +158,15 @@ impl BucketRegistry {
     }
 
     /// The largest n of any bucket: the default, or one stored with a
-    /// bucket's props. Stored props that fail their checksum or do not
-    /// parse are left out (a request to their bucket reports them).
+    /// bucket's props. A bucket whose props are unreadable could have any
+    /// n, so it counts as [`MAX_N`]: callers (anti-entropy, the purge of
+    /// partitions that moved away) then keep and repair more, never less.
     pub fn largest_n(&self) -> Result<u8, PropsStoreError> {
-        let prefix = PROPS_KEY_PREFIX.as_bytes();
-        let mut largest = self.defaults.n;
-        let mut start = prefix.to_vec();
-        loop {
-            let page = self.store.scan_records(Namespace::Meta, prefix, &start, PROPS_SCAN_PAGE)?;
-            for (_, bytes) in &page {
-                if let Some(stored) = bytes.as_ref().ok().and_then(|bytes| parse_stored(bytes).ok()) {
-                    largest = largest.max(stored.props.n);
-                }
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == PROPS_SCAN_PAGE => {
-                    start = last.clone();
-                    start.push(0);
-                }
-                _ => return Ok(largest),
-            }
+        let listing = self.listing()?;
+        if !listing.unreadable.is_empty() {
+            return Ok(MAX_N);
         }
+        Ok(listing.readable.iter().map(|(_, props, _)| props.n).fold(self.defaults.n, u8::max))
     }
 
     /// Applies `patch` to `bucket`'s props as a change of `version`,
@@ -279,7 +284,8 @@ mod tests {
 
         let listed: Vec<String> = registry.stored().expect("listing").into_iter().map(|(bucket, ..)| bucket).collect();
         assert_eq!(listed, ["fine"]);
-        assert_eq!(registry.largest_n().expect("largest n"), 4, "the corrupt record's n = 5 is not counted");
+        assert_eq!(registry.listing().expect("listing").unreadable, ["rotten"]);
+        assert_eq!(registry.largest_n().expect("largest n"), MAX_N, "an unreadable n could be anything");
         let error = registry.get("rotten").expect_err("corrupt props are reported").to_string();
         assert!(error.contains("corruption"), "{error}");
 

@@ -872,7 +872,7 @@ pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Respon
     match request {
         Request::Read { key } => match replica.read(&key) {
             Ok(object) => Ok(Response::Read { object }),
-            Err(error) if error.is_corruption() => Ok(Response::Unreadable { reason: error.to_string() }),
+            Err(error) if error.is_bit_rot() => Ok(Response::Unreadable { reason: error.to_string() }),
             Err(error) => Err(error.to_string()),
         },
         Request::Write { key, object, mode, durable } => {

@@ -32,6 +32,7 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
 use dynamo_core::props::ConflictMode;
 use dynamo_core::ring::NodeId;
+use dynamo_storage::record::HEADER_LEN;
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use serde::Serialize;
 use thiserror::Error;
@@ -181,7 +182,8 @@ impl HintStore {
             let previous = match self.store.get(Namespace::Hints, &record_key) {
                 Ok(previous) => previous,
                 Err(error @ StorageError::Corruption { .. }) => {
-                    self.discard_unreadable_locked(&record_key, &error.into(), None)?;
+                    let size = self.raw_size(&record_key)?;
+                    self.drop_counted(&record_key, size, &error.into())?;
                     None
                 }
                 Err(error) => return Err(error.into()),
@@ -190,7 +192,7 @@ impl HintStore {
             let (mut merged, created_ms, previous) = match decoded {
                 Some((_, Ok(record))) => (record.object, record.created_ms.min(now_ms), previous),
                 Some((bytes, Err(error))) => {
-                    self.discard_unreadable_locked(&record_key, &error, Some(bytes))?;
+                    self.drop_counted(&record_key, record_size(&record_key, bytes), &error)?;
                     (VersionedObject::new(), now_ms, None)
                 }
                 None => (VersionedObject::new(), now_ms, None),
@@ -232,50 +234,58 @@ impl HintStore {
         let rows = self.store.scan_records(Namespace::Hints, &prefix, &start, limit)?;
         let mut hints = Vec::with_capacity(rows.len());
         for (record_key, stored) in rows {
-            let stored = match stored {
-                Ok(stored) => stored,
-                Err(error) => {
-                    self.discard_unreadable(&record_key, &error.into(), None)?;
-                    continue;
-                }
-            };
-            let storage_key = &record_key[prefix.len()..];
-            let decoded = ObjectKey::from_storage_key(storage_key)
-                .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })
-                .and_then(|(_, key)| Ok((key, decode_record(owner, &stored)?)));
-            match decoded {
-                Ok((key, Record { mode, created_ms, object })) => {
-                    hints.push(Hint { record_key, key, object, mode, created_ms, stored })
-                }
-                Err(error) => self.discard_unreadable(&record_key, &error, Some(&stored))?,
+            match stored
+                .map_err(HintError::from)
+                .and_then(|stored| decode_hint(owner, &prefix, record_key.clone(), stored))
+            {
+                Ok(hint) => hints.push(hint),
+                Err(error) => self.drop_if_still_unreadable(owner, &prefix, &record_key, &error)?,
             }
         }
         Ok(hints)
     }
 
-    /// Drops a hint record that fails its integrity check (`stored`: its
-    /// bytes when they could be read at all). Nothing in it can be
-    /// delivered, and kept it would be met again on every round; the write
-    /// it held is also on the other replicas that acknowledged it, from
-    /// which anti-entropy and read repair spread it. When the bytes are
-    /// unknown the size count keeps them until the next start-up recounts.
-    fn discard_unreadable(&self, record_key: &[u8], error: &HintError, stored: Option<&[u8]>) -> Result<(), HintError> {
-        let _guard = self.lock();
-        self.discard_unreadable_locked(record_key, error, stored)
-    }
-
-    fn discard_unreadable_locked(
+    /// Drops the hint record at `record_key` if, read again under the lock,
+    /// it is still unreadable (a `store_hint` may have replaced it since the
+    /// scan). Nothing in it can be delivered, and kept it would be met on
+    /// every round; the write it held is also on the replicas that
+    /// acknowledged it, from which anti-entropy and read repair spread it.
+    fn drop_if_still_unreadable(
         &self,
+        owner: &NodeId,
+        prefix: &[u8],
         record_key: &[u8],
         error: &HintError,
-        stored: Option<&[u8]>,
     ) -> Result<(), HintError> {
+        let _guard = self.lock();
+        let size = match self.store.get(Namespace::Hints, record_key) {
+            Ok(None) => return Ok(()),
+            Ok(Some(stored)) => {
+                let size = record_size(record_key, &stored);
+                if decode_hint(owner, prefix, record_key.to_vec(), stored).is_ok() {
+                    return Ok(());
+                }
+                size
+            }
+            Err(StorageError::Corruption { .. }) => self.raw_size(record_key)?,
+            Err(other) => return Err(other.into()),
+        };
+        self.drop_counted(record_key, size, error)
+    }
+
+    /// The size [`record_size`] counted for a record whose checksum fails,
+    /// from its raw bytes (the payload without the record frame).
+    fn raw_size(&self, record_key: &[u8]) -> Result<u64, HintError> {
+        let raw = self.store.engine()?.get(Namespace::Hints, record_key)?.unwrap_or_default();
+        Ok(record_size(record_key, raw.get(HEADER_LEN..).unwrap_or_default()))
+    }
+
+    /// Removes a counted record of `size` bytes. Call under the lock.
+    fn drop_counted(&self, record_key: &[u8], size: u64, error: &HintError) -> Result<(), HintError> {
         warn!(%error, "dropping an unreadable hint record");
         self.store.remove(Namespace::Hints, record_key)?;
         self.stored.fetch_sub(1, Ordering::Relaxed);
-        if let Some(stored) = stored {
-            self.stored_bytes.fetch_sub(record_size(record_key, stored), Ordering::Relaxed);
-        }
+        self.stored_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -376,6 +386,14 @@ fn encode_record(mode: ConflictMode, created_ms: u64, object: &VersionedObject) 
     value.extend_from_slice(&created_ms.to_be_bytes());
     value.extend_from_slice(&encode_object(object));
     value
+}
+
+/// A stored hint record as delivery reads it.
+fn decode_hint(owner: &NodeId, prefix: &[u8], record_key: Vec<u8>, stored: Vec<u8>) -> Result<Hint, HintError> {
+    let (_, key) = ObjectKey::from_storage_key(&record_key[prefix.len()..])
+        .map_err(|error| HintError::Corrupt { owner: owner.to_string(), reason: error.to_string() })?;
+    let Record { mode, created_ms, object } = decode_record(owner, &stored)?;
+    Ok(Hint { record_key, key, object, mode, created_ms, stored })
 }
 
 fn decode_record(owner: &NodeId, bytes: &[u8]) -> Result<Record, HintError> {
@@ -558,10 +576,11 @@ mod tests {
         for name in ["a", "b", "c"] {
             store(&hints, &owner, name, "v").await;
         }
+        let size_of_one = hints.stats().stored_bytes / 3;
         corrupt(&engine, &owner, &key("b"));
         let listed: Vec<ObjectKey> = hints.batch(&owner, &[], 10).unwrap().into_iter().map(|hint| hint.key).collect();
         assert_eq!(listed, [key("a"), key("c")]);
-        assert_eq!(hints.stats().stored, 2);
+        assert_eq!((hints.stats().stored, hints.stats().stored_bytes), (2, 2 * size_of_one));
         assert_eq!(hints.batch(&owner, &[], 10).unwrap().len(), 2, "dropped, not met again");
     }
 
@@ -587,10 +606,34 @@ mod tests {
         let hints = open(&engine, 1 << 20);
         let owner = NodeId::new("n1");
         store(&hints, &owner, "k", "old").await;
+        let size_of_one = hints.stats().stored_bytes;
         corrupt(&engine, &owner, &key("k"));
         store(&hints, &owner, "k", "new").await;
         let batch = hints.batch(&owner, &[], 10).unwrap();
         assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].object, written("new", 1));
+        assert_eq!(
+            (hints.stats().stored, hints.stats().stored_bytes),
+            (1, size_of_one),
+            "the old bytes are off the count"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hint_replaced_after_a_scan_found_it_unreadable_is_kept() {
+        let engine = MemoryEngine::new();
+        let hints = open(&engine, 1 << 20);
+        let owner = NodeId::new("n1");
+        store(&hints, &owner, "k", "old").await;
+        corrupt(&engine, &owner, &key("k"));
+        // A delivery scan meets the bad record; before it drops it, a new
+        // hint for the key replaces the record.
+        store(&hints, &owner, "k", "new").await;
+        let record_key = record_key(&owner, &key("k").storage_key(PARTITIONS));
+        let seen = HintError::Corrupt { owner: owner.to_string(), reason: "checksum".to_string() };
+        hints.drop_if_still_unreadable(&owner, &owner_prefix(&owner), &record_key, &seen).unwrap();
+        let batch = hints.batch(&owner, &[], 10).unwrap();
+        assert_eq!(batch.len(), 1, "the fresh hint is not dropped");
         assert_eq!(batch[0].object, written("new", 1));
         assert_eq!(hints.stats().stored, 1);
     }

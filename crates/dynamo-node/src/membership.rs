@@ -821,7 +821,15 @@ impl Membership {
     /// The replication factors in use: the default n and every bucket's.
     fn replication_factors(&self) -> Result<Vec<u8>, PropsStoreError> {
         let buckets = self.coordinator.buckets();
-        let mut factors: BTreeSet<u8> = buckets.stored()?.into_iter().map(|(_, props, _)| props.n).collect();
+        let listing = buckets.listing()?;
+        if let Some(bucket) = listing.unreadable.first() {
+            // Planning without its n could leave its data without replicas.
+            return Err(PropsStoreError::Unreadable {
+                bucket: bucket.clone(),
+                detail: "set the bucket's props again (every field) before changing membership".to_string(),
+            });
+        }
+        let mut factors: BTreeSet<u8> = listing.readable.into_iter().map(|(_, props, _)| props.n).collect();
         factors.insert(buckets.defaults().n);
         Ok(factors.into_iter().collect())
     }

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dynamo_core::codec::{CodecError, decode_object, encode_object};
+use dynamo_core::codec::{CodecError, check_encodable, decode_object, encode_object};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::merkle::ObjectDigest;
@@ -54,9 +54,32 @@ pub enum ReplicaError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The write would leave an object the storage format cannot hold (too
+    /// many siblings or clock entries); nothing was written.
+    #[error(
+        "refused a write to {bucket}/{key}: the object would exceed the storage format ({reason}); resolve its \
+         siblings by writing with the context of a read"
+    )]
+    Unencodable {
+        /// Bucket of the key.
+        bucket: String,
+        /// Key, lossy UTF-8.
+        key: String,
+        /// Which bound.
+        reason: String,
+    },
 }
 
 impl ReplicaError {
+    /// Whether the stored record failed its checksum: damaged bytes (bit
+    /// rot, a torn write) that hold nothing readable, so that a good copy
+    /// may replace them. A record that passes its checksum but does not
+    /// decode (a newer format, or a bound exceeded) is not: it is what the
+    /// node wrote, and overwriting it could drop acknowledged versions.
+    pub fn is_bit_rot(&self) -> bool {
+        matches!(self, ReplicaError::Storage(StorageError::Corruption { .. }))
+    }
+
     /// Whether this is detected corruption (as opposed to an I/O failure).
     pub fn is_corruption(&self) -> bool {
         matches!(
@@ -165,22 +188,23 @@ impl Replica {
         let storage_key = key.storage_key(self.partitions);
         let loaded = self.load(key, &storage_key);
         if let Err(error) = &loaded
-            && error.is_corruption()
+            && error.is_bit_rot()
         {
-            self.unindex_if_still_unreadable(key, &storage_key);
+            self.unindex_if_still_rotten(key, &storage_key);
         }
         loaded
     }
 
-    /// Takes `key` out of the anti-entropy index if its record is (still,
-    /// under the key's lock) unreadable.
-    fn unindex_if_still_unreadable(&self, key: &ObjectKey, storage_key: &[u8]) {
+    /// Takes `key` out of the anti-entropy index if its record (still,
+    /// under the key's lock) fails its checksum. Logged once per rotten
+    /// record: later reads find the key already out of the index.
+    fn unindex_if_still_rotten(&self, key: &ObjectKey, storage_key: &[u8]) {
         let _guard = self.lock_key(key);
         if let Err(error) = self.load(key, storage_key)
-            && error.is_corruption()
+            && error.is_bit_rot()
+            && self.index.replace(key, None).is_some()
         {
             warn!(bucket = key.bucket(), %error, "stored object is unreadable; a good copy from another replica will replace it");
-            self.index.replace(key, None);
         }
     }
 
@@ -251,7 +275,7 @@ impl Replica {
         let _guard = self.lock_key(key);
         let (mut object, readable) = match self.load(key, &storage_key) {
             Ok(object) => (object, true),
-            Err(error) if error.is_corruption() => {
+            Err(error) if error.is_bit_rot() => {
                 warn!(bucket = key.bucket(), %error, "replacing an unreadable stored object with the merge of a write");
                 (VersionedObject::new(), false)
             }
@@ -259,6 +283,13 @@ impl Replica {
         };
         let before = object.clone();
         change(&mut object);
+        if let Err(bound) = check_encodable(&object) {
+            return Err(ReplicaError::Unencodable {
+                bucket: key.bucket().to_string(),
+                key: String::from_utf8_lossy(key.key()).into_owned(),
+                reason: bound.to_string(),
+            });
+        }
         if object != before {
             let encoded = encode_object(&object);
             self.store.put_buffered(Namespace::Objects, &storage_key, &encoded)?;
@@ -297,19 +328,20 @@ impl Replica {
     /// [`MAX_TRANSFER_KEYS`] objects, closed early once they pass
     /// [`TRANSFER_PAGE_BYTES`]. Returns the page and whether more follow.
     ///
-    /// A record that fails its integrity check is left out (and logged):
-    /// it holds nothing a copy could carry, and the puller copies the
-    /// partition from every previous replica, so the key's good versions
-    /// arrive from the others. Failing the page instead would stop the ring
-    /// change for good. Only a scan that finds nothing but corrupt records
-    /// fails, since the page could not move the puller forward.
+    /// A record that fails its checksum is left out (and logged): it holds
+    /// nothing a copy could carry, and the puller copies the partition from
+    /// every previous replica, so the key's good versions arrive from the
+    /// others. Failing the page instead would stop the ring change for
+    /// good. A record that passes its checksum but does not decode fails
+    /// the page: it is what the node wrote, and every source holds the
+    /// same, so leaving it out would lose it.
     pub fn transfer_page(
         &self,
         partition: u32,
         after: Option<&ObjectKey>,
     ) -> Result<(Vec<(ObjectKey, VersionedObject)>, bool), ReplicaError> {
         let prefix = partition.to_be_bytes();
-        let start = match after {
+        let mut start = match after {
             // The smallest storage key above `after`'s.
             Some(key) => {
                 let mut start = key.storage_key(self.partitions);
@@ -319,34 +351,40 @@ impl Replica {
             None => prefix.to_vec(),
         };
         let limit = MAX_TRANSFER_KEYS + 1;
-        let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, limit)?;
-        // A full scan may have stopped before the partition's end.
-        let mut more = rows.len() == limit;
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        let mut first_error = None;
-        for (storage_key, payload) in rows {
-            if entries.len() == MAX_TRANSFER_KEYS || bytes >= TRANSFER_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            match self.decode_record(&storage_key, payload) {
-                Ok((key, object, size)) => {
-                    bytes += size + storage_key.len();
-                    entries.push((key, object));
+        loop {
+            let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, limit)?;
+            // A full scan may have stopped before the partition's end.
+            let mut more = rows.len() == limit;
+            let resume = rows.last().map(|(storage_key, _)| storage_key.clone());
+            let mut entries = Vec::new();
+            let mut bytes = 0usize;
+            for (storage_key, payload) in rows {
+                if entries.len() == MAX_TRANSFER_KEYS || bytes >= TRANSFER_PAGE_BYTES {
+                    more = true;
+                    break;
                 }
-                Err(error) if error.is_corruption() => {
-                    warn!(partition, %error, "left an unreadable record out of a partition transfer");
-                    first_error.get_or_insert(error);
+                match self.decode_record(&storage_key, payload) {
+                    Ok((key, object, size)) => {
+                        bytes += size + storage_key.len();
+                        entries.push((key, object));
+                    }
+                    Err(error) if error.is_bit_rot() => {
+                        warn!(partition, %error, "left an unreadable record out of a partition transfer");
+                    }
+                    Err(error) => return Err(error),
                 }
-                Err(error) => return Err(error),
             }
-        }
-        match first_error {
-            Some(error) if entries.is_empty() && more => Err(error),
-            _ => {
-                let more = more && !entries.is_empty();
-                Ok((entries, more))
+            match resume {
+                // A whole scan of unreadable records: go on after them, as
+                // a page must either hold something or end the partition.
+                Some(mut last) if entries.is_empty() && more => {
+                    last.push(0);
+                    start = last;
+                }
+                _ => {
+                    let more = more && !entries.is_empty();
+                    return Ok((entries, more));
+                }
             }
         }
     }
@@ -386,13 +424,15 @@ impl Replica {
             let _guard = self.lock_key(&key);
             let current = match self.load(&key, &storage_key) {
                 Ok(current) => Some(current),
-                Err(error) if error.is_corruption() => None,
+                Err(error) if error.is_bit_rot() => None,
                 Err(error) => return Err(error),
             };
             self.store.remove(Namespace::Objects, &storage_key)?;
             match current {
                 Some(current) => self.index.record(&key, ObjectDigest::of(&current), None),
-                None => self.index.replace(&key, None),
+                None => {
+                    self.index.replace(&key, None);
+                }
             }
             tombstones::forget(&self.store, &storage_key)?;
         }

@@ -69,7 +69,7 @@ use dynamo_core::messages::{Request, Response};
 use dynamo_core::object::VersionedObject;
 use dynamo_core::ring::NodeId;
 use dynamo_core::transition::Pull;
-use dynamo_storage::{Durability, Namespace};
+use dynamo_storage::{Durability, Namespace, StorageError};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -400,14 +400,21 @@ impl Transfers {
     async fn copy_from(&self, epoch: u64, partition: u32, source: &NodeId, started: Instant) -> Result<(), PullError> {
         let cursor_key = cursor_key(epoch, partition, source);
         let store = self.coordinator.replica().store().clone();
+        // An unreadable cursor starts the copy over: merges are idempotent.
         let mut after = match store.get(Namespace::Meta, &cursor_key) {
             Ok(None) => None,
             Ok(Some(bytes)) if bytes.is_empty() => return Ok(()),
-            Ok(Some(bytes)) => Some(
-                ObjectKey::from_storage_key(&bytes)
-                    .map(|(_, key)| key)
-                    .map_err(|error| PullError(format!("saved transfer cursor unreadable: {error}")))?,
-            ),
+            Ok(Some(bytes)) => match ObjectKey::from_storage_key(&bytes) {
+                Ok((_, key)) => Some(key),
+                Err(error) => {
+                    warn!(partition, %source, %error, "transfer cursor unreadable; copying from the start");
+                    None
+                }
+            },
+            Err(error @ StorageError::Corruption { .. }) => {
+                warn!(partition, %source, %error, "transfer cursor unreadable; copying from the start");
+                None
+            }
             Err(error) => return Err(PullError(format!("reading the transfer cursor: {error}"))),
         };
         let partitions = self.coordinator.cluster().ring().partitions();

@@ -483,3 +483,68 @@ async fn purging_a_partition_removes_its_corrupt_records_too() {
     assert_eq!(a.replica().purge_partition(PARTITION, 100).expect("purge"), 0, "nothing left");
     assert_eq!(a.replica().index().keys(), 0);
 }
+
+#[tokio::test]
+async fn a_write_that_would_exceed_the_storage_format_is_refused_and_the_siblings_stay() {
+    let (a, _b, _) = cluster(identical_stores(0));
+    let crowded = key("b", 1);
+    let mut object = VersionedObject::new();
+    for actor in 0..dynamo_core::codec::MAX_SIBLINGS as u64 {
+        object.put(&VersionVector::new(), ActorId(1_000 + actor), Hlc(1), value("v"), ConflictMode::Siblings);
+    }
+    a.replica()
+        .merge_write(&crowded, &object, ConflictMode::Siblings, Durability::Buffered)
+        .await
+        .expect("at the bound");
+    let refused = a
+        .replica()
+        .coordinate_write(
+            &crowded,
+            &VersionVector::new(),
+            WriteStamp::After(Hlc(0)),
+            value("one too many"),
+            ConflictMode::Siblings,
+            Durability::Buffered,
+        )
+        .await
+        .expect_err("a sibling past the bound would make the record undecodable");
+    assert!(refused.to_string().contains("resolve its siblings"), "{refused}");
+    assert_eq!(a.state(&crowded), object, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_record_that_passes_its_checksum_but_does_not_decode_is_never_overwritten() {
+    let (a, _b, _) = cluster(identical_stores(3));
+    let strange = key("b", 1);
+    // Framed correctly (the checksum holds), but not an object this build
+    // can decode: a newer format, say.
+    let store = a.replica().store();
+    store.put_buffered(Namespace::Objects, &strange.storage_key(Q), b"\xffa newer format").expect("put");
+    let refused = a
+        .replica()
+        .coordinate_write(
+            &strange,
+            &VersionVector::new(),
+            WriteStamp::After(Hlc(0)),
+            value("would drop what it holds"),
+            ConflictMode::Siblings,
+            Durability::Buffered,
+        )
+        .await
+        .expect_err("refused");
+    assert!(refused.is_corruption() && !refused.is_bit_rot(), "{refused}");
+    let kept = store.get(Namespace::Objects, &strange.storage_key(Q)).expect("get").expect("still there");
+    assert_eq!(kept, b"\xffa newer format");
+    assert!(a.replica().transfer_page(PARTITION, None).is_err(), "a transfer does not silently leave it behind");
+}
+
+#[tokio::test]
+async fn a_transfer_page_goes_on_past_a_run_of_unreadable_records_longer_than_a_scan() {
+    let (a, _b, _) = cluster(identical_stores(600));
+    for nth in 0..520 {
+        corrupt(&a, &key("b", nth));
+    }
+    let (entries, more) = a.replica().transfer_page(PARTITION, None).expect("a page, not an error");
+    let first = entries.first().map(|(key, _)| key.clone());
+    assert_eq!((entries.len(), more, first), (80, false, Some(key("b", 520))));
+}

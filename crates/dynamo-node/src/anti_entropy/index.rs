@@ -191,8 +191,9 @@ impl MerkleIndex {
     /// the module docs). Corrupt records (failing their checksum, or not
     /// decoding) are logged, counted and left out, so a node with a bad
     /// record still starts: anti-entropy will find the key missing here,
-    /// and its repair reports the corruption (a replica never writes over a
-    /// record it cannot read).
+    /// and its repair replaces a record that failed its checksum with a
+    /// good copy (one that does not decode is refused and reported: it is
+    /// what the node wrote, see [`crate::replica::ReplicaError::is_bit_rot`]).
     pub fn build(store: Store, partitions: u32) -> Result<(MerkleIndex, BuildReport), IndexError> {
         let index = MerkleIndex {
             partitions,
@@ -323,10 +324,14 @@ impl MerkleIndex {
     /// digest is unknown. `None` (the record is unreadable, or was removed)
     /// makes anti-entropy see the key as missing here, and a peer then sends
     /// a good copy. Call under the key's lock.
-    pub fn replace(&self, key: &ObjectKey, new: Option<ObjectDigest>) {
+    /// Returns the digest the index held.
+    pub fn replace(&self, key: &ObjectKey, new: Option<ObjectDigest>) -> Option<ObjectDigest> {
         let partition = key.partition(self.partitions);
         let listed = ListedKey::new(key);
-        self.lock(partition).set(key, listed, new);
+        let mut slot = self.lock(partition);
+        let held = slot.keys.get(&listed).copied();
+        slot.set(key, listed, new);
+        held
     }
 
     /// The hashes of nodes `indices` of `level` of `partition`'s tree.
