@@ -323,6 +323,25 @@ impl Replica {
         Ok(true)
     }
 
+    /// Rewrites the tombstone-index entry of `storage_key` from the stored
+    /// object, under the key's lock (so that it cannot undo a newer
+    /// entry): for an entry that failed its checksum. A key that is deleted
+    /// gets a fresh entry, any other loses it.
+    pub fn reindex_tombstone(&self, storage_key: &[u8]) -> Result<(), ReplicaError> {
+        let Ok((_, key)) = ObjectKey::from_storage_key(storage_key) else {
+            tombstones::forget(&self.store, storage_key)?;
+            return Ok(());
+        };
+        let _guard = self.lock_key(&key);
+        match self.load(&key, storage_key) {
+            Ok(object) if object.is_deleted() => tombstones::note(&self.store, storage_key, &object)?,
+            Ok(_) => tombstones::forget(&self.store, storage_key)?,
+            Err(error) if error.is_bit_rot() => tombstones::forget(&self.store, storage_key)?,
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+
     /// One page of this replica's objects of `partition`, in storage-key
     /// order, after `after` (partition transfers): at most
     /// [`MAX_TRANSFER_KEYS`] objects, closed early once they pass

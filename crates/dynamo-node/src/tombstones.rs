@@ -128,10 +128,11 @@ impl TombstoneCollector {
                 let value = match value {
                     Ok(value) => value,
                     Err(error) => {
-                        // Only a hint for the collector: without the entry
-                        // the tombstone stays until its key is written again.
-                        warn!(%error, "dropping an unreadable tombstone index entry");
-                        let _ = store.remove(Namespace::Meta, &index_key);
+                        warn!(%error, "rewriting an unreadable tombstone index entry");
+                        let storage_key = &index_key[INDEX_PREFIX.len()..];
+                        if let Err(error) = self.coordinator.replica().reindex_tombstone(storage_key) {
+                            warn!(%error, "cannot rewrite a tombstone index entry");
+                        }
                         continue;
                     }
                 };
