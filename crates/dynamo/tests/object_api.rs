@@ -259,3 +259,45 @@ fn admin_replicas_shows_the_versions_the_node_stores() {
         assert_eq!(versions[0]["digest_md5"].as_str().map(str::len), Some(32));
     });
 }
+
+/// Sends `head` (and `body`) on a fresh connection and returns the answer's
+/// status line and headers, lower-cased.
+fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = stream.read(&mut buffer).expect("read the answer");
+        assert!(read > 0, "connection closed before the answer");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&answer).to_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn an_answer_that_leaves_the_request_body_unread_says_the_connection_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), &["--max-value-bytes=1024"]);
+    let addr = node.addr();
+    // Refused before its body is read: a bad bucket, half of the body sent.
+    let head = format!("PUT /buckets/b%2F/keys/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n\r\n");
+    let answer = raw_exchange(&addr, &head, b"hello");
+    assert!(answer.starts_with("http/1.1 400"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    // Refused by its declared length.
+    let head = format!("PUT /buckets/b/keys/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 999999\r\n\r\n");
+    let answer = raw_exchange(&addr, &head, b"");
+    assert!(answer.starts_with("http/1.1 413") && answer.contains("connection: close"), "{answer}");
+    // A body read to its end keeps the connection: no such header.
+    let head = format!("PUT /buckets/b/keys/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\n\r\n");
+    let answer = raw_exchange(&addr, &head, b"hello");
+    assert!(answer.starts_with("http/1.1 204") && !answer.contains("connection: close"), "{answer}");
+    let head = format!("GET /buckets/b/keys/k HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let answer = raw_exchange(&addr, &head, b"");
+    assert!(answer.starts_with("http/1.1 200") && !answer.contains("connection: close"), "{answer}");
+}

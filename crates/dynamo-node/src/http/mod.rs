@@ -4,6 +4,7 @@
 //! and results (or errors) back to status codes with bodies that say what
 //! went wrong and what to do.
 
+pub mod body;
 pub mod multipart;
 pub mod params;
 
@@ -18,7 +19,7 @@ use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
 use serde_json::json;
@@ -30,6 +31,7 @@ use crate::gossip::Gossip;
 use crate::membership::{ChangeError, CommitError, JoinError, shares};
 use crate::metrics::{Metrics, Operation, render_failure_handling, render_membership};
 use crate::transfers::Transfers;
+use body::TrackedBody;
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 use dynamo_core::ring::NodeId;
 
@@ -42,6 +44,9 @@ const MAX_PROPS_BODY: usize = 64 * 1024;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The request type of every handler.
+type ApiRequest = Request<TrackedBody>;
 
 /// The node services the HTTP layer serves.
 pub struct ApiParts {
@@ -95,12 +100,18 @@ impl Api {
     /// Serves one request, recording its metrics.
     pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
-        let (operation, response) = self.route(request).await;
+        let (parts, body) = request.into_parts();
+        let (body, body_finished) = TrackedBody::new(body);
+        let (operation, mut response) = self.route(Request::from_parts(parts, body)).await;
         self.metrics.record_request(operation, response.status().as_u16(), started.elapsed());
+        if !body_finished.load(Ordering::Acquire) {
+            // See `body`: hyper closes this connection after the answer.
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 
-    async fn route(&self, request: Request<Incoming>) -> (Operation, HttpResponse) {
+    async fn route(&self, request: ApiRequest) -> (Operation, HttpResponse) {
         let path = request.uri().path().to_string();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let method = request.method().clone();
@@ -189,7 +200,7 @@ impl Api {
 
     /// The cluster as this node sees it: members, their status, addresses,
     /// ring shares and reachability, the committed epoch, join and gossip.
-    fn admin_cluster(&self, request: &Request<Incoming>) -> HttpResponse {
+    fn admin_cluster(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
@@ -248,7 +259,7 @@ impl Api {
     }
 
     /// The committed ring: each partition's owner and each node's share.
-    fn admin_ring(&self, request: &Request<Incoming>) -> HttpResponse {
+    fn admin_ring(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
@@ -269,7 +280,7 @@ impl Api {
 
     /// The plan: the ring the current members would have, its moves,
     /// shares, and what `commit` would do with it.
-    fn admin_plan(&self, request: &Request<Incoming>) -> HttpResponse {
+    fn admin_plan(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
@@ -281,7 +292,7 @@ impl Api {
 
     /// Joins the cluster of `?seed=RPC_ADDR` (this node must be alone and
     /// empty); answers once joined, or why not.
-    async fn admin_join(&self, request: &Request<Incoming>) -> HttpResponse {
+    async fn admin_join(&self, request: &ApiRequest) -> HttpResponse {
         let seed = match params::parse_query(request.uri().query(), &["seed"]) {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
             Ok(pairs) => match pairs.into_iter().next() {
@@ -317,7 +328,7 @@ impl Api {
     /// `POST /admin/leave[?node=ID]` (this node by default): the node
     /// leaves gracefully. `POST /admin/remove?node=ID`: a dead node is
     /// removed and its partitions re-replicated from the survivors.
-    async fn admin_leave_or_remove(&self, request: &Request<Incoming>, leave: bool) -> HttpResponse {
+    async fn admin_leave_or_remove(&self, request: &ApiRequest, leave: bool) -> HttpResponse {
         let node = match params::parse_query(request.uri().query(), &["node"]) {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
             Ok(pairs) => pairs.into_iter().next().map(|(_, value)| value),
@@ -341,7 +352,7 @@ impl Api {
 
     /// The partition transfers: the cluster-wide pending pulls from the
     /// gossiped state, and this node's own pulls with their progress.
-    fn admin_transfers(&self, request: &Request<Incoming>) -> HttpResponse {
+    fn admin_transfers(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
@@ -350,7 +361,7 @@ impl Api {
 
     /// Commits the plan (`?force=true` is accepted and changes nothing;
     /// earlier versions needed it to re-lay empty partitions).
-    async fn admin_commit(&self, request: &Request<Incoming>) -> HttpResponse {
+    async fn admin_commit(&self, request: &ApiRequest) -> HttpResponse {
         // `force` is still parsed so that a bad value is reported, and a
         // script written for earlier versions keeps working.
         match params::parse_query(request.uri().query(), &["force"]) {
@@ -366,7 +377,7 @@ impl Api {
         }
     }
 
-    async fn get_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+    async fn get_object(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
         let options = match request_options(&request, &["r", "n", "timeout_ms"]) {
             Ok(options) => options,
             Err(problem) => return problem.into_response(),
@@ -408,7 +419,7 @@ impl Api {
         response
     }
 
-    async fn put_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+    async fn put_object(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
         let (options, context) = match write_preamble(&request) {
             Ok(parts) => parts,
             Err(problem) => return problem.into_response(),
@@ -425,7 +436,7 @@ impl Api {
         self.write(key, &context, payload, &options).await
     }
 
-    async fn delete_object(&self, key: &ObjectKey, request: Request<Incoming>) -> HttpResponse {
+    async fn delete_object(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
         match write_preamble(&request) {
             Ok((options, context)) => self.write(key, &context, Payload::Tombstone, &options).await,
             Err(problem) => problem.into_response(),
@@ -452,7 +463,7 @@ impl Api {
     /// Reads a value body, refusing it (413) as soon as it is known to be
     /// larger than the limit: from Content-Length before reading, or while
     /// streaming a chunked body.
-    async fn read_value(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    async fn read_value(&self, request: ApiRequest) -> Result<Bytes, ApiError> {
         let limit = self.max_value_bytes;
         let too_large = |size: String| {
             self.metrics.record_value_too_large();
@@ -487,7 +498,7 @@ impl Api {
         }
     }
 
-    async fn put_props(&self, bucket: &str, request: Request<Incoming>) -> HttpResponse {
+    async fn put_props(&self, bucket: &str, request: ApiRequest) -> HttpResponse {
         if let Err(message) = dynamo_core::keys::validate_bucket(bucket) {
             return error(StatusCode::BAD_REQUEST, message.to_string());
         }
@@ -572,7 +583,7 @@ impl Api {
 
     /// Anti-entropy status: the scheduler's settings, the trees, totals and
     /// the last exchange of every partition.
-    fn anti_entropy_status(&self, request: &Request<Incoming>) -> HttpResponse {
+    fn anti_entropy_status(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
@@ -581,7 +592,7 @@ impl Api {
 
     /// Runs an exchange of every partition this node replicates, or of the
     /// one named by `?partition=P`, and answers when they are done.
-    async fn anti_entropy_trigger(&self, request: &Request<Incoming>) -> HttpResponse {
+    async fn anti_entropy_trigger(&self, request: &ApiRequest) -> HttpResponse {
         let partition = match params::parse_query(request.uri().query(), &["partition"]) {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
             Ok(pairs) => match pairs.first().map(|(_, value)| value.parse::<u32>()) {
@@ -649,7 +660,7 @@ fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError> {
     ObjectKey::new(&bucket, &key).map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, problem.to_string()))
 }
 
-fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<RequestOptions, ApiError> {
+fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<RequestOptions, ApiError> {
     let pairs = params::parse_query(request.uri().query(), allowed)
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let mut options = RequestOptions::default();
@@ -666,7 +677,7 @@ fn request_options(request: &Request<Incoming>, allowed: &[&str]) -> Result<Requ
     Ok(options)
 }
 
-fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, VersionVector), ApiError> {
+fn write_preamble(request: &ApiRequest) -> Result<(RequestOptions, VersionVector), ApiError> {
     let mut options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
     let context = match request.headers().get(CONTEXT_HEADER) {
         None => VersionVector::new(),
@@ -684,7 +695,7 @@ fn write_preamble(request: &Request<Incoming>) -> Result<(RequestOptions, Versio
     Ok((options, context))
 }
 
-fn request_content_type(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+fn request_content_type(request: &ApiRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(CONTENT_TYPE) else {
         return Ok(None);
     };
@@ -697,7 +708,7 @@ fn request_content_type(request: &Request<Incoming>) -> Result<Option<String>, A
     }
 }
 
-fn declared_length(request: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
+fn declared_length(request: &ApiRequest) -> Result<Option<u64>, ApiError> {
     match request.headers().get(CONTENT_LENGTH) {
         None => Ok(None),
         Some(value) => value
