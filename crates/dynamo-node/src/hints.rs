@@ -27,7 +27,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use dynamo_core::codec::{decode_object, encode_object};
+use dynamo_core::codec::{check_encodable, decode_object, encode_object};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
 use dynamo_core::props::ConflictMode;
@@ -188,16 +188,20 @@ impl HintStore {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let decoded = previous.as_deref().map(|bytes| (bytes, decode_record(owner, bytes)));
-            let (mut merged, created_ms, previous) = match decoded {
-                Some((_, Ok(record))) => (record.object, record.created_ms.min(now_ms), previous),
-                Some((bytes, Err(error))) => {
-                    self.drop_counted(&record_key, record_size(&record_key, bytes), &error)?;
-                    (VersionedObject::new(), now_ms, None)
+            // A record that passes its checksum but does not decode (a
+            // newer format) is refused, never overwritten.
+            let (mut merged, created_ms) = match &previous {
+                Some(bytes) => {
+                    let record = decode_record(owner, bytes)?;
+                    (record.object, record.created_ms.min(now_ms))
                 }
-                None => (VersionedObject::new(), now_ms, None),
+                None => (VersionedObject::new(), now_ms),
             };
             merged.merge(object, mode);
+            check_encodable(&merged).map_err(|bound| HintError::Corrupt {
+                owner: owner.to_string(),
+                reason: format!("the merged hint would exceed the storage format ({bound}); not stored"),
+            })?;
             let value = encode_record(mode, created_ms, &merged);
             if previous.as_deref() == Some(value.as_slice()) {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
@@ -246,8 +250,8 @@ impl HintStore {
     }
 
     /// Drops the hint record at `record_key` if, read again under the lock,
-    /// it is still unreadable (a `store_hint` may have replaced it since the
-    /// scan). Nothing in it can be delivered, and kept it would be met on
+    /// it still fails its checksum (a `store_hint` may have replaced it
+    /// since the scan). Nothing in it can be delivered, and kept it would be met on
     /// every round; the write it held is also on the replicas that
     /// acknowledged it, from which anti-entropy and read repair spread it.
     fn drop_if_still_unreadable(
@@ -258,19 +262,22 @@ impl HintStore {
         error: &HintError,
     ) -> Result<(), HintError> {
         let _guard = self.lock();
-        let size = match self.store.get(Namespace::Hints, record_key) {
-            Ok(None) => return Ok(()),
-            Ok(Some(stored)) => {
-                let size = record_size(record_key, &stored);
-                if decode_hint(owner, prefix, record_key.to_vec(), stored).is_ok() {
-                    return Ok(());
-                }
-                size
+        match self.store.get(Namespace::Hints, record_key) {
+            Err(StorageError::Corruption { .. }) => {
+                let size = self.raw_size(record_key)?;
+                self.drop_counted(record_key, size, error)
             }
-            Err(StorageError::Corruption { .. }) => self.raw_size(record_key)?,
-            Err(other) => return Err(other.into()),
-        };
-        self.drop_counted(record_key, size, error)
+            Ok(Some(stored)) => {
+                if let Err(error) = decode_hint(owner, prefix, record_key.to_vec(), stored) {
+                    // It passes its checksum: what this node wrote (a newer
+                    // format, say). Kept, not delivered.
+                    warn!(%error, "a hint record does not decode; kept undelivered");
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The size [`record_size`] counted for a record whose checksum fails,
@@ -636,6 +643,24 @@ mod tests {
         assert_eq!(batch.len(), 1, "the fresh hint is not dropped");
         assert_eq!(batch[0].object, written("new", 1));
         assert_eq!(hints.stats().stored, 1);
+    }
+
+    #[tokio::test]
+    async fn a_hint_that_passes_its_checksum_but_does_not_decode_is_kept_and_never_overwritten() {
+        let engine = MemoryEngine::new();
+        let owner = NodeId::new("n1");
+        let record_key = record_key(&owner, &key("k").storage_key(PARTITIONS));
+        Store::memory(engine.clone()).put_buffered(Namespace::Hints, &record_key, b"\x09a newer format").unwrap();
+        let hints = open(&engine, 1 << 20);
+        store(&hints, &owner, "other", "v").await;
+        let listed: Vec<ObjectKey> = hints.batch(&owner, &[], 10).unwrap().into_iter().map(|hint| hint.key).collect();
+        assert_eq!(listed, [key("other")], "not delivered");
+        assert_eq!(hints.stats().stored, 2, "but kept");
+        let refused =
+            hints.store_hint(&owner, &key("k"), &written("v", 1), ConflictMode::Lww, Durability::Buffered, 1_000).await;
+        assert!(matches!(refused, Err(HintError::Corrupt { .. })), "{refused:?}");
+        let kept = Store::memory(engine.clone()).get(Namespace::Hints, &record_key).unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"\x09a newer format"[..]));
     }
 
     #[tokio::test]

@@ -531,6 +531,22 @@ impl Membership {
                 reason: format!("authenticated as {peer} but asks to join as {}; use one node id", node.id),
             };
         }
+        // The joiner learns every bucket's props from this node: one it
+        // could not send would leave the joiner on the defaults (a smaller
+        // n, say) for that bucket.
+        match self.coordinator.buckets().listing() {
+            Ok(listing) if listing.unreadable.is_empty() => {}
+            Ok(listing) => {
+                let reason = format!(
+                    "the props of bucket {} are unreadable on {}; set them again (every field), then retry the join",
+                    listing.unreadable[0],
+                    self.cluster.local()
+                );
+                warn!(node = %node.id, %reason, "refused a join");
+                return Response::Failed { reason };
+            }
+            Err(error) => return Response::Failed { reason: format!("cannot list the bucket props: {error}") },
+        }
         let outcome = self.update(|state| Ok(Some(state.with_joining(node, partitions)?))).await;
         match outcome {
             Ok((view, _)) => {

@@ -6,7 +6,7 @@
 //! survives its restart (it is persisted before it is used); a node of
 //! another cluster is refused and never merged; the persisted state wins
 //! over a different static member list, and a different partition count
-//! refuses to start.
+//! refuses to start; a seed whose bucket props are unreadable refuses joins.
 
 use std::sync::Arc;
 
@@ -231,6 +231,47 @@ async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
         .expect("the call itself succeeds");
     match Response::decode(&reply).expect("response") {
         Response::Failed { reason } => assert!(reason.contains("authenticated as mallory"), "{reason}"),
+        other => panic!("admitted: {other:?}"),
+    }
+    assert!(nodes[0].status_of("node7").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_refused_while_the_seeds_bucket_props_are_unreadable() {
+    use dynamo_core::props::{BucketProps, ConflictMode};
+    use dynamo_storage::Engine as _;
+    let nodes = static_cluster(1).await;
+    let props = BucketProps { n: 5, r: 3, w: 3, dw: 0, conflict: ConflictMode::Siblings };
+    nodes[0].parts.coordinator.buckets().apply("wide", props, 1).await.expect("props");
+    // Bit rot in the stored props: the joiner would get none and use n = 3.
+    let key = b"bucket-props/wide";
+    let mut raw = nodes[0].engine.get(Namespace::Meta, key).expect("get").expect("stored");
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    nodes[0].engine.put(Namespace::Meta, key, &raw).expect("put");
+    let secret = ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret");
+    let config = RpcConfig::new("node7".to_string(), secret, Arc::new(OsNonce)).expect("config");
+    let client = RpcClient::new(TcpTransport::default(), config);
+    let node = Announcement {
+        id: NodeId::new("node7"),
+        rpc_addr: "127.0.0.1:1".to_string(),
+        http_addr: None,
+        capacity: 1,
+        zone: None,
+    };
+    let request = Request::Join { node, partitions: Q };
+    let addr = nodes[0].config.rpc_addr.to_string();
+    let reply = client
+        .call(&addr, request.method(), Bytes::from(request.encode()), std::time::Duration::from_secs(2))
+        .await
+        .expect("the call itself succeeds");
+    match Response::decode(&reply).expect("response") {
+        Response::Failed { reason } => {
+            assert!(
+                reason.contains("props of bucket wide are unreadable") && reason.contains("every field"),
+                "{reason}"
+            )
+        }
         other => panic!("admitted: {other:?}"),
     }
     assert!(nodes[0].status_of("node7").is_none());

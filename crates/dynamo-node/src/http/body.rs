@@ -1,11 +1,14 @@
 //! The request body, noting whether it was read to its end.
 //!
-//! Why: hyper cannot reuse a kept-alive connection whose request body was
-//! left unread (a request refused before its body arrived: a bad key, a
-//! value over the size limit), so it closes it after the answer. A client
-//! that does not expect that sends its next request into a closed
-//! connection. [`super::Api::handle`] therefore says so up front, with
-//! `Connection: close` on exactly those answers.
+//! Why: hyper reuses a kept-alive connection after an answer only if the
+//! request's body was read to its end or is already buffered in full; a
+//! request refused before its body arrived (a bad key, a value over the
+//! size limit) gets its connection closed after the answer, silently, and
+//! a client that does not expect that sends its next request into a
+//! closed connection. [`super::Api::handle`] therefore says
+//! `Connection: close` on every answer that left the body unread. That
+//! also closes the few whose small body hyper could have drained: a
+//! reconnect, on error answers only.
 
 use std::pin::Pin;
 use std::sync::Arc;
