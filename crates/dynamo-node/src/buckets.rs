@@ -117,17 +117,10 @@ impl BucketRegistry {
         Ok(stored)
     }
 
-    /// The props of buckets that have their own: `(bucket, props,
-    /// version)` in bucket order. Stored props that fail their checksum or
-    /// do not parse are left out (a request to their bucket reports them):
-    /// for passing props on, where one bad record must not stop the rest.
-    /// Decisions that depend on every bucket's n use [`Self::listing`].
-    pub fn stored(&self) -> Result<Vec<(String, BucketProps, u64)>, PropsStoreError> {
-        Ok(self.listing()?.readable)
-    }
-
     /// Every bucket's stored props, with the buckets whose props are
-    /// unreadable (failing their checksum, or not parsing) named apart.
+    /// unreadable (failing their checksum, or not parsing) named apart, so
+    /// that one bad record does not hide the others and callers decide
+    /// what an unreadable n means for them.
     pub fn listing(&self) -> Result<PropsListing, PropsStoreError> {
         let prefix = PROPS_KEY_PREFIX.as_bytes();
         let mut listing = PropsListing::default();
@@ -262,11 +255,7 @@ mod tests {
     /// its checksum fails.
     fn corrupt(store: &Store, bucket: &str) {
         let engine = store.engine().expect("engine");
-        let key = props_key(bucket);
-        let mut raw = engine.get(Namespace::Meta, key.as_bytes()).expect("get").expect("props stored");
-        let last = raw.len() - 1;
-        raw[last] ^= 0x01;
-        engine.put(Namespace::Meta, key.as_bytes(), &raw).expect("put");
+        dynamo_storage::record::damage(engine.as_ref(), Namespace::Meta, props_key(bucket).as_bytes()).expect("damage");
     }
 
     fn every_field(n: u8) -> PropsPatch {
@@ -282,9 +271,10 @@ mod tests {
         corrupt(&store, "rotten");
         let registry = BucketRegistry::new(store.clone(), defaults());
 
-        let listed: Vec<String> = registry.stored().expect("listing").into_iter().map(|(bucket, ..)| bucket).collect();
+        let listing = registry.listing().expect("listing");
+        let listed: Vec<&str> = listing.readable.iter().map(|(bucket, ..)| bucket.as_str()).collect();
         assert_eq!(listed, ["fine"]);
-        assert_eq!(registry.listing().expect("listing").unreadable, ["rotten"]);
+        assert_eq!(listing.unreadable, ["rotten"]);
         assert_eq!(registry.largest_n().expect("largest n"), MAX_N, "an unreadable n could be anything");
         let error = registry.get("rotten").expect_err("corrupt props are reported").to_string();
         assert!(error.contains("corruption"), "{error}");

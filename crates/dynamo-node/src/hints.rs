@@ -238,12 +238,18 @@ impl HintStore {
         let rows = self.store.scan_records(Namespace::Hints, &prefix, &start, limit)?;
         let mut hints = Vec::with_capacity(rows.len());
         for (record_key, stored) in rows {
-            match stored
-                .map_err(HintError::from)
-                .and_then(|stored| decode_hint(owner, &prefix, record_key.clone(), stored))
-            {
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(error) => {
+                    self.drop_if_still_unreadable(&record_key, &error.into())?;
+                    continue;
+                }
+            };
+            match decode_hint(owner, &prefix, record_key, stored) {
                 Ok(hint) => hints.push(hint),
-                Err(error) => self.drop_if_still_unreadable(owner, &prefix, &record_key, &error)?,
+                // It passes its checksum: what this node wrote (a newer
+                // format, say). Kept, not delivered.
+                Err(error) => warn!(%error, "a hint record does not decode; kept undelivered"),
             }
         }
         Ok(hints)
@@ -251,31 +257,17 @@ impl HintStore {
 
     /// Drops the hint record at `record_key` if, read again under the lock,
     /// it still fails its checksum (a `store_hint` may have replaced it
-    /// since the scan). Nothing in it can be delivered, and kept it would be met on
-    /// every round; the write it held is also on the replicas that
+    /// since the scan). Nothing in it can be delivered, and kept it would be
+    /// met on every round; the write it held is also on the replicas that
     /// acknowledged it, from which anti-entropy and read repair spread it.
-    fn drop_if_still_unreadable(
-        &self,
-        owner: &NodeId,
-        prefix: &[u8],
-        record_key: &[u8],
-        error: &HintError,
-    ) -> Result<(), HintError> {
+    fn drop_if_still_unreadable(&self, record_key: &[u8], error: &HintError) -> Result<(), HintError> {
         let _guard = self.lock();
         match self.store.get(Namespace::Hints, record_key) {
             Err(StorageError::Corruption { .. }) => {
                 let size = self.raw_size(record_key)?;
                 self.drop_counted(record_key, size, error)
             }
-            Ok(Some(stored)) => {
-                if let Err(error) = decode_hint(owner, prefix, record_key.to_vec(), stored) {
-                    // It passes its checksum: what this node wrote (a newer
-                    // format, say). Kept, not delivered.
-                    warn!(%error, "a hint record does not decode; kept undelivered");
-                }
-                Ok(())
-            }
-            Ok(None) => Ok(()),
+            Ok(_) => Ok(()),
             Err(other) => Err(other.into()),
         }
     }
@@ -562,12 +554,8 @@ mod tests {
     /// Flips a bit of the stored hint record of `owner` and `key`, below
     /// the store (as bit rot would), so its checksum fails.
     fn corrupt(engine: &MemoryEngine, owner: &NodeId, key: &ObjectKey) {
-        use dynamo_storage::Engine as _;
         let record_key = record_key(owner, &key.storage_key(PARTITIONS));
-        let mut raw = engine.get(Namespace::Hints, &record_key).unwrap().expect("the hint exists");
-        let last = raw.len() - 1;
-        raw[last] ^= 0x01;
-        engine.put(Namespace::Hints, &record_key, &raw).unwrap();
+        dynamo_storage::record::damage(engine, Namespace::Hints, &record_key).unwrap();
     }
 
     async fn store(hints: &HintStore, owner: &NodeId, name: &str, value: &str) {
@@ -638,7 +626,7 @@ mod tests {
         store(&hints, &owner, "k", "new").await;
         let record_key = record_key(&owner, &key("k").storage_key(PARTITIONS));
         let seen = HintError::Corrupt { owner: owner.to_string(), reason: "checksum".to_string() };
-        hints.drop_if_still_unreadable(&owner, &owner_prefix(&owner), &record_key, &seen).unwrap();
+        hints.drop_if_still_unreadable(&record_key, &seen).unwrap();
         let batch = hints.batch(&owner, &[], 10).unwrap();
         assert_eq!(batch.len(), 1, "the fresh hint is not dropped");
         assert_eq!(batch[0].object, written("new", 1));

@@ -567,8 +567,9 @@ impl Membership {
     /// joined has none), best effort: a failure is logged, and a props
     /// change made later reaches it like any member.
     async fn send_props(&self, node: &NodeId) {
-        let stored = match self.coordinator.buckets().stored() {
-            Ok(stored) => stored,
+        // `admit` refused the join if any props were unreadable.
+        let stored = match self.coordinator.buckets().listing() {
+            Ok(listing) => listing.readable,
             Err(error) => {
                 warn!(%node, %error, "cannot list bucket props for a joining node");
                 return;

@@ -180,7 +180,7 @@ impl Replica {
 
     /// Reads this replica's state of `key` (empty when never written).
     ///
-    /// A record that fails its integrity check is an error (corrupt data is
+    /// A record that fails its checksum is an error (corrupt data is
     /// never served), and the key leaves the anti-entropy index, so that
     /// the next exchange with a peer holding the key sends a good copy,
     /// which replaces the record (see [`Replica::merge_write`]).
@@ -261,8 +261,8 @@ impl Replica {
     /// digests before and after, still under the lock (so the index sees a
     /// key's writes in the order storage did).
     ///
-    /// A stored record that fails its integrity check counts as absent: the
-    /// write replaces it. Nothing readable is lost (the record was not),
+    /// A stored record that fails its checksum counts as absent (one that
+    /// passes it but does not decode is refused): the write replaces it. Nothing readable is lost (the record was not),
     /// and every acknowledged write it held is on W-1 other replicas, from
     /// which read repair and anti-entropy bring it back. Refusing instead
     /// would make the key unwritable here, and unrepairable, for good.
@@ -417,11 +417,7 @@ impl Replica {
         let (_, key) = ObjectKey::from_storage_key(storage_key)
             .map_err(|error| ReplicaError::BadStorageKey { detail: error.to_string() })?;
         let encoded = payload?;
-        let object = decode_object(&encoded).map_err(|source| ReplicaError::Undecodable {
-            bucket: key.bucket().to_string(),
-            key: String::from_utf8_lossy(key.key()).into_owned(),
-            source,
-        })?;
+        let object = decode_stored(&key, &encoded)?;
         Ok((key, object, encoded.len()))
     }
 
@@ -461,11 +457,7 @@ impl Replica {
     fn load(&self, key: &ObjectKey, storage_key: &[u8]) -> Result<VersionedObject, ReplicaError> {
         match self.store.get(Namespace::Objects, storage_key)? {
             None => Ok(VersionedObject::new()),
-            Some(bytes) => decode_object(&bytes).map_err(|source| ReplicaError::Undecodable {
-                bucket: key.bucket().to_string(),
-                key: String::from_utf8_lossy(key.key()).into_owned(),
-                source,
-            }),
+            Some(bytes) => decode_stored(key, &bytes),
         }
     }
 
@@ -486,4 +478,13 @@ impl Replica {
     fn lock_hlc(&self) -> MutexGuard<'_, HlcClock> {
         self.hlc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Decodes `key`'s stored object; a failure is corruption naming the key.
+fn decode_stored(key: &ObjectKey, bytes: &[u8]) -> Result<VersionedObject, ReplicaError> {
+    decode_object(bytes).map_err(|source| ReplicaError::Undecodable {
+        bucket: key.bucket().to_string(),
+        key: String::from_utf8_lossy(key.key()).into_owned(),
+        source,
+    })
 }

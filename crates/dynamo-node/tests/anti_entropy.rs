@@ -333,11 +333,7 @@ async fn the_scheduler_repairs_on_its_own_and_reports_its_status() {
 /// bit rot would), so its checksum no longer matches.
 fn corrupt(node: &TestNode, key: &ObjectKey) {
     let engine = node.replica().store().engine().expect("engine");
-    let storage_key = key.storage_key(Q);
-    let mut record = engine.get(Namespace::Objects, &storage_key).expect("get").expect("the record exists");
-    let last = record.len() - 1;
-    record[last] ^= 0x01;
-    engine.put(Namespace::Objects, &storage_key, &record).expect("put");
+    dynamo_storage::record::damage(engine.as_ref(), Namespace::Objects, &key.storage_key(Q)).expect("damage");
 }
 
 fn assert_unreadable(node: &TestNode, key: &ObjectKey) {
@@ -462,10 +458,7 @@ async fn a_corrupt_tombstone_index_entry_is_rewritten_and_every_tombstone_is_col
     let engine = a.replica().store().engine().expect("engine");
     let mut entry_key = b"tomb/".to_vec();
     entry_key.extend_from_slice(&deleted[0].storage_key(Q));
-    let mut raw = engine.get(Namespace::Meta, &entry_key).expect("get").expect("the delete was indexed");
-    let last = raw.len() - 1;
-    raw[last] ^= 0x01;
-    engine.put(Namespace::Meta, &entry_key, &raw).expect("put");
+    dynamo_storage::record::damage(engine.as_ref(), Namespace::Meta, &entry_key).expect("the delete was indexed");
 
     let collector = TombstoneCollector::new(a.coordinator.clone(), Arc::new(SystemClock), Duration::ZERO);
     let round = collector.round().await;

@@ -210,26 +210,32 @@ async fn the_persisted_state_wins_over_the_configuration_and_another_q_refuses_t
     assert!(error.to_string().contains("unreadable"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
-    let nodes = static_cluster(1).await;
+/// Asks `seed` over RPC, authenticated as `authenticated_as`, to admit
+/// a node named `id`; returns the seed's answer.
+async fn ask_to_join(seed: &Node, authenticated_as: &str, id: &str) -> Response {
     let secret = ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret");
-    let config = RpcConfig::new("mallory".to_string(), secret, Arc::new(OsNonce)).expect("config");
+    let config = RpcConfig::new(authenticated_as.to_string(), secret, Arc::new(OsNonce)).expect("config");
     let client = RpcClient::new(TcpTransport::default(), config);
     let node = Announcement {
-        id: NodeId::new("node7"),
+        id: NodeId::new(id),
         rpc_addr: "127.0.0.1:1".to_string(),
         http_addr: None,
         capacity: 1,
         zone: None,
     };
     let request = Request::Join { node, partitions: Q };
-    let addr = nodes[0].config.rpc_addr.to_string();
+    let addr = seed.config.rpc_addr.to_string();
     let reply = client
         .call(&addr, request.method(), Bytes::from(request.encode()), std::time::Duration::from_secs(2))
         .await
         .expect("the call itself succeeds");
-    match Response::decode(&reply).expect("response") {
+    Response::decode(&reply).expect("response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
+    let nodes = static_cluster(1).await;
+    match ask_to_join(&nodes[0], "mallory", "node7").await {
         Response::Failed { reason } => assert!(reason.contains("authenticated as mallory"), "{reason}"),
         other => panic!("admitted: {other:?}"),
     }
@@ -239,33 +245,12 @@ async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_is_refused_while_the_seeds_bucket_props_are_unreadable() {
     use dynamo_core::props::{BucketProps, ConflictMode};
-    use dynamo_storage::Engine as _;
     let nodes = static_cluster(1).await;
     let props = BucketProps { n: 5, r: 3, w: 3, dw: 0, conflict: ConflictMode::Siblings };
     nodes[0].parts.coordinator.buckets().apply("wide", props, 1).await.expect("props");
     // Bit rot in the stored props: the joiner would get none and use n = 3.
-    let key = b"bucket-props/wide";
-    let mut raw = nodes[0].engine.get(Namespace::Meta, key).expect("get").expect("stored");
-    let last = raw.len() - 1;
-    raw[last] ^= 0x01;
-    nodes[0].engine.put(Namespace::Meta, key, &raw).expect("put");
-    let secret = ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret");
-    let config = RpcConfig::new("node7".to_string(), secret, Arc::new(OsNonce)).expect("config");
-    let client = RpcClient::new(TcpTransport::default(), config);
-    let node = Announcement {
-        id: NodeId::new("node7"),
-        rpc_addr: "127.0.0.1:1".to_string(),
-        http_addr: None,
-        capacity: 1,
-        zone: None,
-    };
-    let request = Request::Join { node, partitions: Q };
-    let addr = nodes[0].config.rpc_addr.to_string();
-    let reply = client
-        .call(&addr, request.method(), Bytes::from(request.encode()), std::time::Duration::from_secs(2))
-        .await
-        .expect("the call itself succeeds");
-    match Response::decode(&reply).expect("response") {
+    dynamo_storage::record::damage(&nodes[0].engine, Namespace::Meta, b"bucket-props/wide").expect("damage");
+    match ask_to_join(&nodes[0], "node7", "node7").await {
         Response::Failed { reason } => {
             assert!(
                 reason.contains("props of bucket wide are unreadable") && reason.contains("every field"),

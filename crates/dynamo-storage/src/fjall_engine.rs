@@ -60,10 +60,10 @@
 //! # Corrupting a record on purpose (tests)
 //!
 //! External tests that check corruption detection can, while the node is
-//! stopped, open its data directory with [`FjallEngine::open`], read a raw
-//! (framed) record with [`Engine::get`], flip a byte, write it back with
-//! [`Engine::put`] and drop the engine (which fsyncs). The node then reports
-//! [`StorageError::Corruption`] for that key on its next read.
+//! stopped, open its data directory with [`FjallEngine::open`], flip a bit
+//! of a stored record with [`crate::record::damage`] and drop the engine
+//! (which fsyncs). The node then reports [`StorageError::Corruption`] for
+//! that key on its next read.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,7 +8,7 @@
 //! different format all fail here, at the storage boundary, instead of
 //! surfacing as a decoding error (or worse, wrong data) further up.
 
-use crate::engine::{Namespace, StorageError};
+use crate::engine::{Engine, Namespace, StorageError};
 
 /// Current record format.
 pub const RECORD_FORMAT: u8 = 1;
@@ -45,6 +45,23 @@ pub fn unframe(ns: Namespace, key: &[u8], record: &[u8]) -> Result<Vec<u8>, Stor
         )));
     }
     Ok(payload.to_vec())
+}
+
+/// Flips one bit of the stored record at `key` (the last byte of its
+/// payload), as bit rot would, so that its checksum fails on the next read:
+/// for tests and repair drills, on an engine nothing else is writing to
+/// that key (a stopped node's directory, or a test's own store).
+pub fn damage(engine: &dyn Engine, ns: Namespace, key: &[u8]) -> Result<(), StorageError> {
+    let Some(mut record) = engine.get(ns, key)? else {
+        return Err(StorageError::Engine {
+            engine: engine.name(),
+            operation: "damage",
+            detail: format!("no {} record {} to damage", ns.name(), printable_key(key)),
+        });
+    };
+    let last = record.len() - 1;
+    record[last] ^= 0x01;
+    engine.put(ns, key, &record)
 }
 
 /// Renders a key for an error message: as text when it is valid UTF-8 with no

@@ -554,10 +554,7 @@ mod tests {
         {
             // What an external test does while the node is stopped.
             let engine = FjallEngine::open(dir.path()).expect("open raw");
-            let mut raw = engine.get(NS, key).expect("raw get").expect("raw record");
-            let last = raw.len() - 1;
-            raw[last] ^= 0x01;
-            engine.put(NS, key, &raw).expect("raw put");
+            crate::record::damage(&engine, NS, key).expect("damage the record");
         }
         let store = Store::open_fjall(dir.path()).expect("reopen");
         match store.get(NS, key) {

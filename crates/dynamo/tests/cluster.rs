@@ -259,10 +259,7 @@ fn a_corrupt_record_on_one_replica_is_read_around_and_replaced_by_read_repair() 
         let key = dynamo_core::keys::ObjectKey::new("b", b"rotten")
             .expect("key")
             .storage_key(dynamo_core::keys::DEFAULT_PARTITIONS);
-        let mut record = engine.get(Namespace::Objects, &key).expect("read").expect("node2 holds the key");
-        let last = record.len() - 1;
-        record[last] ^= 0x01;
-        engine.put(Namespace::Objects, &key, &record).expect("write back");
+        dynamo_storage::record::damage(&engine, Namespace::Objects, &key).expect("node2 holds the key");
         engine.sync().expect("sync");
     }
     cluster.nodes[2].restart();
