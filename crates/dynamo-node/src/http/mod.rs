@@ -19,7 +19,7 @@ use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
 use serde_json::json;
@@ -101,7 +101,11 @@ impl Api {
     pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let (body, body_finished) = TrackedBody::new(body);
+        let expects_continue = parts
+            .headers
+            .get(EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let (body, body_finished) = TrackedBody::new(body, expects_continue);
         let (operation, mut response) = self.route(Request::from_parts(parts, body)).await;
         self.metrics.record_request(operation, response.status().as_u16(), started.elapsed());
         if !body_finished.load(Ordering::Acquire) {
