@@ -65,7 +65,8 @@ impl TrackedBody {
     /// `Expect: 100-continue`, which turns draining off.
     pub fn new(inner: Incoming, expects_continue: bool) -> (TrackedBody, Arc<AtomicBool>) {
         let finished = Arc::new(AtomicBool::new(inner.is_end_stream()));
-        let body = TrackedBody { inner: Some(inner), finished: finished.clone(), drain_when_dropped: !expects_continue };
+        let body =
+            TrackedBody { inner: Some(inner), finished: finished.clone(), drain_when_dropped: !expects_continue };
         (body, finished)
     }
 
