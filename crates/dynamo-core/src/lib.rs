@@ -13,30 +13,37 @@
 //! - [`object`]: the versioned object stored for one key: a dotted version
 //!   vector set (siblings plus causal context), with put, merge and LWW.
 //! - [`context`]: the opaque, checksummed client context (`X-Dynamo-Context`).
-//! - [`codec`]: the versioned binary encoding of objects for storage and wire.
+//! - [`codec`]: the versioned binary encoding of objects for storage and wire,
+//!   and the primitive fields (text, flags, clamped counts, a bounds-checked
+//!   reader) that every hand codec of the crate shares.
 //! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
 //! - [`membership`]: the gossiped cluster state (members, their status, the
-//!   committed ring and its epoch), its merge, encoding and the plan of the
-//!   next ring (paper section 4.8).
+//!   committed ring and its epoch): its data model and merge, the plan of
+//!   the next ring, its encoding, and gossip peer choice, one file each
+//!   (paper section 4.8).
 //! - [`transition`]: a ring change in progress: which nodes copy which
 //!   partitions before the new ring alone is trusted (paper section 4.9).
 //! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
-//! - [`liveness`]: the local failure detector: which peers to route around
-//!   and probe, learned from this node's own calls (paper section 4.8.3).
+//! - [`failure_detector`]: the pure rules of local failure detection: which
+//!   peers to route around and probe, learned from this node's own calls
+//!   (paper section 4.8.3). `dynamo-node`'s `failure_detector` is its I/O
+//!   half: it feeds these rules and runs the probes.
 //! - [`merkle`]: the per-partition Merkle trees of anti-entropy (paper
 //!   section 4.7): incremental updates, top-down comparison, listing diffs.
 //! - [`rng`]: the seeded SplitMix64 generator every reproducible choice
 //!   uses (simulation, gossip peers, chaos schedule, benchmark keys).
-//! - [`messages`]: node-to-node requests and responses (replica read and
-//!   write, forwarded coordination, ping, Merkle exchange) and their
-//!   versioned binary encoding.
+//! - [`messages`]: node-to-node requests and responses behind one
+//!   `Request` and one `Response` enum, and their versioned binary encoding,
+//!   one file per family (replica reads and writes, forwarded coordination,
+//!   bucket props, hints, Merkle exchange, membership, transfers). Their
+//!   golden bytes are pinned by `tests/wire_format.rs`.
 
 pub mod codec;
 pub mod context;
+pub mod failure_detector;
 pub mod hlc;
 pub mod keys;
-pub mod liveness;
 pub mod membership;
 pub mod merkle;
 pub mod messages;

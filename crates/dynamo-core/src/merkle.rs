@@ -48,7 +48,7 @@ use std::ops::Range;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::codec::encode_object;
+use crate::codec::{encode_object, first_128_bits};
 use crate::keys::ObjectKey;
 use crate::object::VersionedObject;
 
@@ -90,7 +90,7 @@ impl ObjectDigest {
     }
 
     fn of_encoded(encoded: &[u8]) -> ObjectDigest {
-        ObjectDigest(truncate(&Sha256::digest(encoded)))
+        ObjectDigest(first_128_bits(Sha256::digest(encoded).into()))
     }
 }
 
@@ -158,7 +158,7 @@ fn item_hash(key: &ObjectKey, digest: &ObjectDigest) -> u128 {
     hasher.update((key.key().len() as u16).to_be_bytes());
     hasher.update(key.key());
     hasher.update(digest.0);
-    u128::from_be_bytes(truncate(&hasher.finalize()))
+    u128::from_be_bytes(first_128_bits(hasher.finalize().into()))
 }
 
 fn node_hash(level: u8, children: &[NodeHash]) -> NodeHash {
@@ -168,13 +168,7 @@ fn node_hash(level: u8, children: &[NodeHash]) -> NodeHash {
     for child in children {
         hasher.update(child.0);
     }
-    NodeHash(truncate(&hasher.finalize()))
-}
-
-fn truncate(hash: &[u8]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&hash[..16]);
-    out
+    NodeHash(first_128_bits(hasher.finalize().into()))
 }
 
 /// One partition's tree. Updated incrementally, one key at a time; its

@@ -118,6 +118,13 @@ impl VersionedObject {
         !self.siblings.is_empty() && self.siblings.iter().all(Sibling::is_tombstone)
     }
 
+    /// The greatest timestamp among the versions (0 when there are none):
+    /// what a client context must carry so that later writes are stamped
+    /// above everything the client saw, and when a tombstone was written.
+    pub fn latest_timestamp(&self) -> Hlc {
+        self.siblings.iter().map(|sibling| sibling.timestamp).max().unwrap_or_default()
+    }
+
     /// The version last-write-wins keeps: the greatest by (timestamp, dot).
     pub fn latest(&self) -> Option<&Sibling> {
         self.siblings.iter().max_by_key(|sibling| lww_key(sibling))
@@ -189,6 +196,10 @@ impl VersionedObject {
     /// Relies on dots being unique (one dot, one version): if both sides hold
     /// the same dot, this side's copy is kept.
     pub fn merge(&mut self, other: &VersionedObject, mode: ConflictMode) {
+        // A copy of what this side had, to check the result against (debug
+        // builds only: it costs a clone per merge).
+        #[cfg(debug_assertions)]
+        let before = self.clone();
         match mode {
             ConflictMode::Siblings => self.siblings = self.surviving_siblings(other),
             ConflictMode::Lww => {
@@ -199,6 +210,37 @@ impl VersionedObject {
             }
         }
         self.clock.join(&other.clock);
+        #[cfg(debug_assertions)]
+        self.assert_merged_without_loss(&before, other, mode);
+    }
+
+    /// Asserts that `self`, the merge of `ours` and `theirs` in `mode`, lost
+    /// no dot either input had: its context covers every dot either side
+    /// knew (their clocks, and so their siblings), every version it holds
+    /// comes from one of them, and in `Siblings` mode a version of one side
+    /// is gone only if the other side had seen its dot and no longer holds
+    /// it (superseded, never dropped). In `Lww` mode exactly the latest
+    /// version of both is kept.
+    #[cfg(any(debug_assertions, test))]
+    fn assert_merged_without_loss(&self, ours: &VersionedObject, theirs: &VersionedObject, mode: ConflictMode) {
+        for (side, other) in [(ours, theirs), (theirs, ours)] {
+            assert!(self.clock.descends(&side.clock), "a merge lost part of an input's causal context");
+            for sibling in &side.siblings {
+                let superseded = other.clock.covers(sibling.dot) && !other.has_dot(sibling.dot);
+                let kept = self.has_dot(sibling.dot);
+                if mode == ConflictMode::Siblings {
+                    assert!(kept || superseded, "a merge lost the version of dot {:?}", sibling.dot);
+                }
+            }
+        }
+        for sibling in &self.siblings {
+            let from_an_input = ours.has_dot(sibling.dot) || theirs.has_dot(sibling.dot);
+            assert!(from_an_input, "a merge invented the version of dot {:?}", sibling.dot);
+        }
+        if mode == ConflictMode::Lww {
+            let latest = ours.siblings.iter().chain(&theirs.siblings).max_by_key(|sibling| lww_key(sibling));
+            assert_eq!(self.siblings.iter().collect::<Vec<_>>(), Vec::from_iter(latest), "a LWW merge lost the latest");
+        }
     }
 
     /// Whether this state already contains everything in `other` (merging
@@ -273,6 +315,35 @@ mod tests {
     use crate::testing::{Op, World, history, three_states, value_of, value_payload};
 
     const SIBLINGS: ConflictMode = ConflictMode::Siblings;
+
+    #[test]
+    #[should_panic(expected = "a merge lost the version of dot")]
+    fn a_merge_result_missing_a_concurrent_version_is_caught() {
+        let mut ours = VersionedObject::new();
+        ours.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        let mut theirs = VersionedObject::new();
+        theirs.put(&VersionVector::new(), ActorId(2), Hlc(2), value_payload(2), SIBLINGS);
+        let mut merged = ours.clone();
+        merged.merge(&theirs, SIBLINGS);
+        merged.assert_merged_without_loss(&ours, &theirs, SIBLINGS);
+        // Drop one of the two concurrent versions, keeping the context.
+        let lossy = VersionedObject::from_parts(merged.context().clone(), merged.siblings()[..1].to_vec()).unwrap();
+        lossy.assert_merged_without_loss(&ours, &theirs, SIBLINGS);
+    }
+
+    #[test]
+    #[should_panic(expected = "a merge lost part of an input's causal context")]
+    fn a_merge_result_forgetting_a_seen_dot_is_caught() {
+        let mut ours = VersionedObject::new();
+        ours.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+        let mut theirs = ours.clone();
+        theirs.put(ours.context(), ActorId(2), Hlc(2), value_payload(2), SIBLINGS);
+        // Their write superseded ours; a result without our dot in its
+        // context would let our old version come back as a sibling.
+        let forgetful =
+            VersionedObject::from_parts([(ActorId(2), 1)].into_iter().collect(), theirs.siblings().to_vec()).unwrap();
+        forgetful.assert_merged_without_loss(&ours, &theirs, SIBLINGS);
+    }
     const LWW: ConflictMode = ConflictMode::Lww;
 
     fn merged(a: &VersionedObject, b: &VersionedObject, mode: ConflictMode) -> VersionedObject {

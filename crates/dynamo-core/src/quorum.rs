@@ -275,6 +275,7 @@ impl WriteQuorum {
     /// Where the write stands among the slots whose replica (the node, or
     /// the one it stands in for) `counts`.
     fn progress_of(&self, counts: impl Fn(&NodeId) -> bool) -> Progress {
+        self.answers.assert_counted_once(&counts);
         let slots = || self.answers.slots.iter().filter(|slot| counts(slot.owner()));
         let acked = slots().filter(|slot| matches!(slot.answer, Answer::Ok(_))).count();
         let durable = slots().filter(|slot| matches!(slot.answer, Answer::Ok(true))).count();
@@ -360,6 +361,7 @@ impl ReadQuorum {
 
     /// Where the read stands.
     pub fn progress(&self) -> Progress {
+        self.answers.assert_counted_once(|_| true);
         let replied = self.answers.ok().count();
         let r = usize::from(self.r);
         decide(replied >= r, replied + self.answers.unanswered_count() >= r)
@@ -505,6 +507,24 @@ impl<T> Answers<T> {
         })
     }
 
+    /// Asserts the counting rule among the slots whose replica `counts`: no
+    /// replica counts twice, so there is at most one good answer per replica,
+    /// its own or that of the fallback standing in for it (a replica is
+    /// handed off only before it acknowledged, and its answers are ignored
+    /// after), and the good answers never exceed the replicas, n. Costs a
+    /// quadratic scan of the good answers of one replica set (at most
+    /// [`crate::props::MAX_N`] of them) per answer.
+    fn assert_counted_once(&self, counts: impl Fn(&NodeId) -> bool) {
+        let good = || self.slots.iter().filter(|slot| counts(slot.owner()) && matches!(slot.answer, Answer::Ok(_)));
+        for (index, slot) in good().enumerate() {
+            let owner = slot.owner();
+            assert!(
+                !good().take(index).any(|earlier| earlier.owner() == owner),
+                "replica {owner} has two good answers: an answer was counted twice"
+            );
+        }
+    }
+
     fn unanswered_count(&self) -> usize {
         self.slots.iter().filter(|slot| matches!(slot.answer, Answer::Pending)).count()
     }
@@ -542,6 +562,44 @@ mod tests {
     use crate::version::{ActorId, VersionVector};
 
     const SIBLINGS: ConflictMode = ConflictMode::Siblings;
+
+    /// A slot for `node` that already acknowledged (durably), as a broken
+    /// dedupe would leave one beside the node's own slot.
+    fn acknowledged_slot<T>(node: NodeId, answer: T) -> Slot<T> {
+        Slot { node, answer: Answer::Ok(answer), stands_in_for: None, handed_off: false }
+    }
+
+    #[test]
+    #[should_panic(expected = "an answer was counted twice")]
+    fn a_write_acknowledgement_counted_twice_is_caught() {
+        let mut write = WriteQuorum::new(nodes(3), 2, 0);
+        write.ack(node(0), true);
+        // The API ignores a second answer; only a broken slot table can hold
+        // two acknowledgements of node0, which would reach w = 2 alone.
+        write.answers.slots.push(acknowledged_slot(node(0), true));
+        write.progress();
+    }
+
+    #[test]
+    #[should_panic(expected = "an answer was counted twice")]
+    fn a_read_reply_counted_twice_is_caught() {
+        let mut read = ReadQuorum::new(nodes(3), 2, SIBLINGS);
+        read.reply(node(1), VersionedObject::new());
+        read.answers.slots.push(acknowledged_slot(node(1), VersionedObject::new()));
+        read.progress();
+    }
+
+    #[test]
+    #[should_panic(expected = "an answer was counted twice")]
+    fn a_replica_and_its_fallback_both_counted_is_caught() {
+        let mut write = WriteQuorum::new(nodes(3), 2, 0);
+        assert_eq!(write.hand_off(&node(2), node(3), "marked down"), Some(node(2)));
+        write.ack(node(3), true);
+        // hand_off marks the replica failed; a replica acknowledged beside
+        // the fallback holding its hint would count its copy twice.
+        write.answers.slots[2].answer = Answer::Ok(true);
+        write.progress();
+    }
 
     fn node(index: usize) -> NodeId {
         NodeId::new(format!("node{index}"))

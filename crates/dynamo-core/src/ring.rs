@@ -307,7 +307,9 @@ impl Ring {
     /// next distinct nodes clockwise, `min(n + extra, members)` long in all.
     pub fn extended_preference_list(&self, partition: u32, n: usize, extra: usize) -> Vec<NodeId> {
         let mut list = self.preference_refs(partition, n);
-        self.fill(partition, &mut list, n.saturating_add(extra).min(self.nodes.len()));
+        let want = n.saturating_add(extra).min(self.nodes.len());
+        self.fill(partition, &mut list, want);
+        assert_preference_list(&list, want);
         list.into_iter().cloned().collect()
     }
 
@@ -380,6 +382,7 @@ impl Ring {
             }
         }
         self.fill(partition, &mut list, want);
+        assert_preference_list(&list, want);
         list
     }
 
@@ -442,6 +445,17 @@ fn zone_key(spec: &NodeSpec) -> ZoneKey<'_> {
     match &spec.zone {
         Some(zone) => ZoneKey::Named(zone),
         None => ZoneKey::Alone(&spec.id),
+    }
+}
+
+/// Asserts what every preference list must be: `want` nodes (the walk meets
+/// every member, so there are always enough) and no node twice, since a
+/// replica listed twice would count twice toward a quorum and leave the key
+/// with fewer copies than N. Costs no more than building the list did.
+fn assert_preference_list(list: &[&NodeId], want: usize) {
+    assert_eq!(list.len(), want, "a preference list is shorter than the members allow");
+    for (index, node) in list.iter().enumerate() {
+        assert!(!list[..index].contains(node), "node {node} appears twice in a preference list");
     }
 }
 
@@ -748,6 +762,20 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "appears twice in a preference list")]
+    fn a_preference_list_naming_a_node_twice_is_caught_where_it_is_built() {
+        // Ring::new, from_parts and rebalance key every member by its own id,
+        // so only a ring assembled around that check can list a node twice:
+        // member "a" filed with the spec of "b" (in another zone) puts "b"
+        // in the list for each of the two zones.
+        let b_in_z1 = NodeSpec::new("b", 1).in_zone("z1");
+        let b_in_z2 = NodeSpec::new("b", 1).in_zone("z2");
+        let nodes = BTreeMap::from([(NodeId::new("a"), b_in_z1), (NodeId::new("b"), b_in_z2)]);
+        let ring = Ring::assemble(1, vec![NodeId::new("a")], nodes, 1);
+        ring.preference_list(0, 2);
+    }
 
     /// `count` nodes of capacity 1 named node0, node1, ...
     fn equal_nodes(count: usize) -> Vec<NodeSpec> {

@@ -1,4 +1,6 @@
-//! Binary encoding of [`VersionedObject`] for storage and for the wire.
+//! Binary encoding of [`VersionedObject`] for storage and for the wire, and
+//! (in `fields`) the primitive fields every hand codec of the crate shares.
+//!
 //! Every encoding starts with a format version so the on-disk format can
 //! evolve: a decoder knows each version it ever wrote. Storage adds its own
 //! framing checksum; this layer still checks every length and bound, because
@@ -10,6 +12,13 @@
 //! and for values `content type length u8 | content type | data length u32 BE | data`.
 //! All integers big-endian. A value without a content type is written with
 //! content type length 0, so an empty content type decodes as none.
+//!
+//! Why the primitives live here: the messages ([`crate::messages`]) and the
+//! cluster state ([`crate::membership`]) embed objects, clocks and payloads
+//! in this format and read them with the same `Reader`, so one module owns
+//! what a field is, and each format only says which fields it has.
+
+mod fields;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -17,6 +26,11 @@ use thiserror::Error;
 use crate::hlc::Hlc;
 use crate::object::{MAX_CONTENT_TYPE_LEN, Payload, Sibling, VersionedObject};
 use crate::version::{ActorId, Dot, VersionVector};
+
+pub(crate) use fields::{
+    Reader, clamped_u8, clamped_u16, clamped_u32, encode_field, encode_optional_field, encode_u32_prefixed,
+    first_128_bits, truncate_at_char,
+};
 
 /// Most siblings a decoded object may have. A bound against hostile input;
 /// a healthy key has a handful.
@@ -38,7 +52,8 @@ pub(crate) const KIND_TOMBSTONE: u8 = 1;
 /// bound the allocation a sibling count may ask for.
 const MIN_SIBLING_LEN: usize = 8 + 8 + 8 + 1;
 
-/// Why bytes could not be decoded into an object.
+/// Why bytes could not be decoded into an object. Also the error of the
+/// shared `Reader` fields, which the other formats map into their own.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {
     /// The first byte names a format this build does not know.
@@ -122,30 +137,14 @@ pub(crate) fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
         Payload::Value { data, content_type } => {
             out.push(KIND_VALUE);
             let content_type = truncate_at_char(content_type.as_deref().unwrap_or(""), MAX_CONTENT_TYPE_LEN);
-            out.push(u8::try_from(content_type.len()).unwrap_or(u8::MAX));
+            out.push(clamped_u8(content_type.len()));
             out.extend_from_slice(content_type.as_bytes());
             // Clamping makes an oversized value fail to decode (length above
             // MAX_DATA_LEN) instead of decoding as a different value.
-            let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&data_len.to_be_bytes());
+            out.extend_from_slice(&clamped_u32(data.len()).to_be_bytes());
             out.extend_from_slice(data);
         }
     }
-}
-
-fn clamped_u16(count: usize) -> u16 {
-    // Above u16::MAX means above the MAX_ limits too: decode rejects it.
-    u16::try_from(count).unwrap_or(u16::MAX)
-}
-
-/// The longest prefix of `text` of at most `max_len` bytes that ends on a
-/// character boundary.
-pub(crate) fn truncate_at_char(text: &str, max_len: usize) -> &str {
-    let mut end = text.len().min(max_len);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 fn encoded_len_hint(object: &VersionedObject) -> usize {
@@ -169,8 +168,8 @@ pub fn decode_object(bytes: &[u8]) -> Result<VersionedObject, CodecError> {
     }
     let clock = decode_clock(&mut reader)?;
     let siblings = decode_siblings(&mut reader)?;
-    if !reader.rest.is_empty() {
-        return Err(CodecError::TrailingBytes(reader.rest.len()));
+    if reader.remaining() > 0 {
+        return Err(CodecError::TrailingBytes(reader.remaining()));
     }
     VersionedObject::from_parts(clock, siblings).map_err(CodecError::Invalid)
 }
@@ -206,7 +205,7 @@ fn decode_siblings(reader: &mut Reader<'_>) -> Result<Vec<Sibling>, CodecError> 
         return Err(CodecError::Invalid("too many siblings"));
     }
     // Allocate only what the remaining bytes could possibly hold.
-    let mut siblings = Vec::with_capacity(count.min(reader.rest.len() / MIN_SIBLING_LEN));
+    let mut siblings = Vec::with_capacity(count.min(reader.remaining() / MIN_SIBLING_LEN));
     for _ in 0..count {
         siblings.push(decode_sibling(reader)?);
     }
@@ -239,54 +238,6 @@ pub(crate) fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecErro
     }
     let data = Bytes::copy_from_slice(reader.take(data_len, "data")?);
     Ok(Payload::Value { data, content_type })
-}
-
-/// A cursor over untrusted bytes: every read checks the remaining length
-/// first and names the field it was reading when input runs out. Shared with
-/// [`crate::messages`].
-pub(crate) struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    /// A cursor at the start of `bytes`.
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    /// Bytes not read yet.
-    pub(crate) fn remaining(&self) -> usize {
-        self.rest.len()
-    }
-
-    pub(crate) fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
-        let Some((taken, rest)) = self.rest.split_at_checked(len) else {
-            return Err(CodecError::Truncated(what));
-        };
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
-        let bytes = self.take(N, what)?;
-        bytes.try_into().map_err(|_| CodecError::Truncated(what))
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
-        Ok(u8::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
-        Ok(u16::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
-        Ok(u64::from_be_bytes(self.array(what)?))
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! about the reachability of each of its peers, learned only from its own
 //! calls to them. Pure: the caller reports each call's outcome with the time
 //! it happened, and asks which peers to route around and which to probe.
+//! This is the pure half of the mechanism; `dynamo-node`'s module of the
+//! same name is the I/O half (it feeds every call's outcome in and runs the
+//! probes). The detector's state is [`Liveness`], tuned by
+//! [`LivenessPolicy`].
 //!
 //! Why local and not a membership change: in Dynamo a node that stops
 //! answering is routed around (its writes go to fallbacks with hints), but it

@@ -1,0 +1,41 @@
+//! Bucket props replication: a node that took a change of a bucket's
+//! replication settings sends it to every other node, which keeps the newer
+//! change (last writer wins by the hybrid logical clock of the node that
+//! took it, so concurrent changes converge everywhere).
+//!
+//! Layouts (after the format byte):
+//! - [`Request::SetProps`] (method 5): `bucket length u8 | bucket | n u8 | r
+//!   u8 | w u8 | dw u8 | mode | props version u64`, the bucket validated as a
+//!   client's and the props by [`BucketProps::validate`];
+//! - [`super::Response::PropsSet`] (kind 5): no fields.
+
+use super::fields::{decode_mode, mode_byte};
+use super::{MessageError, Request};
+use crate::codec::{Reader, clamped_u8};
+use crate::keys::{MAX_BUCKET_LEN, validate_bucket};
+use crate::props::BucketProps;
+
+/// Appends the fields of [`Request::SetProps`].
+pub(super) fn encode_set_props(bucket: &str, props: &BucketProps, version: u64, out: &mut Vec<u8>) {
+    // Validation keeps the bucket within its length byte.
+    out.push(clamped_u8(bucket.len()));
+    out.extend_from_slice(bucket.as_bytes());
+    out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode_byte(props.conflict)]);
+    out.extend_from_slice(&version.to_be_bytes());
+}
+
+/// Reads the fields of [`Request::SetProps`].
+pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let len = usize::from(reader.u8("bucket length")?);
+    let bucket = reader.text(len, MAX_BUCKET_LEN, "bucket")?;
+    validate_bucket(&bucket).map_err(MessageError::Key)?;
+    let n = reader.u8("n")?;
+    let r = reader.u8("r")?;
+    let w = reader.u8("w")?;
+    let dw = reader.u8("dw")?;
+    let conflict = decode_mode(reader)?;
+    let props = BucketProps { n, r, w, dw, conflict };
+    props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
+    let version = reader.u64("props version")?;
+    Ok(Request::SetProps { bucket, props, version })
+}
