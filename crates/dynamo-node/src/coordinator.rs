@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
-use dynamo_core::messages::{ForwardOptions, Request, Response};
+use dynamo_core::messages::{ForwardOptions, ForwardedError, Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::{BucketProps, ConflictMode, parse_quorum};
 use dynamo_core::quorum::{Progress, QuorumReport, ReadQuorum, WriteQuorum};
@@ -37,18 +37,18 @@ use dynamo_core::ring::NodeId;
 use dynamo_core::version::VersionVector;
 use dynamo_storage::Durability;
 use serde::Serialize;
+use serde_json::json;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::buckets::{BucketRegistry, PropsPatch, PropsStoreError};
-use crate::cluster::{Cluster, nodes_of};
+use crate::buckets::{PropsPatch, PropsStoreError};
+use crate::cluster::nodes_of;
 use crate::config::MAX_REQUEST_TIMEOUT_MS;
-use crate::failure_detector::FailureDetector;
-use crate::hints::HintStore;
 use crate::peers::Peers;
 use crate::replica::{Replica, WriteStamp};
+use crate::services::NodeServices;
 
 /// How long after answering a read the coordinator keeps waiting for the
 /// remaining replicas, to repair them.
@@ -157,6 +157,43 @@ pub enum CoordinatorError {
     NotAReplica(String),
 }
 
+impl CoordinatorError {
+    /// The status (numbered as in HTTP) and JSON body that answer a client
+    /// for this error. It is also the wire form of an error relayed by a
+    /// replica that coordinated a forwarded write ([`ForwardedError`]), so
+    /// the client of the forwarding node reads exactly what the
+    /// coordinating node's client would have read.
+    pub fn status_and_body(&self) -> (u16, String) {
+        match self {
+            CoordinatorError::BadRequest(message) => (400, json!({ "error": message }).to_string()),
+            CoordinatorError::Unavailable(failure) => {
+                let mut body = json!(failure.as_ref());
+                body["error"] = json!(format!(
+                    "quorum not reached: {} of {} required replicas answered",
+                    failure.answered, failure.needed
+                ));
+                (503, body.to_string())
+            }
+            CoordinatorError::Forwarded { status, body } => (*status, body.clone()),
+            CoordinatorError::Props(PropsStoreError::Invalid(message)) => {
+                (400, json!({ "error": message }).to_string())
+            }
+            CoordinatorError::Props(other) => (500, json!({ "error": other.to_string() }).to_string()),
+            CoordinatorError::NotAReplica(message) => (
+                503,
+                json!({ "error": message, "hint": "retry: the new ring reaches every node within seconds" })
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// This error as a coordinating replica relays it to the forwarder.
+    pub fn to_forwarded(&self) -> ForwardedError {
+        let (status, body) = self.status_and_body();
+        ForwardedError { status, body }
+    }
+}
+
 /// Resolved settings of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Effective {
@@ -168,83 +205,27 @@ pub struct Effective {
 
 /// Coordinates client requests on this node.
 pub struct Coordinator {
-    cluster: Cluster,
-    replica: Arc<Replica>,
-    buckets: Arc<BucketRegistry>,
-    peers: Arc<dyn Peers>,
-    detector: Arc<FailureDetector>,
-    hints: Arc<HintStore>,
+    services: NodeServices,
     default_timeout: Duration,
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
 }
 
-/// The parts a [`Coordinator`] works with.
-pub struct CoordinatorParts {
-    /// Members and ring.
-    pub cluster: Cluster,
-    /// This node's replica.
-    pub replica: Arc<Replica>,
-    /// Bucket props.
-    pub buckets: Arc<BucketRegistry>,
-    /// How other nodes are reached.
-    pub peers: Arc<dyn Peers>,
-    /// Which of them are reachable.
-    pub detector: Arc<FailureDetector>,
-    /// Writes held for unreachable replicas.
-    pub hints: Arc<HintStore>,
-    /// Timeout of requests that do not set one.
-    pub default_timeout: Duration,
-}
-
 impl Coordinator {
-    /// A coordinator over `parts`.
-    pub fn new(parts: CoordinatorParts) -> Self {
-        let CoordinatorParts { cluster, replica, buckets, peers, detector, hints, default_timeout } = parts;
-        Self {
-            cluster,
-            replica,
-            buckets,
-            peers,
-            detector,
-            hints,
-            default_timeout,
-            fastest_reader: Mutex::new(HashMap::new()),
-        }
+    /// A coordinator over the node's `services`; requests that set no
+    /// timeout get `default_timeout`.
+    pub fn new(services: NodeServices, default_timeout: Duration) -> Self {
+        Self { services, default_timeout, fastest_reader: Mutex::new(HashMap::new()) }
     }
 
-    /// This node's failure detector.
-    pub fn detector(&self) -> &Arc<FailureDetector> {
-        &self.detector
-    }
-
-    /// The hints this node holds for other replicas.
-    pub fn hints(&self) -> &Arc<HintStore> {
-        &self.hints
-    }
-
-    /// The bucket registry.
-    pub fn buckets(&self) -> &BucketRegistry {
-        &self.buckets
-    }
-
-    /// The local replica.
-    pub fn replica(&self) -> &Replica {
-        &self.replica
-    }
-
-    /// The cluster view.
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
-    }
-
-    /// The peers (for admin reads of single replicas).
-    pub fn peers(&self) -> &dyn Peers {
-        self.peers.as_ref()
+    /// The bucket's props as this node knows them (its own, or the
+    /// defaults).
+    pub fn props(&self, bucket: &str) -> Result<BucketProps, PropsStoreError> {
+        self.services.buckets.get(bucket)
     }
 
     /// Resolves the request's options against the bucket's props.
     pub fn resolve(&self, bucket: &str, options: &RequestOptions) -> Result<Effective, CoordinatorError> {
-        let mut props = self.buckets.get(bucket)?;
+        let mut props = self.services.buckets.get(bucket)?;
         if let Some(text) = &options.n {
             let n: u8 =
                 text.parse().map_err(|_| CoordinatorError::BadRequest(format!("n={text:?} is not a number")))?;
@@ -281,7 +262,7 @@ impl Coordinator {
     /// stale replicas in the background.
     pub async fn get(&self, key: &ObjectKey, options: &RequestOptions) -> Result<VersionedObject, CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
-        let replicas = self.cluster.read_list(key, props.n);
+        let replicas = self.services.cluster.read_list(key, props.n);
         let deadline = Instant::now() + timeout;
         let mut quorum = ReadQuorum::new(replicas.clone(), props.r, props.conflict);
         let mut replies = self.send_to_all(&replicas, &Request::Read { key: key.clone() }, deadline);
@@ -350,18 +331,18 @@ impl Coordinator {
         may_forward: bool,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
-        let lists = self.cluster.write_lists(key, props.n);
+        let lists = self.services.cluster.write_lists(key, props.n);
         let replicas = nodes_of(&lists);
         let deadline = Instant::now() + timeout;
-        if !replicas.contains(self.cluster.local()) {
+        if !replicas.contains(self.services.cluster.local()) {
             if may_forward {
                 return self.forward(key, context, payload, options, &replicas, deadline).await;
             }
             return Err(CoordinatorError::NotAReplica(format!(
                 "{} received a forwarded write for a key it does not replicate at ring epoch {}; the nodes' views of \
                  the ring differ (a membership change is spreading)",
-                self.cluster.local(),
-                self.cluster.view().state().epoch()
+                self.services.cluster.local(),
+                self.services.cluster.view().state().epoch()
             )));
         }
         let stamp = match options.stamp {
@@ -403,11 +384,11 @@ impl Coordinator {
         // never do.
         let mut fallbacks = Fallbacks::new(self, key, props.n);
         let mut targets = Vec::new();
-        for node in replicas.iter().filter(|node| *node != self.cluster.local()) {
-            if self.detector.is_up(node) {
+        for node in replicas.iter().filter(|node| *node != self.services.cluster.local()) {
+            if self.services.detector.is_up(node) {
                 targets.push(WriteTarget { node: node.clone(), hint_for: None });
             } else {
-                let reason = self.detector.down_reason(node);
+                let reason = self.services.detector.down_reason(node);
                 match hand_off(&mut quorum, node, &mut fallbacks, &reason) {
                     Some(target) => targets.push(target),
                     None => {
@@ -418,11 +399,11 @@ impl Coordinator {
         }
         let durable = props.dw > 0;
         let durability = if durable { Durability::Durable } else { Durability::Buffered };
-        let local = self.replica.coordinate_write(key, context, stamp, payload, props.conflict, durability);
+        let local = self.services.replica.coordinate_write(key, context, stamp, payload, props.conflict, durability);
         let object = match tokio::time::timeout_at(deadline, local).await {
             Ok(Ok(object)) => object,
             Ok(Err(error)) => {
-                quorum.fail(self.cluster.local().clone(), error.to_string());
+                quorum.fail(self.services.cluster.local().clone(), error.to_string());
                 return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
             }
             Err(_) => {
@@ -430,10 +411,10 @@ impl Coordinator {
                 return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
             }
         };
-        let new_context = (object.context().clone(), latest_timestamp(&object));
-        let mut progress = quorum.ack(self.cluster.local().clone(), durable);
+        let new_context = (object.context().clone(), object.latest_timestamp());
+        let mut progress = quorum.ack(self.services.cluster.local().clone(), durable);
         let write = ReplicaWrite { key: key.clone(), object, mode: props.conflict, durable };
-        let (sender, mut acks) = mpsc::channel(self.cluster.size().max(replicas.len()).max(1));
+        let (sender, mut acks) = mpsc::channel(self.services.cluster.size().max(replicas.len()).max(1));
         for target in targets {
             self.send_write(&sender, target, &write, deadline);
         }
@@ -471,12 +452,16 @@ impl Coordinator {
     /// after its top `n` in the extended preference list that the failure
     /// detector marks up, nearest first.
     fn fallback_nodes(&self, key: &ObjectKey, n: u8) -> VecDeque<NodeId> {
-        let partition = key.partition(self.cluster.ring().partitions());
-        let extended = self.cluster.ring().extended_preference_list(partition, usize::from(n), self.cluster.size());
+        let partition = key.partition(self.services.cluster.ring().partitions());
+        let extended = self.services.cluster.ring().extended_preference_list(
+            partition,
+            usize::from(n),
+            self.services.cluster.size(),
+        );
         extended
             .into_iter()
             .skip(usize::from(n))
-            .filter(|node| node != self.cluster.local() && self.detector.is_up(node))
+            .filter(|node| node != self.services.cluster.local() && self.services.detector.is_up(node))
             .collect()
     }
 
@@ -515,9 +500,9 @@ impl Coordinator {
         mut acks: mpsc::Receiver<(NodeId, Result<Response, String>)>,
         deadline: Instant,
     ) {
-        let hints = self.hints.clone();
+        let hints = self.services.hints.clone();
         let replica = self.replica_handle();
-        let local = self.cluster.local().clone();
+        let local = self.services.cluster.local().clone();
         tokio::spawn(async move {
             while !quorum.awaited().is_empty() {
                 match tokio::time::timeout_at(deadline, acks.recv()).await {
@@ -552,14 +537,18 @@ impl Coordinator {
     /// error names the members that did not (the change stays applied
     /// where it landed, and repeating the request reaches the others).
     pub async fn set_props(&self, bucket: &str, patch: &PropsPatch) -> Result<BucketProps, CoordinatorError> {
-        let version = self.replica.timestamp();
-        let props = self.buckets.update(bucket, patch, version).await?;
+        let version = self.services.replica.timestamp();
+        let props = self.services.buckets.update(bucket, patch, version).await?;
         // Every member, joining ones included: they coordinate requests too.
-        let members: Vec<NodeId> = self.cluster.others();
+        let members: Vec<NodeId> = self.services.cluster.others();
         let request = Request::SetProps { bucket: bucket.to_string(), props, version };
         let mut answers = self.send_to_all(&members, &request, Instant::now() + self.default_timeout);
-        let mut outcomes =
-            vec![ReplicaOutcome { node: self.cluster.local().to_string(), status: "ok", reason: None, hint_for: None }];
+        let mut outcomes = vec![ReplicaOutcome {
+            node: self.services.cluster.local().to_string(),
+            status: "ok",
+            reason: None,
+            hint_for: None,
+        }];
         while let Some((node, outcome)) = answers.recv().await {
             outcomes.push(match outcome {
                 Ok(Response::PropsSet) => {
@@ -604,12 +593,12 @@ impl Coordinator {
         }
         // Replicas the failure detector marks down go last (still tried:
         // the detector may be behind).
-        candidates.sort_by_key(|node| !self.detector.is_up(node));
+        candidates.sort_by_key(|node| !self.services.detector.is_up(node));
         // Stamped once here, not by each replica tried: if a replica that
         // timed out applies the write after all, its copy carries the same
         // timestamp as the one acknowledged, so it cannot order after a
         // causally later write in a last-write-wins bucket.
-        let stamp = self.replica.stamp_after(Hlc(options.context_timestamp));
+        let stamp = self.services.replica.stamp_after(Hlc(options.context_timestamp));
         let mut failures = Vec::new();
         let count = candidates.len();
         for (index, node) in candidates.into_iter().enumerate() {
@@ -643,7 +632,7 @@ impl Coordinator {
                     stamp: stamp.0,
                 },
             };
-            match self.peers.call(&node, request, share).await {
+            match self.services.peers.call(&node, request, share).await {
                 Ok(Response::Coordinated(Ok(context))) => return Ok(context),
                 Ok(Response::Coordinated(Err(error))) => {
                     return Err(CoordinatorError::Forwarded { status: error.status, body: error.body });
@@ -680,12 +669,12 @@ impl Coordinator {
             let sender = sender.clone();
             let node = node.clone();
             let request = request.clone();
-            let local = (node == *self.cluster.local()).then(|| self.replica_handle());
+            let local = (node == *self.services.cluster.local()).then(|| self.replica_handle());
             let peers = self.peers_handle();
             tokio::spawn(async move {
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 let outcome = match local {
-                    Some(replica) => serve_locally(&replica, request).await,
+                    Some(replica) => replica.serve(request).await,
                     None => peers.call(&node, request, timeout).await,
                 };
                 let _ = sender.send((node, outcome)).await;
@@ -703,7 +692,7 @@ impl Coordinator {
     ) {
         let local = self.replica_handle();
         let peers = self.peers_handle();
-        let local_id = self.cluster.local().clone();
+        let local_id = self.services.cluster.local().clone();
         tokio::spawn(async move {
             let deadline = Instant::now() + READ_REPAIR_WAIT;
             while let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await {
@@ -720,7 +709,7 @@ impl Coordinator {
                 let request =
                     Request::Write { key: key.clone(), object: merged.clone(), mode: props.conflict, durable: false };
                 let _ = if node == local_id {
-                    serve_locally(&local, request).await
+                    local.serve(request).await
                 } else {
                     peers.call(&node, request, READ_REPAIR_WAIT).await
                 };
@@ -729,11 +718,11 @@ impl Coordinator {
     }
 
     fn replica_handle(&self) -> Arc<Replica> {
-        self.replica.clone()
+        self.services.replica.clone()
     }
 
     fn peers_handle(&self) -> Arc<dyn Peers> {
-        self.peers.clone()
+        self.services.peers.clone()
     }
 
     fn remember_fastest_reader(&self, key: &ObjectKey, node: NodeId) {
@@ -757,7 +746,7 @@ impl Coordinator {
         report: QuorumReport,
     ) -> CoordinatorError {
         let mut replicas: Vec<ReplicaOutcome> = report.replicas.iter().map(ReplicaOutcome::from_status).collect();
-        let members = self.cluster.size();
+        let members = self.services.cluster.size();
         for missing in replicas.len()..usize::from(props.n) {
             replicas.push(ReplicaOutcome {
                 node: format!("(replica {})", missing + 1),
@@ -857,50 +846,8 @@ fn hand_off(
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
 }
 
-/// The greatest timestamp among an object's versions (0 when it has none):
-/// what a client context must carry so later writes are stamped above it.
-pub fn latest_timestamp(object: &VersionedObject) -> Hlc {
-    object.siblings().iter().map(|sibling| sibling.timestamp).max().unwrap_or_default()
-}
-
 fn failed(node: &NodeId, reason: String) -> ReplicaOutcome {
     ReplicaOutcome { node: node.to_string(), status: "failed", reason: Some(reason), hint_for: None }
-}
-
-/// Serves a replica request on the local replica (no network).
-pub async fn serve_locally(replica: &Replica, request: Request) -> Result<Response, String> {
-    match request {
-        Request::Read { key } => match replica.read(&key) {
-            Ok(object) => Ok(Response::Read { object }),
-            Err(error) if error.is_bit_rot() => Ok(Response::Unreadable { reason: error.to_string() }),
-            Err(error) => Err(error.to_string()),
-        },
-        Request::Write { key, object, mode, durable } => {
-            let durability = if durable { Durability::Durable } else { Durability::Buffered };
-            match replica.merge_write(&key, &object, mode, durability).await {
-                Ok(_) => Ok(Response::Written { durable }),
-                Err(error) => Err(error.to_string()),
-            }
-        }
-        Request::Reap { key, tombstone } => match replica.reap(&key, &tombstone) {
-            Ok(_) => Ok(Response::Written { durable: false }),
-            Err(error) => Err(error.to_string()),
-        },
-        Request::Ping => Ok(Response::Pong),
-        request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => {
-            crate::anti_entropy::serve(replica.index(), request)
-        }
-        Request::TransferPage { partition, after, .. } => match replica.transfer_page(partition, after.as_ref()) {
-            Ok((entries, more)) => Ok(Response::TransferPage { entries, more }),
-            Err(error) => Err(error.to_string()),
-        },
-        Request::Coordinate { .. }
-        | Request::SetProps { .. }
-        | Request::HintedWrite { .. }
-        | Request::Gossip { .. }
-        | Request::GossipPush { .. }
-        | Request::Join { .. } => Err("not a replica request; the node handler serves it".to_string()),
-    }
 }
 
 fn unexpected(response: &Response) -> String {

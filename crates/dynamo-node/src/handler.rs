@@ -2,7 +2,7 @@
 //! merges of this node's copies, hints held for unreachable replicas,
 //! writes forwarded here to coordinate, and the questions of another
 //! replica's anti-entropy exchange (tree hashes, key listings:
-//! [`crate::anti_entropy::serve`]), and membership: gossip exchanges
+//! [`crate::merkle_index::MerkleIndex::serve`]), and membership: gossip exchanges
 //! ([`crate::gossip`]) and joins ([`crate::membership`]).
 //! Every request is decoded with the checked codec of
 //! [`dynamo_core::messages`]; a malformed one is refused, never guessed at.
@@ -11,25 +11,27 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dynamo_core::messages::{ForwardedError, Request, Response};
+use dynamo_core::messages::{Request, Response};
 use dynamo_storage::Durability;
 use tracing::warn;
 
-use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions, serve_locally};
+use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions};
 use crate::gossip::Gossip;
-use crate::http::coordinator_error_parts;
+use crate::services::NodeServices;
 
 /// The node's RPC request handler.
 pub struct NodeHandler {
+    services: NodeServices,
     coordinator: Arc<Coordinator>,
     gossip: Option<Arc<Gossip>>,
 }
 
 impl NodeHandler {
-    /// A handler serving `coordinator`'s replica (and no membership
-    /// requests: see [`NodeHandler::with_gossip`]).
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator, gossip: None }
+    /// A handler serving the node's replica and hints (`services`) and
+    /// forwarded writes (`coordinator`), and no membership requests: see
+    /// [`NodeHandler::with_gossip`].
+    pub fn new(services: NodeServices, coordinator: Arc<Coordinator>) -> Self {
+        Self { services, coordinator, gossip: None }
     }
 
     /// The same handler also serving gossip and joins.
@@ -57,14 +59,11 @@ impl NodeHandler {
                     // Not an answer for the client: the forwarder tries
                     // another replica.
                     Err(CoordinatorError::NotAReplica(reason)) => Response::Failed { reason },
-                    outcome => Response::Coordinated(outcome.map_err(|error| {
-                        let (status, body) = coordinator_error_parts(&error);
-                        ForwardedError { status, body }
-                    })),
+                    outcome => Response::Coordinated(outcome.map_err(|error| error.to_forwarded())),
                 }
             }
             Request::SetProps { bucket, props, version } => {
-                match self.coordinator.buckets().apply(&bucket, props, version).await {
+                match self.services.buckets.apply(&bucket, props, version).await {
                     Ok(()) => Response::PropsSet,
                     Err(error) => Response::Failed { reason: error.to_string() },
                 }
@@ -73,17 +72,17 @@ impl NodeHandler {
                 let durability = if durable { Durability::Durable } else { Durability::Buffered };
                 // A hint for this very node (the sender's view of the ring
                 // differs) is simply a write to it.
-                let stored = if owner == *self.coordinator.cluster().local() {
-                    self.coordinator
-                        .replica()
+                let stored = if owner == *self.services.cluster.local() {
+                    self.services
+                        .replica
                         .merge_write(&key, &object, mode, durability)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 } else {
-                    self.coordinator
-                        .hints()
-                        .store_hint(&owner, &key, &object, mode, durability, self.coordinator.replica().wall_ms())
+                    self.services
+                        .hints
+                        .store_hint(&owner, &key, &object, mode, durability, self.services.replica.wall_ms())
                         .await
                         .map_err(|e| e.to_string())
                 };
@@ -92,7 +91,7 @@ impl NodeHandler {
                     Err(reason) => Response::Failed { reason },
                 }
             }
-            Request::TransferPage { epoch, .. } if epoch > self.coordinator.cluster().view().state().epoch() => {
+            Request::TransferPage { epoch, .. } if epoch > self.services.cluster.view().state().epoch() => {
                 // Serving a copy before knowing the new ring would let this
                 // node go on coordinating writes by the old ring alone after
                 // its copy was taken: they could miss the new replicas.
@@ -100,12 +99,12 @@ impl NodeHandler {
                     reason: format!(
                         "{} is at ring epoch {}, behind the transfer's epoch {epoch}; it serves the copy once gossip \
                          brings it the new ring",
-                        self.coordinator.cluster().local(),
-                        self.coordinator.cluster().view().state().epoch()
+                        self.services.cluster.local(),
+                        self.services.cluster.view().state().epoch()
                     ),
                 }
             }
-            other => match serve_locally(self.coordinator.replica(), other).await {
+            other => match self.services.replica.serve(other).await {
                 Ok(response) => response,
                 Err(reason) => Response::Failed { reason },
             },

@@ -25,11 +25,11 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::clock::WallClock;
-use crate::cluster::{Cluster, nodes_of};
-use crate::coordinator::{Coordinator, serve_locally};
-use crate::failure_detector::FailureDetector;
-use crate::hints::{Hint, HintStore};
+use crate::cluster::nodes_of;
+use crate::hints::Hint;
 use crate::peers::Peers;
+use crate::replica::Replica;
+use crate::services::NodeServices;
 
 /// Hints read from storage at a time.
 pub const DELIVERY_BATCH: usize = 64;
@@ -43,7 +43,7 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// acknowledged it so.
 async fn deliver(
     peers: &dyn Peers,
-    coordinator: &Coordinator,
+    replica: &Replica,
     local: &NodeId,
     targets: &[NodeId],
     hint: &Hint,
@@ -52,7 +52,7 @@ async fn deliver(
         let request =
             Request::Write { key: hint.key.clone(), object: hint.object.clone(), mode: hint.mode, durable: true };
         let outcome = if target == local {
-            serve_locally(coordinator.replica(), request).await
+            replica.serve(request).await
         } else {
             peers.call(target, request, DELIVERY_TIMEOUT).await
         };
@@ -76,42 +76,21 @@ pub struct DeliveryRound {
 
 /// Delivers hints, forever (the task is dropped with the node).
 pub struct HintDelivery {
-    hints: Arc<HintStore>,
-    peers: Arc<dyn Peers>,
-    detector: Arc<FailureDetector>,
-    cluster: Cluster,
-    /// The local replica (a re-routed hint may belong here) and the bucket
-    /// props (a key's n).
-    coordinator: Arc<Coordinator>,
+    /// The hints held here, how and whether owners are reached, the
+    /// members, the local replica (a re-routed hint may belong here) and
+    /// the bucket props (a key's n).
+    services: NodeServices,
     wall: Arc<dyn WallClock>,
     /// Hints older than this are dropped, not delivered (the tombstone
-    /// grace period; see [`crate::tombstones`]).
+    /// grace period; see [`crate::tombstone_collector`]).
     max_age: Duration,
 }
 
-/// What [`HintDelivery`] works with.
-pub struct DeliveryParts {
-    /// The hints held here.
-    pub hints: Arc<HintStore>,
-    /// How owners are reached.
-    pub peers: Arc<dyn Peers>,
-    /// Which owners are reachable.
-    pub detector: Arc<FailureDetector>,
-    /// The members.
-    pub cluster: Cluster,
-    /// The local replica and bucket props.
-    pub coordinator: Arc<Coordinator>,
-    /// The wall clock hints are dated with.
-    pub wall: Arc<dyn WallClock>,
-    /// Age past which a hint is dropped.
-    pub max_age: Duration,
-}
-
 impl HintDelivery {
-    /// Delivery of hints to the members of the cluster.
-    pub fn new(parts: DeliveryParts) -> Self {
-        let DeliveryParts { hints, peers, detector, cluster, coordinator, wall, max_age } = parts;
-        Self { hints, peers, detector, cluster, coordinator, wall, max_age }
+    /// Delivery of the hints in `services` to the members of the cluster;
+    /// hints are dated by `wall` and dropped past `max_age`.
+    pub fn new(services: NodeServices, wall: Arc<dyn WallClock>, max_age: Duration) -> Self {
+        Self { services, wall, max_age }
     }
 
     /// Runs a round every `interval`.
@@ -125,19 +104,19 @@ impl HintDelivery {
     /// Offers every held hint to its owner, for the owners marked up.
     pub async fn round(&self) -> DeliveryRound {
         let mut total = DeliveryRound::default();
-        if self.hints.is_empty() {
+        if self.services.hints.is_empty() {
             return total;
         }
         // Owners in the ring are waited for until they are up; the hints of
         // owners no longer in it (left, removed) go to the keys' current
         // replicas right away.
-        let view = self.cluster.view();
+        let view = self.services.cluster.view();
         let owners: Vec<NodeId> = view
             .state()
             .members()
             .map(|member| member.id.clone())
-            .filter(|node| node != self.cluster.local())
-            .filter(|node| view.ring().node(node).is_none() || self.detector.is_up(node))
+            .filter(|node| node != self.services.cluster.local())
+            .filter(|node| view.ring().node(node).is_none() || self.services.detector.is_up(node))
             .collect();
         for owner in owners {
             let round = self.deliver_to(&owner).await;
@@ -156,7 +135,7 @@ impl HintDelivery {
         let mut round = DeliveryRound::default();
         let mut after = Vec::new();
         loop {
-            let batch = match self.hints.batch(owner, &after, DELIVERY_BATCH) {
+            let batch = match self.services.hints.batch(owner, &after, DELIVERY_BATCH) {
                 Ok(batch) => batch,
                 Err(error) => {
                     warn!(%owner, %error, "cannot read hints");
@@ -167,8 +146,8 @@ impl HintDelivery {
             after = last.record_key.clone();
             let failed_before = round.failed;
             self.deliver_batch(owner, batch, &mut round).await;
-            let in_ring = self.cluster.ring().node(owner).is_some();
-            if round.failed > failed_before || (in_ring && !self.detector.is_up(owner)) {
+            let in_ring = self.services.cluster.ring().node(owner).is_some();
+            if round.failed > failed_before || (in_ring && !self.services.detector.is_up(owner)) {
                 return round;
             }
         }
@@ -182,7 +161,7 @@ impl HintDelivery {
             if hint.created_ms < oldest_kept_ms {
                 warn!(%owner, bucket = hint.key.bucket(), age_ms = self.wall.now_ms().saturating_sub(hint.created_ms),
                       "dropping a hint older than the tombstone grace period; anti-entropy brings the owner up to date");
-                if let Err(error) = self.hints.remove_expired(&hint) {
+                if let Err(error) = self.services.hints.remove_expired(&hint) {
                     warn!(%owner, %error, "cannot drop an expired hint");
                 }
                 continue;
@@ -193,11 +172,11 @@ impl HintDelivery {
                 self.settle(owner, done, round);
             }
             let targets = self.targets(owner, &hint);
-            let peers = self.peers.clone();
-            let coordinator = self.coordinator.clone();
-            let local = self.cluster.local().clone();
+            let peers = self.services.peers.clone();
+            let replica = self.services.replica.clone();
+            let local = self.services.cluster.local().clone();
             in_flight.spawn(async move {
-                let outcome = deliver(&*peers, &coordinator, &local, &targets, &hint).await;
+                let outcome = deliver(&*peers, &replica, &local, &targets, &hint).await;
                 (hint, outcome)
             });
         }
@@ -209,12 +188,12 @@ impl HintDelivery {
     /// Where `hint` goes: its owner while the owner replicates the key;
     /// otherwise every current replica of the key.
     fn targets(&self, owner: &NodeId, hint: &Hint) -> Vec<NodeId> {
-        let n = match self.coordinator.buckets().get(hint.key.bucket()) {
+        let n = match self.services.buckets.get(hint.key.bucket()) {
             Ok(props) => props.n,
             // Unknown props: the widest list a bucket can have, to be safe.
             Err(_) => dynamo_core::props::MAX_N,
         };
-        let replicas = nodes_of(&self.cluster.write_lists(&hint.key, n));
+        let replicas = nodes_of(&self.services.cluster.write_lists(&hint.key, n));
         if replicas.contains(owner) { vec![owner.clone()] } else { replicas }
     }
 
@@ -229,7 +208,7 @@ impl HintDelivery {
             return;
         };
         match outcome {
-            Ok(Response::Written { durable: true }) => match self.hints.remove_delivered(&hint) {
+            Ok(Response::Written { durable: true }) => match self.services.hints.remove_delivered(&hint) {
                 Ok(true) => round.delivered += 1,
                 Ok(false) => debug!(%owner, "hint changed during delivery; delivering the newer one next round"),
                 Err(error) => warn!(%owner, %error, "delivered hint could not be removed; it will be sent again"),

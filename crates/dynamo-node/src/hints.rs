@@ -13,7 +13,7 @@
 //! the creation time of its oldest part.
 //!
 //! Hints expire: one older than the tombstone grace period is dropped, not
-//! delivered (see [`crate::tombstones`]: a pre-delete value arriving after
+//! delivered (see [`crate::tombstone_collector`]: a pre-delete value arriving after
 //! the tombstone was collected would come back to life). Dropping is safe
 //! for acknowledged writes: the coordinator of every write is a replica
 //! and keeps its own copy, which anti-entropy spreads.

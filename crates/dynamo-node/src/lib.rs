@@ -53,11 +53,14 @@ pub mod hint_delivery;
 pub mod hints;
 pub mod http;
 pub mod membership;
+pub mod merkle_index;
 pub mod metrics;
 pub mod peers;
 pub mod replica;
 pub mod server;
-pub mod tombstones;
+pub mod services;
+pub mod tombstone_collector;
+pub mod tombstone_index;
 pub mod transfers;
 
 /// Locks `mutex`. A holder that panicked leaves what the mutex guards

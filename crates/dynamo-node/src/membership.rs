@@ -67,9 +67,7 @@ use tracing::{info, warn};
 use crate::buckets::PropsStoreError;
 use crate::cluster::{Cluster, ClusterView, announcement, initial_state};
 use crate::config::NodeConfig;
-use crate::coordinator::Coordinator;
-use crate::failure_detector::FailureDetector;
-use crate::peers::Peers;
+use crate::services::NodeServices;
 
 /// Key of the persisted state in the `meta` namespace.
 pub const STATE_KEY: &[u8] = b"cluster/state";
@@ -391,17 +389,13 @@ pub enum CommitError {
 
 /// What the membership service works with.
 pub struct MembershipParts {
-    /// The view it publishes to.
-    pub cluster: Cluster,
+    /// The cluster view it publishes to (`services.cluster`), the failure
+    /// detector it tells the peers whenever membership changes, how other
+    /// nodes are reached, the replica (is it empty? Merkle roots) and the
+    /// bucket props (replication factors, props sent to joiners).
+    pub services: NodeServices,
     /// Where the state is persisted.
     pub store: Store,
-    /// Told the peers whenever membership changes.
-    pub detector: Arc<FailureDetector>,
-    /// How other nodes are reached.
-    pub peers: Arc<dyn Peers>,
-    /// The node's coordinator: its replica (is it empty? Merkle roots) and
-    /// bucket props (replication factors, props sent to joiners).
-    pub coordinator: Arc<Coordinator>,
     /// What this node says about itself.
     pub announcement: Announcement,
     /// Timeout of every call to another node.
@@ -410,11 +404,8 @@ pub struct MembershipParts {
 
 /// The membership service (see the module documentation).
 pub struct Membership {
-    cluster: Cluster,
+    services: NodeServices,
     store: Store,
-    detector: Arc<FailureDetector>,
-    peers: Arc<dyn Peers>,
-    coordinator: Arc<Coordinator>,
     announcement: Announcement,
     call_timeout: Duration,
     /// Serializes changes: compute, persist, publish.
@@ -434,14 +425,11 @@ pub struct Membership {
 impl Membership {
     /// The service over `parts`.
     pub fn new(parts: MembershipParts) -> Self {
-        let MembershipParts { cluster, store, detector, peers, coordinator, announcement, call_timeout } = parts;
-        detector.set_peers(cluster.others());
+        let MembershipParts { services, store, announcement, call_timeout } = parts;
+        services.detector.set_peers(services.cluster.others());
         Self {
-            cluster,
+            services,
             store,
-            detector,
-            peers,
-            coordinator,
             announcement,
             call_timeout,
             update_lock: tokio::sync::Mutex::new(()),
@@ -454,7 +442,7 @@ impl Membership {
 
     /// The cluster view this service publishes.
     pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+        &self.services.cluster
     }
 
     /// Where a join of this node stands.
@@ -481,8 +469,8 @@ impl Membership {
     /// Marks a start-up join as in progress (data requests refused), before
     /// the node serves anything; [`Membership::run_join`] clears it.
     pub fn expect_join(&self, seed: &str) {
-        if self.cluster.view().state().is_standalone(self.cluster.local()) {
-            let empty = self.coordinator.replica().index().keys() == 0;
+        if self.services.cluster.view().state().is_standalone(self.services.cluster.local()) {
+            let empty = self.services.replica.index().keys() == 0;
             self.empty_at_join_start.store(empty, Ordering::Release);
             self.joining_at_start.store(true, Ordering::Release);
             *self.lock_join() =
@@ -498,7 +486,7 @@ impl Membership {
         change: impl FnOnce(&ClusterState) -> Result<Option<ClusterState>, ChangeError>,
     ) -> Result<(Arc<ClusterView>, bool), ChangeError> {
         let _serialized = self.update_lock.lock().await;
-        let current = self.cluster.view();
+        let current = self.services.cluster.view();
         let Some(next) = change(current.state())? else {
             return Ok((current, false));
         };
@@ -507,8 +495,8 @@ impl Membership {
         }
         self.store.put(Namespace::Meta, STATE_KEY, &next.encode(), Durability::Durable).await?;
         log_changes(current.state(), &next);
-        let view = self.cluster.publish(next);
-        self.detector.set_peers(self.cluster.others());
+        let view = self.services.cluster.publish(next);
+        self.services.detector.set_peers(self.services.cluster.others());
         Ok((view, true))
     }
 
@@ -534,13 +522,13 @@ impl Membership {
         // The joiner learns every bucket's props from this node: one it
         // could not send would leave the joiner on the defaults (a smaller
         // n, say) for that bucket.
-        match self.coordinator.buckets().listing() {
+        match self.services.buckets.listing() {
             Ok(listing) if listing.unreadable.is_empty() => {}
             Ok(listing) => {
                 let reason = format!(
                     "the props of bucket {} are unreadable on {}; set them again (every field), then retry the join",
                     listing.unreadable[0],
-                    self.cluster.local()
+                    self.services.cluster.local()
                 );
                 warn!(node = %node.id, %reason, "refused a join");
                 return Response::Failed { reason };
@@ -568,7 +556,7 @@ impl Membership {
     /// change made later reaches it like any member.
     async fn send_props(&self, node: &NodeId) {
         // `admit` refused the join if any props were unreadable.
-        let stored = match self.coordinator.buckets().listing() {
+        let stored = match self.services.buckets.listing() {
             Ok(listing) => listing.readable,
             Err(error) => {
                 warn!(%node, %error, "cannot list bucket props for a joining node");
@@ -577,7 +565,7 @@ impl Membership {
         };
         for (bucket, props, version) in stored {
             let request = Request::SetProps { bucket: bucket.clone(), props, version };
-            match self.peers.call(node, request, self.call_timeout).await {
+            match self.services.peers.call(node, request, self.call_timeout).await {
                 Ok(Response::PropsSet) => {}
                 Ok(other) => warn!(%node, %bucket, ?other, "joining node did not take bucket props"),
                 Err(reason) => warn!(%node, %bucket, %reason, "cannot send bucket props to a joining node"),
@@ -608,8 +596,8 @@ impl Membership {
     }
 
     async fn try_join(&self, seed: &str) -> Result<Arc<ClusterView>, JoinError> {
-        let local = self.cluster.local().clone();
-        let view = self.cluster.view();
+        let local = self.services.cluster.local().clone();
+        let view = self.services.cluster.view();
         if !view.state().is_standalone(&local) {
             return Err(JoinError::AlreadyMember {
                 cluster: view.state().cluster_id().to_string(),
@@ -623,7 +611,7 @@ impl Membership {
         // was applied at the seed, its answer lost, and a plan committed):
         // the cluster's own writes for it, which joining keeps where they
         // belong.
-        let keys = self.coordinator.replica().index().keys();
+        let keys = self.services.replica.index().keys();
         let from_the_cluster =
             self.joining_at_start.load(Ordering::Acquire) && self.empty_at_join_start.load(Ordering::Acquire);
         if keys > 0 && !from_the_cluster {
@@ -632,6 +620,7 @@ impl Membership {
         let partitions = view.ring().partitions();
         let request = Request::Join { node: self.announcement.clone(), partitions };
         let answer = self
+            .services
             .peers
             .call_addr(seed, request, self.call_timeout)
             .await
@@ -665,7 +654,7 @@ impl Membership {
     /// succeed, waiting longer between attempts (up to 5 s). A node that
     /// already belongs to a cluster (a restart) does nothing.
     pub async fn run_join(self: Arc<Self>, seed: String) {
-        if !self.cluster.view().state().is_standalone(self.cluster.local()) {
+        if !self.services.cluster.view().state().is_standalone(self.services.cluster.local()) {
             info!(%seed, "this node already belongs to a cluster; --join ignored");
             return;
         }
@@ -691,7 +680,7 @@ impl Membership {
 
     /// The plan as the admin API shows it.
     pub fn plan_report(&self) -> Result<PlanReport, CommitError> {
-        let view = self.cluster.view();
+        let view = self.services.cluster.view();
         let state = view.state();
         let plan = state.plan()?;
         let factors = self.replication_factors()?;
@@ -711,7 +700,7 @@ impl Membership {
         };
         let partitions = plan.ring.partitions();
         Ok(PlanReport {
-            node: self.cluster.local().to_string(),
+            node: self.services.cluster.local().to_string(),
             committed_epoch: state.epoch(),
             planned_epoch: plan.ring.version(),
             changes,
@@ -732,9 +721,9 @@ impl Membership {
     /// Commits the plan (see the module documentation).
     pub async fn commit(&self) -> Result<CommitReport, CommitError> {
         let _one_at_a_time = self.commit_lock.lock().await;
-        let before = self.cluster.view();
+        let before = self.services.cluster.view();
         let plan = before.state().plan()?;
-        let node = self.cluster.local().to_string();
+        let node = self.services.cluster.local().to_string();
         if plan.is_empty(before.state().ring()) {
             let note = "nothing to commit: the plan is the committed ring".to_string();
             return Ok(CommitReport::unchanged(node, before.state(), note));
@@ -793,7 +782,7 @@ impl Membership {
     /// no transfer of an earlier change is pending (otherwise the report
     /// says to commit once they are done).
     pub async fn remove(&self, node: &NodeId) -> Result<CommitReport, CommitError> {
-        let view = self.cluster.view();
+        let view = self.services.cluster.view();
         if view.state().member(node).is_none_or(|member| member.status == MemberStatus::Removed) {
             return Err(CommitError::UnknownNode(node.to_string()));
         }
@@ -809,7 +798,7 @@ impl Membership {
                      committed yet: {pending} transfers of the change in progress are pending; run `dynamo admin \
                      commit` once `dynamo admin transfers` shows none"
                 );
-                let report = CommitReport::unchanged(self.cluster.local().to_string(), removed.state(), note);
+                let report = CommitReport::unchanged(self.services.cluster.local().to_string(), removed.state(), note);
                 Ok(CommitReport { pushed_to, not_pushed, ..report })
             }
             outcome => outcome,
@@ -818,7 +807,7 @@ impl Membership {
 
     /// Refuses a leave that could not complete.
     fn check_can_change_owners(&self, node: &NodeId) -> Result<(), CommitError> {
-        let view = self.cluster.view();
+        let view = self.services.cluster.view();
         let state = view.state();
         match state.member(node) {
             Some(member) if member.status != MemberStatus::Removed => {}
@@ -837,7 +826,7 @@ impl Membership {
 
     /// The replication factors in use: the default n and every bucket's.
     fn replication_factors(&self) -> Result<Vec<u8>, PropsStoreError> {
-        let buckets = self.coordinator.buckets();
+        let buckets = &self.services.buckets;
         let listing = buckets.listing()?;
         if let Some(bucket) = listing.unreadable.first() {
             // Planning without its n could leave its data without replicas.
@@ -857,9 +846,9 @@ impl Membership {
         // All at once: a member cut off by a network partition costs the
         // call timeout once, not once per member behind it.
         let mut calls = tokio::task::JoinSet::new();
-        for node in self.cluster.others() {
+        for node in self.services.cluster.others() {
             let request = Request::GossipPush { state: Box::new(view.state().clone()) };
-            let (peers, timeout) = (self.peers.clone(), self.call_timeout);
+            let (peers, timeout) = (self.services.peers.clone(), self.call_timeout);
             calls.spawn(async move {
                 let answer = peers.call(&node, request, timeout).await;
                 (node, answer)

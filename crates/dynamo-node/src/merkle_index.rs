@@ -1,6 +1,10 @@
-//! [`MerkleIndex`]: one Merkle tree per partition over this node's objects,
-//! plus, per partition, the sorted `(segment, key) -> digest` list that the
-//! leaves summarize (what a peer gets when a leaf differs).
+//! The Merkle index (paper section 4.7): [`MerkleIndex`] keeps one Merkle
+//! tree per partition over this node's objects, plus, per partition, the
+//! sorted `(segment, key) -> digest` list that the leaves summarize (what a
+//! peer gets when a leaf differs). It is what the replica updates on every
+//! write and what a peer's anti-entropy exchange asks about
+//! ([`MerkleIndex::serve`]); the workers that drive exchanges are in
+//! [`crate::anti_entropy`], above it.
 //!
 //! **The invariant.** For every partition, the tree is exactly the tree of
 //! the key list, and the key list is exactly the set of `(key, digest of the
@@ -42,9 +46,15 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::merkle::{
     ListingDiff, MerkleTree, NodeHash, ObjectDigest, SEGMENTS, TreeError, diff_listings, segment_of,
 };
+use dynamo_core::messages::{MAX_LISTED_KEYS, Request, Response};
 use dynamo_storage::{Namespace, StorageError, Store};
 use thiserror::Error;
 use tracing::{error, warn};
+
+/// Largest listing page this node sends, in bytes of keys and digests (on
+/// top of the [`MAX_LISTED_KEYS`] entry bound): about a quarter of an RPC
+/// frame, so a page never holds up other calls on the connection for long.
+pub const MAX_PAGE_BYTES: usize = 256 * 1024;
 
 /// Records read per storage scan call while building or rebuilding.
 const SCAN_PAGE: usize = 1024;
@@ -187,6 +197,23 @@ fn bounds_ordered(lower: &Bound<ListedKey>, upper: &Bound<ListedKey>) -> bool {
 }
 
 impl MerkleIndex {
+    /// The peer's side of an anti-entropy exchange: answers `MerkleHashes`
+    /// and `MerkleKeys` from this index (any other request is not for this
+    /// function).
+    pub fn serve(&self, request: Request) -> Result<Response, String> {
+        match request {
+            Request::MerkleHashes { partition, level, indices } => self
+                .hashes(partition, level, &indices)
+                .map(|hashes| Response::MerkleHashes { hashes })
+                .map_err(|error| error.to_string()),
+            Request::MerkleKeys { partition, segments, after } => self
+                .list(partition, &segments, after.as_ref(), MAX_LISTED_KEYS, MAX_PAGE_BYTES)
+                .map(|(entries, more)| Response::MerkleKeys { entries, more })
+                .map_err(|error| error.to_string()),
+            _ => Err("not an anti-entropy request".to_string()),
+        }
+    }
+
     /// Builds the index of every object in `store` by one full scan (see
     /// the module docs). Corrupt records (failing their checksum, or not
     /// decoding) are logged, counted and left out, so a node with a bad

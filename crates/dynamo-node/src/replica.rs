@@ -6,7 +6,12 @@
 //! happens after the lock is released, so durable writes to one key still
 //! share a group commit. Every change is also reported, under the same
 //! lock, to the anti-entropy [`MerkleIndex`], which keeps one Merkle tree per
-//! partition in step with storage.
+//! partition in step with storage, and to the [`crate::tombstone_index`].
+//!
+//! [`Replica::serve`] is the replica side of the node-to-node protocol: the
+//! requests one replica sends another (read, write, reap, Merkle questions,
+//! transfer pages), served the same way whether they come over RPC or from
+//! this node's own coordinator.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +20,7 @@ use dynamo_core::codec::{CodecError, check_encodable, decode_object, encode_obje
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::merkle::ObjectDigest;
-use dynamo_core::messages::{MAX_TRANSFER_KEYS, TRANSFER_PAGE_BYTES};
+use dynamo_core::messages::{MAX_TRANSFER_KEYS, Request, Response, TRANSFER_PAGE_BYTES};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::ConflictMode;
 use dynamo_core::version::{ActorId, VersionVector};
@@ -23,9 +28,9 @@ use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
 use tracing::warn;
 
-use crate::anti_entropy::MerkleIndex;
 use crate::clock::WallClock;
-use crate::tombstones;
+use crate::merkle_index::MerkleIndex;
+use crate::tombstone_index;
 
 /// Number of key-lock stripes: enough that unrelated keys rarely share one
 /// on a 2-core box, small enough to allocate up front.
@@ -177,6 +182,41 @@ impl Replica {
     pub fn store(&self) -> &Store {
         &self.store
     }
+    /// Serves one replica request (from a peer, or from this node without
+    /// the network). Requests that are not a replica's (coordination,
+    /// props, hints, membership) are refused: the RPC handler serves those.
+    pub async fn serve(&self, request: Request) -> Result<Response, String> {
+        match request {
+            Request::Read { key } => match self.read(&key) {
+                Ok(object) => Ok(Response::Read { object }),
+                Err(error) if error.is_bit_rot() => Ok(Response::Unreadable { reason: error.to_string() }),
+                Err(error) => Err(error.to_string()),
+            },
+            Request::Write { key, object, mode, durable } => {
+                let durability = if durable { Durability::Durable } else { Durability::Buffered };
+                match self.merge_write(&key, &object, mode, durability).await {
+                    Ok(_) => Ok(Response::Written { durable }),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            Request::Reap { key, tombstone } => match self.reap(&key, &tombstone) {
+                Ok(_) => Ok(Response::Written { durable: false }),
+                Err(error) => Err(error.to_string()),
+            },
+            Request::Ping => Ok(Response::Pong),
+            request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => self.index.serve(request),
+            Request::TransferPage { partition, after, .. } => match self.transfer_page(partition, after.as_ref()) {
+                Ok((entries, more)) => Ok(Response::TransferPage { entries, more }),
+                Err(error) => Err(error.to_string()),
+            },
+            Request::Coordinate { .. }
+            | Request::SetProps { .. }
+            | Request::HintedWrite { .. }
+            | Request::Gossip { .. }
+            | Request::GossipPush { .. }
+            | Request::Join { .. } => Err("not a replica request; the node handler serves it".to_string()),
+        }
+    }
 
     /// Reads this replica's state of `key` (empty when never written).
     ///
@@ -300,7 +340,7 @@ impl Replica {
                 self.index.replace(key, digest);
             }
             if object.is_deleted() {
-                tombstones::note(&self.store, &storage_key, &object)?;
+                tombstone_index::note(&self.store, &storage_key, &object)?;
             }
         }
         Ok(object)
@@ -308,7 +348,7 @@ impl Replica {
 
     /// Removes `key`'s record if it is still exactly `tombstone` (a
     /// collected tombstone: every replica holds it and its grace period is
-    /// over; see [`crate::tombstones`]). Returns whether it was removed. A
+    /// over; see [`crate::tombstone_collector`]). Returns whether it was removed. A
     /// write that landed since makes the record differ, and it stays.
     pub fn reap(&self, key: &ObjectKey, tombstone: &VersionedObject) -> Result<bool, ReplicaError> {
         let storage_key = key.storage_key(self.partitions);
@@ -319,7 +359,7 @@ impl Replica {
         }
         self.store.remove(Namespace::Objects, &storage_key)?;
         self.index.record(key, ObjectDigest::of(&current), None);
-        tombstones::forget(&self.store, &storage_key)?;
+        tombstone_index::forget(&self.store, &storage_key)?;
         Ok(true)
     }
 
@@ -329,14 +369,14 @@ impl Replica {
     /// gets a fresh entry, any other loses it.
     pub fn reindex_tombstone(&self, storage_key: &[u8]) -> Result<(), ReplicaError> {
         let Ok((_, key)) = ObjectKey::from_storage_key(storage_key) else {
-            tombstones::forget(&self.store, storage_key)?;
+            tombstone_index::forget(&self.store, storage_key)?;
             return Ok(());
         };
         let _guard = self.lock_key(&key);
         match self.load(&key, storage_key) {
-            Ok(object) if object.is_deleted() => tombstones::note(&self.store, storage_key, &object)?,
-            Ok(_) => tombstones::forget(&self.store, storage_key)?,
-            Err(error) if error.is_bit_rot() => tombstones::forget(&self.store, storage_key)?,
+            Ok(object) if object.is_deleted() => tombstone_index::note(&self.store, storage_key, &object)?,
+            Ok(_) => tombstone_index::forget(&self.store, storage_key)?,
+            Err(error) if error.is_bit_rot() => tombstone_index::forget(&self.store, storage_key)?,
             Err(error) => return Err(error),
         }
         Ok(())
@@ -449,7 +489,7 @@ impl Replica {
                     self.index.replace(&key, None);
                 }
             }
-            tombstones::forget(&self.store, &storage_key)?;
+            tombstone_index::forget(&self.store, &storage_key)?;
         }
         Ok(count)
     }

@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dynamo_core::liveness::LivenessPolicy;
+use dynamo_core::failure_detector::LivenessPolicy;
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::ActorId;
 use dynamo_storage::{MemoryEngine, StorageError, Store};
@@ -29,23 +29,25 @@ use tracing::{info, warn};
 
 use dynamo_rpc::{ClusterSecret, NonceSource, OsNonce, RpcClient, RpcConfig, TcpRpcListener, TcpTransport, Transport};
 
-use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig, MerkleIndex};
+use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig};
 use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
 use crate::cluster::{Cluster, announcement};
 use crate::config::{EngineKind, NodeConfig};
-use crate::coordinator::{Coordinator, CoordinatorParts};
-use crate::failure_detector::FailureDetector;
+use crate::coordinator::Coordinator;
+use crate::failure_detector::{FailureDetector, probes};
 use crate::gossip::{Gossip, GossipParts};
 use crate::handler::NodeHandler;
-use crate::hint_delivery::{DeliveryParts, HintDelivery};
+use crate::hint_delivery::HintDelivery;
 use crate::hints::HintStore;
 use crate::http::{Api, ApiParts};
 use crate::membership::{Membership, MembershipParts, STATE_KEY, StartupError, startup_state};
+use crate::merkle_index::MerkleIndex;
 use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
-use crate::tombstones::TombstoneCollector;
+use crate::services::NodeServices;
+use crate::tombstone_collector::TombstoneCollector;
 use crate::transfers::{TransferConfig, TransferParts, Transfers};
 
 /// How often a node looks for partition transfers to do.
@@ -118,6 +120,9 @@ pub enum ServerError {
 /// what the HTTP front end and the RPC server serve, and what the
 /// deterministic simulation drives directly.
 pub struct NodeParts {
+    /// The node's shared services (replica, cluster view, peers, failure
+    /// detector, bucket props, hints).
+    pub services: NodeServices,
     /// The coordinator (client requests).
     pub coordinator: Arc<Coordinator>,
     /// The RPC handler (requests from other nodes).
@@ -166,7 +171,7 @@ impl NodeParts {
             return Vec::new();
         };
         let mut tasks = vec![
-            tokio::spawn(background.detector.run_probes(background.peers, background.probe_interval)),
+            tokio::spawn(probes::run(background.detector, background.peers, background.probe_interval)),
             tokio::spawn(background.delivery.run(background.hint_delivery_interval)),
             tokio::spawn(background.collector.run(background.tombstone_gc_interval)),
             tokio::spawn(background.gossip.run()),
@@ -233,21 +238,11 @@ pub fn assemble<T: Transport>(
     info!(keys = built.keys, partitions = built.partitions, skipped = built.skipped, "anti-entropy trees built");
     let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index)));
     let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
-    let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
-        cluster: cluster.clone(),
-        replica,
-        buckets,
-        peers: peers.clone(),
-        detector: detector.clone(),
-        hints: hints.clone(),
-        default_timeout: config.request_timeout,
-    }));
+    let services = NodeServices { replica, cluster, peers, detector, buckets, hints };
+    let coordinator = Arc::new(Coordinator::new(services.clone(), config.request_timeout));
     let membership = Arc::new(Membership::new(MembershipParts {
-        cluster: cluster.clone(),
+        services: services.clone(),
         store: store.clone(),
-        detector: detector.clone(),
-        peers: peers.clone(),
-        coordinator: coordinator.clone(),
         announcement: announcement(config),
         call_timeout: config.request_timeout,
     }));
@@ -259,19 +254,18 @@ pub fn assemble<T: Transport>(
     let seeds = config.members.iter().map(|member| member.rpc_addr.clone()).chain(config.seeds.iter().cloned());
     let gossip = Arc::new(Gossip::new(GossipParts {
         membership: membership.clone(),
-        peers: peers.clone(),
-        detector: detector.clone(),
+        peers: services.peers.clone(),
+        detector: services.detector.clone(),
         seeds: seeds.chain(config.join.iter().cloned()).collect(),
         own_addr,
         interval: config.gossip_interval,
         call_timeout: config.request_timeout,
         random_seed: gossip_seed,
     }));
-    let handler = Arc::new(NodeHandler::new(coordinator.clone()).with_gossip(gossip.clone()));
+    let handler = Arc::new(NodeHandler::new(services.clone(), coordinator.clone()).with_gossip(gossip.clone()));
     let transfers = Arc::new(Transfers::new(TransferParts {
-        coordinator: coordinator.clone(),
+        services: services.clone(),
         membership: membership.clone(),
-        peers: peers.clone(),
         config: TransferConfig {
             max_bytes_per_sec: config.transfer_max_bytes_per_sec,
             poll_interval: TRANSFER_POLL_INTERVAL,
@@ -280,7 +274,7 @@ pub fn assemble<T: Transport>(
         },
     }));
     let anti_entropy = Arc::new(AntiEntropy::new(
-        coordinator.clone(),
+        services.clone(),
         wall.clone(),
         AntiEntropyConfig {
             interval: config.anti_entropy_interval,
@@ -289,18 +283,10 @@ pub fn assemble<T: Transport>(
         },
     ));
     let background = Background {
-        delivery: HintDelivery::new(DeliveryParts {
-            hints,
-            peers: peers.clone(),
-            detector: detector.clone(),
-            cluster,
-            coordinator: coordinator.clone(),
-            wall: wall.clone(),
-            max_age: config.tombstone_grace,
-        }),
-        collector: TombstoneCollector::new(coordinator.clone(), wall, config.tombstone_grace),
-        detector,
-        peers,
+        delivery: HintDelivery::new(services.clone(), wall.clone(), config.tombstone_grace),
+        collector: TombstoneCollector::new(services.clone(), wall, config.tombstone_grace),
+        detector: services.detector.clone(),
+        peers: services.peers.clone(),
         probe_interval: config.probe_interval,
         hint_delivery_interval: config.hint_delivery_interval,
         tombstone_gc_interval: config.tombstone_gc_interval,
@@ -310,6 +296,7 @@ pub fn assemble<T: Transport>(
         join: config.join.clone(),
     };
     Ok(NodeParts {
+        services,
         coordinator,
         handler,
         rpc_config,
@@ -353,6 +340,7 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let api_parts = ApiParts {
             coordinator: parts.coordinator.clone(),
+            services: parts.services.clone(),
             anti_entropy: parts.anti_entropy.clone(),
             gossip: parts.gossip.clone(),
             transfers: parts.transfers.clone(),

@@ -25,48 +25,26 @@
 //! anti-entropy then copies it back to the others and a later round reaps
 //! it everywhere.
 //!
-//! Finding tombstones without scanning all data: every write that leaves a
-//! key deleted records it in a small index in the metadata namespace
-//! (`tomb/` + storage key → wall-clock ms of the delete). The collector
-//! walks only that index.
+//! Finding tombstones without scanning all data: the collector walks
+//! only the [`crate::tombstone_index`], which the replica keeps.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::messages::{Request, Response};
-use dynamo_core::object::VersionedObject;
-use dynamo_storage::{Namespace, StorageError, Store};
 use tracing::{debug, info, warn};
 
 use crate::clock::WallClock;
-use crate::coordinator::{Coordinator, latest_timestamp, serve_locally};
+use crate::services::NodeServices;
+use crate::tombstone_index::{self, Cursor};
 
-/// Prefix of the tombstone index in [`Namespace::Meta`].
-const INDEX_PREFIX: &[u8] = b"tomb/";
 /// Index entries read at a time.
 const INDEX_BATCH: usize = 256;
 /// Index entries looked at per round, at most.
 const MAX_CHECKED_PER_ROUND: usize = 10_000;
 /// Timeout of each remote call of a collection.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Records that `storage_key` now holds a deleted state.
-pub fn note(store: &Store, storage_key: &[u8], object: &VersionedObject) -> Result<(), StorageError> {
-    let deleted_ms = latest_timestamp(object).wall_ms();
-    store.put_buffered(Namespace::Meta, &index_key(storage_key), &deleted_ms.to_be_bytes())
-}
-
-/// Forgets `storage_key` in the index.
-pub fn forget(store: &Store, storage_key: &[u8]) -> Result<(), StorageError> {
-    store.remove(Namespace::Meta, &index_key(storage_key))
-}
-
-fn index_key(storage_key: &[u8]) -> Vec<u8> {
-    let mut key = INDEX_PREFIX.to_vec();
-    key.extend_from_slice(storage_key);
-    key
-}
 
 /// What one collection round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,16 +59,16 @@ pub struct CollectionRound {
 
 /// Collects tombstones, every `interval`.
 pub struct TombstoneCollector {
-    coordinator: Arc<Coordinator>,
+    services: NodeServices,
     wall: Arc<dyn WallClock>,
     grace: Duration,
 }
 
 impl TombstoneCollector {
-    /// A collector for `coordinator`'s replica, reaping tombstones older
-    /// than `grace`.
-    pub fn new(coordinator: Arc<Coordinator>, wall: Arc<dyn WallClock>, grace: Duration) -> Self {
-        Self { coordinator, wall, grace }
+    /// A collector for the node's replica, reaping tombstones older than
+    /// `grace`.
+    pub fn new(services: NodeServices, wall: Arc<dyn WallClock>, grace: Duration) -> Self {
+        Self { services, wall, grace }
     }
 
     /// Runs a round every `interval`, forever (dropped with the node).
@@ -109,38 +87,33 @@ impl TombstoneCollector {
         let mut round = CollectionRound::default();
         let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         let cutoff_ms = self.wall.now_ms().saturating_sub(grace_ms);
-        let store = self.coordinator.replica().store();
-        let mut start = INDEX_PREFIX.to_vec();
+        let store = self.services.replica.store();
+        let mut cursor = Cursor::start();
         while (round.checked as usize) < MAX_CHECKED_PER_ROUND {
-            let entries = match store.scan_records(Namespace::Meta, INDEX_PREFIX, &start, INDEX_BATCH) {
+            let entries = match tombstone_index::page(store, &mut cursor, INDEX_BATCH) {
                 Ok(entries) => entries,
                 Err(error) => {
                     warn!(%error, "cannot read the tombstone index");
                     return round;
                 }
             };
-            let Some((last, _)) = entries.last() else { return round };
-            start = last.clone();
-            start.push(0);
             let full = entries.len() == INDEX_BATCH;
-            for (index_key, value) in entries {
+            for entry in entries {
                 round.checked += 1;
-                let value = match value {
-                    Ok(value) => value,
+                let deleted_ms = match entry.deleted_ms {
+                    Ok(deleted_ms) => deleted_ms,
                     Err(error) => {
                         warn!(%error, "rewriting an unreadable tombstone index entry");
-                        let storage_key = &index_key[INDEX_PREFIX.len()..];
-                        if let Err(error) = self.coordinator.replica().reindex_tombstone(storage_key) {
+                        if let Err(error) = self.services.replica.reindex_tombstone(&entry.storage_key) {
                             warn!(%error, "cannot rewrite a tombstone index entry");
                         }
                         continue;
                     }
                 };
-                let deleted_ms = value.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
                 if deleted_ms > cutoff_ms {
                     continue;
                 }
-                match self.collect(&index_key[INDEX_PREFIX.len()..]).await {
+                match self.collect(&entry.storage_key).await {
                     Some(true) => round.reaped += 1,
                     Some(false) => round.kept += 1,
                     None => {}
@@ -157,12 +130,12 @@ impl TombstoneCollector {
     /// reaped, `Some(false)` when kept for a later round, `None` when there
     /// was no tombstone any more.
     async fn collect(&self, storage_key: &[u8]) -> Option<bool> {
-        let store = self.coordinator.replica().store();
+        let store = self.services.replica.store();
         let Ok((_, key)) = ObjectKey::from_storage_key(storage_key) else {
-            let _ = forget(store, storage_key);
+            let _ = tombstone_index::forget(store, storage_key);
             return None;
         };
-        let local = match self.coordinator.replica().read(&key) {
+        let local = match self.services.replica.read(&key) {
             Ok(object) => object,
             Err(error) => {
                 warn!(%error, bucket = key.bucket(), "cannot read a tombstone");
@@ -171,21 +144,21 @@ impl TombstoneCollector {
         };
         if !local.is_deleted() {
             // Written again since: not a tombstone any more.
-            let _ = forget(store, storage_key);
+            let _ = tombstone_index::forget(store, storage_key);
             return None;
         }
-        if self.coordinator.cluster().is_moving(&key) {
+        if self.services.cluster.is_moving(&key) {
             // A partition moving between rings may still have an old copy
             // on a replica of the previous ring that a transfer would bring
             // back after the reap: wait until it has settled.
             return Some(false);
         }
-        let props = self.coordinator.buckets().get(key.bucket()).ok()?;
-        let replicas = self.coordinator.cluster().preference_list(&key, props.n);
-        let cluster = self.coordinator.cluster();
+        let props = self.services.buckets.get(key.bucket()).ok()?;
+        let cluster = &self.services.cluster;
+        let replicas = cluster.preference_list(&key, props.n);
         let mut everywhere = true;
         for node in replicas.iter().filter(|node| *node != cluster.local()) {
-            let read = self.coordinator.peers().call(node, Request::Read { key: key.clone() }, CALL_TIMEOUT).await;
+            let read = self.services.peers.call(node, Request::Read { key: key.clone() }, CALL_TIMEOUT).await;
             match read {
                 Ok(Response::Read { object }) if object == local => {}
                 Ok(Response::Read { .. } | Response::Unreadable { .. }) => {
@@ -198,7 +171,7 @@ impl TombstoneCollector {
                         mode: props.conflict,
                         durable: false,
                     };
-                    let _ = self.coordinator.peers().call(node, write, CALL_TIMEOUT).await;
+                    let _ = self.services.peers.call(node, write, CALL_TIMEOUT).await;
                 }
                 _ => everywhere = false,
             }
@@ -209,9 +182,9 @@ impl TombstoneCollector {
         for node in &replicas {
             let reap = Request::Reap { key: key.clone(), tombstone: local.clone() };
             let outcome = if node == cluster.local() {
-                serve_locally(self.coordinator.replica(), reap).await
+                self.services.replica.serve(reap).await
             } else {
-                self.coordinator.peers().call(node, reap, CALL_TIMEOUT).await
+                self.services.peers.call(node, reap, CALL_TIMEOUT).await
             };
             if let Err(reason) = outcome {
                 debug!(%node, %reason, "reap not acknowledged; the tombstone comes back through anti-entropy and is reaped later");

@@ -75,10 +75,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::coordinator::Coordinator;
 use crate::lock;
 use crate::membership::Membership;
-use crate::peers::Peers;
+use crate::services::NodeServices;
 
 /// Prefix of the saved cursors in the `meta` namespace: `transfer/ | epoch
 /// u64 | partition u32 | source id`.
@@ -205,21 +204,18 @@ pub struct TransferTotals {
 
 /// What the transfer service works with.
 pub struct TransferParts {
-    /// The node's coordinator: its replica, bucket props, cluster view.
-    pub coordinator: Arc<Coordinator>,
+    /// The node's replica, bucket props, cluster view and peers.
+    pub services: NodeServices,
     /// The membership service, to record completed pulls.
     pub membership: Arc<Membership>,
-    /// How other nodes are reached.
-    pub peers: Arc<dyn Peers>,
     /// Settings.
     pub config: TransferConfig,
 }
 
 /// The transfer service (see the module documentation).
 pub struct Transfers {
-    coordinator: Arc<Coordinator>,
+    services: NodeServices,
     membership: Arc<Membership>,
-    peers: Arc<dyn Peers>,
     config: TransferConfig,
     /// This node's pulls of the epoch in `progress_epoch`.
     progress: Mutex<(u64, BTreeMap<u32, PullProgress>)>,
@@ -244,11 +240,10 @@ struct PullError(String);
 impl Transfers {
     /// The service over `parts`.
     pub fn new(parts: TransferParts) -> Self {
-        let TransferParts { coordinator, membership, peers, config } = parts;
+        let TransferParts { services, membership, config } = parts;
         Self {
-            coordinator,
+            services,
             membership,
-            peers,
             config,
             progress: Mutex::new((0, BTreeMap::new())),
             pulls_completed: AtomicU64::new(0),
@@ -331,7 +326,7 @@ impl Transfers {
         }
         // The widest n in use, now or at the commit: a node that is among
         // the first n of a partition for any bucket keeps it.
-        let in_use = match self.coordinator.buckets().largest_n() {
+        let in_use = match self.services.buckets.largest_n() {
             Ok(n) => n,
             Err(error) => {
                 warn!(%error, "cannot read the bucket props; partitions that moved away are kept for now");
@@ -342,7 +337,7 @@ impl Transfers {
         let moved_away: Vec<u32> = (0..state.ring().partitions())
             .filter(|partition| !state.ring().preference_list(*partition, widest).contains(&local))
             .collect();
-        let replica = self.coordinator.replica();
+        let replica = &self.services.replica;
         for partition in moved_away {
             loop {
                 if self.membership.cluster().view().state().ring() != state.ring() {
@@ -378,7 +373,7 @@ impl Transfers {
             self.set_progress(partition, |progress| progress.sources_done = copied + 1);
         }
         // Everything copied is on disk before anyone learns the pull is done.
-        let store = self.coordinator.replica().store();
+        let store = self.services.replica.store();
         store.sync().await.map_err(|error| PullError(format!("syncing the copied data: {error}")))?;
         let done = Pull { partition, node: local };
         self.membership
@@ -399,7 +394,7 @@ impl Transfers {
     /// cursor on.
     async fn copy_from(&self, epoch: u64, partition: u32, source: &NodeId, started: Instant) -> Result<(), PullError> {
         let cursor_key = cursor_key(epoch, partition, source);
-        let store = self.coordinator.replica().store().clone();
+        let store = self.services.replica.store().clone();
         // An unreadable cursor starts the copy over: merges are idempotent.
         let mut after = match store.get(Namespace::Meta, &cursor_key) {
             Ok(None) => None,
@@ -417,10 +412,10 @@ impl Transfers {
             }
             Err(error) => return Err(PullError(format!("reading the transfer cursor: {error}"))),
         };
-        let partitions = self.coordinator.cluster().ring().partitions();
+        let partitions = self.services.cluster.ring().partitions();
         loop {
             let request = Request::TransferPage { partition, epoch, after: after.clone() };
-            let answer = self.peers.call(source, request, self.config.call_timeout).await;
+            let answer = self.services.peers.call(source, request, self.config.call_timeout).await;
             let (entries, more) = match answer {
                 Ok(Response::TransferPage { entries, more }) => (entries, more),
                 Ok(Response::Failed { reason }) | Err(reason) => {
@@ -466,16 +461,16 @@ impl Transfers {
     /// Merges one copied object, if its bucket's replicas include this node.
     async fn merge(&self, key: &ObjectKey, object: &VersionedObject) -> Result<(), PullError> {
         let props = self
-            .coordinator
-            .buckets()
+            .services
+            .buckets
             .get(key.bucket())
             .map_err(|error| PullError(format!("bucket props of {}: {error}", key.bucket())))?;
-        let replicas = self.coordinator.cluster().preference_list(key, props.n);
-        if !replicas.contains(self.coordinator.cluster().local()) {
+        let replicas = self.services.cluster.preference_list(key, props.n);
+        if !replicas.contains(self.services.cluster.local()) {
             return Ok(());
         }
-        self.coordinator
-            .replica()
+        self.services
+            .replica
             .merge_write(key, object, props.conflict, Durability::Buffered)
             .await
             .map(|_| ())
@@ -493,7 +488,7 @@ impl Transfers {
 
     /// Removes the cursors of a completed pull.
     fn forget_cursors(&self, epoch: u64, partition: u32) {
-        let store = self.coordinator.replica().store();
+        let store = self.services.replica.store();
         let mut prefix = CURSOR_PREFIX.to_vec();
         prefix.extend_from_slice(&epoch.to_be_bytes());
         prefix.extend_from_slice(&partition.to_be_bytes());

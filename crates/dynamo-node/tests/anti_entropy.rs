@@ -16,26 +16,28 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_core::codec::encode_object;
+use dynamo_core::failure_detector::LivenessPolicy;
 use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
-use dynamo_core::liveness::LivenessPolicy;
 use dynamo_core::merkle::ObjectDigest;
 use dynamo_core::messages::{Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::{ActorId, VersionVector};
-use dynamo_node::anti_entropy::{AntiEntropy, AntiEntropyConfig, ExchangeReport, MerkleIndex};
+use dynamo_node::anti_entropy::{AntiEntropy, AntiEntropyConfig, ExchangeReport};
 use dynamo_node::buckets::BucketRegistry;
 use dynamo_node::clock::SystemClock;
 use dynamo_node::cluster::Cluster;
 use dynamo_node::config::{EngineKind, MemberSpec, NodeConfig, Settings};
-use dynamo_node::coordinator::{Coordinator, CoordinatorParts};
+use dynamo_node::coordinator::Coordinator;
 use dynamo_node::failure_detector::FailureDetector;
 use dynamo_node::handler::NodeHandler;
 use dynamo_node::hints::HintStore;
+use dynamo_node::merkle_index::MerkleIndex;
 use dynamo_node::peers::{PeerFuture, Peers};
 use dynamo_node::replica::{Replica, WriteStamp};
+use dynamo_node::services::NodeServices;
 use dynamo_storage::{Durability, MemoryEngine, Namespace, Store};
 
 /// Two partitions (a ring needs one per node); both nodes replicate both
@@ -68,13 +70,14 @@ impl Peers for DirectPeers {
 }
 
 struct TestNode {
+    services: NodeServices,
     coordinator: Arc<Coordinator>,
     anti_entropy: Arc<AntiEntropy>,
 }
 
 impl TestNode {
     fn replica(&self) -> &Replica {
-        self.coordinator.replica()
+        &self.services.replica
     }
 
     fn state(&self, key: &ObjectKey) -> VersionedObject {
@@ -130,26 +133,22 @@ fn cluster(stores: [Store; 2]) -> (TestNode, TestNode, Arc<DirectPeers>) {
             cluster.ring().nodes().map(|spec| spec.id.clone()).filter(|node| node != cluster.local()).collect();
         let detector = Arc::new(FailureDetector::new(LivenessPolicy::default(), others));
         let hints = Arc::new(HintStore::open(store_for_hints, Q, 1 << 20).expect("hint store"));
-        let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
-            cluster,
-            replica,
-            buckets,
-            peers: peers.clone(),
-            detector,
-            hints,
-            default_timeout: Duration::from_secs(5),
-        }));
+        let services = NodeServices { replica, cluster, peers: peers.clone(), detector, buckets, hints };
+        let coordinator = Arc::new(Coordinator::new(services.clone(), Duration::from_secs(5)));
         let settings = AntiEntropyConfig {
             interval: Duration::ZERO,
             max_keys_per_sec: 1_000_000,
             call_timeout: Duration::from_secs(5),
         };
-        let anti_entropy = Arc::new(AntiEntropy::new(coordinator.clone(), clock, settings));
-        TestNode { coordinator, anti_entropy }
+        let anti_entropy = Arc::new(AntiEntropy::new(services.clone(), clock, settings));
+        TestNode { services, coordinator, anti_entropy }
     });
     let handlers = nodes
         .iter()
-        .map(|node| (node.coordinator.cluster().local().clone(), Arc::new(NodeHandler::new(node.coordinator.clone()))))
+        .map(|node| {
+            let handler = NodeHandler::new(node.services.clone(), node.coordinator.clone());
+            (node.services.cluster.local().clone(), Arc::new(handler))
+        })
         .collect();
     assert!(peers.handlers.set(handlers).is_ok());
     let [a, b] = nodes;
@@ -282,10 +281,10 @@ async fn keys_of_a_bucket_with_a_smaller_n_are_never_copied_outside_their_prefer
     let (a, b, _) = cluster(identical_stores(10));
     let props = BucketProps { n: 1, r: 1, w: 1, dw: 0, conflict: ConflictMode::Siblings };
     for node in [&a, &b] {
-        node.coordinator.buckets().apply("single", props, 1).await.expect("props");
+        node.services.buckets.apply("single", props, 1).await.expect("props");
     }
     let key = key("single", 1);
-    let owner = a.coordinator.cluster().preference_list(&key, 1)[0].clone();
+    let owner = a.services.cluster.preference_list(&key, 1)[0].clone();
     let (holder, other) = if owner.as_str() == "a" { (&a, &b) } else { (&b, &a) };
     write(holder, &key, "only here").await;
 
@@ -302,7 +301,7 @@ async fn the_scheduler_repairs_on_its_own_and_reports_its_status() {
     let changed = key("b", 5);
     write(&b, &changed, "newer").await;
     let scheduled = Arc::new(AntiEntropy::new(
-        a.coordinator.clone(),
+        a.services.clone(),
         Arc::new(SystemClock),
         AntiEntropyConfig {
             interval: Duration::from_millis(10),
@@ -440,7 +439,7 @@ async fn a_partition_transfer_leaves_corrupt_records_out_and_pages_on_past_them(
 
 #[tokio::test]
 async fn a_corrupt_tombstone_index_entry_is_rewritten_and_every_tombstone_is_collected() {
-    use dynamo_node::tombstones::TombstoneCollector;
+    use dynamo_node::tombstone_collector::TombstoneCollector;
     let (a, b, _) = cluster(identical_stores(10));
     let deleted = [key("b", 1), key("b", 2)];
     for key in &deleted {
@@ -460,7 +459,7 @@ async fn a_corrupt_tombstone_index_entry_is_rewritten_and_every_tombstone_is_col
     entry_key.extend_from_slice(&deleted[0].storage_key(Q));
     dynamo_storage::record::damage(engine.as_ref(), Namespace::Meta, &entry_key).expect("the delete was indexed");
 
-    let collector = TombstoneCollector::new(a.coordinator.clone(), Arc::new(SystemClock), Duration::ZERO);
+    let collector = TombstoneCollector::new(a.services.clone(), Arc::new(SystemClock), Duration::ZERO);
     let round = collector.round().await;
 
     assert_eq!(round.reaped, 1, "{round:?}");

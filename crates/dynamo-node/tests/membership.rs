@@ -247,7 +247,7 @@ async fn a_join_is_refused_while_the_seeds_bucket_props_are_unreadable() {
     use dynamo_core::props::{BucketProps, ConflictMode};
     let nodes = static_cluster(1).await;
     let props = BucketProps { n: 5, r: 3, w: 3, dw: 0, conflict: ConflictMode::Siblings };
-    nodes[0].parts.coordinator.buckets().apply("wide", props, 1).await.expect("props");
+    nodes[0].parts.services.buckets.apply("wide", props, 1).await.expect("props");
     // Bit rot in the stored props: the joiner would get none and use n = 3.
     dynamo_storage::record::damage(&nodes[0].engine, Namespace::Meta, b"bucket-props/wide").expect("damage");
     match ask_to_join(&nodes[0], "node7", "node7").await {

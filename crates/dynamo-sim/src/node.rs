@@ -17,11 +17,12 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
 use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_core::version::ActorId;
+use dynamo_node::buckets::BucketRegistry;
 use dynamo_node::cluster::ClusterView;
 use dynamo_node::config::NodeConfig;
-use dynamo_node::coordinator::Coordinator;
 use dynamo_node::membership::Membership;
 use dynamo_node::server::assemble;
+use dynamo_node::services::NodeServices;
 use dynamo_rpc::Transport;
 use dynamo_storage::{MemoryEngine, Store};
 
@@ -64,7 +65,7 @@ pub struct SimNode {
 /// The parts of a running incarnation the checker looks into.
 #[derive(Clone)]
 struct Live {
-    coordinator: Arc<Coordinator>,
+    services: NodeServices,
     membership: Arc<Membership>,
 }
 
@@ -107,12 +108,12 @@ impl SimNode {
         let store = Store::memory(self.engine.clone());
         let mut parts =
             assemble(&self.config, store, self.clock.clone(), TurmoilTransport, self.nonces.clone(), actor)?;
-        configure_buckets(&parts.coordinator).await?;
+        configure_buckets(&parts.services.buckets).await?;
         // Probing and hint delivery run on this host's runtime and die with
         // it when the host crashes.
         let _background = parts.spawn_background();
         let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
-        *self.lock_live() = Some(Live { coordinator: parts.coordinator.clone(), membership: parts.membership.clone() });
+        *self.lock_live() = Some(Live { services: parts.services.clone(), membership: parts.membership.clone() });
         tokio::spawn(parts.anti_entropy.clone().run(std::future::pending::<()>()));
         let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator, parts.membership));
         dynamo_rpc::serve(listener, parts.rpc_config, handler, std::future::pending::<()>()).await;
@@ -135,13 +136,13 @@ impl SimNode {
     /// `None` while the node is down or starting.
     pub fn replica_state(&self, key: &ObjectKey) -> Option<Result<VersionedObject, String>> {
         let live = self.lock_live().clone()?;
-        Some(live.coordinator.replica().read(key).map_err(|error| error.to_string()))
+        Some(live.services.replica.read(key).map_err(|error| error.to_string()))
     }
 
     /// Hints this node holds for others, or `None` while it is down.
     pub fn hints_pending(&self) -> Option<u64> {
         let live = self.lock_live().clone()?;
-        Some(live.coordinator.hints().stats().stored)
+        Some(live.services.hints.stats().stored)
     }
 
     /// Partition copies still to be made after a ring change, as this node
@@ -181,8 +182,7 @@ pub fn node_index(id: &str) -> usize {
 /// Gives [`LWW_BUCKET`] last-write-wins props on this node (the props of
 /// the other buckets are the configured defaults). Every node does it at
 /// every start, so all agree before any client request.
-async fn configure_buckets(coordinator: &Coordinator) -> turmoil::Result {
-    let buckets = coordinator.buckets();
+async fn configure_buckets(buckets: &BucketRegistry) -> turmoil::Result {
     let props = BucketProps { conflict: ConflictMode::Lww, ..buckets.get(LWW_BUCKET)? };
     // Version 1 of the bucket's props, the same on every node and at every
     // start: applying it again changes nothing.

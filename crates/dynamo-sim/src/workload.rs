@@ -30,8 +30,6 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
 
-use dynamo_node::coordinator::latest_timestamp;
-
 use crate::log::{Log, LwwWrite, SetWrite, SharedLog, now_ms};
 use crate::node::{LWW_BUCKET, SimNode};
 use crate::protocol::{SimClient, WriteOptions};
@@ -157,7 +155,7 @@ fn record_set_read(
             if let Some(bad) = bad {
                 log.violation(now_ms(), format!("set key k{key_index} holds an unreadable value: {bad}"));
             }
-            Some((object.context().clone(), latest_timestamp(&object), elements))
+            Some((object.context().clone(), object.latest_timestamp(), elements))
         }
         Err(reason) => {
             log.counters.reads_failed += 1;
@@ -269,7 +267,7 @@ pub async fn lww_client(setup: ClientSetup) -> turmoil::Result {
                     Ok(object) => {
                         log.counters.reads_ok += 1;
                         chain.context.join(object.context());
-                        chain.seen_timestamp = chain.seen_timestamp.max(latest_timestamp(&object));
+                        chain.seen_timestamp = chain.seen_timestamp.max(object.latest_timestamp());
                         for sibling in object.siblings() {
                             match value_id(&sibling.payload) {
                                 Some(seen) if past.contains_key(&seen) => {

@@ -1,6 +1,6 @@
 //! One exchange, from the side that starts it: compare this node's tree of
 //! one partition with one peer's, top-down, then repair the keys that
-//! differ. The peer only answers questions ([`super::serve`]); every
+//! differ. The peer only answers questions ([`MerkleIndex::serve`]); every
 //! decision and every repair is made here, so an exchange is symmetric in
 //! effect (both replicas end with the merge) while only one side works.
 //!
@@ -35,9 +35,46 @@ use dynamo_core::ring::NodeId;
 use dynamo_storage::Durability;
 use tokio::time::Instant;
 
-use super::ExchangeReport;
-use super::index::MerkleIndex;
-use crate::coordinator::Coordinator;
+use serde::Serialize;
+
+use crate::merkle_index::MerkleIndex;
+use crate::services::NodeServices;
+
+/// What one exchange did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeReport {
+    /// The partition.
+    pub partition: u32,
+    /// The other replica.
+    pub peer: String,
+    /// When it started (wall clock, ms since the Unix epoch).
+    pub started_ms: u64,
+    /// When it ended.
+    pub finished_ms: u64,
+    /// Leaves whose hashes differed.
+    pub segments_differing: u64,
+    /// Keys listed on either side under those leaves and compared.
+    pub keys_compared: u64,
+    /// Keys whose digests differed (or that one side lacked).
+    pub keys_differing: u64,
+    /// Differing keys merged on both sides.
+    pub keys_repaired: u64,
+    /// Differing keys left alone: the peer or this node is not one of their
+    /// replicas (a bucket with a smaller n, see the module docs).
+    pub keys_skipped: u64,
+    /// Bytes of requests sent to the peer (encoded messages).
+    pub bytes_sent: u64,
+    /// Bytes of responses received from the peer.
+    pub bytes_received: u64,
+    /// Errors: a failed call ends the exchange, a key that could not be
+    /// repaired does not.
+    pub errors: u64,
+    /// The first few errors, for the operator.
+    pub error_messages: Vec<String>,
+    /// False when the exchange stopped early (an error, or the cap on
+    /// differences per exchange): the next exchange goes on.
+    pub complete: bool,
+}
 
 /// Most differing keys one exchange collects and repairs. Bounds its memory
 /// and, with the repair rate, its length (10,000 keys at the default 1,000
@@ -83,7 +120,7 @@ impl RepairPacer {
 
 /// One exchange in progress.
 pub(super) struct Exchange<'a> {
-    pub(super) coordinator: &'a Coordinator,
+    pub(super) services: &'a NodeServices,
     pub(super) partition: u32,
     pub(super) peer: NodeId,
     /// Deadline of each call to the peer.
@@ -118,7 +155,7 @@ impl Exchange<'_> {
     }
 
     fn index(&self) -> &MerkleIndex {
-        self.coordinator.replica().index()
+        self.services.replica.index()
     }
 
     /// Steps 1 and 2: the keys on which the two replicas differ.
@@ -188,16 +225,16 @@ impl Exchange<'_> {
     /// because the peer or this node is not one of the key's replicas).
     async fn repair(&mut self, difference: Difference<ObjectKey, ObjectDigest>) -> Result<bool, StepError> {
         let key = difference.key;
-        let props = self.coordinator.buckets().get(key.bucket()).map_err(|error| StepError::Key(error.to_string()))?;
-        let replicas = self.coordinator.cluster().preference_list(&key, props.n);
-        if !replicas.contains(self.coordinator.cluster().local()) || !replicas.contains(&self.peer) {
+        let props = self.services.buckets.get(key.bucket()).map_err(|error| StepError::Key(error.to_string()))?;
+        let replicas = self.services.cluster.preference_list(&key, props.n);
+        if !replicas.contains(self.services.cluster.local()) || !replicas.contains(&self.peer) {
             return Ok(false);
         }
         let remote = match difference.remote {
             Some(_) => self.read_remote(&key).await?,
             None => None,
         };
-        let replica = self.coordinator.replica();
+        let replica = &self.services.replica;
         let merged = match &remote {
             Some(object) => replica.merge_write(&key, object, props.conflict, Durability::Buffered).await,
             None => replica.read(&key),
@@ -245,7 +282,7 @@ impl Exchange<'_> {
     /// encoded on the wire, without the RPC framing).
     async fn call(&mut self, request: Request) -> Result<Response, StepError> {
         self.report.bytes_sent += request.encode().len() as u64;
-        let outcome = self.coordinator.peers().call(&self.peer, request, self.timeout).await;
+        let outcome = self.services.peers.call(&self.peer, request, self.timeout).await;
         let response = outcome.map_err(|reason| StepError::Fatal(format!("{}: {reason}", self.peer)))?;
         self.report.bytes_received += response.encode().len() as u64;
         match response {

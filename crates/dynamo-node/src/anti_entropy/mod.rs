@@ -8,7 +8,8 @@
 //! - the **trees** are pure ([`dynamo_core::merkle`]): fixed shape, leaves
 //!   that are sums of `H(key, object digest)` so that one write updates
 //!   them in O(1), a top-down comparison as a state machine;
-//! - the **index** ([`MerkleIndex`]) holds one tree per partition, with the
+//! - the **index** ([`MerkleIndex`](crate::merkle_index::MerkleIndex), in [`crate::merkle_index`], below the
+//!   replica and these workers) holds one tree per partition, with the
 //!   sorted key list the leaves summarize. It is built by one full scan at
 //!   start-up and then kept in step by the replica, which reports every
 //!   write with the key's digest before and after; it is never rebuilt by
@@ -16,7 +17,7 @@
 //!   is rebuilt, once);
 //! - the **two sides of an exchange**: the initiator (`exchange.rs`) walks
 //!   the trees, compares listings and repairs; the peer only answers
-//!   questions about its index ([`serve`], reached through the RPC handler
+//!   questions about its index ([`MerkleIndex::serve`](crate::merkle_index::MerkleIndex::serve), reached through the RPC handler
 //!   as `MerkleHashes` and `MerkleKeys` requests). Repairs use the ordinary
 //!   replica messages: `Read` to pull the peer's state, then a local merge,
 //!   and `Write` to push the merge back, which the peer merges. Nothing is
@@ -43,7 +44,6 @@
 //! today, it does not arise.
 
 mod exchange;
-pub mod index;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,24 +51,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use dynamo_core::messages::{MAX_LISTED_KEYS, Request, Response};
 use dynamo_core::ring::NodeId;
 use serde::Serialize;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-pub use exchange::MAX_DIFFERENCES_PER_EXCHANGE;
-pub use index::{BuildReport, IndexError, MerkleIndex};
+pub use exchange::{ExchangeReport, MAX_DIFFERENCES_PER_EXCHANGE};
 
 use crate::buckets::PropsStoreError;
 use crate::clock::WallClock;
-use crate::coordinator::Coordinator;
+use crate::services::NodeServices;
 use exchange::{Exchange, RepairPacer};
-
-/// Largest listing page this node sends, in bytes of keys and digests (on
-/// top of the [`MAX_LISTED_KEYS`] entry bound): about a quarter of an RPC
-/// frame, so a page never holds up other calls on the connection for long.
-pub const MAX_PAGE_BYTES: usize = 256 * 1024;
 
 /// Settings of the scheduler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,42 +73,6 @@ pub struct AntiEntropyConfig {
     pub max_keys_per_sec: u32,
     /// Deadline of each call to a peer.
     pub call_timeout: Duration,
-}
-
-/// What one exchange did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ExchangeReport {
-    /// The partition.
-    pub partition: u32,
-    /// The other replica.
-    pub peer: String,
-    /// When it started (wall clock, ms since the Unix epoch).
-    pub started_ms: u64,
-    /// When it ended.
-    pub finished_ms: u64,
-    /// Leaves whose hashes differed.
-    pub segments_differing: u64,
-    /// Keys listed on either side under those leaves and compared.
-    pub keys_compared: u64,
-    /// Keys whose digests differed (or that one side lacked).
-    pub keys_differing: u64,
-    /// Differing keys merged on both sides.
-    pub keys_repaired: u64,
-    /// Differing keys left alone: the peer or this node is not one of their
-    /// replicas (a bucket with a smaller n, see the module docs).
-    pub keys_skipped: u64,
-    /// Bytes of requests sent to the peer (encoded messages).
-    pub bytes_sent: u64,
-    /// Bytes of responses received from the peer.
-    pub bytes_received: u64,
-    /// Errors: a failed call ends the exchange, a key that could not be
-    /// repaired does not.
-    pub errors: u64,
-    /// The first few errors, for the operator.
-    pub error_messages: Vec<String>,
-    /// False when the exchange stopped early (an error, or the cap on
-    /// differences per exchange): the next exchange goes on.
-    pub complete: bool,
 }
 
 impl ExchangeReport {
@@ -233,7 +190,7 @@ struct StatusBook {
 
 /// The anti-entropy service of one node (see the module docs).
 pub struct AntiEntropy {
-    coordinator: Arc<Coordinator>,
+    services: NodeServices,
     wall: Arc<dyn WallClock>,
     config: AntiEntropyConfig,
     /// Held for the whole of an exchange, so at most one runs at a time; it
@@ -245,10 +202,10 @@ pub struct AntiEntropy {
 }
 
 impl AntiEntropy {
-    /// The service over `coordinator`'s replica, cluster view and peers.
-    pub fn new(coordinator: Arc<Coordinator>, wall: Arc<dyn WallClock>, config: AntiEntropyConfig) -> Self {
+    /// The service over the node's replica, cluster view and peers.
+    pub fn new(services: NodeServices, wall: Arc<dyn WallClock>, config: AntiEntropyConfig) -> Self {
         Self {
-            coordinator,
+            services,
             wall,
             running: tokio::sync::Mutex::new(RepairPacer::new(config.max_keys_per_sec)),
             config,
@@ -286,7 +243,7 @@ impl AntiEntropy {
     /// other replicas. `None` when there is nothing to exchange (no
     /// partition, or no other replica).
     pub async fn exchange_next(&self) -> Option<ExchangeReport> {
-        let n = match self.coordinator.buckets().largest_n() {
+        let n = match self.services.buckets.largest_n() {
             Ok(n) => n,
             Err(error) => {
                 warn!(%error, "anti-entropy: cannot read bucket props");
@@ -301,12 +258,12 @@ impl AntiEntropy {
     /// Exchanges `partition`, or every partition this node replicates,
     /// now, one after the other; returns when all are done.
     pub async fn trigger(&self, partition: Option<u32>) -> Result<Vec<ExchangeReport>, TriggerError> {
-        let n = self.coordinator.buckets().largest_n()?;
+        let n = self.services.buckets.largest_n()?;
         let replicated = self.replicated_partitions(n);
         let chosen = match partition {
             None => replicated,
-            Some(partition) if partition >= self.coordinator.cluster().ring().partitions() => {
-                let last = self.coordinator.cluster().ring().partitions() - 1;
+            Some(partition) if partition >= self.services.cluster.ring().partitions() => {
+                let last = self.services.cluster.ring().partitions() - 1;
                 return Err(TriggerError::NoSuchPartition { partition, last });
             }
             Some(partition) if !replicated.contains(&partition) => return Err(TriggerError::NotReplicated(partition)),
@@ -322,7 +279,7 @@ impl AntiEntropy {
 
     /// The partitions whose preference list of `n` holds this node.
     fn replicated_partitions(&self, n: u8) -> Vec<u32> {
-        let cluster = self.coordinator.cluster();
+        let cluster = &self.services.cluster;
         (0..cluster.ring().partitions())
             .filter(|partition| cluster.ring().preference_list(*partition, usize::from(n)).contains(cluster.local()))
             .collect()
@@ -338,7 +295,7 @@ impl AntiEntropy {
     /// The replica of `partition` to exchange with: the other replicas take
     /// turns, so over time every pair is compared.
     fn peer_for(&self, partition: u32, n: u8) -> Option<NodeId> {
-        let cluster = self.coordinator.cluster();
+        let cluster = &self.services.cluster;
         let others: Vec<NodeId> = cluster
             .ring()
             .preference_list(partition, usize::from(n))
@@ -355,7 +312,7 @@ impl AntiEntropy {
         let mut report = ExchangeReport::new(partition, &peer, self.wall.now_ms());
         if self.rebuild_if_suspect(partition, &mut report) {
             let exchange = Exchange {
-                coordinator: &self.coordinator,
+                services: &self.services,
                 partition,
                 peer,
                 timeout: self.config.call_timeout,
@@ -372,7 +329,7 @@ impl AntiEntropy {
     /// Rebuilds a partition found disagreeing with storage; false (and the
     /// error in the report) when that failed.
     fn rebuild_if_suspect(&self, partition: u32, report: &mut ExchangeReport) -> bool {
-        let index = self.coordinator.replica().index();
+        let index = self.services.replica.index();
         if !index.is_suspect(partition) {
             return true;
         }
@@ -422,11 +379,11 @@ impl AntiEntropy {
 
     /// Status of the scheduler, the index and every partition exchanged.
     pub fn status(&self) -> AntiEntropyStatus {
-        let index = self.coordinator.replica().index();
+        let index = self.services.replica.index();
         let (indexed_keys, suspect_partitions) = (index.keys(), index.suspect_partitions());
         let book = self.lock_status();
         AntiEntropyStatus {
-            node: self.coordinator.cluster().local().to_string(),
+            node: self.services.cluster.local().to_string(),
             enabled: !self.config.interval.is_zero(),
             interval_ms: self.config.interval.as_millis() as u64,
             max_keys_per_sec: self.config.max_keys_per_sec,
@@ -439,21 +396,5 @@ impl AntiEntropy {
 
     fn lock_status(&self) -> MutexGuard<'_, StatusBook> {
         self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// The peer's side of an exchange: answers `MerkleHashes` and `MerkleKeys`
-/// from this node's index (any other request is not for this function).
-pub fn serve(index: &MerkleIndex, request: Request) -> Result<Response, String> {
-    match request {
-        Request::MerkleHashes { partition, level, indices } => index
-            .hashes(partition, level, &indices)
-            .map(|hashes| Response::MerkleHashes { hashes })
-            .map_err(|error| error.to_string()),
-        Request::MerkleKeys { partition, segments, after } => index
-            .list(partition, &segments, after.as_ref(), MAX_LISTED_KEYS, MAX_PAGE_BYTES)
-            .map(|(entries, more)| Response::MerkleKeys { entries, more })
-            .map_err(|error| error.to_string()),
-        _ => Err("not an anti-entropy request".to_string()),
     }
 }

@@ -1,6 +1,8 @@
 //! The node's failure detector (paper section 4.8.3): the pure rules of
-//! [`dynamo_core::liveness`] fed with the outcome of every call this node
-//! makes, plus the probe loop that brings down peers back. Routing asks it
+//! [`dynamo_core::failure_detector`] fed with the outcome of every call this node
+//! makes ([`FailureDetector`]), plus the probe loop that brings down peers
+//! back ([`probes`], which calls peers through [`crate::peers`], itself a
+//! user of the detector). Routing asks it
 //! which peers are up; a call to a peer marked down fails at once instead of
 //! waiting out a timeout, which is what keeps writes fast while a replica is
 //! gone (they go to a fallback with a hint instead).
@@ -8,21 +10,17 @@
 //! It never changes membership: a down peer is still a member and still
 //! owns its partitions.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
-use dynamo_core::liveness::{CallOutcome, Liveness, LivenessPolicy, PeerState, Transition};
-use dynamo_core::messages::{Request, Response};
+use dynamo_core::failure_detector::{CallOutcome, Liveness, LivenessPolicy, PeerState, Transition};
+use dynamo_core::messages::Request;
 use dynamo_core::ring::NodeId;
 use dynamo_rpc::RpcError;
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::peers::Peers;
-
-/// How long a probe waits for its `Pong`.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub mod probes;
 
 /// One peer as the admin API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,25 +131,10 @@ impl FailureDetector {
             .collect()
     }
 
-    /// Probes every down peer when it is due, forever (the task is dropped
-    /// with the node). A probe is a `Ping`, the one request [`Peers`] sends
-    /// to a peer marked down; the RPC layer records its outcome here.
-    pub async fn run_probes(self: Arc<Self>, peers: Arc<dyn Peers>, interval: Duration) {
-        let tick = (interval / 2).max(Duration::from_millis(10));
-        loop {
-            tokio::time::sleep(tick).await;
-            let due = self.lock().due_probes(self.now_ms());
-            for node in due {
-                let peers = peers.clone();
-                tokio::spawn(async move {
-                    if let Ok(response) = peers.call(&node, Request::Ping, PROBE_TIMEOUT).await
-                        && response != Response::Pong
-                    {
-                        warn!(%node, "probe answered with something other than Pong");
-                    }
-                });
-            }
-        }
+    /// The down peers due for a probe now (each is then not due again
+    /// until its next probe interval).
+    pub fn due_probes(&self) -> Vec<NodeId> {
+        self.lock().due_probes(self.now_ms())
     }
 
     fn now_ms(&self) -> u64 {
