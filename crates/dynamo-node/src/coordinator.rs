@@ -255,6 +255,12 @@ impl Coordinator {
             None => self.default_timeout,
             Some(text) => parse_timeout(text)?,
         };
+        // Paired with the validation above and in BucketProps: the
+        // counting below relies on it.
+        assert!(
+            props.r <= props.n && props.w <= props.n && props.dw <= props.w,
+            "resolved quorums exceed n: {props:?}"
+        );
         Ok(Effective { props, timeout })
     }
 
@@ -263,6 +269,7 @@ impl Coordinator {
     pub async fn get(&self, key: &ObjectKey, options: &RequestOptions) -> Result<VersionedObject, CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let replicas = self.services.cluster.read_list(key, props.n);
+        assert!(replicas.len() <= usize::from(props.n), "a read list longer than n: {replicas:?}");
         let deadline = Instant::now() + timeout;
         let mut quorum = ReadQuorum::new(replicas.clone(), props.r, props.conflict);
         let mut replies = self.send_to_all(&replicas, &Request::Read { key: key.clone() }, deadline);
@@ -332,6 +339,10 @@ impl Coordinator {
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
         let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
         let lists = self.services.cluster.write_lists(key, props.n);
+        assert!(
+            !lists.is_empty() && lists.iter().all(|list| list.len() <= usize::from(props.n)),
+            "write lists must be one or two lists of at most n nodes: {lists:?}"
+        );
         let replicas = nodes_of(&lists);
         let deadline = Instant::now() + timeout;
         if !replicas.contains(self.services.cluster.local()) {

@@ -18,7 +18,7 @@
 //! for acknowledged writes: the coordinator of every write is a replica
 //! and keeps its own copy, which anti-entropy spreads.
 //!
-//! The store is bounded ([`HintStore::new`]'s `max_bytes`): a hint that would
+//! The store is bounded ([`HintStore::open`]'s `max_bytes`): a hint that would
 //! go over the bound is refused (the write then does not count that fallback
 //! toward W), logged, and counted in metrics. A hint is removed only after
 //! the owner acknowledged it, and only if it did not change meanwhile (a

@@ -40,7 +40,7 @@
 //! Leaving marks the node `leaving` and commits a plan without it: its
 //! partitions are pulled from it (and the other old replicas) by their new
 //! owners; once nothing is left to pull from it, the node marks itself
-//! `removed` and stops ([`Membership::leave_when_done`]). Removing marks a
+//! `removed` and stops ([`crate::transfers::Transfers::left`]). Removing marks a
 //! (dead) node `removed` and commits: the new replicas of its partitions
 //! copy them from the surviving replicas, and no transfer waits for it.
 //!

@@ -332,6 +332,14 @@ impl Replica {
         }
         if object != before {
             let encoded = encode_object(&object);
+            // Paired with the decode of every read (`load`): what goes to
+            // disk must read back as exactly this object. A full decode per
+            // write is for debug builds; release keeps check_encodable.
+            debug_assert_eq!(
+                decode_object(&encoded).ok().as_ref(),
+                Some(&object),
+                "an encoded object does not decode back to itself"
+            );
             self.store.put_buffered(Namespace::Objects, &storage_key, &encoded)?;
             let digest = ObjectDigest::of_encoding(&object, &encoded);
             if readable {
