@@ -19,6 +19,8 @@
 //!   [`Handler`] concurrently (bounded), answer; graceful shutdown.
 //! - [`config`]: the node's RPC identity and the [`Limits`] on every queue.
 //! - [`error`]: what a failed call reports, naming the peer.
+//! - `fuzzing` (hidden): the handshake on a plain byte stream, for the fuzz
+//!   targets in `fuzz/`.
 //!
 //! Determinism, for the simulation: time comes only from tokio's timer
 //! (simulated there), randomness only from the injected [`NonceSource`],
@@ -34,6 +36,8 @@ pub mod config;
 mod conn;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 pub mod transport;
 
