@@ -415,12 +415,28 @@ async fn expect<S: AsyncRead + Unpin>(reader: &mut FrameReader<S>, expected: Kin
     let frame = reader.read_frame(MAX_HANDSHAKE_PAYLOAD_BYTES).await?.ok_or(HandshakeError::Closed)?;
     match frame.kind {
         kind if kind == expected => Ok(frame.payload),
-        Kind::Error => {
-            let message = String::from_utf8_lossy(&frame.payload).into_owned();
-            Err(HandshakeError::Refused { code: frame.method, message })
-        }
+        Kind::Error => Err(HandshakeError::Refused { code: frame.method, message: printable(&frame.payload) }),
         got => Err(HandshakeError::Unexpected { expected, got }),
     }
+}
+
+/// Most characters of a peer's refusal text kept for errors and logs.
+const MAX_REFUSAL_CHARS: usize = 200;
+
+/// A refusal's text as it may go into our errors and logs: it comes from a
+/// peer that has not authenticated, so control characters (a newline could
+/// forge a log line) are escaped and the length is capped.
+fn printable(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_REFUSAL_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() { out.extend(c.escape_default()) } else { out.push(c) }
+    }
+    out
 }
 
 /// Runs the client side on a fresh connection; returns the server's name.
@@ -522,6 +538,16 @@ mod tests {
 
     const CLIENT_NONCE: [u8; 32] = [1; 32];
     const SERVER_NONCE: [u8; 32] = [2; 32];
+
+    #[test]
+    fn a_refusal_text_cannot_forge_log_lines_or_grow_without_bound() {
+        let forged = printable(b"bad\nrpc: accepted connection from 10.0.0.1\r\x1b[2J");
+        assert!(!forged.contains('\n') && !forged.contains('\r') && !forged.contains('\x1b'), "{forged}");
+        assert!(forged.starts_with("bad\\nrpc: accepted"), "{forged}");
+        let long = printable(&[b'x'; 512]);
+        assert_eq!(long.len(), MAX_REFUSAL_CHARS + 3, "capped, with an ellipsis");
+        assert_eq!(printable("naïve".as_bytes()), "naïve", "printable text is kept as it is");
+    }
 
     #[test]
     fn os_nonces_differ() {
