@@ -31,6 +31,8 @@
 //!   half: it feeds these rules and runs the probes.
 //! - [`merkle`]: the per-partition Merkle trees of anti-entropy (paper
 //!   section 4.7): incremental updates, top-down comparison, listing diffs.
+//! - [`crdt`]: convergent data types (delta-state CRDTs): so far the
+//!   PN-counter, with the laws every type obeys stated on its trait.
 //! - [`rng`]: the seeded SplitMix64 generator every reproducible choice
 //!   uses (simulation, gossip peers, chaos schedule, benchmark keys).
 //! - [`messages`]: node-to-node requests and responses behind one
@@ -41,6 +43,7 @@
 
 pub mod codec;
 pub mod context;
+pub mod crdt;
 pub mod failure_detector;
 pub mod hlc;
 pub mod keys;
