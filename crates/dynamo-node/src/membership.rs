@@ -393,9 +393,8 @@ pub struct MembershipParts {
     /// detector it tells the peers whenever membership changes, how other
     /// nodes are reached, the replica (is it empty? Merkle roots) and the
     /// bucket props (replication factors, props sent to joiners).
+    /// The state is persisted in the replica's store.
     pub services: NodeServices,
-    /// Where the state is persisted.
-    pub store: Store,
     /// What this node says about itself.
     pub announcement: Announcement,
     /// Timeout of every call to another node.
@@ -405,7 +404,6 @@ pub struct MembershipParts {
 /// The membership service (see the module documentation).
 pub struct Membership {
     services: NodeServices,
-    store: Store,
     announcement: Announcement,
     call_timeout: Duration,
     /// Serializes changes: compute, persist, publish.
@@ -425,11 +423,10 @@ pub struct Membership {
 impl Membership {
     /// The service over `parts`.
     pub fn new(parts: MembershipParts) -> Self {
-        let MembershipParts { services, store, announcement, call_timeout } = parts;
+        let MembershipParts { services, announcement, call_timeout } = parts;
         services.detector.set_peers(services.cluster.others());
         Self {
             services,
-            store,
             announcement,
             call_timeout,
             update_lock: tokio::sync::Mutex::new(()),
@@ -493,7 +490,7 @@ impl Membership {
         if next == *current.state() {
             return Ok((current, false));
         }
-        self.store.put(Namespace::Meta, STATE_KEY, &next.encode(), Durability::Durable).await?;
+        self.services.replica.store().put(Namespace::Meta, STATE_KEY, &next.encode(), Durability::Durable).await?;
         log_changes(current.state(), &next);
         let view = self.services.cluster.publish(next);
         self.services.detector.set_peers(self.services.cluster.others());

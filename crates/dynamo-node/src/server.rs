@@ -242,7 +242,6 @@ pub fn assemble<T: Transport>(
     let coordinator = Arc::new(Coordinator::new(services.clone(), config.request_timeout));
     let membership = Arc::new(Membership::new(MembershipParts {
         services: services.clone(),
-        store: store.clone(),
         announcement: announcement(config),
         call_timeout: config.request_timeout,
     }));
