@@ -11,10 +11,14 @@
 //! after anti-entropy copied the same change) would count twice, whereas a
 //! merge is idempotent.
 //!
-//! The types so far: [`counter::Counter`], a PN-counter. To come (issue
-//! 12): the observed-remove set and the map of named fields.
+//! The types so far: [`counter::Counter`], a PN-counter, and
+//! [`set::OrSet`], an add-wins observed-remove set over a
+//! [`context::CausalContext`]. To come (issue 12): the map of named
+//! fields.
 
+pub mod context;
 pub mod counter;
+pub mod set;
 
 /// A convergent type. Its laws, which the property tests of each type
 /// prove, are those of a join semilattice:
