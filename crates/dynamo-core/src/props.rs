@@ -18,6 +18,56 @@ pub enum ConflictMode {
     Lww,
 }
 
+/// What a bucket stores: opaque values (the default) or one of the
+/// convergent data types of [`crate::crdt`] (SPEC section 4: fixed once
+/// the bucket holds data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    /// Opaque values with siblings or last-write-wins (default).
+    #[default]
+    None,
+    /// PN-counters.
+    Counter,
+    /// Add-wins sets.
+    Set,
+    /// Maps of named fields.
+    Map,
+}
+
+impl DataType {
+    /// The name used in the API (`none`, `counter`, `set`, `map`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::None => "none",
+            DataType::Counter => "counter",
+            DataType::Set => "set",
+            DataType::Map => "map",
+        }
+    }
+
+    /// The byte of this datatype in messages.
+    pub fn byte(self) -> u8 {
+        match self {
+            DataType::None => 0,
+            DataType::Counter => 1,
+            DataType::Set => 2,
+            DataType::Map => 3,
+        }
+    }
+
+    /// The datatype of a message byte.
+    pub fn from_byte(byte: u8) -> Option<DataType> {
+        [DataType::None, DataType::Counter, DataType::Set, DataType::Map].into_iter().find(|kind| kind.byte() == byte)
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Replication settings of a bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,11 +82,14 @@ pub struct BucketProps {
     pub dw: u8,
     /// Conflict mode.
     pub conflict: ConflictMode,
+    /// What the bucket stores.
+    #[serde(default)]
+    pub datatype: DataType,
 }
 
 impl Default for BucketProps {
     fn default() -> Self {
-        Self { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings }
+        Self { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings, datatype: DataType::None }
     }
 }
 
@@ -66,6 +119,9 @@ pub enum PropsError {
         /// w in effect.
         w: u8,
     },
+    /// A datatype this build does not serve yet.
+    #[error("datatype {0} is not available yet; use counter or set")]
+    DatatypeNotBuilt(DataType),
     /// A quorum value that is not a number or one of one|quorum|all.
     #[error("{name}={value:?} is not a number or one of one, quorum, all, default")]
     Unparsable {
@@ -89,6 +145,9 @@ impl BucketProps {
         // bounded by w (and thereby by n).
         if self.dw > self.w {
             return Err(PropsError::DwAboveW { dw: self.dw, w: self.w });
+        }
+        if self.datatype == DataType::Map {
+            return Err(PropsError::DatatypeNotBuilt(self.datatype));
         }
         Ok(())
     }
@@ -132,7 +191,7 @@ mod tests {
     use super::*;
 
     fn props(n: u8, r: u8, w: u8, dw: u8) -> BucketProps {
-        BucketProps { n, r, w, dw, conflict: ConflictMode::Siblings }
+        BucketProps { n, r, w, dw, conflict: ConflictMode::Siblings, datatype: DataType::None }
     }
 
     #[test]
@@ -212,8 +271,15 @@ mod tests {
     fn props_json_uses_lowercase_conflict_names_and_refuses_unknown_fields() {
         let lww = BucketProps { conflict: ConflictMode::Lww, ..BucketProps::default() };
         let json = serde_json::to_string(&lww).unwrap();
-        assert_eq!(json, r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww"}"#);
+        assert_eq!(json, r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww","datatype":"none"}"#);
         assert_eq!(serde_json::from_str::<BucketProps>(&json).unwrap(), lww);
+        let without_datatype = r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww"}"#;
+        assert_eq!(serde_json::from_str::<BucketProps>(without_datatype).unwrap(), lww, "older props read as none");
+        let counters: BucketProps =
+            serde_json::from_str(r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"siblings","datatype":"counter"}"#).unwrap();
+        assert_eq!(counters.datatype, DataType::Counter);
+        assert_eq!(DataType::from_byte(DataType::Set.byte()), Some(DataType::Set));
+        assert_eq!(DataType::from_byte(9), None);
         let unknown = r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"siblings","x":1}"#;
         assert!(serde_json::from_str::<BucketProps>(unknown).is_err());
     }

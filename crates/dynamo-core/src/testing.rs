@@ -134,7 +134,7 @@ pub fn value_payload(value: u32) -> Payload {
 pub fn value_of(payload: &Payload) -> Option<u32> {
     match payload {
         Payload::Value { data, .. } => Some(u32::from_be_bytes(data.as_ref().try_into().ok()?)),
-        Payload::Tombstone => None,
+        Payload::Tombstone | Payload::Datatype(_) => None,
     }
 }
 

@@ -19,13 +19,15 @@
 use bytes::Bytes;
 use dynamo_core::codec::{decode_object, encode_object};
 use dynamo_core::context::{decode_client_context, encode_client_context};
+use dynamo_core::crdt::set::SetUpdate;
+use dynamo_core::crdt::value::DataOp;
 use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::membership::{Announcement, ClusterId, ClusterState, Member, MemberStatus, Plan, StateDigest};
 use dynamo_core::merkle::{NodeHash, ObjectDigest};
 use dynamo_core::messages::{ForwardOptions, ForwardedError, Request, Response};
 use dynamo_core::object::{Payload, Sibling, VersionedObject};
-use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::props::{BucketProps, ConflictMode, DataType};
 use dynamo_core::ring::{NodeId, NodeSpec, Ring};
 use dynamo_core::version::{ActorId, Dot, VersionVector};
 
@@ -61,6 +63,24 @@ fn small_object() -> VersionedObject {
         payload: Payload::Value { data: Bytes::from_static(&[0, 0xff]), content_type: None },
     };
     VersionedObject::from_parts(clock, vec![sibling]).expect("a valid object")
+}
+
+/// A set after two adds by two actors and a remove, and a counter: the
+/// data-type payload (sibling kind 2, issue 12).
+fn datatype_objects() -> [VersionedObject; 2] {
+    let mut set = VersionedObject::new();
+    let add = |element: &'static [u8]| DataOp::Set {
+        updates: vec![SetUpdate::Add(Bytes::from_static(element))],
+        context: None,
+    };
+    set.apply_datatype(&add(b"apple"), DataType::Set, ActorId(1), 0, Hlc(10)).expect("an add");
+    set.apply_datatype(&add(b"pear"), DataType::Set, ActorId(2), 0, Hlc(11)).expect("an add");
+    let remove = DataOp::Set { updates: vec![SetUpdate::Remove(Bytes::from_static(b"apple"))], context: None };
+    set.apply_datatype(&remove, DataType::Set, ActorId(2), 0, Hlc(12)).expect("a remove");
+    let mut counter = VersionedObject::new();
+    counter.apply_datatype(&DataOp::Increment(5), DataType::Counter, ActorId(3), 0, Hlc(20)).expect("an increment");
+    counter.apply_datatype(&DataOp::Increment(-2), DataType::Counter, ActorId(4), 0, Hlc(21)).expect("a decrement");
+    [set, counter]
 }
 
 fn announcement(id: &str, http: Option<&str>, capacity: u32, zone: Option<&str>) -> Announcement {
@@ -139,8 +159,16 @@ fn requests() -> Vec<(&'static str, Request)> {
             "set_props",
             Request::SetProps {
                 bucket: "logs".to_string(),
-                props: BucketProps { n: 3, r: 2, w: 2, dw: 1, conflict: ConflictMode::Lww },
+                props: BucketProps { n: 3, r: 2, w: 2, dw: 1, conflict: ConflictMode::Lww, datatype: DataType::None },
                 version: 0x0a0b_0c0d,
+            },
+        ),
+        (
+            "set_props_datatype",
+            Request::SetProps {
+                bucket: "carts".to_string(),
+                props: BucketProps { datatype: DataType::Set, ..BucketProps::default() },
+                version: 7,
             },
         ),
         ("merkle_hashes", Request::MerkleHashes { partition: 513, level: 2, indices: vec![0, 7, 1023] }),
@@ -285,6 +313,7 @@ fn request_methods_keep_their_numbers() {
         ("coordinate", 3),
         ("ping", 4),
         ("set_props", 5),
+        ("set_props_datatype", 5),
         ("merkle_hashes", 6),
         ("merkle_keys", 7),
         ("hinted_write", 8),
@@ -315,11 +344,16 @@ fn stored_objects_and_client_contexts_encode_to_their_golden_bytes() {
     let mut golden_check = Golden::default();
     golden_check.check("object", &encode_object(&object()), OBJECT);
     golden_check.check("small object", &encode_object(&small_object()), SMALL_OBJECT);
+    let [set, counter] = datatype_objects();
+    golden_check.check("set object", &encode_object(&set), SET_OBJECT);
+    golden_check.check("counter object", &encode_object(&counter), COUNTER_OBJECT);
     let context = encode_client_context(object().context(), Hlc(0x55));
     golden_check.check_text("client context", &context, CLIENT_CONTEXT);
     golden_check.finish();
     assert_eq!(decode_object(&unhex(OBJECT)), Ok(object()));
     assert_eq!(decode_object(&unhex(SMALL_OBJECT)), Ok(small_object()));
+    assert_eq!(decode_object(&unhex(SET_OBJECT)), Ok(set));
+    assert_eq!(decode_object(&unhex(COUNTER_OBJECT)), Ok(counter));
     assert_eq!(decode_client_context(&context), Ok((object().context().clone(), Hlc(0x55))));
 }
 
@@ -344,6 +378,7 @@ const REQUESTS: &[(&str, &str)] = &[
     ),
     ("ping", "01"),
     ("set_props", "01046c6f67730302020101000000000a0b0c0d"),
+    ("set_props_datatype", "0105636172747303020200200000000000000007"),
     ("merkle_hashes", "01000002010200030000000703ff"),
     ("merkle_keys", "010000000400020003038401016200056166746572"),
     (
@@ -464,3 +499,15 @@ const SMALL_OBJECT: &str = concat!(
 );
 /// The `X-Dynamo-Context` of [`object`]'s clock with a seen timestamp (format 2).
 const CLIENT_CONTEXT: &str = "AgADAAAAAAAAAAEAAAAAAAAAAgAAAAAAAAACAAAAAAAAAAEBAgMEBQYHCAAAAAAAAAADAAAAAAAAAFWlHLFr";
+
+/// Golden bytes of the set of [`datatype_objects`].
+const SET_OBJECT: &str = concat!(
+    "0100020000000000000001000000000000000100000000000000020000000000000002000100000000000000020000000000000002000000",
+    "000000000c0202000000470100020000000000000001000000000000000100000000000000020000000000000001000000000000000100",
+    "000004706561720001000000000000000200000000000000010000",
+);
+/// Golden bytes of the counter of [`datatype_objects`].
+const COUNTER_OBJECT: &str = concat!(
+    "0100020000000000000003000000000000000100000000000000040000000000000001000100000000000000040000000000000001000000",
+    "0000000015020100000033010002000000000000000300000000000000050000000000000000000000000000000400000000000000000000000000000002",
+);

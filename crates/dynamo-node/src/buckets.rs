@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use dynamo_core::props::{BucketProps, ConflictMode, MAX_N};
+use dynamo_core::props::{BucketProps, ConflictMode, DataType, MAX_N};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -29,6 +29,8 @@ pub struct PropsPatch {
     pub dw: Option<u8>,
     /// New conflict mode.
     pub conflict: Option<ConflictMode>,
+    /// New datatype.
+    pub datatype: Option<DataType>,
 }
 
 impl PropsPatch {
@@ -44,6 +46,7 @@ impl PropsPatch {
             w: self.w.unwrap_or(current.w),
             dw: self.dw.unwrap_or(current.dw),
             conflict: self.conflict.unwrap_or(current.conflict),
+            datatype: self.datatype.unwrap_or(current.datatype),
         }
     }
 }
@@ -248,7 +251,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> BucketProps {
-        BucketProps { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings }
+        BucketProps { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings, ..BucketProps::default() }
     }
 
     /// Flips a bit of `bucket`'s stored props record below the store, so
@@ -259,7 +262,14 @@ mod tests {
     }
 
     fn every_field(n: u8) -> PropsPatch {
-        PropsPatch { n: Some(n), r: Some(1), w: Some(1), dw: Some(0), conflict: Some(ConflictMode::Lww) }
+        PropsPatch {
+            n: Some(n),
+            r: Some(1),
+            w: Some(1),
+            dw: Some(0),
+            conflict: Some(ConflictMode::Lww),
+            datatype: None,
+        }
     }
 
     #[tokio::test]
@@ -279,7 +289,7 @@ mod tests {
         let error = registry.get("rotten").expect_err("corrupt props are reported").to_string();
         assert!(error.contains("corruption"), "{error}");
 
-        let props = BucketProps { n: 3, r: 1, w: 1, dw: 0, conflict: ConflictMode::Lww };
+        let props = BucketProps { n: 3, r: 1, w: 1, dw: 0, conflict: ConflictMode::Lww, ..BucketProps::default() };
         registry.apply("rotten", props, 2).await.expect("a change from another node replaces them");
         assert_eq!(registry.get("rotten").expect("readable again"), props);
     }

@@ -279,7 +279,7 @@ async fn an_exchange_repairs_both_ways_and_keeps_concurrent_versions_as_siblings
 #[tokio::test]
 async fn keys_of_a_bucket_with_a_smaller_n_are_never_copied_outside_their_preference_list() {
     let (a, b, _) = cluster(identical_stores(10));
-    let props = BucketProps { n: 1, r: 1, w: 1, dw: 0, conflict: ConflictMode::Siblings };
+    let props = BucketProps { n: 1, r: 1, w: 1, dw: 0, conflict: ConflictMode::Siblings, ..BucketProps::default() };
     for node in [&a, &b] {
         node.services.buckets.apply("single", props, 1).await.expect("props");
     }

@@ -246,7 +246,7 @@ async fn a_join_under_another_name_than_the_authenticated_one_is_refused() {
 async fn a_join_is_refused_while_the_seeds_bucket_props_are_unreadable() {
     use dynamo_core::props::{BucketProps, ConflictMode};
     let nodes = static_cluster(1).await;
-    let props = BucketProps { n: 5, r: 3, w: 3, dw: 0, conflict: ConflictMode::Siblings };
+    let props = BucketProps { n: 5, r: 3, w: 3, dw: 0, conflict: ConflictMode::Siblings, ..BucketProps::default() };
     nodes[0].parts.services.buckets.apply("wide", props, 1).await.expect("props");
     // Bit rot in the stored props: the joiner would get none and use n = 3.
     dynamo_storage::record::damage(&nodes[0].engine, Namespace::Meta, b"bucket-props/wide").expect("damage");

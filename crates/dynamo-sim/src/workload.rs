@@ -337,7 +337,7 @@ pub fn encode_set(elements: &BTreeSet<u64>) -> Bytes {
 pub fn value_id(payload: &Payload) -> Option<u64> {
     match payload {
         Payload::Value { data, .. } => std::str::from_utf8(data).ok()?.parse().ok(),
-        Payload::Tombstone => None,
+        Payload::Tombstone | Payload::Datatype(_) => None,
     }
 }
 

@@ -23,6 +23,7 @@ mod fields;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::crdt::value::DataValue;
 use crate::hlc::Hlc;
 use crate::object::{MAX_CONTENT_TYPE_LEN, Payload, Sibling, VersionedObject};
 use crate::version::{ActorId, Dot, VersionVector};
@@ -48,6 +49,9 @@ const FORMAT: u8 = 1;
 pub(crate) const KIND_VALUE: u8 = 0;
 /// Sibling kind byte of a tombstone.
 pub(crate) const KIND_TOMBSTONE: u8 = 1;
+/// Sibling kind byte of a data-type value (issue 12; objects without one
+/// encode as before).
+pub(crate) const KIND_DATATYPE: u8 = 2;
 /// Smallest encoded sibling (a tombstone: dot, timestamp, kind), used to
 /// bound the allocation a sibling count may ask for.
 const MIN_SIBLING_LEN: usize = 8 + 8 + 8 + 1;
@@ -98,6 +102,11 @@ pub fn check_encodable(object: &VersionedObject) -> Result<(), CodecError> {
         return Err(CodecError::Invalid("too many siblings"));
     }
     for sibling in object.siblings() {
+        if let Payload::Datatype(value) = &sibling.payload
+            && value.encoded_len() > MAX_DATA_LEN
+        {
+            return Err(CodecError::Invalid("data type value larger than the format allows"));
+        }
         if let Payload::Value { data, content_type } = &sibling.payload {
             if data.len() > MAX_DATA_LEN {
                 return Err(CodecError::Invalid("value larger than the format allows"));
@@ -134,6 +143,10 @@ fn encode_sibling(sibling: &Sibling, out: &mut Vec<u8>) {
 pub(crate) fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
     match payload {
         Payload::Tombstone => out.push(KIND_TOMBSTONE),
+        Payload::Datatype(value) => {
+            out.push(KIND_DATATYPE);
+            value.encode(out);
+        }
         Payload::Value { data, content_type } => {
             out.push(KIND_VALUE);
             let content_type = truncate_at_char(content_type.as_deref().unwrap_or(""), MAX_CONTENT_TYPE_LEN);
@@ -155,6 +168,7 @@ fn encoded_len_hint(object: &VersionedObject) -> usize {
 fn payload_len(payload: &Payload) -> usize {
     match payload {
         Payload::Tombstone => 0,
+        Payload::Datatype(value) => value.encoded_len(),
         Payload::Value { data, content_type } => 1 + content_type.as_ref().map_or(0, String::len) + 4 + data.len(),
     }
 }
@@ -219,6 +233,7 @@ fn decode_sibling(reader: &mut Reader<'_>) -> Result<Sibling, CodecError> {
     let payload = match reader.u8("sibling kind")? {
         KIND_VALUE => decode_value(reader)?,
         KIND_TOMBSTONE => Payload::Tombstone,
+        KIND_DATATYPE => Payload::Datatype(DataValue::decode(reader)?),
         _ => return Err(CodecError::Invalid("unknown sibling kind")),
     };
     Ok(Sibling { dot: Dot { actor, counter }, timestamp, payload })

@@ -129,6 +129,24 @@ impl CausalContext {
         }
     }
 
+    /// The encoding as bytes, for a client to hand back (see
+    /// [`CausalContext::encode`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Reads [`CausalContext::to_bytes`]'s bytes, refusing trailing ones.
+    pub fn from_bytes(bytes: &[u8]) -> Result<CausalContext, CodecError> {
+        let mut reader = Reader::new(bytes);
+        let context = CausalContext::decode(&mut reader)?;
+        match reader.remaining() {
+            0 => Ok(context),
+            extra => Err(CodecError::TrailingBytes(extra)),
+        }
+    }
+
     /// Appends the encoding: `actors u16 | (actor u64, counter u64)* |
     /// cloud dots u32 | (actor u64, counter u64)*`, both in increasing
     /// order.

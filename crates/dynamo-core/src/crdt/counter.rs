@@ -45,14 +45,14 @@ const FORMAT: u8 = 1;
 const ENTRY_BYTES: usize = 8 + 8 + 8;
 
 /// One actor's grow-only totals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 struct Totals {
     increments: u64,
     decrements: u64,
 }
 
 /// A PN-counter (see the module doc).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Counter {
     entries: BTreeMap<ActorId, Totals>,
 }

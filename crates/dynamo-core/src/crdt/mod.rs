@@ -19,6 +19,7 @@
 pub mod context;
 pub mod counter;
 pub mod set;
+pub mod value;
 
 /// A convergent type. Its laws, which the property tests of each type
 /// prove, are those of a join semilattice:

@@ -5,22 +5,31 @@
 //!
 //! Layouts (after the format byte):
 //! - [`Request::SetProps`] (method 5): `bucket length u8 | bucket | n u8 | r
-//!   u8 | w u8 | dw u8 | mode | props version u64`, the bucket validated as a
-//!   client's and the props by [`BucketProps::validate`];
+//!   u8 | w u8 | dw u8 | mode | props version u64`, the bucket validated as
+//!   a client's and the props by [`BucketProps::validate`]. The datatype
+//!   (issue 12) rides in the high four bits of the mode byte, which were
+//!   zero before: a bucket without one encodes as in the first layout, and
+//!   an older node refuses (rather than misreads) one with a datatype;
 //! - [`super::Response::PropsSet`] (kind 5): no fields.
 
 use super::fields::{decode_mode, mode_byte};
 use super::{MessageError, Request};
 use crate::codec::{Reader, clamped_u8};
 use crate::keys::{MAX_BUCKET_LEN, validate_bucket};
-use crate::props::BucketProps;
+use crate::props::{BucketProps, DataType};
+
+/// Where the datatype starts in the mode byte.
+const DATATYPE_SHIFT: u8 = 4;
+/// The conflict mode's bits of the mode byte.
+const MODE_MASK: u8 = 0x0f;
 
 /// Appends the fields of [`Request::SetProps`].
 pub(super) fn encode_set_props(bucket: &str, props: &BucketProps, version: u64, out: &mut Vec<u8>) {
     // Validation keeps the bucket within its length byte.
     out.push(clamped_u8(bucket.len()));
     out.extend_from_slice(bucket.as_bytes());
-    out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode_byte(props.conflict)]);
+    let mode = mode_byte(props.conflict) | (props.datatype.byte() << DATATYPE_SHIFT);
+    out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode]);
     out.extend_from_slice(&version.to_be_bytes());
 }
 
@@ -33,8 +42,10 @@ pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, Messa
     let r = reader.u8("r")?;
     let w = reader.u8("w")?;
     let dw = reader.u8("dw")?;
-    let conflict = decode_mode(reader)?;
-    let props = BucketProps { n, r, w, dw, conflict };
+    let mode = reader.u8("conflict mode and datatype")?;
+    let conflict = decode_mode(&mut Reader::new(&[mode & MODE_MASK]))?;
+    let datatype = DataType::from_byte(mode >> DATATYPE_SHIFT).ok_or(MessageError::Invalid("unknown datatype"))?;
+    let props = BucketProps { n, r, w, dw, conflict, datatype };
     props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
     let version = reader.u64("props version")?;
     Ok(Request::SetProps { bucket, props, version })

@@ -10,7 +10,7 @@ use crate::keys::{MAX_PARTITIONS, ObjectKey};
 use crate::membership::{Announcement, ClusterId, ClusterState, StateDigest};
 use crate::merkle::{LEAF_LEVEL, NodeHash, ObjectDigest, SEGMENTS, level_width};
 use crate::object::Payload;
-use crate::props::{BucketProps, ConflictMode};
+use crate::props::{BucketProps, ConflictMode, DataType};
 use crate::ring::{NodeId, NodeSpec};
 use crate::testing::reachable_object;
 
@@ -67,7 +67,7 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
                 }
             }),
         Just(Request::Ping),
-        (1u8..=5, any::<bool>(), any::<u64>()).prop_map(|(n, lww, version)| Request::SetProps {
+        (1u8..=5, any::<bool>(), any::<u64>(), 0u8..3).prop_map(|(n, lww, version, datatype)| Request::SetProps {
             bucket: "b".to_string(),
             props: BucketProps {
                 n,
@@ -75,6 +75,7 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
                 w: n,
                 dw: 0,
                 conflict: if lww { ConflictMode::Lww } else { ConflictMode::Siblings },
+                datatype: DataType::from_byte(datatype).expect("a known datatype byte"),
             },
             version,
         }),

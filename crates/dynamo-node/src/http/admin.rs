@@ -358,6 +358,7 @@ fn version_summary(sibling: &dynamo_core::object::Sibling) -> serde_json::Value 
     let (deleted, size, digest) = match &sibling.payload {
         Payload::Value { data, .. } => (false, data.len(), hex(&Md5::digest(data))),
         Payload::Tombstone => (true, 0, String::new()),
+        Payload::Datatype(value) => (false, value.encoded_len(), String::new()),
     };
     json!({
         "vtag": multipart::vtag(sibling),

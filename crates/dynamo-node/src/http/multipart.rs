@@ -31,7 +31,9 @@ pub fn encode(siblings: &[Sibling], seed: u64) -> (String, Vec<u8>) {
         let mut head = format!("--{boundary}\r\n");
         let (content_type, data): (&str, &[u8]) = match &sibling.payload {
             Payload::Value { data, content_type } => (content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE), data),
-            Payload::Tombstone => (DEFAULT_CONTENT_TYPE, &[]),
+            // Never served here: a data-type key is read at its own
+            // endpoint (`/buckets/{b}/datatypes/{k}`).
+            Payload::Tombstone | Payload::Datatype(_) => (DEFAULT_CONTENT_TYPE, &[]),
         };
         let _ = write!(head, "Content-Type: {content_type}\r\n{VTAG_HEADER}: {}\r\n", vtag(sibling));
         let _ = write!(head, "{TIMESTAMP_HEADER}: {}\r\n", sibling.timestamp.wall_ms());
@@ -53,7 +55,7 @@ fn choose_boundary(siblings: &[Sibling], seed: u64) -> String {
         let boundary = format!("dynamo-{:016x}", attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let collides = siblings.iter().any(|sibling| match &sibling.payload {
             Payload::Value { data, .. } => contains(data, boundary.as_bytes()),
-            Payload::Tombstone => false,
+            Payload::Tombstone | Payload::Datatype(_) => false,
         });
         if !collides {
             return boundary;
