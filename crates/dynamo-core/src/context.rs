@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use thiserror::Error;
 
+use crate::crdt::context::CausalContext;
 use crate::hlc::Hlc;
 use crate::version::{ActorId, Dot, VersionVector};
 
@@ -99,6 +100,42 @@ pub fn decode_client_context(text: &str) -> Result<(VersionVector, Hlc), Context
     }
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| ContextError::NotBase64)?;
     decode_raw(&raw)
+}
+
+/// Longest accepted data-type context, in characters: it names every
+/// actor that ever updated the value (see [`crate::crdt::context`]), so it
+/// may be longer than a version set's.
+pub const MAX_DATATYPE_CONTEXT_LEN: usize = 256 * 1024;
+/// Format marker of a data-type context.
+const FORMAT_DATATYPE: u8 = 3;
+
+/// Encodes a data-type value's causal context for a client (the
+/// `"context"` of a read of `/buckets/{b}/datatypes/{k}`): `format (u8 =
+/// 3) | the causal context | crc32 (u32 BE)`, base64 as the others.
+pub fn encode_datatype_context(context: &CausalContext) -> String {
+    let mut raw = vec![FORMAT_DATATYPE];
+    raw.extend_from_slice(&context.to_bytes());
+    let checksum = crc32fast::hash(&raw);
+    raw.extend_from_slice(&checksum.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Decodes and fully validates a data-type context from a client.
+pub fn decode_datatype_context(text: &str) -> Result<CausalContext, ContextError> {
+    if text.len() > MAX_DATATYPE_CONTEXT_LEN {
+        return Err(ContextError::TooLong(text.len()));
+    }
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| ContextError::NotBase64)?;
+    let Some((&format, rest)) = raw.split_first() else { return Err(ContextError::BadLength) };
+    if format != FORMAT_DATATYPE {
+        return Err(ContextError::UnknownFormat(format));
+    }
+    let Some(body_len) = rest.len().checked_sub(CHECKSUM_LEN) else { return Err(ContextError::BadLength) };
+    let (body, checksum) = rest.split_at(body_len);
+    if crc32fast::hash(&raw[..1 + body_len]).to_be_bytes() != checksum {
+        return Err(ContextError::BadChecksum);
+    }
+    CausalContext::from_bytes(body).map_err(|_| ContextError::Invalid("not a data-type context"))
 }
 
 /// The layout before base64.
@@ -334,5 +371,26 @@ mod tests {
         fn decoding_arbitrary_raw_bytes_never_panics(raw in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_raw(&raw);
         }
+    }
+}
+
+#[cfg(test)]
+mod datatype_context_tests {
+    use super::*;
+
+    #[test]
+    fn a_datatype_context_round_trips_and_a_tampered_one_is_refused() {
+        let mut context = CausalContext::new();
+        context.insert(Dot { actor: ActorId(7), counter: 1 });
+        context.insert(Dot { actor: ActorId(7), counter: 3 });
+        let text = encode_datatype_context(&context);
+        assert_eq!(decode_datatype_context(&text), Ok(context));
+        let mut raw = URL_SAFE_NO_PAD.decode(&text).unwrap();
+        raw[5] ^= 1;
+        assert_eq!(decode_datatype_context(&URL_SAFE_NO_PAD.encode(&raw)), Err(ContextError::BadChecksum));
+        let version_context = encode_context(&VersionVector::new());
+        assert_eq!(decode_datatype_context(&version_context), Err(ContextError::UnknownFormat(1)));
+        assert_eq!(decode_datatype_context(""), Err(ContextError::BadLength));
+        assert_eq!(decode_datatype_context("!!"), Err(ContextError::NotBase64));
     }
 }

@@ -62,6 +62,13 @@ impl NodeHandler {
                     outcome => Response::Coordinated(outcome.map_err(|error| error.to_forwarded())),
                 }
             }
+            Request::CoordinateUpdate { key, op, options } => {
+                let options = RequestOptions::from(options);
+                match self.coordinator.update_forwarded(&key, &op, &options).await {
+                    Err(CoordinatorError::NotAReplica(reason)) => Response::Failed { reason },
+                    outcome => Response::Updated(outcome.map_err(|error| error.to_forwarded())),
+                }
+            }
             Request::SetProps { bucket, props, version } => {
                 match self.services.buckets.apply(&bucket, props, version).await {
                     Ok(()) => Response::PropsSet,

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynamo_core::codec::{CodecError, check_encodable, decode_object, encode_object};
+use dynamo_core::crdt::value::{DataOp, OpError};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::merkle::ObjectDigest;
 use dynamo_core::messages::{MAX_TRANSFER_KEYS, Request, Response, TRANSFER_PAGE_BYTES};
 use dynamo_core::object::{Payload, VersionedObject};
-use dynamo_core::props::ConflictMode;
+use dynamo_core::props::{ConflictMode, DataType};
 use dynamo_core::version::{ActorId, VersionVector};
 use dynamo_storage::{Durability, Namespace, StorageError, Store};
 use thiserror::Error;
@@ -73,6 +74,10 @@ pub enum ReplicaError {
         /// Which bound.
         reason: String,
     },
+    /// A data-type operation the stored value refuses (wrong type, a
+    /// remove of what the client never saw, a limit); nothing was written.
+    #[error(transparent)]
+    Refused(#[from] OpError),
 }
 
 impl ReplicaError {
@@ -107,11 +112,28 @@ pub enum WriteStamp {
     Exactly(Hlc),
 }
 
+/// What [`Replica::update`] does with a record that fails its checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unreadable {
+    /// Count it as absent and write the change over it (merges: see
+    /// `update`).
+    Replace,
+    /// Refuse the change. A data-type operation must act on a state that
+    /// holds this actor's own earlier updates, or its new totals and dots
+    /// would restart below what other replicas hold and vanish in the
+    /// merge; the client's retry goes to another replica, and anti-entropy
+    /// repairs this one.
+    Refuse,
+}
+
 /// This node's replica of the keyspace.
 pub struct Replica {
     store: Store,
     partitions: u32,
-    actor: ActorId,
+    /// The actor of the writes and data-type operations coordinated here:
+    /// fresh per process incarnation, and replaced by a new one whenever a
+    /// damaged record is written over (see [`Replica::rotate_actor`]).
+    actor: AtomicU64,
     hlc: Mutex<HlcClock>,
     wall: Arc<dyn WallClock>,
     key_locks: Box<[Mutex<()>]>,
@@ -140,7 +162,7 @@ impl Replica {
         Self {
             store,
             partitions,
-            actor,
+            actor: AtomicU64::new(actor.0),
             hlc: Mutex::new(HlcClock::new()),
             wall,
             key_locks,
@@ -156,7 +178,21 @@ impl Replica {
 
     /// The actor id this replica signs the writes it coordinates with.
     pub fn actor(&self) -> ActorId {
-        self.actor
+        ActorId(self.actor.load(Ordering::Acquire))
+    }
+
+    /// Takes a new actor id, after a damaged record was written over: the
+    /// record may have held this actor's own updates of the key, which the
+    /// replacement lacks, so updates coordinated from it under the same
+    /// actor could reuse a dot or restart a counter entry below what other
+    /// replicas hold (both lost in the merge). The new id is derived from
+    /// the old one (splitmix64), so a deterministic simulation stays so.
+    fn rotate_actor(&self) {
+        let old = self.actor.load(Ordering::Acquire);
+        let fresh = dynamo_core::rng::SplitMix64::new(old).next_u64();
+        if self.actor.compare_exchange(old, fresh, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            warn!(old = %ActorId(old), new = %ActorId(fresh), "took a new actor id after replacing a damaged record");
+        }
     }
 
     /// A fresh hybrid-logical-clock timestamp from this node's clock (for
@@ -210,6 +246,7 @@ impl Replica {
                 Err(error) => Err(error.to_string()),
             },
             Request::Coordinate { .. }
+            | Request::CoordinateUpdate { .. }
             | Request::SetProps { .. }
             | Request::HintedWrite { .. }
             | Request::Gossip { .. }
@@ -271,9 +308,10 @@ impl Replica {
             }
         };
         let floor = self.issued.load(Ordering::Acquire);
-        let updated = self.update(key, |object| {
-            let dot = object.put_above(context, self.actor, floor, timestamp, payload, mode);
+        let (updated, ()) = self.update(key, Unreadable::Replace, |object| {
+            let dot = object.put_above(context, self.actor(), floor, timestamp, payload, mode);
             self.issued.fetch_max(dot.counter, Ordering::AcqRel);
+            Ok(())
         })?;
         self.wait_durable(durability).await?;
         Ok(updated)
@@ -291,9 +329,36 @@ impl Replica {
         if let Some(latest) = incoming.siblings().iter().map(|sibling| sibling.timestamp).max() {
             self.lock_hlc().observe(latest);
         }
-        let updated = self.update(key, |object| object.merge(incoming, mode))?;
+        let (updated, ()) = self.update(key, Unreadable::Replace, |object| {
+            object.merge(incoming, mode);
+            Ok(())
+        })?;
         self.wait_durable(durability).await?;
         Ok(updated)
+    }
+
+    /// Applies a data-type operation coordinated here, this replica acting
+    /// as the operation's actor (issue 12). Returns the new state and the
+    /// delta to ship to the other replicas; nothing is written when the
+    /// value refuses the operation.
+    pub async fn coordinate_update(
+        &self,
+        key: &ObjectKey,
+        op: &DataOp,
+        kind: DataType,
+        durability: Durability,
+    ) -> Result<(VersionedObject, VersionedObject), ReplicaError> {
+        let timestamp = self.stamp_after(Hlc(0));
+        let floor = self.issued.load(Ordering::Acquire);
+        let (updated, delta) = self.update(key, Unreadable::Refuse, |object| {
+            let delta = object.apply_datatype(op, kind, self.actor(), floor, timestamp)?;
+            if let Some(sibling) = delta.siblings().first() {
+                self.issued.fetch_max(sibling.dot.counter, Ordering::AcqRel);
+            }
+            Ok(delta)
+        })?;
+        self.wait_durable(durability).await?;
+        Ok((updated, delta))
     }
 
     /// Read-merge-write of one key under its stripe lock. Writes only when
@@ -306,23 +371,25 @@ impl Replica {
     /// and every acknowledged write it held is on W-1 other replicas, from
     /// which read repair and anti-entropy bring it back. Refusing instead
     /// would make the key unwritable here, and unrepairable, for good.
-    fn update(
+    fn update<T>(
         &self,
         key: &ObjectKey,
-        change: impl FnOnce(&mut VersionedObject),
-    ) -> Result<VersionedObject, ReplicaError> {
+        unreadable: Unreadable,
+        change: impl FnOnce(&mut VersionedObject) -> Result<T, ReplicaError>,
+    ) -> Result<(VersionedObject, T), ReplicaError> {
         let storage_key = key.storage_key(self.partitions);
         let _guard = self.lock_key(key);
         let (mut object, readable) = match self.load(key, &storage_key) {
             Ok(object) => (object, true),
-            Err(error) if error.is_bit_rot() => {
+            Err(error) if error.is_bit_rot() && unreadable == Unreadable::Replace => {
+                self.rotate_actor();
                 warn!(bucket = key.bucket(), %error, "replacing an unreadable stored object with the merge of a write");
                 (VersionedObject::new(), false)
             }
             Err(error) => return Err(error),
         };
         let before = object.clone();
-        change(&mut object);
+        let outcome = change(&mut object)?;
         if let Err(bound) = check_encodable(&object) {
             return Err(ReplicaError::Unencodable {
                 bucket: key.bucket().to_string(),
@@ -351,7 +418,7 @@ impl Replica {
                 tombstone_index::note(&self.store, &storage_key, &object)?;
             }
         }
-        Ok(object)
+        Ok((object, outcome))
     }
 
     /// Removes `key`'s record if it is still exactly `tombstone` (a

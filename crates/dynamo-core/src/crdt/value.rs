@@ -13,6 +13,15 @@ use crate::crdt::set::{OrSet, SetError, SetUpdate};
 use crate::props::DataType;
 use crate::version::ActorId;
 
+/// Most element updates one set operation may carry (an `add_all` or
+/// `remove_all` of more is refused before it reaches a replica).
+pub const MAX_OP_UPDATES: usize = 1000;
+
+/// Tag byte of an increment operation.
+const OP_INCREMENT: u8 = 1;
+/// Tag byte of a set operation.
+const OP_SET: u8 = 2;
+
 /// Tag byte of a counter inside an object.
 const TAG_COUNTER: u8 = 1;
 /// Tag byte of a set inside an object.
@@ -49,6 +58,70 @@ impl DataOp {
         match self {
             DataOp::Increment(_) => DataType::Counter,
             DataOp::Set { .. } => DataType::Set,
+        }
+    }
+}
+
+impl DataOp {
+    /// Appends the encoding (in a forwarded update): `tag u8`, then for an
+    /// increment `amount i64`, for a set `has context u8 [| context] |
+    /// updates u32 | (add 0 / remove 1 u8 | length u32 | element)*`.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            DataOp::Increment(amount) => {
+                out.push(OP_INCREMENT);
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+            DataOp::Set { updates, context } => {
+                out.push(OP_SET);
+                out.push(u8::from(context.is_some()));
+                if let Some(context) = context {
+                    context.encode(out);
+                }
+                out.extend_from_slice(&crate::codec::clamped_u32(updates.len()).to_be_bytes());
+                for update in updates {
+                    let (kind, element) = match update {
+                        SetUpdate::Add(element) => (0, element),
+                        SetUpdate::Remove(element) => (1, element),
+                    };
+                    out.push(kind);
+                    encode_u32_prefixed(element, out);
+                }
+            }
+        }
+    }
+
+    /// Reads [`DataOp::encode`]'s bytes, with the limits a client's
+    /// operation has.
+    pub(crate) fn decode(reader: &mut Reader<'_>) -> Result<DataOp, CodecError> {
+        match reader.u8("operation tag")? {
+            OP_INCREMENT => Ok(DataOp::Increment(i64::from_be_bytes(reader.array("increment")?))),
+            OP_SET => {
+                let context = match reader.flag("operation context flag")? {
+                    true => Some(CausalContext::decode(reader)?),
+                    false => None,
+                };
+                let count = usize::try_from(reader.u32("operation update count")?).unwrap_or(usize::MAX);
+                if count > MAX_OP_UPDATES {
+                    return Err(CodecError::Invalid("a set operation with more updates than allowed"));
+                }
+                let mut updates = Vec::with_capacity(count.min(reader.remaining() / 5));
+                for _ in 0..count {
+                    let kind = reader.u8("set update kind")?;
+                    let element = reader.u32_prefixed("set element length", "set element")?;
+                    if element.len() > crate::crdt::set::MAX_ELEMENT_LEN {
+                        return Err(CodecError::Invalid("a set element longer than allowed"));
+                    }
+                    let element = Bytes::copy_from_slice(element);
+                    updates.push(match kind {
+                        0 => SetUpdate::Add(element),
+                        1 => SetUpdate::Remove(element),
+                        _ => return Err(CodecError::Invalid("unknown set update kind")),
+                    });
+                }
+                Ok(DataOp::Set { updates, context })
+            }
+            _ => Err(CodecError::Invalid("unknown operation tag")),
         }
     }
 }

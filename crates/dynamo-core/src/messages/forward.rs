@@ -15,6 +15,7 @@
 use super::fields::{decode_key, encode_key};
 use super::{MessageError, Request, Response};
 use crate::codec::{self, KIND_TOMBSTONE, KIND_VALUE, Reader, clamped_u8, encode_u32_prefixed};
+use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
 use crate::keys::ObjectKey;
 use crate::object::Payload;
@@ -132,6 +133,57 @@ pub(super) fn decode_coordinated(reader: &mut Reader<'_>) -> Result<Response, Me
         }
         OUTCOME_ERROR => Ok(Response::Coordinated(Err(decode_forwarded_error(reader)?))),
         _ => Err(MessageError::Invalid("unknown coordination outcome")),
+    }
+}
+
+/// Appends the fields of [`Request::CoordinateUpdate`]: `key | operation |
+/// w | dw | n | timeout_ms`, the operation as [`DataOp`] encodes it.
+pub(super) fn encode_coordinate_update(key: &ObjectKey, op: &DataOp, options: &ForwardOptions, out: &mut Vec<u8>) {
+    encode_key(key, out);
+    op.encode(out);
+    for option in [&options.w, &options.dw, &options.n, &options.timeout_ms] {
+        encode_option(option.as_deref(), out);
+    }
+}
+
+/// Reads the fields of [`Request::CoordinateUpdate`].
+pub(super) fn decode_coordinate_update(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    Ok(Request::CoordinateUpdate {
+        key: decode_key(reader)?,
+        op: DataOp::decode(reader)?,
+        options: ForwardOptions {
+            w: decode_option(reader, "w option")?,
+            dw: decode_option(reader, "dw option")?,
+            n: decode_option(reader, "n option")?,
+            timeout_ms: decode_option(reader, "timeout_ms option")?,
+            seen_timestamp: 0,
+            stamp: 0,
+        },
+    })
+}
+
+/// Appends the body of [`Response::Updated`]: `outcome u8`, then for 0 the
+/// value as inside an object, for 1 the error as in `Coordinated`.
+pub(super) fn encode_updated(outcome: &Result<DataValue, ForwardedError>, out: &mut Vec<u8>) {
+    match outcome {
+        Ok(value) => {
+            out.push(OUTCOME_OK);
+            value.encode(out);
+        }
+        Err(ForwardedError { status, body }) => {
+            out.push(OUTCOME_ERROR);
+            out.extend_from_slice(&status.to_be_bytes());
+            encode_u32_prefixed(body.as_bytes(), out);
+        }
+    }
+}
+
+/// Reads the body of [`Response::Updated`].
+pub(super) fn decode_updated(reader: &mut Reader<'_>) -> Result<Response, MessageError> {
+    match reader.u8("update outcome")? {
+        OUTCOME_OK => Ok(Response::Updated(Ok(DataValue::decode(reader)?))),
+        OUTCOME_ERROR => Ok(Response::Updated(Err(decode_forwarded_error(reader)?))),
+        _ => Err(MessageError::Invalid("unknown update outcome")),
     }
 }
 

@@ -51,7 +51,8 @@
 //! | 10 | `Gossip` | membership | | 9 | `ClusterState` | membership |
 //! | 11 | `GossipPush` | membership | | 10 | `TransferPage` | transfer |
 //! | 12 | `Join` | membership | | 11 | `Unreadable` | replica |
-//! | 13 | `TransferPage` | transfer | | | | |
+//! | 13 | `TransferPage` | transfer | | 12 | `Updated` | forward |
+//! | 14 | `CoordinateUpdate` | forward | | | | |
 //!
 //! The golden bytes of every message are pinned by
 //! `crates/dynamo-core/tests/wire_format.rs`: a change to any of them is a
@@ -74,6 +75,7 @@ pub use self::forward::{ForwardOptions, ForwardedError, MAX_FORWARDED_BODY_LEN, 
 pub use self::merkle::MAX_LISTED_KEYS;
 pub use self::transfer::{MAX_TRANSFER_KEYS, TRANSFER_PAGE_BYTES};
 use crate::codec::{CodecError, Reader};
+use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
 use crate::keys::{KeyError, ObjectKey};
 use crate::membership::{Announcement, ClusterId, ClusterState, StateDecodeError, StateDigest};
@@ -110,8 +112,10 @@ pub const METHOD_GOSSIP_PUSH: u16 = 11;
 pub const METHOD_JOIN: u16 = 12;
 /// Method of [`Request::TransferPage`].
 pub const METHOD_TRANSFER_PAGE: u16 = 13;
+/// Method of [`Request::CoordinateUpdate`].
+pub const METHOD_COORDINATE_UPDATE: u16 = 14;
 /// The last method this build knows.
-const LAST_METHOD: u16 = METHOD_TRANSFER_PAGE;
+const LAST_METHOD: u16 = METHOD_COORDINATE_UPDATE;
 
 /// Format marker of the only message layout so far.
 const FORMAT: u8 = 1;
@@ -129,6 +133,7 @@ const RESPONSE_CLUSTER_SAME: u8 = 8;
 const RESPONSE_CLUSTER_STATE: u8 = 9;
 const RESPONSE_TRANSFER_PAGE: u8 = 10;
 const RESPONSE_UNREADABLE: u8 = 11;
+const RESPONSE_UPDATED: u8 = 12;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +167,18 @@ pub enum Request {
         /// The value, or a tombstone for a delete.
         payload: Payload,
         /// The client's quorum options, as it sent them.
+        options: ForwardOptions,
+    },
+    /// Coordinate a data-type operation on behalf of a node outside the
+    /// key's preference list (issue 12): the receiver, a replica, acts as
+    /// the operation's actor.
+    CoordinateUpdate {
+        /// The key.
+        key: ObjectKey,
+        /// The operation.
+        op: DataOp,
+        /// The client's quorum options, as it sent them (`stamp` and
+        /// `seen_timestamp` unused).
         options: ForwardOptions,
     },
     /// Hold a write for `owner`, a replica of the key that could not take
@@ -284,6 +301,9 @@ pub enum Response {
     /// The outcome of a forwarded write: the new context, or the HTTP error
     /// the coordinator would have answered, to relay to the client.
     Coordinated(Result<(VersionVector, Hlc), ForwardedError>),
+    /// The outcome of a forwarded data-type operation: the value as the
+    /// acting replica holds it, or the HTTP error to relay.
+    Updated(Result<DataValue, ForwardedError>),
     /// Answer to [`Request::Ping`].
     Pong,
     /// Answer to [`Request::SetProps`]: stored (or a newer change already was).
@@ -388,6 +408,7 @@ impl Request {
             Request::Read { .. } => METHOD_READ,
             Request::Write { .. } => METHOD_WRITE,
             Request::Coordinate { .. } => METHOD_COORDINATE,
+            Request::CoordinateUpdate { .. } => METHOD_COORDINATE_UPDATE,
             Request::Ping => METHOD_PING,
             Request::SetProps { .. } => METHOD_SET_PROPS,
             Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
@@ -408,6 +429,9 @@ impl Request {
             Request::Read { key } => fields::encode_key(key, &mut out),
             Request::Write { key, object, mode, durable } => {
                 replica::encode_write(key, object, *mode, *durable, &mut out);
+            }
+            Request::CoordinateUpdate { key, op, options } => {
+                forward::encode_coordinate_update(key, op, options, &mut out)
             }
             Request::Coordinate { key, context, payload, options } => {
                 forward::encode_coordinate(key, context, payload, options, &mut out);
@@ -446,6 +470,7 @@ impl Request {
             METHOD_READ => Request::Read { key: fields::decode_key(reader)? },
             METHOD_WRITE => replica::decode_write(reader)?,
             METHOD_COORDINATE => forward::decode_coordinate(reader)?,
+            METHOD_COORDINATE_UPDATE => forward::decode_coordinate_update(reader)?,
             METHOD_PING => Request::Ping,
             METHOD_SET_PROPS => props::decode_set_props(reader)?,
             METHOD_HINTED_WRITE => hint::decode_hinted_write(reader)?,
@@ -471,6 +496,7 @@ impl Response {
             Response::Read { object } => fields::encode_object(object, &mut out),
             Response::Written { durable } => out.push(u8::from(*durable)),
             Response::Coordinated(outcome) => forward::encode_coordinated(outcome, &mut out),
+            Response::Updated(outcome) => forward::encode_updated(outcome, &mut out),
             Response::Pong | Response::PropsSet | Response::ClusterSame => {}
             Response::ClusterState { state } => membership::encode_state(state, &mut out),
             Response::MerkleHashes { hashes } => merkle::encode_hashes_response(hashes, &mut out),
@@ -490,6 +516,7 @@ impl Response {
             RESPONSE_READ => Response::Read { object: fields::decode_object(reader)? },
             RESPONSE_WRITTEN => Response::Written { durable: reader.flag("durable flag")? },
             RESPONSE_COORDINATED => forward::decode_coordinated(reader)?,
+            RESPONSE_UPDATED => forward::decode_updated(reader)?,
             RESPONSE_PONG => Response::Pong,
             RESPONSE_PROPS_SET => Response::PropsSet,
             RESPONSE_MERKLE_HASHES => merkle::decode_hashes_response(reader)?,
@@ -511,6 +538,7 @@ impl Response {
             Response::Read { .. } => RESPONSE_READ,
             Response::Written { .. } => RESPONSE_WRITTEN,
             Response::Coordinated(_) => RESPONSE_COORDINATED,
+            Response::Updated(_) => RESPONSE_UPDATED,
             Response::Pong => RESPONSE_PONG,
             Response::PropsSet => RESPONSE_PROPS_SET,
             Response::MerkleHashes { .. } => RESPONSE_MERKLE_HASHES,
@@ -560,7 +588,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 12]), Err(MessageError::UnknownResponse(12)));
+        assert_eq!(Response::decode(&[1, 13]), Err(MessageError::UnknownResponse(13)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),

@@ -5,6 +5,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::{ForwardOptions, ForwardedError, Request, Response};
+use crate::crdt::context::CausalContext;
+use crate::crdt::set::SetUpdate;
+use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
 use crate::keys::{MAX_PARTITIONS, ObjectKey};
 use crate::membership::{Announcement, ClusterId, ClusterState, StateDigest};
@@ -66,6 +69,11 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
                     options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp, stamp },
                 }
             }),
+        (object_key(), data_op(), option()).prop_map(|(key, op, w)| Request::CoordinateUpdate {
+            key,
+            op,
+            options: ForwardOptions { w, ..ForwardOptions::default() },
+        }),
         Just(Request::Ping),
         (1u8..=5, any::<bool>(), any::<u64>(), 0u8..3).prop_map(|(n, lww, version, datatype)| Request::SetProps {
             bucket: "b".to_string(),
@@ -172,6 +180,12 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
             .prop_map(|(object, at)| Response::Coordinated(Ok((object.context().clone(), Hlc(at))))),
         (100..=599u16, "\\PC{0,200}")
             .prop_map(|(status, body)| Response::Coordinated(Err(ForwardedError { status, body }))),
+        data_op().prop_map(|op| {
+            let mut value = DataValue::empty(op.kind()).expect("a built kind");
+            value.apply(&op, crate::version::ActorId(3)).ok();
+            Response::Updated(Ok(value))
+        }),
+        (100..=599u16, "\\PC{0,50}").prop_map(|(status, body)| Response::Updated(Err(ForwardedError { status, body }))),
         Just(Response::Pong),
         Just(Response::PropsSet),
         "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
@@ -187,4 +201,25 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
 /// A key that must be valid.
 pub(super) fn key(bucket: &str, key: &[u8]) -> ObjectKey {
     ObjectKey::new(bucket, key).unwrap()
+}
+
+/// Any data-type operation: an increment, or adds and removes on a set with
+/// or without a context.
+pub(super) fn data_op() -> impl Strategy<Value = DataOp> {
+    let element = prop::collection::vec(any::<u8>(), 0..12).prop_map(Bytes::from);
+    let update = (any::<bool>(), element).prop_map(|(add, element)| match add {
+        true => SetUpdate::Add(element),
+        false => SetUpdate::Remove(element),
+    });
+    let context = prop::option::of(prop::collection::vec((0u64..3, 1u64..6), 0..5).prop_map(|dots| {
+        let mut context = CausalContext::new();
+        for (actor, counter) in dots {
+            context.insert(crate::version::Dot { actor: crate::version::ActorId(actor), counter });
+        }
+        context
+    }));
+    prop_oneof![
+        any::<i64>().prop_map(DataOp::Increment),
+        (prop::collection::vec(update, 0..4), context).prop_map(|(updates, context)| DataOp::Set { updates, context }),
+    ]
 }

@@ -2,6 +2,8 @@
 //! act on: how many replicas answered, what became of each of the others,
 //! and the status and JSON body every front end answers with.
 
+use dynamo_core::crdt::set::SetError;
+use dynamo_core::crdt::value::OpError;
 use dynamo_core::messages::{ForwardedError, Response};
 use dynamo_core::ring::NodeId;
 use serde::Serialize;
@@ -71,6 +73,13 @@ pub enum CoordinatorError {
     /// during a membership change): the forwarder tries another replica.
     #[error("{0}")]
     NotAReplica(String),
+    /// The request conflicts with the state of the bucket (`409`).
+    #[error("{0}")]
+    Conflict(String),
+    /// The data-type value refused the operation (issue 12); nothing was
+    /// stored.
+    #[error(transparent)]
+    Refused(#[from] OpError),
 }
 
 impl CoordinatorError {
@@ -100,6 +109,10 @@ impl CoordinatorError {
                 json!({ "error": message, "hint": "retry: the new ring reaches every node within seconds" })
                     .to_string(),
             ),
+            CoordinatorError::Conflict(message) => (409, json!({ "error": message }).to_string()),
+            CoordinatorError::Refused(refusal) => {
+                (refusal_status(refusal), json!({ "error": refusal.to_string() }).to_string())
+            }
         }
     }
 
@@ -107,6 +120,19 @@ impl CoordinatorError {
     pub fn to_forwarded(&self) -> ForwardedError {
         let (status, body) = self.status_and_body();
         ForwardedError { status, body }
+    }
+}
+
+/// The status of a refused data-type operation: `409` for a value of
+/// another type, `412` for a remove of what the client's context never saw
+/// (its precondition), `413` for an element over the limit, `503` for
+/// limits that clear on their own (pending removes, actors).
+fn refusal_status(refusal: &OpError) -> u16 {
+    match refusal {
+        OpError::WrongType { .. } => 409,
+        OpError::Set(SetError::NotObserved(_)) => 412,
+        OpError::Set(SetError::ElementTooLong(_)) => 413,
+        OpError::Set(SetError::TooManyDeferred) | OpError::Counter(_) => 503,
     }
 }
 
@@ -140,6 +166,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Read { .. } => "Read",
         Response::Written { .. } => "Written",
         Response::Coordinated(_) => "Coordinated",
+        Response::Updated(_) => "Updated",
         Response::Pong => "Pong",
         Response::PropsSet => "PropsSet",
         Response::MerkleHashes { .. } => "MerkleHashes",

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::messages::{Request, Response};
-use dynamo_core::props::{BucketProps, parse_quorum};
+use dynamo_core::props::{BucketProps, DataType, parse_quorum};
 use dynamo_core::quorum::QuorumReport;
 use dynamo_core::ring::NodeId;
 use tokio::sync::mpsc;
@@ -127,6 +127,15 @@ impl Coordinator {
     /// error names the members that did not (the change stays applied
     /// where it landed, and repeating the request reaches the others).
     pub async fn set_props(&self, bucket: &str, patch: &PropsPatch) -> Result<BucketProps, CoordinatorError> {
+        if let Some(wanted) = patch.datatype {
+            let current = self.props(bucket)?.datatype;
+            if current != DataType::None && wanted != current {
+                return Err(CoordinatorError::Conflict(format!(
+                    "bucket {bucket} holds {current} values and its datatype is fixed once set; use another bucket \
+                     for {wanted} values"
+                )));
+            }
+        }
         let version = self.services.replica.timestamp();
         let props = self.services.buckets.update(bucket, patch, version).await?;
         // Every member, joining ones included: they coordinate requests too.

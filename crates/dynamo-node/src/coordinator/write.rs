@@ -9,11 +9,12 @@
 
 use std::collections::VecDeque;
 
+use dynamo_core::crdt::value::{DataOp, DataValue, OpError};
 use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
-use dynamo_core::messages::{ForwardOptions, Request, Response};
+use dynamo_core::messages::{ForwardOptions, ForwardedError, Request, Response};
 use dynamo_core::object::{Payload, VersionedObject};
-use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::props::{BucketProps, ConflictMode, DataType};
 use dynamo_core::quorum::{Progress, WriteQuorum};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::VersionVector;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::cluster::nodes_of;
-use crate::replica::WriteStamp;
+use crate::replica::{ReplicaError, WriteStamp};
 
 use super::errors::{QuorumFailure, ReplicaOutcome, failed, unexpected};
 use super::{Coordinator, CoordinatorError, Effective, RequestOptions};
@@ -77,18 +78,82 @@ impl Coordinator {
             if may_forward {
                 return self.forward(key, context, payload, options, &replicas, deadline).await;
             }
-            return Err(CoordinatorError::NotAReplica(format!(
-                "{} received a forwarded write for a key it does not replicate at ring epoch {}; the nodes' views of \
-                 the ring differ (a membership change is spreading)",
-                self.services.cluster.local(),
-                self.services.cluster.view().state().epoch()
-            )));
+            return Err(self.not_a_replica("write"));
         }
         let stamp = match options.stamp {
             Some(timestamp) => WriteStamp::Exactly(timestamp),
             None => WriteStamp::After(Hlc(options.context_timestamp)),
         };
-        self.coordinate_write(key, context, stamp, payload, props, lists, deadline).await
+        let step = LocalStep::Put { context: context.clone(), stamp, payload };
+        let stored = self.coordinate_write(key, step, props, lists, deadline).await?;
+        Ok((stored.context().clone(), stored.latest_timestamp()))
+    }
+
+    /// Applies a data-type operation (issue 12): at this node when it
+    /// replicates the key (it acts as the operation's actor and ships the
+    /// delta to the other replicas), otherwise at a replica it forwards
+    /// to. Returns the new value as the acting replica holds it.
+    pub async fn update(
+        &self,
+        key: &ObjectKey,
+        op: &DataOp,
+        options: &RequestOptions,
+    ) -> Result<DataValue, CoordinatorError> {
+        self.update_here_or_forward(key, op, options, true).await
+    }
+
+    /// [`Coordinator::update`] forwarded by a node outside the key's
+    /// preference list: never forwarded again (see
+    /// [`Coordinator::put_forwarded`]).
+    pub async fn update_forwarded(
+        &self,
+        key: &ObjectKey,
+        op: &DataOp,
+        options: &RequestOptions,
+    ) -> Result<DataValue, CoordinatorError> {
+        self.update_here_or_forward(key, op, options, false).await
+    }
+
+    async fn update_here_or_forward(
+        &self,
+        key: &ObjectKey,
+        op: &DataOp,
+        options: &RequestOptions,
+        may_forward: bool,
+    ) -> Result<DataValue, CoordinatorError> {
+        let Effective { props, timeout } = self.resolve(key.bucket(), options)?;
+        if props.datatype != op.kind() {
+            return Err(CoordinatorError::Refused(OpError::WrongType { op: op.kind(), stored: props.datatype }));
+        }
+        let lists = self.services.cluster.write_lists(key, props.n);
+        let replicas = nodes_of(&lists);
+        let deadline = Instant::now() + timeout;
+        if !replicas.contains(self.services.cluster.local()) {
+            if may_forward {
+                return self.forward_update(key, op, options, &replicas, deadline).await;
+            }
+            return Err(self.not_a_replica("data-type update"));
+        }
+        let step = LocalStep::Update { op: op.clone(), kind: props.datatype };
+        let stored = self.coordinate_write(key, step, props, lists, deadline).await?;
+        match stored.datatype_value() {
+            Ok(Some(value)) => Ok(value.clone()),
+            Ok(None) => unreachable!("an applied operation leaves a value"),
+            Err(problem) => Err(CoordinatorError::BadRequest(format!(
+                "{}/{}: {problem}; delete the key and write it again through the datatypes endpoint",
+                key.bucket(),
+                String::from_utf8_lossy(key.key())
+            ))),
+        }
+    }
+
+    fn not_a_replica(&self, what: &str) -> CoordinatorError {
+        CoordinatorError::NotAReplica(format!(
+            "{} received a forwarded {what} for a key it does not replicate at ring epoch {}; the nodes' views of \
+             the ring differ (a membership change is spreading)",
+            self.services.cluster.local(),
+            self.services.cluster.view().state().epoch()
+        ))
     }
 
     /// The write path on a replica: local write first, then the others.
@@ -102,18 +167,17 @@ impl Coordinator {
     ///
     /// While the key's partition moves between rings, `lists` holds its
     /// replicas under both, and W (and DW) must be reached in each.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Returns the state the local replica stored.
     async fn coordinate_write(
         &self,
         key: &ObjectKey,
-        context: &VersionVector,
-        stamp: WriteStamp,
-        payload: Payload,
+        step: LocalStep,
         props: BucketProps,
         lists: Vec<Vec<NodeId>>,
         deadline: Instant,
-    ) -> Result<(VersionVector, Hlc), CoordinatorError> {
-        let operation = if matches!(payload, Payload::Tombstone) { "delete" } else { "put" };
+    ) -> Result<VersionedObject, CoordinatorError> {
+        let operation = step.operation();
         let replicas = nodes_of(&lists);
         let mut quorum = WriteQuorum::spanning(lists, props.w, props.dw);
         if quorum.progress() == Progress::Failed {
@@ -138,9 +202,10 @@ impl Coordinator {
         }
         let durable = props.dw > 0;
         let durability = if durable { Durability::Durable } else { Durability::Buffered };
-        let local = self.services.replica.coordinate_write(key, context, stamp, payload, props.conflict, durability);
-        let object = match tokio::time::timeout_at(deadline, local).await {
-            Ok(Ok(object)) => object,
+        let local = self.apply_locally(key, step, props, durability);
+        let (stored, shipped) = match tokio::time::timeout_at(deadline, local).await {
+            Ok(Ok(states)) => states,
+            Ok(Err(ReplicaError::Refused(refusal))) => return Err(CoordinatorError::Refused(refusal)),
             Ok(Err(error)) => {
                 quorum.fail(self.services.cluster.local().clone(), error.to_string());
                 return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
@@ -150,9 +215,8 @@ impl Coordinator {
                 return Err(self.unavailable(operation, props, props.w, props.dw, quorum.report()));
             }
         };
-        let new_context = (object.context().clone(), object.latest_timestamp());
         let mut progress = quorum.ack(self.services.cluster.local().clone(), durable);
-        let write = ReplicaWrite { key: key.clone(), object, mode: props.conflict, durable };
+        let write = ReplicaWrite { key: key.clone(), object: shipped, mode: props.conflict, durable };
         let (sender, mut acks) = mpsc::channel(self.services.cluster.size().max(replicas.len()).max(1));
         for target in targets {
             self.send_write(&sender, target, &write, deadline);
@@ -182,8 +246,29 @@ impl Coordinator {
         let report = quorum.report();
         self.spawn_write_tail(write, quorum, acks, deadline);
         match progress {
-            Progress::Succeeded => Ok(new_context),
+            Progress::Succeeded => Ok(stored),
             _ => Err(self.unavailable(operation, props, props.w, props.dw, report)),
+        }
+    }
+
+    /// The local step of a write: returns the state stored here and the
+    /// object to ship to the other replicas (the same state for a put; for
+    /// a data-type operation, only its delta).
+    async fn apply_locally(
+        &self,
+        key: &ObjectKey,
+        step: LocalStep,
+        props: BucketProps,
+        durability: Durability,
+    ) -> Result<(VersionedObject, VersionedObject), ReplicaError> {
+        let replica = &self.services.replica;
+        match step {
+            LocalStep::Put { context, stamp, payload } => {
+                let stored =
+                    replica.coordinate_write(key, &context, stamp, payload, props.conflict, durability).await?;
+                Ok((stored.clone(), stored))
+            }
+            LocalStep::Update { op, kind } => replica.coordinate_update(key, &op, kind, durability).await,
         }
     }
 
@@ -271,8 +356,8 @@ impl Coordinator {
         });
     }
 
-    /// Sends the write to a replica to coordinate it, trying the key's
-    /// fastest recent reader first, then the preference list in order.
+    /// Sends the write to a replica to coordinate it (see
+    /// [`Coordinator::forward_to_replica`]).
     async fn forward(
         &self,
         key: &ObjectKey,
@@ -282,6 +367,62 @@ impl Coordinator {
         replicas: &[NodeId],
         deadline: Instant,
     ) -> Result<(VersionVector, Hlc), CoordinatorError> {
+        // Stamped once here, not by each replica tried: if a replica that
+        // timed out applies the write after all, its copy carries the same
+        // timestamp as the one acknowledged, so it cannot order after a
+        // causally later write in a last-write-wins bucket.
+        let stamp = self.services.replica.stamp_after(Hlc(options.context_timestamp));
+        let request = |mut forwarded: ForwardOptions| {
+            forwarded.seen_timestamp = options.context_timestamp;
+            forwarded.stamp = stamp.0;
+            Request::Coordinate {
+                key: key.clone(),
+                context: context.clone(),
+                payload: payload.clone(),
+                options: forwarded,
+            }
+        };
+        let outcome = |response| match response {
+            Response::Coordinated(outcome) => Ok(outcome),
+            other => Err(other),
+        };
+        self.forward_to_replica(key, options, replicas, deadline, request, outcome).await
+    }
+
+    /// Sends a data-type operation to a replica to apply (see
+    /// [`Coordinator::forward_to_replica`]). Without an operation id, a
+    /// replica that timed out may still apply it, and the next one tried
+    /// applies it too: an increment retried this way can count twice.
+    async fn forward_update(
+        &self,
+        key: &ObjectKey,
+        op: &DataOp,
+        options: &RequestOptions,
+        replicas: &[NodeId],
+        deadline: Instant,
+    ) -> Result<DataValue, CoordinatorError> {
+        let request = |forwarded| Request::CoordinateUpdate { key: key.clone(), op: op.clone(), options: forwarded };
+        let outcome = |response| match response {
+            Response::Updated(outcome) => Ok(outcome),
+            other => Err(other),
+        };
+        self.forward_to_replica(key, options, replicas, deadline, request, outcome).await
+    }
+
+    /// Sends a request built by `request` to a replica of `key` to
+    /// coordinate, trying the key's fastest recent reader first, then the
+    /// preference list in order, until one answers with an outcome
+    /// (`outcome` picks it out of the response, or hands back a response
+    /// of another kind).
+    async fn forward_to_replica<T>(
+        &self,
+        key: &ObjectKey,
+        options: &RequestOptions,
+        replicas: &[NodeId],
+        deadline: Instant,
+        request: impl Fn(ForwardOptions) -> Request,
+        outcome: impl Fn(Response) -> Result<Result<T, ForwardedError>, Response>,
+    ) -> Result<T, CoordinatorError> {
         let mut candidates: Vec<NodeId> = replicas.to_vec();
         if let Some(fastest) = self.fastest_reader(key)
             && let Some(position) = candidates.iter().position(|node| *node == fastest)
@@ -291,11 +432,6 @@ impl Coordinator {
         // Replicas the failure detector marks down go last (still tried:
         // the detector may be behind).
         candidates.sort_by_key(|node| !self.services.detector.is_up(node));
-        // Stamped once here, not by each replica tried: if a replica that
-        // timed out applies the write after all, its copy carries the same
-        // timestamp as the one acknowledged, so it cannot order after a
-        // causally later write in a last-write-wins bucket.
-        let stamp = self.services.replica.stamp_after(Hlc(options.context_timestamp));
         let mut failures = Vec::new();
         let count = candidates.len();
         for (index, node) in candidates.into_iter().enumerate() {
@@ -316,25 +452,19 @@ impl Coordinator {
                 continue;
             }
             let remote_ms = (share.as_millis() as u64 * 9 / 10).max(1);
-            let request = Request::Coordinate {
-                key: key.clone(),
-                context: context.clone(),
-                payload: payload.clone(),
-                options: ForwardOptions {
-                    w: options.w.clone(),
-                    dw: options.dw.clone(),
-                    n: options.n.clone(),
-                    timeout_ms: Some(remote_ms.to_string()),
-                    seen_timestamp: options.context_timestamp,
-                    stamp: stamp.0,
-                },
+            let forwarded = ForwardOptions {
+                w: options.w.clone(),
+                dw: options.dw.clone(),
+                n: options.n.clone(),
+                timeout_ms: Some(remote_ms.to_string()),
+                ..ForwardOptions::default()
             };
-            match self.services.peers.call(&node, request, share).await {
-                Ok(Response::Coordinated(Ok(context))) => return Ok(context),
-                Ok(Response::Coordinated(Err(error))) => {
+            match self.services.peers.call(&node, request(forwarded), share).await.map(&outcome) {
+                Ok(Ok(Ok(answer))) => return Ok(answer),
+                Ok(Ok(Err(error))) => {
                     return Err(CoordinatorError::Forwarded { status: error.status, body: error.body });
                 }
-                Ok(other) => failures.push(failed(&node, unexpected(&other))),
+                Ok(Err(other)) => failures.push(failed(&node, unexpected(&other))),
                 Err(reason) => {
                     debug!(%node, %reason, "forwarding failed; trying the next replica");
                     failures.push(failed(&node, reason));
@@ -407,4 +537,35 @@ fn hand_off(
     };
     let owner = quorum.hand_off(failed, fallback.clone(), reason)?;
     Some(WriteTarget { node: fallback, hint_for: Some(owner) })
+}
+
+/// What the coordinating replica does to its own copy first.
+enum LocalStep {
+    /// A client put or delete over what `context` has seen.
+    Put {
+        /// The client's context.
+        context: VersionVector,
+        /// How the new version is stamped.
+        stamp: WriteStamp,
+        /// The value or tombstone.
+        payload: Payload,
+    },
+    /// A data-type operation on a bucket of `kind`.
+    Update {
+        /// The operation.
+        op: DataOp,
+        /// The bucket's datatype.
+        kind: DataType,
+    },
+}
+
+impl LocalStep {
+    /// The operation's name in errors and metrics.
+    fn operation(&self) -> &'static str {
+        match self {
+            LocalStep::Put { payload: Payload::Tombstone, .. } => "delete",
+            LocalStep::Put { .. } => "put",
+            LocalStep::Update { .. } => "update",
+        }
+    }
 }

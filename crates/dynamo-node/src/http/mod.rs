@@ -5,7 +5,8 @@
 //! and never reaches past the coordinator into replicas or storage (the
 //! admin routes, which report one node's own state, are the exception).
 //!
-//! - [`objects`]: get, put and delete of a key, bucket props.
+//! - [`objects`]: get, put and delete of a key, bucket props;
+//! - [`datatypes`]: reads and operations of counters and sets (issue 12).
 //! - [`admin`]: membership, replicas of a key, peers, hints,
 //!   anti-entropy, metrics.
 //! - [`params`]: the query string and percent-encoding.
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod datatypes;
 pub mod multipart;
 pub mod objects;
 pub mod params;
@@ -60,6 +62,7 @@ pub struct ApiParts {
 /// Everything the HTTP layer needs, shared by all connections.
 pub struct Api {
     objects: ObjectApi,
+    datatypes: datatypes::DatatypeApi,
     admin: AdminApi,
     /// Whether this node serves data yet (not during a start-up join).
     gossip: Arc<Gossip>,
@@ -77,10 +80,11 @@ impl Api {
         partitions: u32,
     ) -> Self {
         let ApiParts { coordinator, services, anti_entropy, gossip, transfers } = parts;
+        let datatypes = datatypes::DatatypeApi::new(coordinator.clone());
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
         let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id, partitions);
-        Self { objects, admin, gossip, metrics }
+        Self { objects, datatypes, admin, gossip, metrics }
     }
 
     /// Serves one request, recording its metrics.
@@ -123,6 +127,22 @@ impl Api {
                         Operation::Put => self.objects.put_object(&key, request).await,
                         _ => self.objects.delete_object(&key, request).await,
                     },
+                };
+                (operation, response)
+            }
+            (method, ["buckets", bucket, "datatypes", key]) => {
+                let operation = match method {
+                    Method::GET => Operation::Get,
+                    Method::POST => Operation::Put,
+                    _ => return (Operation::Other, method_not_allowed("GET, POST")),
+                };
+                if let Some(reason) = self.gossip.membership().not_serving_reason() {
+                    return (operation, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
+                let response = match objects::object_key(bucket, key) {
+                    Err(problem) => problem.into_response(),
+                    Ok(key) if operation == Operation::Get => self.datatypes.get_value(&key, request).await,
+                    Ok(key) => self.datatypes.post_update(&key, request).await,
                 };
                 (operation, response)
             }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use dynamo_core::context::{decode_client_context, encode_client_context};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
+use dynamo_core::props::DataType;
 use dynamo_core::version::VersionVector;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -58,7 +59,33 @@ impl ObjectApi {
         }
     }
 
+    /// Refuses an opaque write to a bucket of counters or sets: the value
+    /// would sit beside the data type and make it unreadable.
+    fn refuse_datatype_bucket(&self, key: &ObjectKey) -> Result<(), ApiError> {
+        let props = self
+            .coordinator
+            .props(key.bucket())
+            .map_err(|problem| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string()))?;
+        match props.datatype {
+            DataType::None => Ok(()),
+            datatype => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "bucket {} holds {datatype} values; change them with POST /buckets/{}/datatypes/{{key}}",
+                    key.bucket(),
+                    key.bucket()
+                ),
+            )),
+        }
+    }
+
     fn object_response(&self, object: &VersionedObject) -> HttpResponse {
+        if object.is_convergent() {
+            return error(
+                StatusCode::CONFLICT,
+                "the key holds a data type; read it at /buckets/{bucket}/datatypes/{key}".to_string(),
+            );
+        }
         let context = encode_client_context(object.context(), object.latest_timestamp());
         if object.is_empty() {
             return error(StatusCode::NOT_FOUND, "not found".to_string());
@@ -90,6 +117,9 @@ impl ObjectApi {
     }
 
     pub(crate) async fn put_object(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
+        if let Err(problem) = self.refuse_datatype_bucket(key) {
+            return problem.into_response();
+        }
         let (options, context) = match write_preamble(&request) {
             Ok(parts) => parts,
             Err(problem) => return problem.into_response(),
@@ -107,6 +137,9 @@ impl ObjectApi {
     }
 
     pub(crate) async fn delete_object(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
+        if let Err(problem) = self.refuse_datatype_bucket(key) {
+            return problem.into_response();
+        }
         match write_preamble(&request) {
             Ok((options, context)) => self.write(key, &context, Payload::Tombstone, &options).await,
             Err(problem) => problem.into_response(),
@@ -183,7 +216,9 @@ impl ObjectApi {
             Err(parse) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("props must be a JSON object with any of n, r, w, dw, conflict (siblings|lww): {parse}"),
+                    format!(
+                        "props must be a JSON object with any of n, r, w, dw, conflict (siblings|lww), datatype (none|counter|set): {parse}"
+                    ),
                 );
             }
         };

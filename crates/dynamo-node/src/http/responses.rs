@@ -20,6 +20,7 @@ pub(crate) type ApiRequest = Request<TrackedBody>;
 
 /// A client-facing failure: a status and a message saying what is wrong,
 /// turned into a JSON body at the edge.
+#[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
