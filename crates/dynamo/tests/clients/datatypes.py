@@ -1,0 +1,111 @@
+"""Counters and sets over HTTP, as an application would use them with
+Python's `requests`: a shopping cart built by clients adding through
+different nodes at once, then a remove with the context of a read, and a
+counter incremented concurrently through every node. No client merges
+anything: the store does.
+
+Usage: datatypes.py PORT0 PORT1 PORT2
+
+Prints one line per failure and exits 1 if anything failed.
+"""
+
+import sys
+import threading
+
+import requests
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message)
+
+
+def url(port, path):
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def post(port, path, op, **params):
+    return requests.post(url(port, path), json=op, params=params, timeout=30)
+
+
+def main(ports):
+    # The buckets' types, set once through any node.
+    for bucket, datatype in [("carts", "set"), ("visits", "counter")]:
+        response = requests.put(url(ports[0], f"/buckets/{bucket}/props"), json={"datatype": datatype}, timeout=30)
+        check(response.status_code == 204, f"set {bucket} datatype: {response.status_code} {response.text}")
+
+    # Two shoppers add to one cart through two nodes at the same time.
+    items = {port: [f"item-{port}-{index}" for index in range(20)] for port in ports[:2]}
+    errors = []
+
+    def shop(port):
+        for item in items[port]:
+            response = post(port, "/buckets/carts/datatypes/alice", {"add": item})
+            if response.status_code != 204:
+                errors.append(f"add {item} via {port}: {response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=shop, args=(port,)) for port in ports[:2]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    check(not errors, f"adds refused: {errors[:3]}")
+
+    cart = requests.get(url(ports[2], "/buckets/carts/datatypes/alice"), timeout=30).json()
+    expected = sorted(items[ports[0]] + items[ports[1]])
+    check(cart.get("type") == "set", f"cart type: {cart}")
+    check(sorted(cart.get("value", [])) == expected, f"cart misses items: {len(cart.get('value', []))} of {len(expected)}")
+
+    # A remove with the context of that read, through yet another node.
+    removed = items[ports[0]][0]
+    response = post(ports[1], "/buckets/carts/datatypes/alice", {"remove": removed, "context": cart["context"]}, returnbody="true")
+    check(response.status_code == 200, f"remove: {response.status_code} {response.text}")
+    check(removed not in response.json().get("value", []), "returnbody still holds the removed item")
+    after = requests.get(url(ports[0], "/buckets/carts/datatypes/alice"), timeout=30).json()
+    check(sorted(after["value"]) == sorted(set(expected) - {removed}), "a read after the remove disagrees")
+
+    # What a client gets wrong is refused with the reason, and stores nothing.
+    for op, status in [
+        ({"remove": "never-added", "context": after["context"]}, 412),
+        ({"increment": 1}, 409),
+        ({"add": "x", "increment": 1}, 400),
+        ({"remove": "x", "context": "not-a-context"}, 400),
+        ({}, 400),
+    ]:
+        response = post(ports[0], "/buckets/carts/datatypes/alice", op)
+        check(response.status_code == status, f"{op}: {response.status_code} (wanted {status}) {response.text}")
+        check("error" in response.json(), f"{op}: no error message: {response.text}")
+    unchanged = requests.get(url(ports[2], "/buckets/carts/datatypes/alice"), timeout=30).json()
+    check(sorted(unchanged["value"]) == sorted(after["value"]), "a refused operation changed the cart")
+    response = requests.put(url(ports[0], "/buckets/carts/keys/alice"), data=b"overwrite", timeout=30)
+    check(response.status_code == 409, f"an opaque PUT over a set: {response.status_code}")
+
+    # Increments through every node at once all count.
+    def visit(port):
+        for _ in range(25):
+            response = post(port, "/buckets/visits/datatypes/home", {"increment": 2})
+            if response.status_code != 204:
+                errors.append(f"increment via {port}: {response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=visit, args=(port,)) for port in ports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    check(not errors, f"increments refused: {errors[:3]}")
+    post(ports[1], "/buckets/visits/datatypes/home", {"increment": -10})
+    for port in ports:
+        value = requests.get(url(port, "/buckets/visits/datatypes/home"), timeout=30).json()
+        check(value == {"type": "counter", "value": 3 * 25 * 2 - 10}, f"counter via {port}: {value}")
+    missing = requests.get(url(ports[0], "/buckets/visits/datatypes/nobody"), timeout=30)
+    check(missing.status_code == 404, f"absent counter: {missing.status_code}")
+
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main([int(port) for port in sys.argv[1:4]]))
