@@ -349,21 +349,34 @@ impl VersionedObject {
         if op.kind() != kind {
             return Err(OpError::WrongType { op: op.kind(), stored: kind });
         }
-        // An opaque sibling beside the value (see `datatype_value`) is kept
-        // by every merge; the operation acts on the value and leaves it be.
-        let current = match self.datatype_value() {
-            Ok(value) => value.cloned(),
-            Err(_) => self.converged_value(),
+        // The value is taken out of its sibling and changed in place (a
+        // large set is not copied), and put back if the operation is
+        // refused. Any other sibling (an opaque value beside it, see
+        // `datatype_value`) is left as it is: every merge keeps it.
+        let position = self.siblings.iter().position(|sibling| match &sibling.payload {
+            Payload::Datatype(value) => value.kind() == kind,
+            _ => false,
+        });
+        let (mut value, restore) = match position.map(|index| (index, self.siblings.remove(index))) {
+            Some((index, Sibling { dot, timestamp, payload: Payload::Datatype(value) })) => {
+                (value, Some((index, dot, timestamp)))
+            }
+            Some((index, other)) => unreachable!("sibling {index} was found holding a data type: {other:?}"),
+            None => (DataValue::empty(kind).ok_or(OpError::WrongType { op: op.kind(), stored: kind })?, None),
         };
-        let mut value = match current {
-            Some(value) => value,
-            None => DataValue::empty(kind).ok_or(OpError::WrongType { op: op.kind(), stored: kind })?,
+        let delta = match value.apply(op, actor) {
+            Ok(delta) => delta,
+            Err(refusal) => {
+                if let Some((index, dot, timestamp)) = restore {
+                    self.siblings.insert(index, Sibling { dot, timestamp, payload: Payload::Datatype(value) });
+                }
+                return Err(refusal);
+            }
         };
-        let delta = value.apply(op, actor)?;
         let counter = self.clock.get(actor).max(floor).saturating_add(1);
         let dot = Dot { actor, counter };
-        let timestamp = timestamp.max(self.latest_timestamp().next());
-        self.siblings.retain(|sibling| !matches!(sibling.payload, Payload::Datatype(_)));
+        let previous = restore.map(|(_, _, timestamp)| timestamp);
+        let timestamp = timestamp.max(self.latest_timestamp().next()).max(previous.map_or(Hlc(0), Hlc::next));
         let updated = Sibling { dot, timestamp, payload: Payload::Datatype(value) };
         let index = self.siblings.binary_search_by_key(&dot, |s| s.dot).unwrap_or_else(|index| index);
         self.siblings.insert(index, updated);
@@ -373,14 +386,6 @@ impl VersionedObject {
         Ok(VersionedObject {
             clock: delta_clock,
             siblings: vec![Sibling { dot, timestamp, payload: Payload::Datatype(delta) }],
-        })
-    }
-
-    /// The first data-type value held, if any.
-    fn converged_value(&self) -> Option<DataValue> {
-        self.siblings.iter().find_map(|sibling| match &sibling.payload {
-            Payload::Datatype(value) => Some(value.clone()),
-            _ => None,
         })
     }
 

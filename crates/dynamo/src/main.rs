@@ -2,6 +2,7 @@
 //! - `server`: run one node ([`server_cmd`]);
 //! - `dev`: run a local cluster of real node processes ([`dev`]);
 //! - `get`, `put`, `delete`: talk to a node over HTTP ([`client_cmd`]);
+//! - `dt get`, `dt update`: counters and sets ([`dt_cmd`]);
 //! - `admin`: operator commands over a node's admin endpoints ([`admin_cmd`]);
 //! - `bench`: a YCSB-style load generator ([`bench`]).
 
@@ -18,6 +19,7 @@ mod admin_cmd;
 mod bench;
 mod client_cmd;
 mod dev;
+mod dt_cmd;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,8 @@ enum Command {
     Put(client_cmd::PutArgs),
     /// Delete a key (writes a tombstone).
     Delete(client_cmd::DeleteArgs),
+    /// Counters and sets: `dt get BUCKET KEY`, `dt update BUCKET KEY '<json op>'`.
+    Dt(dt_cmd::DtArgs),
     /// Generate load against one or more nodes and report latency.
     Bench(bench::BenchArgs),
     /// Operator commands: cluster status, members, ring, join, plan, commit, leave, remove, transfers, anti-entropy.
@@ -59,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Get(args) => client_cmd::run_get(args),
         Command::Put(args) => client_cmd::run_put(args),
         Command::Delete(args) => client_cmd::run_delete(args),
+        Command::Dt(args) => dt_cmd::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Admin(args) => admin_cmd::run(args),
     };

@@ -61,6 +61,42 @@ fn put_get_delete_commands_show_values_siblings_and_carry_contexts() {
 }
 
 #[test]
+fn dt_commands_update_and_read_counters_and_sets_and_refuse_what_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), &[]);
+    let node_flag = format!("--node={}", node.addr());
+    for (bucket, datatype) in [("hits", "counter"), ("tags", "set")] {
+        let url = format!("http://{}/buckets/{bucket}/props", node.addr());
+        let body = format!("{{\"datatype\":\"{datatype}\"}}");
+        let set = Command::new("curl").args(["-s", "-f", "-X", "PUT", "-d", &body, &url]).output().expect("curl runs");
+        assert!(set.status.success(), "{set:?}");
+    }
+
+    let update = dynamo(&["dt", "update", &node_flag, "hits", "home", r#"{"increment":3}"#]);
+    assert!(update.status.success(), "{update:?}");
+    assert_eq!(stdout(&update).trim(), r#"{"type":"counter","value":3}"#);
+    assert!(dynamo(&["dt", "update", &node_flag, "hits", "home", r#"{"increment":-1}"#]).status.success());
+    let get = dynamo(&["dt", "get", &node_flag, "hits", "home"]);
+    assert_eq!(stdout(&get).trim(), r#"{"type":"counter","value":2}"#);
+
+    assert!(dynamo(&["dt", "update", &node_flag, "tags", "t", r#"{"add_all":["a","b"]}"#]).status.success());
+    let read: serde_json::Value =
+        serde_json::from_slice(&dynamo(&["dt", "get", &node_flag, "tags", "t"]).stdout).unwrap();
+    assert_eq!(read["value"], serde_json::json!(["a", "b"]));
+    let remove = format!(r#"{{"remove":"a","context":{}}}"#, read["context"]);
+    let removed = dynamo(&["dt", "update", &node_flag, "tags", "t", &remove]);
+    assert!(stdout(&removed).contains(r#""value":["b"]"#), "{removed:?}");
+
+    let absent = dynamo(&["dt", "get", &node_flag, "hits", "nobody"]);
+    assert_eq!(absent.status.code(), Some(2), "not found exits with 2");
+    let mismatch = dynamo(&["dt", "update", &node_flag, "hits", "home", r#"{"add":"x"}"#]);
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&mismatch.stderr).contains("409"), "{mismatch:?}");
+    let not_json = dynamo(&["dt", "update", &node_flag, "hits", "home", "{increment"]);
+    assert!(String::from_utf8_lossy(&not_json.stderr).contains("not JSON"), "{not_json:?}");
+}
+
+#[test]
 fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_argv() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();

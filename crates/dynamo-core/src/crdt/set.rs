@@ -165,23 +165,60 @@ impl OrSet {
     }
 
     /// Applies `updates` in order, all or none; returns their joined delta.
+    /// The batch is checked first (no copy of the set is made, so an
+    /// operation on a large set costs what its updates touch).
     pub fn apply_all(
         &mut self,
-        updates: impl IntoIterator<Item = SetUpdate>,
+        updates: &[SetUpdate],
         actor: ActorId,
         observed: &CausalContext,
     ) -> Result<OrSet, SetError> {
-        let mut next = self.clone();
+        self.check_batch(updates, observed)?;
         let mut delta = OrSet::new();
         for update in updates {
             let step = match update {
-                SetUpdate::Add(element) => next.add(actor, element)?,
-                SetUpdate::Remove(element) => next.remove(&element, observed)?,
+                SetUpdate::Add(element) => self.add(actor, element.clone()),
+                SetUpdate::Remove(element) => self.remove(element, observed),
             };
-            delta.merge(&step);
+            delta.merge(&step.expect("checked by check_batch"));
         }
-        *self = next;
         Ok(delta)
+    }
+
+    /// Whether every update of the batch would be accepted, in order: what
+    /// [`OrSet::add`] and [`OrSet::remove`] would refuse, with the effect
+    /// of the batch's earlier updates (an element added earlier in the
+    /// batch holds only a dot the client cannot have observed; one removed
+    /// earlier holds no observed dot any more).
+    fn check_batch(&self, updates: &[SetUpdate], observed: &CausalContext) -> Result<(), SetError> {
+        let judged_here = self.context.includes(observed);
+        let mut touched: BTreeSet<&[u8]> = BTreeSet::new();
+        for update in updates {
+            match update {
+                SetUpdate::Add(element) if element.len() > MAX_ELEMENT_LEN => {
+                    return Err(SetError::ElementTooLong(element.len()));
+                }
+                SetUpdate::Add(element) => {
+                    touched.insert(element);
+                }
+                SetUpdate::Remove(element) => {
+                    let observed_here = !touched.contains(element.as_ref())
+                        && self
+                            .elements
+                            .get(element)
+                            .is_some_and(|dots| dots.iter().any(|dot| observed.contains(*dot)));
+                    if judged_here && !observed_here {
+                        return Err(SetError::NotObserved(String::from_utf8_lossy(element).into_owned()));
+                    }
+                    touched.insert(element);
+                }
+            }
+        }
+        let defers = !judged_here && updates.iter().any(|update| matches!(update, SetUpdate::Remove(_)));
+        if defers && !self.deferred.contains_key(observed) && self.deferred.len() >= MAX_DEFERRED {
+            return Err(SetError::TooManyDeferred);
+        }
+        Ok(())
     }
 
     fn drop_dots(&mut self, element: &[u8], dots: &BTreeSet<Dot>) {
@@ -554,6 +591,27 @@ mod tests {
         let delta = set.add(ActorId(2), Bytes::from_static(b"one more")).unwrap();
         assert!(delta.encode().len() < 100, "delta is {} bytes", delta.encode().len());
         assert!(set.encode().len() > 100_000);
+    }
+
+    #[test]
+    fn a_batch_applies_all_or_nothing() {
+        let mut set = OrSet::new();
+        set.add(ActorId(1), element(0)).unwrap();
+        let observed = set.context().clone();
+        let before = set.clone();
+        let batch = [SetUpdate::Add(element(1)), SetUpdate::Remove(element(2))];
+        assert_eq!(set.apply_all(&batch, ActorId(1), &observed), Err(SetError::NotObserved("c".to_string())));
+        let twice = [SetUpdate::Remove(element(0)), SetUpdate::Remove(element(0))];
+        assert_eq!(set.apply_all(&twice, ActorId(1), &observed), Err(SetError::NotObserved("a".to_string())));
+        let added_then_removed = [SetUpdate::Add(element(1)), SetUpdate::Remove(element(1))];
+        assert!(set.apply_all(&added_then_removed, ActorId(1), &observed).is_err(), "the client never saw that add");
+        assert_eq!(set, before, "a refused batch changes nothing");
+        let good = [SetUpdate::Add(element(1)), SetUpdate::Remove(element(0))];
+        let delta = set.apply_all(&good, ActorId(1), &observed).unwrap();
+        assert_eq!(names(&set), BTreeSet::from([element(1)]));
+        let mut elsewhere = before.clone();
+        elsewhere.merge(&delta);
+        assert_eq!(elsewhere, set, "the batch's delta carries both updates");
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl DataValue {
             }
             (DataValue::Set(set), DataOp::Set { updates, context }) => {
                 let observed = context.clone().unwrap_or_else(|| set.context().clone());
-                Ok(DataValue::Set(set.apply_all(updates.iter().cloned(), actor, &observed)?))
+                Ok(DataValue::Set(set.apply_all(updates, actor, &observed)?))
             }
             (value, op) => Err(OpError::WrongType { op: op.kind(), stored: value.kind() }),
         }
