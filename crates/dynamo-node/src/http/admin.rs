@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_core::context::encode_context;
+use dynamo_core::crdt::value::DataValue;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::messages::{Request as ReplicaRequest, Response as ReplicaResponse};
 use dynamo_core::object::Payload;
@@ -360,13 +361,26 @@ fn version_summary(sibling: &dynamo_core::object::Sibling) -> serde_json::Value 
         Payload::Tombstone => (true, 0, String::new()),
         Payload::Datatype(value) => (false, value.encoded_len(), String::new()),
     };
-    json!({
+    let mut summary = json!({
         "vtag": multipart::vtag(sibling),
         "timestamp_ms": sibling.timestamp.wall_ms(),
         "deleted": deleted,
         "size": size,
         "digest_md5": digest,
-    })
+    });
+    // What a data-type replica holds, to compare replicas by eye.
+    match &sibling.payload {
+        Payload::Datatype(DataValue::Counter(counter)) => {
+            summary["datatype"] = json!("counter");
+            summary["value"] = json!(counter.value());
+        }
+        Payload::Datatype(DataValue::Set(set)) => {
+            summary["datatype"] = json!("set");
+            summary["elements"] = json!(set.len());
+        }
+        Payload::Value { .. } | Payload::Tombstone => {}
+    }
+    summary
 }
 
 fn hex(bytes: &[u8]) -> String {
