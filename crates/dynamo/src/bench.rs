@@ -58,6 +58,8 @@ const EXIT_TOO_MANY_ERRORS: u8 = 3;
 /// Exit code when Ctrl-C cut the run short (the partial report is still
 /// printed and written): the shell's code for SIGINT.
 const EXIT_INTERRUPTED: u8 = 130;
+/// Default bucket of a run.
+const DEFAULT_BUCKET: &str = "bench";
 /// Default measured duration of a benchmark run, in seconds.
 const DEFAULT_DURATION_S: f64 = 30.0;
 /// Default duration of the fsync probe, in seconds.
@@ -80,7 +82,8 @@ pub struct BenchArgs {
     /// round-robin.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
     pub nodes: Vec<String>,
-    /// YCSB core workload: a = 50% read / 50% update, b = 95/5, c = 100% read.
+    /// YCSB core workload: a = 50% read / 50% update, b = 95/5, c = 100% read;
+    /// counter = 50% reads / 50% increments, set = 50% reads / 50% adds.
     #[arg(long, value_enum, default_value_t = Workload::A)]
     pub workload: Workload,
     /// Fraction of operations that are reads (0..=1); overrides --workload.
@@ -118,8 +121,9 @@ pub struct BenchArgs {
     /// Seconds of load before measuring (not recorded).
     #[arg(long, default_value_t = 5.0)]
     pub warmup: f64,
-    /// Bucket the keys live in.
-    #[arg(long, default_value = "bench")]
+    /// Bucket the keys live in [default: bench; bench-counter and
+    /// bench-set for those workloads].
+    #[arg(long, default_value = DEFAULT_BUCKET)]
     pub bucket: String,
     /// Before the run, write every key once (in parallel) so reads find data.
     #[arg(long)]
@@ -242,7 +246,7 @@ impl Config {
             duration_s,
             ops: args.ops,
             warmup_s: non_negative_seconds("--warmup", args.warmup)?,
-            bucket: args.bucket.clone(),
+            bucket: bucket_for(args),
             load: args.load,
             read_query: query(&[("r", &args.r)], args.timeout_ms),
             write_query: query(&[("w", &args.w), ("dw", &args.dw)], args.timeout_ms),
@@ -281,7 +285,20 @@ fn check_limits(args: &BenchArgs) -> anyhow::Result<()> {
     if args.bucket.is_empty() {
         bail!("--bucket must not be empty");
     }
+    if args.load && args.workload.datatype().is_some() {
+        bail!("--load writes opaque values; it is for workloads a, b and c, not counter or set");
+    }
     Ok(())
+}
+
+/// The bucket of the run: a data-type workload left on the default bucket
+/// gets its own (`bench-counter`, `bench-set`), since a bucket's datatype
+/// is fixed once set and workload A writes opaque values to `bench`.
+fn bucket_for(args: &BenchArgs) -> String {
+    match args.workload.datatype() {
+        Some(datatype) if args.bucket == DEFAULT_BUCKET => format!("{DEFAULT_BUCKET}-{datatype}"),
+        _ => args.bucket.clone(),
+    }
 }
 
 fn check_fraction(flag: &str, value: f64) -> anyhow::Result<()> {

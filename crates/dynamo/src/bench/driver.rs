@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -51,6 +51,9 @@ struct Window {
 /// Runs the whole benchmark described by `config`.
 pub async fn run(config: &Config) -> anyhow::Result<RunOutcome> {
     check_nodes(&config.nodes).await?;
+    if let Some(datatype) = config.workload.datatype() {
+        set_datatype(&config.nodes[0], &config.bucket, datatype).await?;
+    }
     let load = if config.load { Some(load::run(config).await?) } else { None };
     let config = Arc::new(config.clone());
     let control = Arc::new(Control::new(config.ops));
@@ -67,6 +70,23 @@ async fn check_nodes(nodes: &[String]) -> anyhow::Result<()> {
     for node in nodes {
         let mut connection = dynamo_client::connect(node).await.with_context(|| format!("node {node}"))?;
         connection.ping().await.with_context(|| format!("node {node} does not answer /ping"))?;
+    }
+    Ok(())
+}
+
+/// Gives the bucket of a data-type workload its datatype (a no-op when it
+/// has it already; refused when it holds another).
+async fn set_datatype(node: &str, bucket: &str, datatype: &str) -> anyhow::Result<()> {
+    let mut connection = dynamo_client::connect(node).await.with_context(|| format!("node {node}"))?;
+    let path = format!("/buckets/{}/props", dynamo_client::encode::path_segment(bucket.as_bytes()));
+    let body = bytes::Bytes::from(format!(r#"{{"datatype":"{datatype}"}}"#));
+    let response = connection.request(hyper::Method::PUT, &path, &[], body).await?;
+    if response.status != 204 {
+        bail!(
+            "could not make bucket {bucket} a {datatype} bucket ({}): {}; pick another with --bucket",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        );
     }
     Ok(())
 }

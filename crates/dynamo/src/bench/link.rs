@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use dynamo_client::{ClientError, Connection, GetResult, WriteOptions, connect};
+use hyper::Method;
 
 /// One node address and, when open, the connection to it.
 pub struct Link {
@@ -46,6 +47,32 @@ impl Link {
         let result = connection.put(bucket, key, value, options).await;
         self.forget_if_broken(&result);
         result
+    }
+
+    /// Reads a data-type value; returns the HTTP status (200 or 404 on
+    /// success; anything else is an error with the node's reason).
+    pub async fn datatype_get(&mut self, path: &str) -> Result<u16, ClientError> {
+        self.datatype_request(Method::GET, path, Bytes::new()).await
+    }
+
+    /// Applies a JSON data-type operation; returns the HTTP status.
+    pub async fn datatype_update(&mut self, path: &str, op: String) -> Result<u16, ClientError> {
+        self.datatype_request(Method::POST, path, Bytes::from(op)).await
+    }
+
+    async fn datatype_request(&mut self, method: Method, path: &str, body: Bytes) -> Result<u16, ClientError> {
+        let connection = self.connection().await?;
+        let result = connection.request(method, path, &[], body).await;
+        self.forget_if_broken(&result);
+        let response = result?;
+        match response.status {
+            200 | 204 | 404 => Ok(response.status),
+            status => Err(ClientError::Status {
+                addr: self.node.clone(),
+                status,
+                body: String::from_utf8_lossy(&response.body).into_owned(),
+            }),
+        }
     }
 
     async fn connection(&mut self) -> Result<&mut Connection, ClientError> {

@@ -22,7 +22,7 @@ use super::link::{Link, is_broken};
 use super::pacing::{self, Schedule};
 use super::rng::SplitMix64;
 use super::stats::{Outcome, WorkerStats};
-use super::workload::{KeyChooser, OpKind, ValuePool, key_name};
+use super::workload::{KeyChooser, OpKind, ValuePool, Workload, key_name};
 
 /// Pause after an operation that broke the connection, so a dead node costs
 /// a few failed attempts a second per worker, not a busy loop.
@@ -115,6 +115,8 @@ pub struct Worker {
     contexts: ContextCache,
     /// Query of every put; its context is set per operation.
     write_options: WriteOptions,
+    /// Data-type updates sent so far (names a set workload's fresh elements).
+    updates: u64,
 }
 
 impl Worker {
@@ -141,6 +143,7 @@ impl Worker {
             keys,
             values,
             write_options,
+            updates: 0,
         }
     }
 
@@ -172,9 +175,11 @@ impl Worker {
     async fn one_operation(&mut self, measured: bool, started: Instant) {
         let index = self.keys.next(&mut self.rng);
         let op = OpKind::choose(&mut self.rng, self.config.read_fraction);
-        let outcome = match op {
-            OpKind::Read => self.read(index).await,
-            OpKind::Update => self.update(index).await,
+        let outcome = match (op, self.config.workload.datatype()) {
+            (OpKind::Read, None) => self.read(index).await,
+            (OpKind::Update, None) => self.update(index).await,
+            (OpKind::Read, Some(_)) => self.datatype_read(index).await,
+            (OpKind::Update, Some(_)) => self.datatype_update(index).await,
         };
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         lock(&self.stats).record(measured, op, &outcome, latency_us);
@@ -214,6 +219,31 @@ impl Worker {
         }
     }
 
+    /// Reads a counter or set (`--workload counter|set`).
+    async fn datatype_read(&mut self, index: u64) -> Outcome {
+        let path = datatype_path(&self.config.bucket, index, &self.config.read_query);
+        match self.link.datatype_get(&path).await {
+            Ok(404) => Outcome::NotFound,
+            Ok(_) => Outcome::Found,
+            Err(error) => failure(&error),
+        }
+    }
+
+    /// Increments a counter by one, or adds an element no worker added
+    /// before to a set.
+    async fn datatype_update(&mut self, index: u64) -> Outcome {
+        self.updates += 1;
+        let op = match self.config.workload {
+            Workload::Set => format!(r#"{{"add":"w{}-{}"}}"#, self.index, self.updates),
+            _ => r#"{"increment":1}"#.to_string(),
+        };
+        let path = datatype_path(&self.config.bucket, index, &self.config.write_query);
+        match self.link.datatype_update(&path, op).await {
+            Ok(_) => Outcome::Written,
+            Err(error) => failure(&error),
+        }
+    }
+
     /// The context to write `index` with, by `--blind-writes`,
     /// `--read-before-write` or (default) the cache. A context is taken out
     /// of the cache: after this write it no longer covers the key's newest
@@ -238,6 +268,12 @@ impl Worker {
             None => self.contexts.remove(index),
         }
     }
+}
+
+/// `/buckets/{bucket}/datatypes/{key}?query`, percent-encoded.
+fn datatype_path(bucket: &str, index: u64, query: &[(String, String)]) -> String {
+    let object = dynamo_client::connection::object_path(bucket, &key_name(index), query);
+    object.replacen("/keys/", "/datatypes/", 1)
 }
 
 /// The outcome of an operation that failed with `error`.

@@ -18,6 +18,12 @@ pub enum Workload {
     B,
     /// Read only (a user-profile cache).
     C,
+    /// Counters (issue 12): 50% reads, 50% increments, in a bucket of
+    /// datatype counter.
+    Counter,
+    /// Sets (issue 12): 50% reads, 50% adds of a fresh element, in a
+    /// bucket of datatype set (a hot key's set grows through the run).
+    Set,
 }
 
 impl Workload {
@@ -27,6 +33,17 @@ impl Workload {
             Workload::A => 0.5,
             Workload::B => 0.95,
             Workload::C => 1.0,
+            Workload::Counter | Workload::Set => 0.5,
+        }
+    }
+
+    /// The bucket datatype a data-type workload needs (`None` for the YCSB
+    /// workloads, which write opaque values).
+    pub fn datatype(self) -> Option<&'static str> {
+        match self {
+            Workload::A | Workload::B | Workload::C => None,
+            Workload::Counter => Some("counter"),
+            Workload::Set => Some("set"),
         }
     }
 }
