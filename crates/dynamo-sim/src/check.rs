@@ -1,8 +1,9 @@
 //! The invariants, checked at the end of a run, after healing and repair.
 //!
 //! 1. **Convergence**: the N replicas of every key hold the same state
-//!    (same versions, same causal context), read from each replica
-//!    directly, not through a reconciling coordinator.
+//!    (same versions, same causal context; for data types the same value,
+//!    deferred removes included), read from each replica directly, not
+//!    through a reconciling coordinator.
 //! 2. **No acknowledged write is lost** (set keys): the element of every
 //!    acknowledged write is in the final value. The durability rule:
 //!    - a write acknowledged with `dw >= 1` must never be lost: at least one
@@ -19,17 +20,42 @@
 //!    with the same durability excuse for the superseding write. Every
 //!    LWW key ends with at most one version, and every value read is one
 //!    that was written.
+//! 4. **A counter counts what it was sent** (issue 12): its final value
+//!    lies between what the increments certainly applied make and what
+//!    all that may have been applied make. An acknowledged increment was
+//!    applied (unless the durability rule excuses its loss); one whose
+//!    outcome the client never learned (an error, a timeout) may or may
+//!    not have been. Each may have been applied once, or, when a
+//!    forwarding node sent it to several replicas in turn, once per
+//!    replica that received it (the forwarder cannot know whether the
+//!    replica it gave up on applied it; the store documents this). A value
+//!    only such repeats explain is reported in
+//!    [`Verdict::double_applied`], not failed; one they do not explain is
+//!    a violation.
+//! 5. **A set keeps what was not removed** (issue 12): the element of
+//!    every acknowledged add is in the final set unless some remove of it
+//!    was sent (acknowledged or not; a remove of an element only follows a
+//!    read that showed it), with the durability excuse; every element in
+//!    it was added by some client; an acknowledged remove took effect
+//!    (excused when a replica of the key crashed after the remove's read,
+//!    which may have lost what it observed, or when the element was added
+//!    twice, by a forwarder's retry: the add the remove never observed
+//!    rightly wins); and no remove is still deferred at the end unless a
+//!    replica crashed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use dynamo_core::crdt::set::OrSet;
+use dynamo_core::crdt::value::{DataOp, DataValue};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
 use dynamo_core::props::ConflictMode;
 
+use crate::datatypes::{forwarded_adds, forwarded_increments, parse_elements};
 use crate::log::Log;
 use crate::node::SimNode;
-use crate::workload::{Keyspace, describe, set_elements, value_id};
+use crate::workload::{KeyKind, Keyspace, describe, set_elements, value_id};
 
 /// One replica's own state of a key: its node index and the state (`None`:
 /// the node was not running; `Err`: it could not read it).
@@ -38,8 +64,8 @@ pub type ReplicaState = (usize, Option<Result<VersionedObject, String>>);
 /// Every replica's own state of every key, as the checker last read it.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    /// Per key (set keys first, then LWW keys): each replica's node index
-    /// and state (`None`: the node was not running).
+    /// Per key (in the order of [`Keyspace::all`]): each replica's node
+    /// index and state (`None`: the node was not running).
     pub states: Vec<Vec<ReplicaState>>,
     /// Rounds of R=N reads done before this snapshot.
     pub rounds: u32,
@@ -95,13 +121,16 @@ pub struct Verdict {
     pub excused_losses: u64,
     /// Acknowledged set writes whose element was found.
     pub set_writes_kept: u64,
+    /// Counters whose final value only forwarded increments applied at
+    /// more than one replica explain (see the module docs): what the value
+    /// was, the bounds, and the increments that repeated.
+    pub double_applied: Vec<String>,
 }
 
 /// Checks the invariants of the module docs. `replicas[k]` is the
-/// preference list of key `k` (set keys first, then LWW keys).
+/// preference list of key `k` (in the order of [`Keyspace::all`]).
 pub fn check(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>]) -> Verdict {
     let mut verdict = Verdict::default();
-    let set_count = keys.set_keys.len();
     if snapshot.hints_pending > 0 {
         verdict.violations.push(format!(
             "{} hints were still waiting for delivery after {} rounds",
@@ -112,19 +141,21 @@ pub fn check(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
         if !converged(states) {
             verdict.violations.push(format!(
                 "replicas of {} did not converge after {} rounds: {}",
-                key_name(index, set_count),
+                keys.name(index),
                 snapshot.rounds,
                 describe_replicas(states)
             ));
         }
     }
-    check_sets(log, snapshot, set_count, replicas, &mut verdict);
-    check_lww(log, snapshot, set_count, replicas, &mut verdict);
+    check_sets(log, snapshot, keys, replicas, &mut verdict);
+    check_lww(log, snapshot, keys, replicas, &mut verdict);
+    check_counters(log, snapshot, keys, replicas, &mut verdict);
+    check_orsets(log, snapshot, keys, replicas, &mut verdict);
     verdict
 }
 
-fn check_sets(log: &Log, snapshot: &Snapshot, set_count: usize, replicas: &[Vec<usize>], verdict: &mut Verdict) {
-    let finals: Vec<BTreeSet<u64>> = snapshot.states[..set_count]
+fn check_sets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>], verdict: &mut Verdict) {
+    let finals: Vec<BTreeSet<u64>> = snapshot.states[keys.range(KeyKind::Set)]
         .iter()
         .enumerate()
         .map(|(key, states)| {
@@ -162,10 +193,10 @@ fn check_sets(log: &Log, snapshot: &Snapshot, set_count: usize, replicas: &[Vec<
     }
 }
 
-fn check_lww(log: &Log, snapshot: &Snapshot, set_count: usize, replicas: &[Vec<usize>], verdict: &mut Verdict) {
-    for (index, states) in snapshot.states.iter().enumerate().skip(set_count) {
-        let key = index - set_count;
-        let name = key_name(index, set_count);
+fn check_lww(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>], verdict: &mut Verdict) {
+    for (key, index) in keys.range(KeyKind::Lww).enumerate() {
+        let states = &snapshot.states[index];
+        let name = keys.name(index);
         let state = merged(states, ConflictMode::Lww);
         if state.siblings().len() > 1 {
             verdict.violations.push(format!("{name} ends with {} versions", state.siblings().len()));
@@ -207,8 +238,163 @@ fn check_lww(log: &Log, snapshot: &Snapshot, set_count: usize, replicas: &[Vec<u
     }
 }
 
-fn key_name(index: usize, set_count: usize) -> String {
-    if index < set_count { format!("set key k{index}") } else { format!("lww key l{}", index - set_count) }
+/// The lowest and highest value a counter may end with.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bounds {
+    low: i64,
+    high: i64,
+}
+
+impl Bounds {
+    /// Counts an increment of `amount` applied at least `least` and at most
+    /// `most` times.
+    fn add(&mut self, amount: i64, least: i64, most: i64) {
+        let (fewest, largest) = (amount.saturating_mul(least), amount.saturating_mul(most));
+        self.low = self.low.saturating_add(fewest.min(largest));
+        self.high = self.high.saturating_add(fewest.max(largest));
+    }
+
+    fn contains(&self, value: i64) -> bool {
+        (self.low..=self.high).contains(&value)
+    }
+}
+
+/// Invariant 4 (see the module docs).
+fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>], verdict: &mut Verdict) {
+    for (key, index) in keys.range(KeyKind::Counter).enumerate() {
+        let name = keys.name(index);
+        let object_key = &keys.counter_keys[key];
+        let value = match merged(&snapshot.states[index], ConflictMode::Siblings).datatype_value() {
+            Ok(None) => 0,
+            Ok(Some(DataValue::Counter(counter))) => counter.value(),
+            Ok(Some(other)) => {
+                verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
+                continue;
+            }
+            Err(problem) => {
+                verdict.violations.push(format!("{name} ends with an unreadable value: {problem}"));
+                continue;
+            }
+        };
+        // Applied at most once each, and as often as copies reached replicas.
+        let (mut once, mut copies) = (Bounds::default(), Bounds::default());
+        let (mut acked, mut unknown, mut excused, mut repeated) = (0i64, 0, 0, Vec::new());
+        for update in log.counter_updates.iter().filter(|update| update.key == key) {
+            let crashed = log.crashed_since(&replicas[index], update.start_ms);
+            let may_be_lost = update.dw == 0 && crashed >= usize::from(update.w);
+            let least = i64::from(update.acked && !may_be_lost);
+            let received = forwarded_increments(log, object_key, update.amount);
+            once.add(update.amount, least, 1);
+            copies.add(update.amount, least, received.max(1) as i64);
+            match (update.acked, may_be_lost) {
+                (true, false) => acked = acked.saturating_add(update.amount),
+                (true, true) => excused += 1,
+                (false, _) => unknown += 1,
+            }
+            if received > 1 {
+                let outcome = if update.acked { "acknowledged" } else { "outcome unknown" };
+                repeated.push(format!(
+                    "{:+} ({outcome}, via n{}, received by {received} replicas)",
+                    update.amount, update.node
+                ));
+            }
+        }
+        for copy in log.forwarded_updates.iter().filter(|copy| copy.key == *object_key) {
+            let sent =
+                |amount: i64| log.counter_updates.iter().any(|update| update.key == key && update.amount == amount);
+            if let DataOp::Increment(amount) = copy.op
+                && !sent(amount)
+            {
+                verdict.violations.push(format!(
+                    "n{} received a forwarded increment {amount:+} of {name} from {} that no client sent",
+                    copy.node, copy.from
+                ));
+            }
+        }
+        let described = format!(
+            "{name} ends at {value}; acknowledged increments sum to {acked}, {unknown} more of unknown outcome and \
+             {excused} acknowledged ones the durability rule lets be lost allow {}..={}",
+            once.low, once.high
+        );
+        if !copies.contains(value) {
+            verdict.violations.push(format!(
+                "{described}, and forwarded copies received by several replicas {}..={} [{}]",
+                copies.low,
+                copies.high,
+                repeated.join(", ")
+            ));
+        } else if !once.contains(value) {
+            verdict.double_applied.push(format!(
+                "{described}; only increments applied once per replica that received them from a forwarder explain \
+                 it: {}",
+                repeated.join(", ")
+            ));
+        }
+    }
+}
+
+/// Invariant 5 (see the module docs).
+fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>], verdict: &mut Verdict) {
+    for (key, index) in keys.range(KeyKind::OrSet).enumerate() {
+        let name = keys.name(index);
+        let object_key = &keys.orset_keys[key];
+        let set = match merged(&snapshot.states[index], ConflictMode::Siblings).datatype_value() {
+            Ok(None) => OrSet::new(),
+            Ok(Some(DataValue::Set(set))) => set.clone(),
+            Ok(Some(other)) => {
+                verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
+                continue;
+            }
+            Err(problem) => {
+                verdict.violations.push(format!("{name} ends with an unreadable value: {problem}"));
+                continue;
+            }
+        };
+        let (elements, bad) = parse_elements(&set);
+        if let Some(bad) = bad {
+            verdict.violations.push(format!("{name} ends with an element no client writes: {bad:?}"));
+        }
+        let changes: Vec<_> = log.set_changes.iter().filter(|change| change.key == key).collect();
+        let added: BTreeSet<u64> = changes.iter().filter(|change| change.add).map(|change| change.element).collect();
+        let removed: BTreeSet<u64> = changes.iter().filter(|change| !change.add).map(|change| change.element).collect();
+        for element in elements.difference(&added) {
+            verdict.violations.push(format!("{name} ends with element {element}, which no client added"));
+        }
+        let crashed_since = |since_ms: u64| log.crashed_since(&replicas[index], since_ms);
+        for change in changes.iter().filter(|change| change.acked) {
+            let present = elements.contains(&change.element);
+            if change.add && !present && !removed.contains(&change.element) {
+                let crashed = crashed_since(change.start_ms);
+                if change.dw == 0 && crashed >= usize::from(change.w) {
+                    verdict.excused_losses += 1;
+                    continue;
+                }
+                verdict.violations.push(format!(
+                    "lost acknowledged add: element {} of {name} (client orset{}, w={} dw={}, sent at {} ms), never \
+                     removed; replicas {:?}, {crashed} of them crashed since",
+                    change.element, change.client, change.w, change.dw, change.start_ms, replicas[index]
+                ));
+            }
+            let added_twice = || forwarded_adds(log, object_key, change.element) > 1;
+            if !change.add && present && crashed_since(change.start_ms) == 0 && !added_twice() {
+                verdict.violations.push(format!(
+                    "{name} ends with element {}, although an acknowledged remove of it (client orset{}, context {}, \
+                     read at {} ms) observed its add and no replica crashed since",
+                    change.element,
+                    change.client,
+                    if change.with_context { "of its read" } else { "of the acting replica" },
+                    change.start_ms
+                ));
+            }
+        }
+        if set.deferred_len() > 0 && crashed_since(0) == 0 {
+            verdict.violations.push(format!(
+                "{name} ends with {} removes still deferred, although no replica crashed (every context a client \
+                 read should be included by now)",
+                set.deferred_len()
+            ));
+        }
+    }
 }
 
 fn describe_replicas(states: &[ReplicaState]) -> String {

@@ -28,13 +28,15 @@ use turmoil::Sim;
 
 use crate::check::{Snapshot, Verdict, check};
 use crate::clock::{SIM_EPOCH_MS, SeededNonces};
+use crate::datatypes::{DATATYPE_HOST, datatype_clients};
 use crate::faults::{Episode, FaultInjector, FaultProfile, schedule};
 use crate::log::{Counters, SharedLog};
-use crate::node::{LWW_BUCKET, RPC_PORT, SimNode, node_index};
+use crate::node::{COUNTER_BUCKET, LWW_BUCKET, ORSET_BUCKET, RPC_PORT, SimNode, node_index};
 use crate::protocol::SimClient;
 use crate::rng::{SplitMix64, mix};
 use crate::workload::{
-    CheckerSetup, ClientSetup, Convergence, Keyspace, OperatorSetup, checker, lww_client, operator, set_client,
+    CheckerSetup, ClientSetup, Convergence, KeyKind, Keyspace, OperatorSetup, THINK_MS_MAX, checker, lww_client,
+    operator, set_client,
 };
 
 /// The shared cluster secret of simulated clusters (and their clients).
@@ -58,6 +60,21 @@ pub struct SimOptions {
     pub set_keys: usize,
     /// Keys each LWW client owns.
     pub lww_keys_per_client: usize,
+    /// Clients of the counter workload (issue 12).
+    pub counter_clients: usize,
+    /// Clients of the data-type set workload (issue 12).
+    pub orset_clients: usize,
+    /// Keys of the counter workload.
+    pub counter_keys: usize,
+    /// Keys of the data-type set workload.
+    pub orset_keys: usize,
+    /// Longest pause between two operations of a data-type client, in
+    /// milliseconds (the other clients pause up to
+    /// [`crate::workload::THINK_MS_MAX`]). The default keeps what the
+    /// data-type workloads add to a run to about a quarter, since CI runs
+    /// them in every seed of every simulation test; a soak may ask for
+    /// more.
+    pub datatype_think_ms_max: u64,
     /// Length of the chaos phase, in simulated milliseconds.
     pub chaos_ms: u64,
     /// Pause between healing and checking.
@@ -106,6 +123,11 @@ impl Default for SimOptions {
             lww_clients: 1,
             set_keys: 6,
             lww_keys_per_client: 2,
+            counter_clients: 1,
+            orset_clients: 1,
+            counter_keys: 2,
+            orset_keys: 2,
+            datatype_think_ms_max: 100,
             chaos_ms: 20_000,
             settle_ms: 3_000,
             max_rounds: 8,
@@ -155,17 +177,21 @@ impl RunReport {
     /// One line: seed, outcome and counts.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: {} | {} violations, {} writes acked, {} failed, {} reads, {} faults of {} scheduled, \
-             {} excused dw=0 losses, converged after {} rounds, {:.1} s simulated in {:.2} s, trace {:016x}",
+            "seed {}: {} | {} violations, {} writes acked, {} failed, {} data-type updates acked, {} failed, \
+             {} reads, {} faults of {} scheduled, {} excused dw=0 losses, {} counters double-applied, \
+             converged after {} rounds, {:.1} s simulated in {:.2} s, trace {:016x}",
             self.seed,
             if self.passed() { "ok" } else { "FAILED" },
             self.verdict.violations.len(),
             self.counters.writes_acked,
             self.counters.writes_failed,
+            self.counters.updates_acked,
+            self.counters.updates_failed,
             self.counters.reads_ok + self.counters.reads_failed,
             self.counters.faults,
             self.episodes,
             self.verdict.excused_losses,
+            self.verdict.double_applied.len(),
             self.rounds,
             self.simulated.as_secs_f64(),
             self.wall.as_secs_f64(),
@@ -198,7 +224,7 @@ impl SimCluster {
         let mut schedule_rng = root.fork();
         let mut skew_rng = root.fork();
         let turmoil_seed = root.next_u64();
-        let client_rngs = (0..options.set_clients + options.lww_clients).map(|_| root.fork()).collect();
+        let client_rngs = roster(&options).iter().map(|_| root.fork()).collect();
         let profile = options.profile.clone().unwrap_or_else(|| FaultProfile::draw(&mut profile_rng));
         let machines = machine_count(&options);
         let episodes = schedule(&mut schedule_rng, &profile, machines, options.chaos_ms);
@@ -233,7 +259,7 @@ impl SimCluster {
             .into_iter()
             .enumerate()
             .map(|(index, config)| {
-                let machine = SimNode::new(index, config, skews_ms[index], seed);
+                let machine = SimNode::new(index, config, skews_ms[index], seed).witnessing(log.clone());
                 match options.join_at_ms {
                     Some(at_ms) if index == options.nodes => Arc::new(machine.starting_at(at_ms)),
                     _ => Arc::new(machine),
@@ -255,28 +281,35 @@ impl SimCluster {
             client
         };
         let mut client_rngs = client_rngs.drain(..);
-        for id in 0..options.set_clients + options.lww_clients {
-            let lww = id >= options.set_clients;
-            let (name, kind_id) = if lww {
-                (format!("lww{}", id - options.set_clients), id - options.set_clients)
-            } else {
-                (format!("set{id}"), id)
-            };
+        let mut datatype_setups = Vec::new();
+        for (number, (kind, id)) in roster(&options).into_iter().enumerate() {
+            let name = client_name(kind, id);
             let setup = ClientSetup {
-                id: kind_id,
-                client: new_client(&name, id as u64),
+                id,
+                client: new_client(&name, number as u64),
                 rng: client_rngs.next().expect("one generator per client"),
                 nodes: addrs.clone(),
                 keys: keys.clone(),
                 stop_ms: options.chaos_ms,
+                think_ms_max: match kind {
+                    KeyKind::Set | KeyKind::Lww => THINK_MS_MAX,
+                    KeyKind::Counter | KeyKind::OrSet => options.datatype_think_ms_max,
+                },
                 log: log.clone(),
             };
-            if lww {
-                sim.client(name.as_str(), lww_client(setup));
-            } else {
-                sim.client(name.as_str(), set_client(setup));
+            match kind {
+                KeyKind::Set => sim.client(name.as_str(), set_client(setup)),
+                KeyKind::Lww => sim.client(name.as_str(), lww_client(setup)),
+                KeyKind::Counter | KeyKind::OrSet => {
+                    datatype_setups.push((kind, setup));
+                    continue;
+                }
             }
             hosts.push(name);
+        }
+        if !datatype_setups.is_empty() {
+            sim.client(DATATYPE_HOST, datatype_clients(datatype_setups));
+            hosts.push(DATATYPE_HOST.to_string());
         }
         if let Some(join_at_ms) = options.join_at_ms {
             sim.client(
@@ -410,6 +443,31 @@ fn replicas_ever(first: &[Vec<usize>], snapshot: &Snapshot) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Every client of a run, as (the kind of key it drives, its number
+/// within its kind), in the order their generators are forked and their
+/// RPC clients numbered: the clients of the older workloads first, so
+/// their streams do not depend on how many data-type clients there are.
+fn roster(options: &SimOptions) -> Vec<(KeyKind, usize)> {
+    let counts = [
+        (KeyKind::Set, options.set_clients),
+        (KeyKind::Lww, options.lww_clients),
+        (KeyKind::Counter, options.counter_clients),
+        (KeyKind::OrSet, options.orset_clients),
+    ];
+    counts.into_iter().flat_map(|(kind, count)| (0..count).map(move |id| (kind, id))).collect()
+}
+
+/// The name of client `id` of `kind`: its host (but the data-type
+/// clients share [`DATATYPE_HOST`]) and its RPC identity.
+fn client_name(kind: KeyKind, id: usize) -> String {
+    match kind {
+        KeyKind::Set => format!("set{id}"),
+        KeyKind::Lww => format!("lww{id}"),
+        KeyKind::Counter => format!("counter{id}"),
+        KeyKind::OrSet => format!("orset{id}"),
+    }
+}
+
 /// Machines of a run: the founding nodes and the one that joins, if any.
 fn machine_count(options: &SimOptions) -> usize {
     options.nodes + usize::from(options.join_at_ms.is_some())
@@ -478,21 +536,24 @@ pub fn node_configs(options: &SimOptions) -> Vec<NodeConfig> {
 
 fn keyspace(options: &SimOptions) -> Keyspace {
     let key = |bucket: &str, name: String| ObjectKey::new(bucket, name.as_bytes()).expect("valid simulation key");
+    let keys = |bucket: &str, prefix: &str, count: usize| -> Vec<ObjectKey> {
+        (0..count).map(|index| key(bucket, format!("{prefix}{index}"))).collect()
+    };
     Keyspace {
-        set_keys: (0..options.set_keys).map(|index| key(SET_BUCKET, format!("k{index}"))).collect(),
-        lww_keys: (0..options.lww_clients * options.lww_keys_per_client)
-            .map(|index| key(LWW_BUCKET, format!("l{index}")))
-            .collect(),
+        set_keys: keys(SET_BUCKET, "k", options.set_keys),
+        lww_keys: keys(LWW_BUCKET, "l", options.lww_clients * options.lww_keys_per_client),
         lww_keys_per_client: options.lww_keys_per_client,
+        counter_keys: keys(COUNTER_BUCKET, "c", if options.counter_clients > 0 { options.counter_keys } else { 0 }),
+        orset_keys: keys(ORSET_BUCKET, "s", if options.orset_clients > 0 { options.orset_keys } else { 0 }),
     }
 }
 
-/// Node indexes of each key's preference list (set keys, then LWW keys).
+/// Node indexes of each key's preference list (in the order of
+/// [`Keyspace::all`]).
 fn preference_lists(config: &NodeConfig, keys: &Keyspace, n: u8) -> Vec<Vec<usize>> {
     let cluster = Cluster::from_config(config).expect("the simulation's ring is valid");
-    keys.set_keys
-        .iter()
-        .chain(&keys.lww_keys)
+    keys.all()
+        .into_iter()
         .map(|key| cluster.preference_list(key, n).iter().map(|node| node_index(node.as_str())).collect())
         .collect()
 }

@@ -14,9 +14,12 @@
 //!   schedule from a seed, runs the phases (chaos, heal, check) and
 //!   returns a [`RunReport`].
 //! - [`node`]: one simulated machine running a node, across crashes.
-//! - [`protocol`]: the client API (get, put) over the simulated network.
+//! - [`protocol`]: the client API (get, put, data-type update) over the
+//!   simulated network.
 //! - [`workload`]: the clients: read-modify-write of set-valued keys,
 //!   causal chains on last-write-wins keys, and the final checker.
+//! - [`datatypes`]: the data-type clients (issue 12): increments of
+//!   counters, adds and observed removes of sets.
 //! - [`faults`]: the fault model and the injector.
 //! - [`check`]: the invariants.
 //! - [`log`]: the history and the trace.
@@ -41,7 +44,11 @@
 //! holds the same versions; no acknowledged write is lost (a `dw = 0`
 //! write may be lost only when at least W of its replicas crashed after
 //! it was sent); on last-write-wins keys, no value that an acknowledged
-//! write causally superseded survives. See [`check`].
+//! write causally superseded survives; a counter ends between what its
+//! acknowledged increments and what all that may have been applied make;
+//! a set keeps every acknowledged add that no remove was sent for, holds
+//! nothing never added, and an acknowledged remove took effect. See
+//! [`check`].
 //!
 //! ## Replaying
 //! Every failing run prints its seed and the command that replays it:
@@ -66,6 +73,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod datatypes;
 pub mod faults;
 pub mod gossip_scale;
 pub mod harness;

@@ -1,8 +1,9 @@
 //! What a run observed, shared by the clients, the fault injector and the
-//! checker: every acknowledged and failed write (the history the
-//! invariants are checked against), every crash (which excuses some losses
-//! of non-durable writes), and a trace of every event with its simulated
-//! time.
+//! checker: every acknowledged and failed write and data-type update (the
+//! history the invariants are checked against), every crash (which excuses
+//! some losses of non-durable writes), every forwarded data-type update a
+//! replica received (how many replicas may have applied it), and a
+//! trace of every event with its simulated time.
 //!
 //! The trace is what the determinism check compares: one seed must produce
 //! the same trace, byte for byte, every time. It is kept as text (written
@@ -10,6 +11,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use dynamo_core::crdt::value::DataOp;
+use dynamo_core::keys::ObjectKey;
 
 /// A write of one element into a set-valued key (siblings mode).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +60,79 @@ pub struct LwwWrite {
     pub acked: bool,
 }
 
+/// An increment of a counter key (issue 12). Its amount is unique among
+/// the run's increments (see [`crate::datatypes`]), so a
+/// forwarded copy of it that a replica received names it exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterUpdate {
+    /// Client that sent it.
+    pub client: usize,
+    /// Index of the key in the run's counter keys.
+    pub key: usize,
+    /// The amount (negative: a decrement).
+    pub amount: i64,
+    /// Node the client sent it to.
+    pub node: usize,
+    /// Acknowledgements asked for.
+    pub w: u8,
+    /// Durable acknowledgements asked for.
+    pub dw: u8,
+    /// Simulated time it was sent.
+    pub start_ms: u64,
+    /// Whether it was acknowledged (otherwise its outcome is unknown: it
+    /// may have been applied, even more than once, see
+    /// [`ForwardedUpdate`]).
+    pub acked: bool,
+}
+
+/// One element change of a set operation on a set key (issue 12): an
+/// operation that adds one element and removes another is two of these,
+/// with the same outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetChange {
+    /// Client that sent it.
+    pub client: usize,
+    /// Index of the key in the run's data-type set keys.
+    pub key: usize,
+    /// The element (an add's element is unique in the run; a remove's is
+    /// one the client's read of the key returned).
+    pub element: u64,
+    /// Add or remove.
+    pub add: bool,
+    /// A remove sent with its read's causal context (without one, it acts
+    /// on what the acting replica holds).
+    pub with_context: bool,
+    /// Acknowledgements asked for.
+    pub w: u8,
+    /// Durable acknowledgements asked for.
+    pub dw: u8,
+    /// Simulated time the operation was sent, or for a remove the time its
+    /// read was sent (since when a crash may have lost what it observed).
+    pub start_ms: u64,
+    /// Whether the operation was acknowledged.
+    pub acked: bool,
+}
+
+/// A data-type update that a replica received from another node (a
+/// non-replica forwarding a client's update). A forwarder whose call to
+/// one replica fails tries the next, and a replica that timed out may
+/// have applied the update all the same: each copy received may have been
+/// applied once. Increments name their client update by their amount, set
+/// adds by their element (both unique in the run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardedUpdate {
+    /// The receiving node.
+    pub node: usize,
+    /// The forwarding node.
+    pub from: String,
+    /// The key.
+    pub key: ObjectKey,
+    /// The operation.
+    pub op: DataOp,
+    /// When it arrived.
+    pub at_ms: u64,
+}
+
 /// A node crash (power loss: unsynced writes are gone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Crash {
@@ -76,6 +153,10 @@ pub struct Counters {
     pub writes_acked: u64,
     /// Client writes that failed or timed out (outcome unknown).
     pub writes_failed: u64,
+    /// Data-type updates acknowledged.
+    pub updates_acked: u64,
+    /// Data-type updates that failed or timed out (outcome unknown).
+    pub updates_failed: u64,
     /// Fault episodes applied.
     pub faults: u64,
 }
@@ -87,6 +168,12 @@ pub struct Log {
     pub set_writes: Vec<SetWrite>,
     /// LWW writes, in the order their answers came.
     pub lww_writes: Vec<LwwWrite>,
+    /// Counter increments, in the order their answers came.
+    pub counter_updates: Vec<CounterUpdate>,
+    /// Changes of data-type sets, in the order their answers came.
+    pub set_changes: Vec<SetChange>,
+    /// Forwarded data-type updates received by replicas, in arrival order.
+    pub forwarded_updates: Vec<ForwardedUpdate>,
     /// Crashes, in time order.
     pub crashes: Vec<Crash>,
     /// Operation counts.
@@ -108,6 +195,9 @@ impl Default for Log {
         Self {
             set_writes: Vec::new(),
             lww_writes: Vec::new(),
+            counter_updates: Vec::new(),
+            set_changes: Vec::new(),
+            forwarded_updates: Vec::new(),
             crashes: Vec::new(),
             counters: Counters::default(),
             violations: Vec::new(),

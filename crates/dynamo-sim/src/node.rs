@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
-use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::props::{BucketProps, ConflictMode, DataType};
 use dynamo_core::version::ActorId;
 use dynamo_node::buckets::BucketRegistry;
 use dynamo_node::cluster::ClusterView;
@@ -27,7 +27,7 @@ use dynamo_rpc::Transport;
 use dynamo_storage::{MemoryEngine, Store};
 
 use crate::clock::{SeededNonces, SimClock};
-use crate::log::now_ms;
+use crate::log::{SharedLog, now_ms};
 use crate::protocol::SimHandler;
 use crate::rng::mix;
 use crate::transport::TurmoilTransport;
@@ -37,6 +37,12 @@ pub const RPC_PORT: u16 = 9000;
 
 /// Bucket whose keys use last-write-wins (every other bucket: siblings).
 pub const LWW_BUCKET: &str = "lww";
+
+/// Bucket of counters (datatype `counter`, issue 12).
+pub const COUNTER_BUCKET: &str = "counters";
+
+/// Bucket of data-type sets (datatype `set`, issue 12).
+pub const ORSET_BUCKET: &str = "orsets";
 
 /// A simulated machine and its node process.
 pub struct SimNode {
@@ -60,6 +66,9 @@ pub struct SimNode {
     /// The running incarnation, while it runs: how the checker reads each
     /// replica's own state and its view of the cluster.
     live: Mutex<Option<Live>>,
+    /// Where the node's RPC handler records the forwarded data-type updates
+    /// it receives, if anywhere (see [`SimHandler::witnessing`]).
+    witness_log: Option<SharedLog>,
 }
 
 /// The parts of a running incarnation the checker looks into.
@@ -84,7 +93,15 @@ impl SimNode {
             incarnations: AtomicU64::new(0),
             start_at_ms: None,
             live: Mutex::new(None),
+            witness_log: None,
         }
+    }
+
+    /// This machine, recording the forwarded data-type updates its node
+    /// receives in `log`.
+    pub fn witnessing(mut self, log: SharedLog) -> Self {
+        self.witness_log = Some(log);
+        self
     }
 
     /// This machine, whose node process starts only at `at_ms` of
@@ -115,7 +132,11 @@ impl SimNode {
         let listener = TurmoilTransport.bind(&format!("0.0.0.0:{RPC_PORT}")).await?;
         *self.lock_live() = Some(Live { services: parts.services.clone(), membership: parts.membership.clone() });
         tokio::spawn(parts.anti_entropy.clone().run(std::future::pending::<()>()));
-        let handler = Arc::new(SimHandler::new(parts.handler, parts.coordinator, parts.membership));
+        let mut handler = SimHandler::new(parts.handler, parts.coordinator, parts.membership);
+        if let Some(log) = &self.witness_log {
+            handler = handler.witnessing(self.index, log.clone());
+        }
+        let handler = Arc::new(handler);
         dynamo_rpc::serve(listener, parts.rpc_config, handler, std::future::pending::<()>()).await;
         Ok(())
     }
@@ -179,13 +200,24 @@ pub fn node_index(id: &str) -> usize {
     id.strip_prefix("node").and_then(|index| index.parse().ok()).expect("simulated node ids are node<index>")
 }
 
-/// Gives [`LWW_BUCKET`] last-write-wins props on this node (the props of
-/// the other buckets are the configured defaults). Every node does it at
-/// every start, so all agree before any client request.
+/// Gives [`LWW_BUCKET`] last-write-wins props, [`COUNTER_BUCKET`] and
+/// [`ORSET_BUCKET`] their datatypes, on this node (the props of the other
+/// buckets are the configured defaults). Every node does it at every
+/// start, before it serves anything, so all agree before any client
+/// request, a node that joins later included: no data-type update is ever
+/// refused for a datatype a node has not heard of yet (which a broadcast
+/// `set_props` during the faults could not promise).
 async fn configure_buckets(buckets: &BucketRegistry) -> turmoil::Result {
-    let props = BucketProps { conflict: ConflictMode::Lww, ..buckets.get(LWW_BUCKET)? };
-    // Version 1 of the bucket's props, the same on every node and at every
-    // start: applying it again changes nothing.
-    buckets.apply(LWW_BUCKET, props, 1).await?;
+    let configured = [
+        (LWW_BUCKET, ConflictMode::Lww, DataType::None),
+        (COUNTER_BUCKET, ConflictMode::Siblings, DataType::Counter),
+        (ORSET_BUCKET, ConflictMode::Siblings, DataType::Set),
+    ];
+    for (bucket, conflict, datatype) in configured {
+        let props = BucketProps { conflict, datatype, ..buckets.get(bucket)? };
+        // Version 1 of the bucket's props, the same on every node and at
+        // every start: applying it again changes nothing.
+        buckets.apply(bucket, props, 1).await?;
+    }
     Ok(())
 }

@@ -18,7 +18,9 @@
 //!   together) until the replicas' own states agree, and snapshots them.
 //!
 //! Quorum options vary per request (R=1 sometimes, W from 1 to 3, DW 0 or
-//! 1), so stale reads, concurrent writes and siblings are common.
+//! 1), so stale reads, concurrent writes and siblings are common. The
+//! data-type clients (counters and sets that merge themselves) are in
+//! [`crate::datatypes`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,8 +32,9 @@ use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::version::VersionVector;
 
+use crate::datatypes::describe_datatype;
 use crate::log::{Log, LwwWrite, SetWrite, SharedLog, now_ms};
-use crate::node::{LWW_BUCKET, SimNode};
+use crate::node::SimNode;
 use crate::protocol::{SimClient, WriteOptions};
 use crate::rng::SplitMix64;
 
@@ -49,12 +52,76 @@ pub struct Keyspace {
     pub lww_keys: Vec<ObjectKey>,
     /// LWW keys per LWW client.
     pub lww_keys_per_client: usize,
+    /// Keys of the counter bucket, shared by every counter client.
+    pub counter_keys: Vec<ObjectKey>,
+    /// Keys of the data-type set bucket, shared by every data-type set
+    /// client.
+    pub orset_keys: Vec<ObjectKey>,
+}
+
+/// The workloads' kinds of key, in the order [`Keyspace::all`] lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A set-valued key of the siblings bucket.
+    Set,
+    /// A last-write-wins key.
+    Lww,
+    /// A counter (data type).
+    Counter,
+    /// A data-type set.
+    OrSet,
 }
 
 impl Keyspace {
     /// Indexes (into `lww_keys`) of the keys LWW client `client` owns.
     pub fn lww_keys_of(&self, client: usize) -> std::ops::Range<usize> {
         client * self.lww_keys_per_client..(client + 1) * self.lww_keys_per_client
+    }
+
+    /// Every key: set keys, LWW keys, counter keys, data-type set keys.
+    /// The checker's snapshot and the preference lists follow this order.
+    pub fn all(&self) -> Vec<&ObjectKey> {
+        [KeyKind::Set, KeyKind::Lww, KeyKind::Counter, KeyKind::OrSet].iter().flat_map(|kind| self.of(*kind)).collect()
+    }
+
+    /// The keys of one kind.
+    pub fn of(&self, kind: KeyKind) -> &[ObjectKey] {
+        match kind {
+            KeyKind::Set => &self.set_keys,
+            KeyKind::Lww => &self.lww_keys,
+            KeyKind::Counter => &self.counter_keys,
+            KeyKind::OrSet => &self.orset_keys,
+        }
+    }
+
+    /// Where the keys of `kind` sit in [`Keyspace::all`].
+    pub fn range(&self, kind: KeyKind) -> std::ops::Range<usize> {
+        let start = match kind {
+            KeyKind::Set => 0,
+            KeyKind::Lww => self.set_keys.len(),
+            KeyKind::Counter => self.set_keys.len() + self.lww_keys.len(),
+            KeyKind::OrSet => self.set_keys.len() + self.lww_keys.len() + self.counter_keys.len(),
+        };
+        start..start + self.of(kind).len()
+    }
+
+    /// The kind of key `index` of [`Keyspace::all`], and its index among
+    /// the keys of its kind.
+    pub fn locate(&self, index: usize) -> (KeyKind, usize) {
+        let kinds = [KeyKind::Set, KeyKind::Lww, KeyKind::Counter, KeyKind::OrSet];
+        let kind = kinds.into_iter().find(|kind| self.range(*kind).contains(&index)).unwrap_or(KeyKind::OrSet);
+        (kind, index - self.range(kind).start)
+    }
+
+    /// How the trace and the violations name key `index` of
+    /// [`Keyspace::all`].
+    pub fn name(&self, index: usize) -> String {
+        match self.locate(index) {
+            (KeyKind::Set, key) => format!("set key k{key}"),
+            (KeyKind::Lww, key) => format!("lww key l{key}"),
+            (KeyKind::Counter, key) => format!("counter key c{key}"),
+            (KeyKind::OrSet, key) => format!("data-type set key s{key}"),
+        }
     }
 }
 
@@ -75,15 +142,28 @@ pub struct ClientSetup {
     pub keys: Arc<Keyspace>,
     /// Stop starting operations at this simulated time.
     pub stop_ms: u64,
+    /// Longest pause between two operations, in milliseconds.
+    pub think_ms_max: u64,
     /// The run's log.
     pub log: SharedLog,
 }
 
-/// Longest pause between two operations of a client, in milliseconds.
-const THINK_MS_MAX: u64 = 30;
+/// When clients send their first request, in simulated milliseconds: the
+/// nodes bind their listeners during the first few milliseconds, and a
+/// call before that fails to connect, a failure no fault caused.
+pub const CLIENT_START_MS: u64 = 10;
+
+/// Waits until [`CLIENT_START_MS`] (the first thing every client does).
+pub(crate) async fn wait_for_the_cluster() {
+    tokio::time::sleep(Duration::from_millis(CLIENT_START_MS.saturating_sub(now_ms()))).await;
+}
+
+/// Longest pause between two operations of a set or LWW client, in
+/// milliseconds.
+pub const THINK_MS_MAX: u64 = 30;
 
 /// Picks `(w, dw)` for a write: mostly W=2, sometimes 1 or 3; DW 0 or 1.
-fn write_options(rng: &mut SplitMix64) -> WriteOptions {
+pub(crate) fn write_options(rng: &mut SplitMix64) -> WriteOptions {
     let w = match rng.below(10) {
         0 => 1,
         9 => 3,
@@ -94,7 +174,8 @@ fn write_options(rng: &mut SplitMix64) -> WriteOptions {
 
 /// A set client's loop (see the module docs).
 pub async fn set_client(setup: ClientSetup) -> turmoil::Result {
-    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, log } = setup;
+    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, think_ms_max, log } = setup;
+    wait_for_the_cluster().await;
     let mut sequence = 0;
     while now_ms() < stop_ms {
         sequence += 1;
@@ -106,7 +187,7 @@ pub async fn set_client(setup: ClientSetup) -> turmoil::Result {
         let r = if rng.percent(20) { Some(1) } else { None };
         let options = write_options(&mut rng);
         let write_node = if rng.percent(70) { read_node } else { rng.index(nodes.len()) };
-        let think = Duration::from_millis(rng.between(0, THINK_MS_MAX));
+        let think = Duration::from_millis(rng.between(0, think_ms_max));
 
         let read = if blind {
             Some((VersionVector::new(), Hlc::default(), BTreeSet::new()))
@@ -201,12 +282,13 @@ struct Chain {
 
 /// An LWW client's loop (see the module docs).
 pub async fn lww_client(setup: ClientSetup) -> turmoil::Result {
-    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, log } = setup;
+    let ClientSetup { id, client, mut rng, nodes, keys, stop_ms, think_ms_max, log } = setup;
     let owned: Vec<usize> = keys.lww_keys_of(id).collect();
     let mut chains: BTreeMap<usize, Chain> = owned.iter().map(|&key| (key, Chain::default())).collect();
     // What each of this client's writes superseded, to extend a chain with
     // the causal past of a value it reads back.
     let mut past: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    wait_for_the_cluster().await;
     let mut sequence = 0;
     while now_ms() < stop_ms {
         sequence += 1;
@@ -217,7 +299,7 @@ pub async fn lww_client(setup: ClientSetup) -> turmoil::Result {
         let options = write_options(&mut rng);
         let refresh = rng.percent(50);
         let read_node = rng.index(nodes.len());
-        let think = Duration::from_millis(rng.between(0, THINK_MS_MAX));
+        let think = Duration::from_millis(rng.between(0, think_ms_max));
         let Some(chain) = chains.get_mut(&key_index) else { break };
 
         let start_ms = now_ms();
@@ -372,8 +454,8 @@ pub struct CheckerSetup {
     pub machines: Vec<Arc<SimNode>>,
     /// The keys.
     pub keys: Arc<Keyspace>,
-    /// Preference list (node indexes) of every key: set keys first, then
-    /// LWW keys.
+    /// Preference list (node indexes) of every key, in the order of
+    /// [`Keyspace::all`].
     pub replicas: Vec<Vec<usize>>,
     /// Whether the ring may have changed during the run: then the checker
     /// first waits for the change to settle everywhere and reads each key
@@ -500,7 +582,7 @@ pub async fn checker(setup: CheckerSetup) -> turmoil::Result {
         log,
     } = setup;
     tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(now_ms()))).await;
-    let all_keys: Vec<&ObjectKey> = keys.set_keys.iter().chain(keys.lww_keys.iter()).collect();
+    let all_keys: Vec<&ObjectKey> = keys.all();
     if ring_may_change {
         replicas = settled_replicas(&machines, &all_keys, n, max_rounds, &log).await;
     }
@@ -524,16 +606,13 @@ pub async fn checker(setup: CheckerSetup) -> turmoil::Result {
         for (index, key) in all_keys.iter().enumerate() {
             let node = (index + round as usize) % nodes.len();
             let outcome = client.get(&nodes[node], key, Some(n)).await;
-            log.lock().event(
-                now_ms(),
-                format!(
-                    "check round {round} get #{index} via n{node}: {}",
-                    outcome.map_or_else(
-                        |reason| format!("failed: {reason}"),
-                        |object| if key.bucket() == LWW_BUCKET { describe(&object) } else { describe_set(&object) }
-                    )
-                ),
-            );
+            let described = match (outcome, keys.locate(index).0) {
+                (Err(reason), _) => format!("failed: {reason}"),
+                (Ok(object), KeyKind::Lww) => describe(&object),
+                (Ok(object), KeyKind::Set) => describe_set(&object),
+                (Ok(object), KeyKind::Counter | KeyKind::OrSet) => describe_datatype(&object),
+            };
+            log.lock().event(now_ms(), format!("check round {round} get #{index} via n{node}: {described}"));
         }
         tokio::time::sleep(REPAIR_SETTLE).await;
         snapshot = crate::check::Snapshot::take(&machines, &all_keys, &replicas, round);
