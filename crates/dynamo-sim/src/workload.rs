@@ -72,6 +72,11 @@ pub enum KeyKind {
     OrSet,
 }
 
+impl KeyKind {
+    /// Every kind, in the order of [`Keyspace::all`].
+    pub const ALL: [KeyKind; 4] = [KeyKind::Set, KeyKind::Lww, KeyKind::Counter, KeyKind::OrSet];
+}
+
 impl Keyspace {
     /// Indexes (into `lww_keys`) of the keys LWW client `client` owns.
     pub fn lww_keys_of(&self, client: usize) -> std::ops::Range<usize> {
@@ -81,7 +86,7 @@ impl Keyspace {
     /// Every key: set keys, LWW keys, counter keys, data-type set keys.
     /// The checker's snapshot and the preference lists follow this order.
     pub fn all(&self) -> Vec<&ObjectKey> {
-        [KeyKind::Set, KeyKind::Lww, KeyKind::Counter, KeyKind::OrSet].iter().flat_map(|kind| self.of(*kind)).collect()
+        KeyKind::ALL.iter().flat_map(|kind| self.of(*kind)).collect()
     }
 
     /// The keys of one kind.
@@ -107,9 +112,14 @@ impl Keyspace {
 
     /// The kind of key `index` of [`Keyspace::all`], and its index among
     /// the keys of its kind.
+    ///
+    /// # Panics
+    /// If `index` is past the last key.
     pub fn locate(&self, index: usize) -> (KeyKind, usize) {
-        let kinds = [KeyKind::Set, KeyKind::Lww, KeyKind::Counter, KeyKind::OrSet];
-        let kind = kinds.into_iter().find(|kind| self.range(*kind).contains(&index)).unwrap_or(KeyKind::OrSet);
+        let kind = KeyKind::ALL
+            .into_iter()
+            .find(|kind| self.range(*kind).contains(&index))
+            .unwrap_or_else(|| panic!("key index {index} is past the keyspace"));
         (kind, index - self.range(kind).start)
     }
 

@@ -184,10 +184,6 @@ fn a_node_joins_during_faults_and_replicas_converge_without_reads() {
 /// the move carry each key's whole set to the new node anyway, and
 /// anti-entropy repairs what they miss: the runs above pass even with
 /// copies that copy nothing.)
-///
-/// Without the data-type clients: with no repair at all, their keys never
-/// agree byte for byte, join or not (see
-/// `data_type_replicas_agree_once_every_delta_is_delivered`).
 #[test]
 fn a_joining_node_becomes_a_full_replica_through_its_copies_alone() {
     let options = SimOptions {
@@ -196,8 +192,6 @@ fn a_joining_node_becomes_a_full_replica_through_its_copies_alone() {
         anti_entropy_interval_ms: 0,
         convergence: Convergence::Background,
         profile: Some(FaultProfile::calm()),
-        counter_clients: 0,
-        orset_clients: 0,
         ..SimOptions::default()
     };
     for seed in 0..4 {
