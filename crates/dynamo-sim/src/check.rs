@@ -238,6 +238,15 @@ fn check_lww(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
     }
 }
 
+/// The data-type value the replicas' final states merge to, or why the
+/// key holds none that can be read.
+fn final_value(states: &[ReplicaState], name: &str) -> Result<Option<DataValue>, String> {
+    merged(states, ConflictMode::Siblings)
+        .datatype_value()
+        .map(|value| value.cloned())
+        .map_err(|problem| format!("{name} ends with an unreadable value: {problem}"))
+}
+
 /// The lowest and highest value a counter may end with.
 #[derive(Clone, Copy, Debug, Default)]
 struct Bounds {
@@ -264,7 +273,7 @@ fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[V
     for (key, index) in keys.range(KeyKind::Counter).enumerate() {
         let name = keys.name(index);
         let object_key = &keys.counter_keys[key];
-        let value = match merged(&snapshot.states[index], ConflictMode::Siblings).datatype_value() {
+        let value = match final_value(&snapshot.states[index], &name) {
             Ok(None) => 0,
             Ok(Some(DataValue::Counter(counter))) => counter.value(),
             Ok(Some(other)) => {
@@ -272,7 +281,7 @@ fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[V
                 continue;
             }
             Err(problem) => {
-                verdict.violations.push(format!("{name} ends with an unreadable value: {problem}"));
+                verdict.violations.push(problem);
                 continue;
             }
         };
@@ -338,15 +347,15 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
     for (key, index) in keys.range(KeyKind::OrSet).enumerate() {
         let name = keys.name(index);
         let object_key = &keys.orset_keys[key];
-        let set = match merged(&snapshot.states[index], ConflictMode::Siblings).datatype_value() {
+        let set = match final_value(&snapshot.states[index], &name) {
             Ok(None) => OrSet::new(),
-            Ok(Some(DataValue::Set(set))) => set.clone(),
+            Ok(Some(DataValue::Set(set))) => set,
             Ok(Some(other)) => {
                 verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
                 continue;
             }
             Err(problem) => {
-                verdict.violations.push(format!("{name} ends with an unreadable value: {problem}"));
+                verdict.violations.push(problem);
                 continue;
             }
         };

@@ -114,13 +114,7 @@ pub(super) fn encode_coordinated(outcome: &Result<(VersionVector, Hlc), Forwarde
             codec::encode_clock(context, out);
             out.extend_from_slice(&timestamp.0.to_be_bytes());
         }
-        Err(ForwardedError { status, body }) => {
-            out.push(OUTCOME_ERROR);
-            out.extend_from_slice(&status.to_be_bytes());
-            // Clamping makes an oversized body fail to decode instead of
-            // decoding as a different one.
-            encode_u32_prefixed(body.as_bytes(), out);
-        }
+        Err(error) => encode_forwarded_error(error, out),
     }
 }
 
@@ -170,11 +164,7 @@ pub(super) fn encode_updated(outcome: &Result<DataValue, ForwardedError>, out: &
             out.push(OUTCOME_OK);
             value.encode(out);
         }
-        Err(ForwardedError { status, body }) => {
-            out.push(OUTCOME_ERROR);
-            out.extend_from_slice(&status.to_be_bytes());
-            encode_u32_prefixed(body.as_bytes(), out);
-        }
+        Err(error) => encode_forwarded_error(error, out),
     }
 }
 
@@ -213,6 +203,15 @@ fn decode_option(reader: &mut Reader<'_>, what: &'static str) -> Result<Option<S
     }
     let len = usize::from(reader.u8(what)?);
     Ok(Some(reader.text(len, MAX_OPTION_LEN, what)?))
+}
+
+/// Appends an error outcome: `1 | status u16 | body length u32 | body`.
+fn encode_forwarded_error(ForwardedError { status, body }: &ForwardedError, out: &mut Vec<u8>) {
+    out.push(OUTCOME_ERROR);
+    out.extend_from_slice(&status.to_be_bytes());
+    // Clamping makes an oversized body fail to decode instead of decoding
+    // as a different one.
+    encode_u32_prefixed(body.as_bytes(), out);
 }
 
 fn decode_forwarded_error(reader: &mut Reader<'_>) -> Result<ForwardedError, MessageError> {

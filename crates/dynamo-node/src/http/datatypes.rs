@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::coordinator::{Coordinator, RequestOptions};
-use crate::http::params;
 use crate::http::responses::{ApiError, ApiRequest, HttpResponse, coordinator_error, empty, error, json_response};
+use crate::http::{objects, params};
 
 /// Largest operation body accepted: a full `add_all` of the longest
 /// elements, JSON-escaped, fits.
@@ -123,34 +123,22 @@ impl DatatypeApi {
     }
 }
 
-/// The request's quorum options and whether it asked for `returnbody=true`.
+/// The request's quorum options (as the object routes read them) and
+/// whether it asked for `returnbody=true`.
 fn options(request: &ApiRequest, allowed: &[&str]) -> Result<(RequestOptions, bool), ApiError> {
+    let options = objects::request_options(request, allowed)?;
     let pairs = params::parse_query(request.uri().query(), allowed)
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
-    let mut options = RequestOptions::default();
     let mut return_body = false;
-    for (name, value) in pairs {
-        let slot = match name.as_str() {
-            "r" => &mut options.r,
-            "w" => &mut options.w,
-            "dw" => &mut options.dw,
-            "n" => &mut options.n,
-            "timeout_ms" => &mut options.timeout_ms,
+    for (_, value) in pairs.iter().filter(|(name, _)| name == "returnbody") {
+        return_body = match value.as_str() {
+            "true" => true,
+            "false" => false,
             _ => {
-                return_body = match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            format!("returnbody={value:?} must be true or false"),
-                        ));
-                    }
-                };
-                continue;
+                let message = format!("returnbody={value:?} must be true or false");
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, message));
             }
         };
-        *slot = Some(value);
     }
     Ok((options, return_body))
 }

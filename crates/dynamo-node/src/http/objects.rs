@@ -239,7 +239,10 @@ pub(crate) fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError>
     ObjectKey::new(&bucket, &key).map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, problem.to_string()))
 }
 
-fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<RequestOptions, ApiError> {
+/// The quorum options (`r`, `w`, `dw`, `n`, `timeout_ms`) of a request
+/// whose query may hold only `allowed` names; other allowed names are the
+/// caller's to read.
+pub(crate) fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<RequestOptions, ApiError> {
     let pairs = params::parse_query(request.uri().query(), allowed)
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let mut options = RequestOptions::default();
@@ -249,7 +252,8 @@ fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<RequestOpti
             "w" => &mut options.w,
             "dw" => &mut options.dw,
             "n" => &mut options.n,
-            _ => &mut options.timeout_ms,
+            "timeout_ms" => &mut options.timeout_ms,
+            _ => continue,
         };
         *slot = Some(value);
     }
