@@ -842,7 +842,7 @@ mod tests {
         use crate::crdt::set::SetUpdate;
 
         fn increment(object: &mut VersionedObject, actor: u64, amount: i64) -> VersionedObject {
-            object.apply_datatype(&DataOp::Increment(amount), DataType::Counter, ActorId(actor), 0, Hlc(actor)).unwrap()
+            object.apply_datatype(&DataOp::increment(amount), DataType::Counter, ActorId(actor), 0, Hlc(actor)).unwrap()
         }
 
         fn counter_value(object: &VersionedObject) -> i64 {
@@ -937,7 +937,7 @@ mod tests {
             elsewhere.merge(&delta, SIBLINGS);
             elsewhere.merge(&object, SIBLINGS);
             assert_eq!(elsewhere, object);
-            let wrong = object.apply_datatype(&DataOp::Increment(1), DataType::Set, ActorId(1), 0, Hlc(3));
+            let wrong = object.apply_datatype(&DataOp::increment(1), DataType::Set, ActorId(1), 0, Hlc(3));
             assert_eq!(wrong, Err(OpError::WrongType { op: DataType::Counter, stored: DataType::Set }));
         }
     }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use dynamo_core::codec::{decode_object, encode_object};
 use dynamo_core::context::{decode_client_context, encode_client_context};
 use dynamo_core::crdt::set::SetUpdate;
-use dynamo_core::crdt::value::DataOp;
+use dynamo_core::crdt::value::{DataOp, DataValue};
 use dynamo_core::hlc::Hlc;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::membership::{Announcement, ClusterId, ClusterState, Member, MemberStatus, Plan, StateDigest};
@@ -78,8 +78,8 @@ fn datatype_objects() -> [VersionedObject; 2] {
     let remove = DataOp::Set { updates: vec![SetUpdate::Remove(Bytes::from_static(b"apple"))], context: None };
     set.apply_datatype(&remove, DataType::Set, ActorId(2), 0, Hlc(12)).expect("a remove");
     let mut counter = VersionedObject::new();
-    counter.apply_datatype(&DataOp::Increment(5), DataType::Counter, ActorId(3), 0, Hlc(20)).expect("an increment");
-    counter.apply_datatype(&DataOp::Increment(-2), DataType::Counter, ActorId(4), 0, Hlc(21)).expect("a decrement");
+    counter.apply_datatype(&DataOp::increment(5), DataType::Counter, ActorId(3), 0, Hlc(20)).expect("an increment");
+    counter.apply_datatype(&DataOp::increment(-2), DataType::Counter, ActorId(4), 0, Hlc(21)).expect("a decrement");
     [set, counter]
 }
 
@@ -353,7 +353,13 @@ fn stored_objects_and_client_contexts_encode_to_their_golden_bytes() {
     assert_eq!(decode_object(&unhex(OBJECT)), Ok(object()));
     assert_eq!(decode_object(&unhex(SMALL_OBJECT)), Ok(small_object()));
     assert_eq!(decode_object(&unhex(SET_OBJECT)), Ok(set));
-    assert_eq!(decode_object(&unhex(COUNTER_OBJECT)), Ok(counter));
+    assert_eq!(decode_object(&unhex(COUNTER_OBJECT)), Ok(counter.clone()));
+    let totals_only = decode_object(&unhex(COUNTER_OBJECT_TOTALS_ONLY)).expect("a format-1 counter decodes");
+    let value_of = |object: &VersionedObject| match object.datatype_value() {
+        Ok(Some(DataValue::Counter(counter))) => counter.value(),
+        other => panic!("not a counter: {other:?}"),
+    };
+    assert_eq!(value_of(&totals_only), value_of(&counter));
     assert_eq!(decode_client_context(&context), Ok((object().context().clone(), Hlc(0x55))));
 }
 
@@ -508,6 +514,14 @@ const SET_OBJECT: &str = concat!(
 );
 /// Golden bytes of the counter of [`datatype_objects`].
 const COUNTER_OBJECT: &str = concat!(
+    "0100020000000000000003000000000000000100000000000000040000000000000001000100000000000000040000000000000001000000",
+    "0000000015020100000057020002000000000000000300000000000000010000000000000005000000000000000000000000000000000000",
+    "000000000000000400000000000000010000000000000000000000000000000200000000000000000000",
+);
+
+/// [`COUNTER_OBJECT`] as written before operation ids (counter format 1):
+/// still read, with the same value.
+const COUNTER_OBJECT_TOTALS_ONLY: &str = concat!(
     "0100020000000000000003000000000000000100000000000000040000000000000001000100000000000000040000000000000001000000",
     "0000000015020100000033010002000000000000000300000000000000050000000000000000000000000000000400000000000000000000000000000002",
 );

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dynamo_core::codec::{CodecError, check_encodable, decode_object, encode_object};
+use dynamo_core::crdt::counter::OperationId;
 use dynamo_core::crdt::value::{DataOp, OpError};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
@@ -142,6 +143,8 @@ pub struct Replica {
     /// [`VersionedObject::put_above`]), so a key whose tombstone was
     /// collected never reuses a dot.
     issued: AtomicU64,
+    /// Operation ids minted by this incarnation.
+    minted: AtomicU64,
     /// The Merkle trees of this replica's objects, updated on every write.
     index: Arc<MerkleIndex>,
 }
@@ -167,8 +170,21 @@ impl Replica {
             wall,
             key_locks,
             issued: AtomicU64::new(0),
+            minted: AtomicU64::new(0),
             index,
         }
+    }
+
+    /// A fresh operation id for an increment this node forwards without
+    /// one (so that the forwarder's own retry through another replica
+    /// counts once): this incarnation's actor and a sequence number, unique
+    /// because the actor is.
+    pub fn mint_operation_id(&self) -> OperationId {
+        let sequence = self.minted.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.actor.load(Ordering::Acquire).to_be_bytes());
+        bytes[8..].copy_from_slice(&sequence.to_be_bytes());
+        OperationId(bytes)
     }
 
     /// The anti-entropy Merkle trees of this replica.

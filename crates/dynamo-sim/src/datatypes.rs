@@ -9,9 +9,13 @@
 //!   a replica, and tries the next replica when that call fails, although
 //!   the first may have applied it: the handler of every node records each
 //!   forwarded update it receives ([`crate::protocol`]), and the amount
-//!   says which client update a copy belongs to, so the check knows how
-//!   many times each increment may have been applied, exactly. Sometimes a
-//!   client reads a counter instead (reads repair replicas).
+//!   says which client update a copy belongs to (the forwarder gives each
+//!   an operation id, so it counts once however many replicas received
+//!   it). Half the increments carry a client operation id; a client
+//!   retries those, up to [`MAX_ATTEMPTS`] times in all, through other
+//!   nodes until one attempt is acknowledged, and each must still count
+//!   once. Sometimes a client reads a counter instead (reads repair
+//!   replicas).
 //! - **Set clients** share a few keys of a `set` bucket. Mostly a client
 //!   adds an element no one else ever adds. Sometimes it reads the set,
 //!   picks one element the read returned and removes it with the read's
@@ -31,6 +35,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_core::crdt::context::CausalContext;
+use dynamo_core::crdt::counter::OperationId;
 use dynamo_core::crdt::set::{OrSet, SetUpdate};
 use dynamo_core::crdt::value::{DataOp, DataValue};
 use dynamo_core::keys::ObjectKey;
@@ -50,6 +55,11 @@ pub const MAX_COUNTER_CLIENTS: usize = 16;
 
 /// Chance (percent) that a counter client reads instead of incrementing.
 const COUNTER_READ_PERCENT: u64 = 15;
+/// Chance (percent) that an increment carries an operation id; a client
+/// retries those (through other nodes) until one attempt is acknowledged.
+const WITH_ID_PERCENT: u64 = 50;
+/// Most attempts of an increment with an id.
+const MAX_ATTEMPTS: usize = 3;
 /// Chance (percent) that an increment is negative.
 const DECREMENT_PERCENT: u64 = 35;
 /// Chance (percent) that a set client reads and removes instead of adding.
@@ -110,8 +120,10 @@ async fn counter_client(setup: ClientSetup) {
             record_read(&mut log.lock(), &what, &format!("counter key c{key_index}"), outcome);
         } else {
             let start_ms = now_ms();
-            let outcome = client.update(&nodes[node], key, DataOp::Increment(amount), options).await;
-            let update = CounterUpdate {
+            let with_id = rng.percent(WITH_ID_PERCENT);
+            let op_id = with_id.then(|| OperationId::from_client(format!("counter{id}-{seq}").as_bytes()));
+            let op = DataOp::Increment { amount, id: op_id };
+            let mut update = CounterUpdate {
                 client: id,
                 key: key_index,
                 amount,
@@ -119,9 +131,23 @@ async fn counter_client(setup: ClientSetup) {
                 w: options.w,
                 dw: options.dw,
                 start_ms,
-                acked: outcome.is_ok(),
+                acked: false,
+                with_id,
+                attempts: 0,
             };
-            record_increment(&mut log.lock(), update, outcome);
+            let mut via = node;
+            loop {
+                update.attempts += 1;
+                let outcome = client.update(&nodes[via], key, op.clone(), options).await;
+                update.acked = outcome.is_ok();
+                let last = !with_id || update.acked || usize::from(update.attempts) >= MAX_ATTEMPTS;
+                record_increment(&mut log.lock(), &update, via, outcome, last);
+                if last {
+                    break;
+                }
+                // A retry with the same id, through another node.
+                via = (via + 1 + rng.index(nodes.len() - 1)) % nodes.len();
+            }
         }
         tokio::time::sleep(think).await;
     }
@@ -156,7 +182,8 @@ fn record_read(
 }
 
 /// Logs an increment and adds it to the history.
-fn record_increment(log: &mut Log, update: CounterUpdate, outcome: Result<DataValue, String>) {
+/// Logs one attempt of an increment; the update itself once `last`.
+fn record_increment(log: &mut Log, update: &CounterUpdate, via: usize, outcome: Result<DataValue, String>, last: bool) {
     let result = match &outcome {
         Ok(DataValue::Counter(counter)) => format!("ok, value {} at the acting replica", counter.value()),
         Ok(other) => {
@@ -165,15 +192,23 @@ fn record_increment(log: &mut Log, update: CounterUpdate, outcome: Result<DataVa
         }
         Err(reason) => reason.clone(),
     };
-    count_update(log, update.acked);
     log.event(
         now_ms(),
         format!(
-            "counter{} increment c{} {:+} via n{} w={} dw={}: {result}",
-            update.client, update.key, update.amount, update.node, update.w, update.dw
+            "counter{} increment c{} {:+}{} via n{via} w={} dw={} (attempt {}): {result}",
+            update.client,
+            update.key,
+            update.amount,
+            if update.with_id { " with its id" } else { "" },
+            update.w,
+            update.dw,
+            update.attempts
         ),
     );
-    log.counter_updates.push(update);
+    if last {
+        count_update(log, update.acked);
+        log.counter_updates.push(update.clone());
+    }
 }
 
 fn count_update(log: &mut Log, acked: bool) {
@@ -336,7 +371,7 @@ pub fn forwarded_adds(log: &Log, key: &ObjectKey, element: u64) -> usize {
     let bytes = encode_element(element);
     let adds = |op: &DataOp| match op {
         DataOp::Set { updates, .. } => updates.iter().any(|update| *update == SetUpdate::Add(bytes.clone())),
-        DataOp::Increment(_) => false,
+        DataOp::Increment { .. } => false,
     };
     log.forwarded_updates.iter().filter(|copy| copy.key == *key && adds(&copy.op)).count()
 }
@@ -344,7 +379,8 @@ pub fn forwarded_adds(log: &Log, key: &ObjectKey, element: u64) -> usize {
 /// How many replicas received the increment of `key` by `amount` from a
 /// forwarding node.
 pub fn forwarded_increments(log: &Log, key: &ObjectKey, amount: i64) -> usize {
-    log.forwarded_updates.iter().filter(|copy| copy.key == *key && copy.op == DataOp::Increment(amount)).count()
+    let same = |op: &DataOp| matches!(op, DataOp::Increment { amount: sent, .. } if *sent == amount);
+    log.forwarded_updates.iter().filter(|copy| copy.key == *key && same(&copy.op)).count()
 }
 
 /// An element's bytes: its decimal digits.

@@ -178,7 +178,7 @@ impl RunReport {
     pub fn summary(&self) -> String {
         format!(
             "seed {}: {} | {} violations, {} writes acked, {} failed, {} data-type updates acked, {} failed, \
-             {} reads, {} faults of {} scheduled, {} excused dw=0 losses, {} counters double-applied, \
+             {} reads, {} faults of {} scheduled, {} excused dw=0 losses, \
              converged after {} rounds, {:.1} s simulated in {:.2} s, trace {:016x}",
             self.seed,
             if self.passed() { "ok" } else { "FAILED" },
@@ -191,7 +191,6 @@ impl RunReport {
             self.counters.faults,
             self.episodes,
             self.verdict.excused_losses,
-            self.verdict.double_applied.len(),
             self.rounds,
             self.simulated.as_secs_f64(),
             self.wall.as_secs_f64(),

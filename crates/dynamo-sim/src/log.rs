@@ -79,10 +79,14 @@ pub struct CounterUpdate {
     pub dw: u8,
     /// Simulated time it was sent.
     pub start_ms: u64,
-    /// Whether it was acknowledged (otherwise its outcome is unknown: it
-    /// may have been applied, even more than once, see
-    /// [`ForwardedUpdate`]).
+    /// Whether an attempt was acknowledged (otherwise its outcome is
+    /// unknown: it may have been applied, once).
     pub acked: bool,
+    /// Whether it carried an operation id (then the client retries it).
+    pub with_id: bool,
+    /// Attempts the client made (retries go through other nodes, with the
+    /// same id).
+    pub attempts: u8,
 }
 
 /// One element change of a set operation on a set key (issue 12): an

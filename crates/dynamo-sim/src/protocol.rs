@@ -117,7 +117,10 @@ fn witness_forwarded_update(index: usize, peer: &str, body: &[u8], log: &SharedL
     let at_ms = now_ms();
     let mut log = log.lock();
     let what = match &op {
-        DataOp::Increment(amount) => format!("increment {amount:+}"),
+        DataOp::Increment { amount, id: None } => format!("increment {amount:+}"),
+        DataOp::Increment { amount, id: Some(id) } => {
+            format!("increment {amount:+} id {:02x}{:02x}..", id.0[0], id.0[1])
+        }
         DataOp::Set { updates, .. } => format!("set operation of {} changes", updates.len()),
     };
     log.event(

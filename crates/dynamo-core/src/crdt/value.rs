@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::codec::{CodecError, Reader, encode_u32_prefixed};
 use crate::crdt::Crdt;
 use crate::crdt::context::CausalContext;
-use crate::crdt::counter::{Counter, CounterError};
+use crate::crdt::counter::{Counter, CounterError, OperationId};
 use crate::crdt::set::{OrSet, SetError, SetUpdate};
 use crate::props::DataType;
 use crate::version::ActorId;
@@ -21,6 +21,8 @@ pub const MAX_OP_UPDATES: usize = 1000;
 const OP_INCREMENT: u8 = 1;
 /// Tag byte of a set operation.
 const OP_SET: u8 = 2;
+/// Tag byte of an increment operation with an operation id.
+const OP_INCREMENT_ONCE: u8 = 3;
 
 /// Tag byte of a counter inside an object.
 const TAG_COUNTER: u8 = 1;
@@ -39,8 +41,16 @@ pub enum DataValue {
 /// An operation on a data-type value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataOp {
-    /// Add this amount (negative to decrement) to a counter.
-    Increment(i64),
+    /// Add `amount` (negative to decrement) to a counter; with an `id`,
+    /// only if no increment with that id is remembered (see
+    /// [`crate::crdt::counter`]: a retry counts once).
+    Increment {
+        /// The amount.
+        amount: i64,
+        /// The operation id, if the client (or the forwarding node) gave
+        /// one.
+        id: Option<OperationId>,
+    },
     /// Adds and removes on a set, applied in order, all or none. Removes
     /// act on what `context` (from a read) observed; without one, on what
     /// the acting replica holds.
@@ -56,21 +66,30 @@ impl DataOp {
     /// The kind of value this operation applies to.
     pub fn kind(&self) -> DataType {
         match self {
-            DataOp::Increment(_) => DataType::Counter,
+            DataOp::Increment { .. } => DataType::Counter,
             DataOp::Set { .. } => DataType::Set,
         }
     }
 }
 
 impl DataOp {
+    /// An increment without an operation id.
+    pub fn increment(amount: i64) -> DataOp {
+        DataOp::Increment { amount, id: None }
+    }
+
     /// Appends the encoding (in a forwarded update): `tag u8`, then for an
-    /// increment `amount i64`, for a set `has context u8 [| context] |
+    /// increment `amount i64 [| id 16 bytes]` (tag 1 without an id, 3 with
+    /// one), for a set `has context u8 [| context] |
     /// updates u32 | (add 0 / remove 1 u8 | length u32 | element)*`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            DataOp::Increment(amount) => {
-                out.push(OP_INCREMENT);
+            DataOp::Increment { amount, id } => {
+                out.push(if id.is_some() { OP_INCREMENT_ONCE } else { OP_INCREMENT });
                 out.extend_from_slice(&amount.to_be_bytes());
+                if let Some(id) = id {
+                    out.extend_from_slice(&id.0);
+                }
             }
             DataOp::Set { updates, context } => {
                 out.push(OP_SET);
@@ -95,7 +114,12 @@ impl DataOp {
     /// operation has.
     pub(crate) fn decode(reader: &mut Reader<'_>) -> Result<DataOp, CodecError> {
         match reader.u8("operation tag")? {
-            OP_INCREMENT => Ok(DataOp::Increment(i64::from_be_bytes(reader.array("increment")?))),
+            OP_INCREMENT => Ok(DataOp::increment(i64::from_be_bytes(reader.array("increment")?))),
+            OP_INCREMENT_ONCE => {
+                let amount = i64::from_be_bytes(reader.array("increment")?);
+                let id = OperationId(reader.array("increment operation id")?);
+                Ok(DataOp::Increment { amount, id: Some(id) })
+            }
             OP_SET => {
                 let context = match reader.flag("operation context flag")? {
                     true => Some(CausalContext::decode(reader)?),
@@ -168,8 +192,11 @@ impl DataValue {
     /// replicas.
     pub fn apply(&mut self, op: &DataOp, actor: ActorId) -> Result<DataValue, OpError> {
         match (self, op) {
-            (DataValue::Counter(counter), DataOp::Increment(amount)) => {
+            (DataValue::Counter(counter), DataOp::Increment { amount, id: None }) => {
                 Ok(DataValue::Counter(counter.increment(actor, *amount)?))
+            }
+            (DataValue::Counter(counter), DataOp::Increment { amount, id: Some(id) }) => {
+                Ok(DataValue::Counter(counter.increment_once(actor, *amount, *id)?.delta))
             }
             (DataValue::Set(set), DataOp::Set { updates, context }) => {
                 let observed = context.clone().unwrap_or_else(|| set.context().clone());
@@ -250,7 +277,7 @@ mod tests {
         let op = DataOp::Set { updates: adds([Bytes::from_static(b"x")]), context: None };
         set.apply(&op, ActorId(1)).unwrap();
         let mut counter = DataValue::empty(DataType::Counter).unwrap();
-        counter.apply(&DataOp::Increment(-3), ActorId(2)).unwrap();
+        counter.apply(&DataOp::increment(-3), ActorId(2)).unwrap();
         for value in [set, counter] {
             let mut out = Vec::new();
             value.encode(&mut out);

@@ -219,7 +219,8 @@ pub(super) fn data_op() -> impl Strategy<Value = DataOp> {
         context
     }));
     prop_oneof![
-        any::<i64>().prop_map(DataOp::Increment),
+        (any::<i64>(), prop::option::of(any::<[u8; 16]>()))
+            .prop_map(|(amount, id)| DataOp::Increment { amount, id: id.map(crate::crdt::counter::OperationId) }),
         (prop::collection::vec(update, 0..4), context).prop_map(|(updates, context)| DataOp::Set { updates, context }),
     ]
 }

@@ -401,6 +401,15 @@ impl Coordinator {
         replicas: &[NodeId],
         deadline: Instant,
     ) -> Result<DataValue, CoordinatorError> {
+        // An increment without an id gets one here, before the first
+        // attempt: a replica that times out may still have applied it, and
+        // the retry through the next replica must then count once.
+        let op = match op {
+            DataOp::Increment { amount, id: None } => {
+                DataOp::Increment { amount: *amount, id: Some(self.services.replica.mint_operation_id()) }
+            }
+            other => other.clone(),
+        };
         let request = |forwarded| Request::CoordinateUpdate { key: key.clone(), op: op.clone(), options: forwarded };
         let outcome = |response| match response {
             Response::Updated(outcome) => Ok(outcome),

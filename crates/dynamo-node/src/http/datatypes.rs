@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_core::context::{decode_datatype_context, encode_datatype_context};
+use dynamo_core::crdt::counter::{MAX_OPERATION_ID_LEN, OperationId};
 use dynamo_core::crdt::set::{MAX_ELEMENT_LEN, SetUpdate};
 use dynamo_core::crdt::value::{DataOp, DataValue, MAX_OP_UPDATES};
 use dynamo_core::keys::ObjectKey;
@@ -43,6 +44,9 @@ struct OpBody {
     remove: Option<String>,
     remove_all: Option<Vec<String>>,
     context: Option<String>,
+    /// An increment's operation id: the same id applied again counts once
+    /// (see [`dynamo_core::crdt::counter`] for the window).
+    id: Option<String>,
     /// Map operations: recognised so the error can say they are not
     /// served yet, rather than "unknown field".
     update: Option<Value>,
@@ -148,7 +152,7 @@ fn parse_op(body: &[u8], datatype: DataType) -> Result<DataOp, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let parsed: OpBody = serde_json::from_slice(body).map_err(|problem| {
         bad(format!(
-            "an operation is a JSON object: {{\"increment\":N}} for a counter; {{\"add\":\"x\"}}, \
+            "an operation is a JSON object: {{\"increment\":N}} (optionally with an \"id\") for a counter; {{\"add\":\"x\"}}, \
              {{\"add_all\":[...]}}, {{\"remove\":\"x\"}}, {{\"remove_all\":[...]}} (with the \"context\" of a read) \
              for a set: {problem}"
         ))
@@ -164,7 +168,12 @@ fn parse_op(body: &[u8], datatype: DataType) -> Result<DataOp, ApiError> {
     let op = match (parsed.increment, set_fields) {
         (Some(_), true) => return Err(bad("an operation is either an increment or set changes, not both".into())),
         (None, false) => return Err(bad("the operation is empty: give increment, or add/remove fields".into())),
-        (Some(amount), false) => DataOp::Increment(amount),
+        (Some(amount), false) => DataOp::Increment { amount, id: operation_id(parsed.id.as_deref())? },
+        (None, true) if parsed.id.is_some() => {
+            return Err(bad(
+                "an operation \"id\" applies to increments only (adds and removes repeat harmlessly)".into()
+            ));
+        }
         (None, true) => set_op(parsed)?,
     };
     if op.kind() != datatype {
@@ -174,6 +183,21 @@ fn parse_op(body: &[u8], datatype: DataType) -> Result<DataOp, ApiError> {
         ));
     }
     Ok(op)
+}
+
+/// The operation id of an increment, if the client gave one.
+fn operation_id(id: Option<&str>) -> Result<Option<OperationId>, ApiError> {
+    match id {
+        None => Ok(None),
+        Some(id) if id.is_empty() || id.len() > MAX_OPERATION_ID_LEN => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "an operation \"id\" is 1 to {MAX_OPERATION_ID_LEN} bytes, this one is {}; use e.g. a UUID per increment",
+                id.len()
+            ),
+        )),
+        Some(id) => Ok(Some(OperationId::from_client(id.as_bytes()))),
+    }
 }
 
 /// The set operation of a body: every add, then every remove.
@@ -236,7 +260,9 @@ mod tests {
 
     #[test]
     fn operations_parse_into_their_kind() {
-        assert_eq!(parse_op(br#"{"increment":-4}"#, DataType::Counter).unwrap(), DataOp::Increment(-4));
+        assert_eq!(parse_op(br#"{"increment":-4}"#, DataType::Counter).unwrap(), DataOp::increment(-4));
+        let once = parse_op(br#"{"increment":2,"id":"retry-me"}"#, DataType::Counter).unwrap();
+        assert_eq!(once, DataOp::Increment { amount: 2, id: Some(OperationId::from_client(b"retry-me")) });
         let op = parse_op(br#"{"add":"a","add_all":["b"],"remove":"c"}"#, DataType::Set).unwrap();
         let DataOp::Set { updates, context: None } = op else { panic!("a set op") };
         assert_eq!(updates.len(), 3);
@@ -252,6 +278,10 @@ mod tests {
         assert_eq!(refusal(r#"{"add":"x"}"#, DataType::Counter).0, StatusCode::CONFLICT);
         assert_eq!(refusal(r#"{"remove":"x","context":"garbage!"}"#, DataType::Set).0, StatusCode::BAD_REQUEST);
         assert_eq!(refusal(r#"{"update":{"a_flag":"enable"}}"#, DataType::Set).0, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal(r#"{"increment":1,"id":""}"#, DataType::Counter).0, StatusCode::BAD_REQUEST);
+        let long_id = format!(r#"{{"increment":1,"id":"{}"}}"#, "i".repeat(MAX_OPERATION_ID_LEN + 1));
+        assert_eq!(refusal(&long_id, DataType::Counter).0, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal(r#"{"add":"x","id":"a"}"#, DataType::Set).0, StatusCode::BAD_REQUEST);
         let long = format!(r#"{{"add":"{}"}}"#, "x".repeat(MAX_ELEMENT_LEN + 1));
         assert_eq!(refusal(&long, DataType::Set).0, StatusCode::PAYLOAD_TOO_LARGE);
         let many = format!(r#"{{"add_all":[{}]}}"#, vec!["\"x\""; MAX_OP_UPDATES + 1].join(","));

@@ -1,8 +1,9 @@
 """Counters and sets over HTTP, as an application would use them with
 Python's `requests`: a shopping cart built by clients adding through
 different nodes at once, then a remove with the context of a read, and a
-counter incremented concurrently through every node. No client merges
-anything: the store does.
+counter incremented concurrently through every node, and an increment
+retried with its operation id through every node (it counts once). No
+client merges anything: the store does.
 
 Usage: datatypes.py PORT0 PORT1 PORT2
 
@@ -100,6 +101,19 @@ def main(ports):
     for port in ports:
         value = requests.get(url(port, "/buckets/visits/datatypes/home"), timeout=30).json()
         check(value == {"type": "counter", "value": 3 * 25 * 2 - 10}, f"counter via {port}: {value}")
+
+    # An increment retried with its operation id, through every node, counts
+    # once; the same amount without an id counts each time.
+    for port in ports:
+        response = post(port, "/buckets/visits/datatypes/paid", {"increment": 7, "id": "order-1041"})
+        check(response.status_code == 204, f"retried increment via {port}: {response.status_code} {response.text}")
+    post(ports[0], "/buckets/visits/datatypes/paid", {"increment": 7})
+    for port in ports:
+        value = requests.get(url(port, "/buckets/visits/datatypes/paid"), timeout=30).json()
+        check(value["value"] == 14, f"an id counts once, an increment without one counts: via {port}: {value}")
+    bad_id = post(ports[0], "/buckets/visits/datatypes/paid", {"increment": 1, "id": ""})
+    check(bad_id.status_code == 400 and "id" in bad_id.text, f"empty id: {bad_id.status_code} {bad_id.text}")
+
     missing = requests.get(url(ports[0], "/buckets/visits/datatypes/nobody"), timeout=30)
     check(missing.status_code == 404, f"absent counter: {missing.status_code}")
 
