@@ -191,6 +191,7 @@ fn requests() -> Vec<(&'static str, Request)> {
             Request::Join { node: announcement("n7", Some("n7.local:8000"), 4, Some("rack-2")), partitions: 1024 },
         ),
         ("transfer_page", Request::TransferPage { partition: 17, epoch: 3, after: None }),
+        ("bucket_has_keys", Request::BucketHasKeys { bucket: "carts".to_string() }),
     ]
 }
 
@@ -205,6 +206,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ),
         ("pong", Response::Pong),
         ("props_set", Response::PropsSet),
+        ("bucket_keys", Response::BucketKeys { any: true }),
         ("merkle_hashes", Response::MerkleHashes { hashes: vec![NodeHash(counting(0)), NodeHash([0xee; 16])] }),
         (
             "merkle_keys",
@@ -322,6 +324,7 @@ fn request_methods_keep_their_numbers() {
         ("gossip_push", 11),
         ("join", 12),
         ("transfer_page", 13),
+        ("bucket_has_keys", 15),
     ];
     assert_eq!(methods, expected);
 }
@@ -424,6 +427,7 @@ const REQUESTS: &[(&str, &str)] = &[
         ),
     ),
     ("transfer_page", "0100000011000000000000000300"),
+    ("bucket_has_keys", "01056361727473"),
 ];
 /// Golden bytes of each response of [`responses`], by name.
 const RESPONSES: &[(&str, &str)] = &[
@@ -446,6 +450,7 @@ const RESPONSES: &[(&str, &str)] = &[
     ("coordinated_err", "01020101f70000000d7b226572726f72223a2278227d"),
     ("pong", "0103"),
     ("props_set", "0105"),
+    ("bucket_keys", "010d01"),
     ("merkle_hashes", "01060002000102030405060708090a0b0c0d0e0feeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
     ("merkle_keys", "01070100020162000161202122232425262728292a2b2c2d2e2f016300017a01010101010101010101010101010101"),
     (

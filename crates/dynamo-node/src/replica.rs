@@ -127,6 +127,12 @@ enum Unreadable {
     Refuse,
 }
 
+/// Most records [`Replica::holds_live_keys`] reads before it gives up and
+/// answers true.
+pub const MAX_LIVE_KEY_PROBE: usize = 100_000;
+/// Records it reads per scan.
+const LIVE_KEY_PROBE_PAGE: usize = 256;
+
 /// This node's replica of the keyspace.
 pub struct Replica {
     store: Store,
@@ -256,6 +262,10 @@ impl Replica {
                 Err(error) => Err(error.to_string()),
             },
             Request::Ping => Ok(Response::Pong),
+            Request::BucketHasKeys { bucket } => match self.holds_live_keys(&bucket) {
+                Ok(any) => Ok(Response::BucketKeys { any }),
+                Err(error) => Err(format!("cannot tell whether bucket {bucket} holds keys: {error}")),
+            },
             request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => self.index.serve(request),
             Request::TransferPage { partition, after, .. } => match self.transfer_page(partition, after.as_ref()) {
                 Ok((entries, more)) => Ok(Response::TransferPage { entries, more }),
@@ -539,6 +549,42 @@ impl Replica {
         }
     }
 
+    /// Whether this replica stores a live key of `bucket` (one that is not
+    /// only tombstones), for the rule that a bucket's datatype is fixed
+    /// once it holds data. Reads each partition's range of the bucket until
+    /// it finds one, and at most [`MAX_LIVE_KEY_PROBE`] records in all:
+    /// past that, or on a record it cannot read, it answers true, so a
+    /// datatype change is refused rather than allowed on a guess.
+    pub fn holds_live_keys(&self, bucket: &str) -> Result<bool, ReplicaError> {
+        let mut budget = MAX_LIVE_KEY_PROBE;
+        for partition in 0..self.partitions {
+            let mut prefix = partition.to_be_bytes().to_vec();
+            prefix.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
+            prefix.extend_from_slice(bucket.as_bytes());
+            let mut start = prefix.clone();
+            loop {
+                let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, LIVE_KEY_PROBE_PAGE)?;
+                let full = rows.len() == LIVE_KEY_PROBE_PAGE;
+                for (storage_key, payload) in rows {
+                    budget = budget.saturating_sub(1);
+                    match self.decode_record(&storage_key, payload) {
+                        Ok((_, object, _)) if object.is_deleted() || object.is_empty() => {}
+                        _ => return Ok(true),
+                    }
+                    if budget == 0 {
+                        return Ok(true);
+                    }
+                    start = storage_key;
+                    start.push(0);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// A scanned object record: its key, its object and its encoded size.
     fn decode_record(
         &self,
@@ -618,4 +664,54 @@ fn decode_stored(key: &ObjectKey, bytes: &[u8]) -> Result<VersionedObject, Repli
         key: String::from_utf8_lossy(key.key()).into_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use dynamo_core::hlc::Hlc;
+    use dynamo_storage::MemoryEngine;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    const PARTITIONS: u32 = 16;
+
+    fn replica() -> Replica {
+        let store = Store::memory(MemoryEngine::new());
+        let (index, _) = MerkleIndex::build(store.clone(), PARTITIONS).expect("index");
+        Replica::new(store, PARTITIONS, ActorId(1), Arc::new(SystemClock), Arc::new(index))
+    }
+
+    async fn store(replica: &Replica, bucket: &str, key: &str, payload: Payload) {
+        let key = ObjectKey::new(bucket, key.as_bytes()).expect("key");
+        let mut object = replica.read(&key).expect("read");
+        let context = object.context().clone();
+        object.put(&context, ActorId(1), Hlc(1 + context.get(ActorId(1))), payload, ConflictMode::Siblings);
+        replica.merge_write(&key, &object, ConflictMode::Siblings, Durability::Buffered).await.expect("write");
+    }
+
+    fn value() -> Payload {
+        Payload::Value { data: Bytes::from_static(b"v"), content_type: None }
+    }
+
+    #[tokio::test]
+    async fn a_bucket_holds_live_keys_only_while_one_is_not_deleted() {
+        let replica = replica();
+        assert!(!replica.holds_live_keys("carts").unwrap(), "nothing stored");
+        // A bucket whose name extends this one's is another bucket.
+        store(&replica, "cartsx", "k", value()).await;
+        store(&replica, "cart", "k", value()).await;
+        assert!(!replica.holds_live_keys("carts").unwrap(), "neighbouring buckets are not this one");
+        store(&replica, "carts", "gone", value()).await;
+        assert!(replica.holds_live_keys("carts").unwrap());
+        store(&replica, "carts", "gone", Payload::Tombstone).await;
+        assert!(!replica.holds_live_keys("carts").unwrap(), "a deleted key is not data");
+        for index in 0..40 {
+            store(&replica, "carts", &format!("dead{index}"), value()).await;
+            store(&replica, "carts", &format!("dead{index}"), Payload::Tombstone).await;
+        }
+        store(&replica, "carts", "alive", value()).await;
+        assert!(replica.holds_live_keys("carts").unwrap(), "found past the tombstones");
+    }
 }

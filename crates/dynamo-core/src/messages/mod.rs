@@ -52,7 +52,8 @@
 //! | 11 | `GossipPush` | membership | | 10 | `TransferPage` | transfer |
 //! | 12 | `Join` | membership | | 11 | `Unreadable` | replica |
 //! | 13 | `TransferPage` | transfer | | 12 | `Updated` | forward |
-//! | 14 | `CoordinateUpdate` | forward | | | | |
+//! | 14 | `CoordinateUpdate` | forward | | 13 | `BucketKeys` | props |
+//! | 15 | `BucketHasKeys` | props | | | | |
 //!
 //! The golden bytes of every message are pinned by
 //! `crates/dynamo-core/tests/wire_format.rs`: a change to any of them is a
@@ -114,8 +115,10 @@ pub const METHOD_JOIN: u16 = 12;
 pub const METHOD_TRANSFER_PAGE: u16 = 13;
 /// Method of [`Request::CoordinateUpdate`].
 pub const METHOD_COORDINATE_UPDATE: u16 = 14;
+/// Method of [`Request::BucketHasKeys`].
+pub const METHOD_BUCKET_HAS_KEYS: u16 = 15;
 /// The last method this build knows.
-const LAST_METHOD: u16 = METHOD_COORDINATE_UPDATE;
+const LAST_METHOD: u16 = METHOD_BUCKET_HAS_KEYS;
 
 /// Format marker of the only message layout so far.
 const FORMAT: u8 = 1;
@@ -134,6 +137,7 @@ const RESPONSE_CLUSTER_STATE: u8 = 9;
 const RESPONSE_TRANSFER_PAGE: u8 = 10;
 const RESPONSE_UNREADABLE: u8 = 11;
 const RESPONSE_UPDATED: u8 = 12;
+const RESPONSE_BUCKET_KEYS: u8 = 13;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +223,13 @@ pub enum Request {
         props: BucketProps,
         /// Version of the change (an HLC timestamp).
         version: u64,
+    },
+    /// Whether this node stores any live key of a bucket (asked of every
+    /// member before a bucket takes a datatype: SPEC section 4, fixed once
+    /// the bucket holds data).
+    BucketHasKeys {
+        /// The bucket.
+        bucket: String,
     },
     /// Anti-entropy: the hashes of some nodes of this replica's Merkle tree
     /// of a partition (paper section 4.7).
@@ -308,6 +319,11 @@ pub enum Response {
     Pong,
     /// Answer to [`Request::SetProps`]: stored (or a newer change already was).
     PropsSet,
+    /// Answer to [`Request::BucketHasKeys`].
+    BucketKeys {
+        /// Whether the node stores a live key of the bucket.
+        any: bool,
+    },
     /// Answer to [`Request::MerkleHashes`]: one hash per node asked for, in
     /// the same order.
     MerkleHashes {
@@ -411,6 +427,7 @@ impl Request {
             Request::CoordinateUpdate { .. } => METHOD_COORDINATE_UPDATE,
             Request::Ping => METHOD_PING,
             Request::SetProps { .. } => METHOD_SET_PROPS,
+            Request::BucketHasKeys { .. } => METHOD_BUCKET_HAS_KEYS,
             Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
             Request::Reap { .. } => METHOD_REAP,
             Request::MerkleHashes { .. } => METHOD_MERKLE_HASHES,
@@ -442,6 +459,7 @@ impl Request {
             Request::Reap { key, tombstone } => replica::encode_reap(key, tombstone, &mut out),
             Request::Ping => {}
             Request::SetProps { bucket, props, version } => props::encode_set_props(bucket, props, *version, &mut out),
+            Request::BucketHasKeys { bucket } => props::encode_bucket(bucket, &mut out),
             Request::MerkleHashes { partition, level, indices } => {
                 merkle::encode_hashes_request(*partition, *level, indices, &mut out);
             }
@@ -473,6 +491,7 @@ impl Request {
             METHOD_COORDINATE_UPDATE => forward::decode_coordinate_update(reader)?,
             METHOD_PING => Request::Ping,
             METHOD_SET_PROPS => props::decode_set_props(reader)?,
+            METHOD_BUCKET_HAS_KEYS => Request::BucketHasKeys { bucket: props::decode_bucket(reader)? },
             METHOD_HINTED_WRITE => hint::decode_hinted_write(reader)?,
             METHOD_REAP => replica::decode_reap(reader)?,
             METHOD_MERKLE_HASHES => merkle::decode_hashes_request(reader)?,
@@ -495,6 +514,7 @@ impl Response {
         match self {
             Response::Read { object } => fields::encode_object(object, &mut out),
             Response::Written { durable } => out.push(u8::from(*durable)),
+            Response::BucketKeys { any } => out.push(u8::from(*any)),
             Response::Coordinated(outcome) => forward::encode_coordinated(outcome, &mut out),
             Response::Updated(outcome) => forward::encode_updated(outcome, &mut out),
             Response::Pong | Response::PropsSet | Response::ClusterSame => {}
@@ -519,6 +539,7 @@ impl Response {
             RESPONSE_UPDATED => forward::decode_updated(reader)?,
             RESPONSE_PONG => Response::Pong,
             RESPONSE_PROPS_SET => Response::PropsSet,
+            RESPONSE_BUCKET_KEYS => Response::BucketKeys { any: reader.flag("any keys flag")? },
             RESPONSE_MERKLE_HASHES => merkle::decode_hashes_response(reader)?,
             RESPONSE_MERKLE_KEYS => merkle::decode_keys_response(reader)?,
             RESPONSE_CLUSTER_SAME => Response::ClusterSame,
@@ -541,6 +562,7 @@ impl Response {
             Response::Updated(_) => RESPONSE_UPDATED,
             Response::Pong => RESPONSE_PONG,
             Response::PropsSet => RESPONSE_PROPS_SET,
+            Response::BucketKeys { .. } => RESPONSE_BUCKET_KEYS,
             Response::MerkleHashes { .. } => RESPONSE_MERKLE_HASHES,
             Response::MerkleKeys { .. } => RESPONSE_MERKLE_KEYS,
             Response::TransferPage { .. } => RESPONSE_TRANSFER_PAGE,
@@ -588,7 +610,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 13]), Err(MessageError::UnknownResponse(13)));
+        assert_eq!(Response::decode(&[1, 14]), Err(MessageError::UnknownResponse(14)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),

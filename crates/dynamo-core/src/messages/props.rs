@@ -10,7 +10,9 @@
 //!   (issue 12) rides in the high four bits of the mode byte, which were
 //!   zero before: a bucket without one encodes as in the first layout, and
 //!   an older node refuses (rather than misreads) one with a datatype;
-//! - [`super::Response::PropsSet`] (kind 5): no fields.
+//! - [`super::Response::PropsSet`] (kind 5): no fields;
+//! - [`Request::BucketHasKeys`] (method 15): `bucket length u8 | bucket`;
+//! - [`super::Response::BucketKeys`] (kind 13): `any u8` (0 or 1).
 
 use super::fields::{decode_mode, mode_byte};
 use super::{MessageError, Request};
@@ -26,18 +28,29 @@ const MODE_MASK: u8 = 0x0f;
 /// Appends the fields of [`Request::SetProps`].
 pub(super) fn encode_set_props(bucket: &str, props: &BucketProps, version: u64, out: &mut Vec<u8>) {
     // Validation keeps the bucket within its length byte.
-    out.push(clamped_u8(bucket.len()));
-    out.extend_from_slice(bucket.as_bytes());
+    encode_bucket(bucket, out);
     let mode = mode_byte(props.conflict) | (props.datatype.byte() << DATATYPE_SHIFT);
     out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode]);
     out.extend_from_slice(&version.to_be_bytes());
 }
 
-/// Reads the fields of [`Request::SetProps`].
-pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+/// Appends a bucket name: `length u8 | bucket`.
+pub(super) fn encode_bucket(bucket: &str, out: &mut Vec<u8>) {
+    out.push(clamped_u8(bucket.len()));
+    out.extend_from_slice(bucket.as_bytes());
+}
+
+/// Reads [`encode_bucket`]'s bytes, validating the bucket as a client's.
+pub(super) fn decode_bucket(reader: &mut Reader<'_>) -> Result<String, MessageError> {
     let len = usize::from(reader.u8("bucket length")?);
     let bucket = reader.text(len, MAX_BUCKET_LEN, "bucket")?;
     validate_bucket(&bucket).map_err(MessageError::Key)?;
+    Ok(bucket)
+}
+
+/// Reads the fields of [`Request::SetProps`].
+pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, MessageError> {
+    let bucket = decode_bucket(reader)?;
     let n = reader.u8("n")?;
     let r = reader.u8("r")?;
     let w = reader.u8("w")?;

@@ -87,6 +87,7 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
             },
             version,
         }),
+        "[a-z]{1,20}".prop_map(|bucket| Request::BucketHasKeys { bucket }),
         merkle_request(),
         membership_request(),
     ]
@@ -188,6 +189,7 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
         (100..=599u16, "\\PC{0,50}").prop_map(|(status, body)| Response::Updated(Err(ForwardedError { status, body }))),
         Just(Response::Pong),
         Just(Response::PropsSet),
+        any::<bool>().prop_map(|any| Response::BucketKeys { any }),
         "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
         "\\PC{0,100}".prop_map(|reason| Response::Unreadable { reason }),
         merkle_response(),

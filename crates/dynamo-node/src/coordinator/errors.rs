@@ -169,6 +169,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Updated(_) => "Updated",
         Response::Pong => "Pong",
         Response::PropsSet => "PropsSet",
+        Response::BucketKeys { .. } => "BucketKeys",
         Response::MerkleHashes { .. } => "MerkleHashes",
         Response::MerkleKeys { .. } => "MerkleKeys",
         Response::TransferPage { .. } => "TransferPage",

@@ -135,6 +135,9 @@ impl Coordinator {
                      for {wanted} values"
                 )));
             }
+            if current == DataType::None && wanted != DataType::None {
+                self.refuse_if_bucket_holds_keys(bucket, wanted).await?;
+            }
         }
         let version = self.services.replica.timestamp();
         let props = self.services.buckets.update(bucket, patch, version).await?;
@@ -169,6 +172,55 @@ impl Coordinator {
             answered: stored as u8,
             replicas: outcomes,
             hint: "the change is stored on the members that answered ok; repeat the request when the others are up"
+                .to_string(),
+        })))
+    }
+
+    /// Refuses (`409`) giving `bucket` the datatype `wanted` when any
+    /// member stores a live key of it: those values are not of the type,
+    /// and would become unreadable through either API. Every member must
+    /// answer (`503` otherwise), since any of them may hold keys. A write
+    /// that lands between this check and the change is not caught.
+    async fn refuse_if_bucket_holds_keys(&self, bucket: &str, wanted: DataType) -> Result<(), CoordinatorError> {
+        let mut members = self.services.cluster.others();
+        members.push(self.services.cluster.local().clone());
+        let request = Request::BucketHasKeys { bucket: bucket.to_string() };
+        let mut answers = self.send_to_all(&members, &request, Instant::now() + self.default_timeout);
+        let (mut holders, mut outcomes) = (Vec::new(), Vec::new());
+        while let Some((node, outcome)) = answers.recv().await {
+            outcomes.push(match outcome {
+                Ok(Response::BucketKeys { any }) => {
+                    if any {
+                        holders.push(node.to_string());
+                    }
+                    ReplicaOutcome { node: node.to_string(), status: "ok", reason: None, hint_for: None }
+                }
+                Ok(Response::Failed { reason }) => failed(&node, reason),
+                Ok(other) => failed(&node, unexpected(&other)),
+                Err(reason) => failed(&node, reason),
+            });
+        }
+        if !holders.is_empty() {
+            holders.sort();
+            return Err(CoordinatorError::Conflict(format!(
+                "bucket {bucket} already holds keys (on {}) and its datatype is fixed once it holds data; \
+                 use a new bucket for {wanted} values, or delete its keys first",
+                holders.join(", ")
+            )));
+        }
+        let answered = outcomes.iter().filter(|outcome| outcome.status == "ok").count();
+        if answered == outcomes.len() {
+            return Ok(());
+        }
+        Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
+            operation: "check that the bucket holds no keys",
+            n: outcomes.len() as u8,
+            needed: outcomes.len() as u8,
+            needed_durable: 0,
+            answered: answered as u8,
+            replicas: outcomes,
+            hint: "a bucket takes a datatype only when every member says it holds none of its keys; \
+                   repeat the request when the others are up"
                 .to_string(),
         })))
     }

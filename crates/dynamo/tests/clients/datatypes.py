@@ -114,6 +114,25 @@ def main(ports):
     bad_id = post(ports[0], "/buckets/visits/datatypes/paid", {"increment": 1, "id": ""})
     check(bad_id.status_code == 400 and "id" in bad_id.text, f"empty id: {bad_id.status_code} {bad_id.text}")
 
+    # A bucket that holds plain values cannot become a data-type bucket; one
+    # whose keys were all deleted can.
+    plain = requests.put(url(ports[0], "/buckets/legacy/keys/k1"), data=b"old", timeout=30)
+    check(plain.status_code == 204, f"plain write: {plain.status_code} {plain.text}")
+    refused = requests.put(url(ports[1], "/buckets/legacy/props"), json={"datatype": "counter"}, timeout=30)
+    check(
+        refused.status_code == 409 and "already holds keys" in refused.text,
+        f"datatype on a bucket with keys: {refused.status_code} {refused.text}",
+    )
+    kept = requests.get(url(ports[2], "/buckets/legacy/props"), timeout=30).json()
+    check(kept.get("datatype") == "none", f"props unchanged after the refusal: {kept}")
+    requests.put(url(ports[0], "/buckets/emptied/keys/k1"), data=b"x", timeout=30)
+    read = requests.get(url(ports[0], "/buckets/emptied/keys/k1"), timeout=30)
+    context = {"X-Dynamo-Context": read.headers["X-Dynamo-Context"]}
+    # w=3: every replica holds the tombstone before the props change asks them.
+    requests.delete(url(ports[0], "/buckets/emptied/keys/k1"), headers=context, params={"w": 3}, timeout=30)
+    emptied = requests.put(url(ports[2], "/buckets/emptied/props"), json={"datatype": "set"}, timeout=30)
+    check(emptied.status_code == 204, f"datatype on a bucket of deleted keys: {emptied.status_code} {emptied.text}")
+
     missing = requests.get(url(ports[0], "/buckets/visits/datatypes/nobody"), timeout=30)
     check(missing.status_code == 404, f"absent counter: {missing.status_code}")
 
