@@ -68,6 +68,7 @@ pub mod merkle_index;
 pub mod metrics;
 pub mod peers;
 pub mod replica;
+pub mod resp;
 pub mod server;
 pub mod services;
 pub mod tombstone_collector;
