@@ -10,10 +10,11 @@
 //!      of its acknowledgements was fsynced, and crashes only drop unsynced
 //!      data;
 //!    - a write acknowledged with `dw = 0` sat in memory buffers on its W
-//!      acknowledging replicas, so losing it is allowed only if at least W
-//!      of the key's replicas crashed after it was sent (all of its
-//!      acknowledging replicas may then have lost it). Such losses are
-//!      counted, not failed. Fewer crashes than that and a loss is a bug.
+//!      acknowledging nodes, so losing it is allowed only if at least W
+//!      nodes crashed after it was sent (all of its acknowledging nodes may
+//!      then have lost it; any node, since under the sloppy quorum a
+//!      fallback holding a hint may acknowledge). Such losses are counted,
+//!      not failed. Fewer crashes than that and a loss is a bug.
 //! 3. **No causally superseded value wins** (LWW keys): last-write-wins may
 //!    drop a concurrent write, but the final value must never be one that
 //!    an acknowledged write causally superseded (its context had seen it),
@@ -142,7 +143,7 @@ pub fn check(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
     }
     check_sets(log, snapshot, keys, replicas, &mut verdict);
     check_lww(log, snapshot, keys, replicas, &mut verdict);
-    check_counters(log, snapshot, keys, replicas, &mut verdict);
+    check_counters(log, snapshot, keys, &mut verdict);
     check_orsets(log, snapshot, keys, replicas, &mut verdict);
     verdict
 }
@@ -164,14 +165,14 @@ fn check_sets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<u
             verdict.set_writes_kept += 1;
             continue;
         }
-        let crashed = log.crashed_since(&replicas[write.key], write.start_ms);
+        let crashed = log.crashed_since(write.start_ms);
         if write.dw == 0 && crashed >= usize::from(write.w) {
             verdict.excused_losses += 1;
             continue;
         }
         verdict.violations.push(format!(
             "lost acknowledged write: element {} of set key k{} (client set{}, w={} dw={} blind={}, sent at {} ms, \
-             acknowledged at {} ms; replicas {:?}, {} of them crashed since)",
+             acknowledged at {} ms; replicas {:?}, {} nodes crashed since)",
             write.element,
             write.key,
             write.client,
@@ -211,14 +212,14 @@ fn check_lww(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
             if !lost {
                 continue;
             }
-            let crashed = log.crashed_since(&replicas[index], write.start_ms);
+            let crashed = log.crashed_since(write.start_ms);
             if write.dw == 0 && crashed >= usize::from(write.w) {
                 verdict.excused_losses += 1;
                 continue;
             }
             verdict.violations.push(format!(
                 "lost acknowledged write: {name} ends with {} although acknowledged write {} (w={} dw={}, sent at {} \
-                 ms) causally superseded it; replicas {:?}, {} of them crashed since",
+                 ms) causally superseded it; replicas {:?}, {} nodes crashed since",
                 describe(&state),
                 write.id,
                 write.w,
@@ -262,7 +263,7 @@ impl Bounds {
 }
 
 /// Invariant 4 (see the module docs).
-fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<usize>], verdict: &mut Verdict) {
+fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, verdict: &mut Verdict) {
     for (key, index) in keys.range(KeyKind::Counter).enumerate() {
         let name = keys.name(index);
         let object_key = &keys.counter_keys[key];
@@ -282,7 +283,7 @@ fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[V
         let mut once = Bounds::default();
         let (mut acked, mut unknown, mut excused, mut repeated) = (0i64, 0, 0, Vec::new());
         for update in log.counter_updates.iter().filter(|update| update.key == key) {
-            let crashed = log.crashed_since(&replicas[index], update.start_ms);
+            let crashed = log.crashed_since(update.start_ms);
             let may_be_lost = update.dw == 0 && crashed >= usize::from(update.w);
             let least = i64::from(update.acked && !may_be_lost);
             once.add(update.amount, least, 1);
@@ -358,7 +359,7 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
         for element in elements.difference(&added) {
             verdict.violations.push(format!("{name} ends with element {element}, which no client added"));
         }
-        let crashed_since = |since_ms: u64| log.crashed_since(&replicas[index], since_ms);
+        let crashed_since = |since_ms: u64| log.crashed_since(since_ms);
         for change in changes.iter().filter(|change| change.acked) {
             let present = elements.contains(&change.element);
             if change.add && !present && !removed.contains(&change.element) {
@@ -369,7 +370,7 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
                 }
                 verdict.violations.push(format!(
                     "lost acknowledged add: element {} of {name} (client orset{}, w={} dw={}, sent at {} ms), never \
-                     removed; replicas {:?}, {crashed} of them crashed since",
+                     removed; replicas {:?}, {crashed} nodes crashed since",
                     change.element, change.client, change.w, change.dw, change.start_ms, replicas[index]
                 ));
             }
@@ -377,7 +378,7 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
             if !change.add && present && crashed_since(change.start_ms) == 0 && !added_twice() {
                 verdict.violations.push(format!(
                     "{name} ends with element {}, although an acknowledged remove of it (client orset{}, context {}, \
-                     read at {} ms) observed its add and no replica crashed since",
+                     read at {} ms) observed its add and no node crashed since",
                     change.element,
                     change.client,
                     if change.with_context { "of its read" } else { "of the acting replica" },
@@ -387,7 +388,7 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
         }
         if set.deferred_len() > 0 && crashed_since(0) == 0 {
             verdict.violations.push(format!(
-                "{name} ends with {} removes still deferred, although no replica crashed (every context a client \
+                "{name} ends with {} removes still deferred, although no node crashed (every context a client \
                  read should be included by now)",
                 set.deferred_len()
             ));

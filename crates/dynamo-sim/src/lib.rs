@@ -42,8 +42,8 @@
 //! After healing, restarting every node, and reading every key with R=N
 //! until read repair has converged the replicas: every replica of a key
 //! holds the same versions; no acknowledged write is lost (a `dw = 0`
-//! write may be lost only when at least W of its replicas crashed after
-//! it was sent); on last-write-wins keys, no value that an acknowledged
+//! write may be lost only when at least W nodes, its replicas or the
+//! fallbacks that took hints for them, crashed after it was sent); on last-write-wins keys, no value that an acknowledged
 //! write causally superseded survives; a counter ends between what its
 //! acknowledged increments and what all that may have been applied make;
 //! a set keeps every acknowledged add that no remove was sent for, holds
