@@ -364,7 +364,9 @@ impl VersionedObject {
             Some((index, other)) => unreachable!("sibling {index} was found holding a data type: {other:?}"),
             None => (DataValue::empty(kind).ok_or(OpError::WrongType { op: op.kind(), stored: kind })?, None),
         };
-        let delta = match value.apply(op, actor) {
+        let previous = restore.map(|(_, _, timestamp)| timestamp);
+        let timestamp = timestamp.max(self.latest_timestamp().next()).max(previous.map_or(Hlc(0), Hlc::next));
+        let delta = match value.apply(op, actor, timestamp) {
             Ok(delta) => delta,
             Err(refusal) => {
                 if let Some((index, dot, timestamp)) = restore {
@@ -375,8 +377,6 @@ impl VersionedObject {
         };
         let counter = self.clock.get(actor).max(floor).saturating_add(1);
         let dot = Dot { actor, counter };
-        let previous = restore.map(|(_, _, timestamp)| timestamp);
-        let timestamp = timestamp.max(self.latest_timestamp().next()).max(previous.map_or(Hlc(0), Hlc::next));
         // Labelled as merging the delta into the old state labels it (the
         // greater dot), so that the acting replica and every replica that
         // merges the delta hold the same object, byte for byte (found by the

@@ -119,9 +119,6 @@ pub enum PropsError {
         /// w in effect.
         w: u8,
     },
-    /// A datatype this build does not serve yet.
-    #[error("datatype {0} is not available yet; use counter or set")]
-    DatatypeNotBuilt(DataType),
     /// A quorum value that is not a number or one of one|quorum|all.
     #[error("{name}={value:?} is not a number or one of one, quorum, all, default")]
     Unparsable {
@@ -145,9 +142,6 @@ impl BucketProps {
         // bounded by w (and thereby by n).
         if self.dw > self.w {
             return Err(PropsError::DwAboveW { dw: self.dw, w: self.w });
-        }
-        if self.datatype == DataType::Map {
-            return Err(PropsError::DatatypeNotBuilt(self.datatype));
         }
         Ok(())
     }

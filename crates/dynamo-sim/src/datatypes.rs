@@ -371,7 +371,7 @@ pub fn forwarded_adds(log: &Log, key: &ObjectKey, element: u64) -> usize {
     let bytes = encode_element(element);
     let adds = |op: &DataOp| match op {
         DataOp::Set { updates, .. } => updates.iter().any(|update| *update == SetUpdate::Add(bytes.clone())),
-        DataOp::Increment { .. } => false,
+        DataOp::Increment { .. } | DataOp::Map { .. } => false,
     };
     log.forwarded_updates.iter().filter(|copy| copy.key == *key && adds(&copy.op)).count()
 }
@@ -424,6 +424,7 @@ pub fn describe_value(value: Option<&DataValue>) -> String {
         Some(DataValue::Set(set)) => {
             format!("set of {} elements ({} removes deferred)", set.len(), set.deferred_len())
         }
+        Some(DataValue::Map(map)) => format!("map of {} fields", map.len()),
     }
 }
 

@@ -122,6 +122,7 @@ fn witness_forwarded_update(index: usize, peer: &str, body: &[u8], log: &SharedL
             format!("increment {amount:+} id {:02x}{:02x}..", id.0[0], id.0[1])
         }
         DataOp::Set { updates, .. } => format!("set operation of {} changes", updates.len()),
+        DataOp::Map { ops, .. } => format!("map operation of {} changes", ops.len()),
     };
     log.event(
         at_ms,

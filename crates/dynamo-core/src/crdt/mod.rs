@@ -11,13 +11,14 @@
 //! after anti-entropy copied the same change) would count twice, whereas a
 //! merge is idempotent.
 //!
-//! The types so far: [`counter::Counter`], a PN-counter, and
-//! [`set::OrSet`], an add-wins observed-remove set over a
-//! [`context::CausalContext`]. To come (issue 12): the map of named
-//! fields.
+//! The types: [`counter::Counter`], a PN-counter; [`set::OrSet`], an
+//! add-wins observed-remove set over a [`context::CausalContext`]; and
+//! [`map::Map`], named registers, flags, counters, sets and nested maps
+//! sharing one such context, with Riak's reset-remove semantics.
 
 pub mod context;
 pub mod counter;
+pub mod map;
 pub mod set;
 pub mod value;
 

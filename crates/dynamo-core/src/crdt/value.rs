@@ -9,7 +9,9 @@ use crate::codec::{CodecError, Reader, encode_u32_prefixed};
 use crate::crdt::Crdt;
 use crate::crdt::context::CausalContext;
 use crate::crdt::counter::{Counter, CounterError, OperationId};
+use crate::crdt::map::{FieldKey, FieldKind, FieldOp, MAX_DEPTH, MAX_OPS, Map, MapError, MapOp};
 use crate::crdt::set::{OrSet, SetError, SetUpdate};
+use crate::hlc::Hlc;
 use crate::props::DataType;
 use crate::version::ActorId;
 
@@ -23,11 +25,25 @@ const OP_INCREMENT: u8 = 1;
 const OP_SET: u8 = 2;
 /// Tag byte of an increment operation with an operation id.
 const OP_INCREMENT_ONCE: u8 = 3;
+/// Tag byte of a map operation.
+const OP_MAP: u8 = 4;
 
 /// Tag byte of a counter inside an object.
 const TAG_COUNTER: u8 = 1;
 /// Tag byte of a set inside an object.
 const TAG_SET: u8 = 2;
+/// Tag byte of a map inside an object.
+const TAG_MAP: u8 = 3;
+
+/// Tag bytes of a field operation inside a map operation.
+const FIELD_ASSIGN: u8 = 1;
+const FIELD_ENABLE: u8 = 2;
+const FIELD_DISABLE: u8 = 3;
+const FIELD_INCREMENT: u8 = 4;
+const FIELD_SET: u8 = 5;
+const FIELD_MAP: u8 = 6;
+/// Tag byte of a field remove inside a map operation.
+const FIELD_REMOVE: u8 = 7;
 
 /// A data-type value of one of the kinds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +52,8 @@ pub enum DataValue {
     Counter(Counter),
     /// An add-wins set.
     Set(OrSet),
+    /// A map of named fields.
+    Map(Map),
 }
 
 /// An operation on a data-type value.
@@ -60,6 +78,16 @@ pub enum DataOp {
         /// The context of the client's read, if it sent one.
         context: Option<CausalContext>,
     },
+    /// Field updates and removes on a map, applied in order, all or none.
+    /// Removes act on what `context` observed (else on what the acting
+    /// replica holds). A register write's timestamp is the acting
+    /// replica's, whatever the operation carries.
+    Map {
+        /// The operations.
+        ops: Vec<MapOp>,
+        /// The context of the client's read, if it sent one.
+        context: Option<CausalContext>,
+    },
 }
 
 impl DataOp {
@@ -68,6 +96,7 @@ impl DataOp {
         match self {
             DataOp::Increment { .. } => DataType::Counter,
             DataOp::Set { .. } => DataType::Set,
+            DataOp::Map { .. } => DataType::Map,
         }
     }
 }
@@ -97,15 +126,15 @@ impl DataOp {
                 if let Some(context) = context {
                     context.encode(out);
                 }
-                out.extend_from_slice(&crate::codec::clamped_u32(updates.len()).to_be_bytes());
-                for update in updates {
-                    let (kind, element) = match update {
-                        SetUpdate::Add(element) => (0, element),
-                        SetUpdate::Remove(element) => (1, element),
-                    };
-                    out.push(kind);
-                    encode_u32_prefixed(element, out);
+                encode_set_updates(updates, out);
+            }
+            DataOp::Map { ops, context } => {
+                out.push(OP_MAP);
+                out.push(u8::from(context.is_some()));
+                if let Some(context) = context {
+                    context.encode(out);
                 }
+                encode_map_ops(ops, out);
             }
         }
     }
@@ -125,25 +154,17 @@ impl DataOp {
                     true => Some(CausalContext::decode(reader)?),
                     false => None,
                 };
-                let count = usize::try_from(reader.u32("operation update count")?).unwrap_or(usize::MAX);
-                if count > MAX_OP_UPDATES {
-                    return Err(CodecError::Invalid("a set operation with more updates than allowed"));
-                }
-                let mut updates = Vec::with_capacity(count.min(reader.remaining() / 5));
-                for _ in 0..count {
-                    let kind = reader.u8("set update kind")?;
-                    let element = reader.u32_prefixed("set element length", "set element")?;
-                    if element.len() > crate::crdt::set::MAX_ELEMENT_LEN {
-                        return Err(CodecError::Invalid("a set element longer than allowed"));
-                    }
-                    let element = Bytes::copy_from_slice(element);
-                    updates.push(match kind {
-                        0 => SetUpdate::Add(element),
-                        1 => SetUpdate::Remove(element),
-                        _ => return Err(CodecError::Invalid("unknown set update kind")),
-                    });
-                }
+                let updates = decode_set_updates(reader)?;
                 Ok(DataOp::Set { updates, context })
+            }
+            OP_MAP => {
+                let context = match reader.flag("operation context flag")? {
+                    true => Some(CausalContext::decode(reader)?),
+                    false => None,
+                };
+                let mut budget = MAX_OPS;
+                let ops = decode_map_ops(reader, 1, &mut budget)?;
+                Ok(DataOp::Map { ops, context })
             }
             _ => Err(CodecError::Invalid("unknown operation tag")),
         }
@@ -167,6 +188,9 @@ pub enum OpError {
     /// The set refused it.
     #[error(transparent)]
     Set(#[from] SetError),
+    /// The map refused it.
+    #[error(transparent)]
+    Map(#[from] MapError),
 }
 
 impl DataValue {
@@ -176,7 +200,8 @@ impl DataValue {
         match kind {
             DataType::Counter => Some(DataValue::Counter(Counter::new())),
             DataType::Set => Some(DataValue::Set(OrSet::new())),
-            DataType::None | DataType::Map => None,
+            DataType::Map => Some(DataValue::Map(Map::new())),
+            DataType::None => None,
         }
     }
 
@@ -185,12 +210,14 @@ impl DataValue {
         match self {
             DataValue::Counter(_) => DataType::Counter,
             DataValue::Set(_) => DataType::Set,
+            DataValue::Map(_) => DataType::Map,
         }
     }
 
-    /// Applies `op` as `actor`; returns the delta to ship to the other
-    /// replicas.
-    pub fn apply(&mut self, op: &DataOp, actor: ActorId) -> Result<DataValue, OpError> {
+    /// Applies `op` as `actor` at `timestamp` (the acting replica's clock,
+    /// which stamps a map's register writes); returns the delta to ship to
+    /// the other replicas.
+    pub fn apply(&mut self, op: &DataOp, actor: ActorId, timestamp: Hlc) -> Result<DataValue, OpError> {
         match (self, op) {
             (DataValue::Counter(counter), DataOp::Increment { amount, id: None }) => {
                 Ok(DataValue::Counter(counter.increment(actor, *amount)?))
@@ -202,6 +229,10 @@ impl DataValue {
                 let observed = context.clone().unwrap_or_else(|| set.context().clone());
                 Ok(DataValue::Set(set.apply_all(updates, actor, &observed)?))
             }
+            (DataValue::Map(map), DataOp::Map { ops, context }) => {
+                let stamped = stamp_registers(ops, timestamp);
+                Ok(DataValue::Map(map.apply(&stamped, actor, context.as_ref())?))
+            }
             (value, op) => Err(OpError::WrongType { op: op.kind(), stored: value.kind() }),
         }
     }
@@ -212,6 +243,7 @@ impl DataValue {
         match (self, other) {
             (DataValue::Counter(ours), DataValue::Counter(theirs)) => ours.merge(theirs),
             (DataValue::Set(ours), DataValue::Set(theirs)) => ours.merge(theirs),
+            (DataValue::Map(ours), DataValue::Map(theirs)) => ours.merge(theirs),
             _ => return false,
         }
         true
@@ -223,6 +255,7 @@ impl DataValue {
         let (tag, bytes) = match self {
             DataValue::Counter(counter) => (TAG_COUNTER, counter.encode()),
             DataValue::Set(set) => (TAG_SET, set.encode()),
+            DataValue::Map(map) => (TAG_MAP, map.encode()),
         };
         out.push(tag);
         encode_u32_prefixed(&bytes, out);
@@ -234,6 +267,7 @@ impl DataValue {
             + match self {
                 DataValue::Counter(counter) => counter.encode().len(),
                 DataValue::Set(set) => set.encode().len(),
+                DataValue::Map(map) => map.encode().len(),
             }
     }
 
@@ -244,9 +278,163 @@ impl DataValue {
         match tag {
             TAG_COUNTER => Ok(DataValue::Counter(Counter::decode(bytes)?)),
             TAG_SET => Ok(DataValue::Set(OrSet::decode(bytes)?)),
+            TAG_MAP => Ok(DataValue::Map(Map::decode(bytes)?)),
             _ => Err(CodecError::Invalid("unknown data type tag")),
         }
     }
+}
+
+/// `ops` with every register write stamped `timestamp`.
+fn stamp_registers(ops: &[MapOp], timestamp: Hlc) -> Vec<MapOp> {
+    ops.iter()
+        .map(|op| match op {
+            MapOp::Update { name, op: FieldOp::Assign { value, .. } } => {
+                MapOp::Update { name: name.clone(), op: FieldOp::Assign { value: value.clone(), timestamp } }
+            }
+            MapOp::Update { name, op: FieldOp::Map(nested) } => {
+                MapOp::Update { name: name.clone(), op: FieldOp::Map(stamp_registers(nested, timestamp)) }
+            }
+            other => other.clone(),
+        })
+        .collect()
+}
+
+/// Appends map operations: `count u32 | op*`, each op `tag u8 | name
+/// (u32-prefixed) | the field operation's fields`: assign `timestamp u64 |
+/// value (u32-prefixed)`, increment `amount i64`, set `updates u32 | (add
+/// 0 / remove 1 u8 | element (u32-prefixed))*`, nested map the same as
+/// this, enable/disable nothing; a remove `tag 7 | name | kind u8`.
+fn encode_map_ops(ops: &[MapOp], out: &mut Vec<u8>) {
+    out.extend_from_slice(&crate::codec::clamped_u32(ops.len()).to_be_bytes());
+    for op in ops {
+        match op {
+            MapOp::Remove(key) => {
+                out.push(FIELD_REMOVE);
+                encode_u32_prefixed(&key.name, out);
+                out.push(kind_byte(key.kind));
+            }
+            MapOp::Update { name, op } => {
+                let tag = match op {
+                    FieldOp::Assign { .. } => FIELD_ASSIGN,
+                    FieldOp::Enable => FIELD_ENABLE,
+                    FieldOp::Disable => FIELD_DISABLE,
+                    FieldOp::Increment(_) => FIELD_INCREMENT,
+                    FieldOp::Set(_) => FIELD_SET,
+                    FieldOp::Map(_) => FIELD_MAP,
+                };
+                out.push(tag);
+                encode_u32_prefixed(name, out);
+                match op {
+                    FieldOp::Assign { value, timestamp } => {
+                        out.extend_from_slice(&timestamp.0.to_be_bytes());
+                        encode_u32_prefixed(value, out);
+                    }
+                    FieldOp::Enable | FieldOp::Disable => {}
+                    FieldOp::Increment(amount) => out.extend_from_slice(&amount.to_be_bytes()),
+                    FieldOp::Set(updates) => encode_set_updates(updates, out),
+                    FieldOp::Map(nested) => encode_map_ops(nested, out),
+                }
+            }
+        }
+    }
+}
+
+fn kind_byte(kind: FieldKind) -> u8 {
+    FieldKind::ALL.iter().position(|each| *each == kind).map_or(0, |index| index as u8 + 1)
+}
+
+/// Reads [`encode_map_ops`]'s bytes at nesting `depth`, with at most
+/// `budget` operations in all (nested ones and set elements included), as
+/// a client's operation is limited.
+fn decode_map_ops(reader: &mut Reader<'_>, depth: usize, budget: &mut usize) -> Result<Vec<MapOp>, CodecError> {
+    if depth > MAX_DEPTH {
+        return Err(CodecError::Invalid("a map operation nested deeper than allowed"));
+    }
+    let count = usize::try_from(reader.u32("map operation count")?).unwrap_or(usize::MAX);
+    spend(budget, count)?;
+    let mut ops = Vec::with_capacity(count.min(reader.remaining() / 5));
+    for _ in 0..count {
+        let tag = reader.u8("map operation tag")?;
+        let name = Bytes::copy_from_slice(reader.u32_prefixed("field name length", "field name")?);
+        if name.len() > crate::crdt::map::MAX_NAME_LEN {
+            return Err(CodecError::Invalid("a field name longer than allowed"));
+        }
+        let op = match tag {
+            FIELD_REMOVE => {
+                let kind = reader.u8("field kind")?;
+                let kind = FieldKind::ALL
+                    .get(usize::from(kind).wrapping_sub(1))
+                    .copied()
+                    .ok_or(CodecError::Invalid("unknown field kind"))?;
+                ops.push(MapOp::Remove(FieldKey::new(name, kind)));
+                continue;
+            }
+            FIELD_ASSIGN => {
+                let timestamp = Hlc(reader.u64("register timestamp")?);
+                let value = reader.u32_prefixed("register length", "register value")?;
+                if value.len() > crate::crdt::map::MAX_REGISTER_LEN {
+                    return Err(CodecError::Invalid("a register value longer than allowed"));
+                }
+                FieldOp::Assign { value: Bytes::copy_from_slice(value), timestamp }
+            }
+            FIELD_ENABLE => FieldOp::Enable,
+            FIELD_DISABLE => FieldOp::Disable,
+            FIELD_INCREMENT => FieldOp::Increment(i64::from_be_bytes(reader.array("field increment")?)),
+            FIELD_SET => {
+                let updates = decode_set_updates(reader)?;
+                spend(budget, updates.len())?;
+                FieldOp::Set(updates)
+            }
+            FIELD_MAP => FieldOp::Map(decode_map_ops(reader, depth + 1, budget)?),
+            _ => return Err(CodecError::Invalid("unknown map operation tag")),
+        };
+        ops.push(MapOp::Update { name, op });
+    }
+    Ok(ops)
+}
+
+/// Takes `count` from the operations left in `budget`.
+fn spend(budget: &mut usize, count: usize) -> Result<(), CodecError> {
+    *budget = budget.checked_sub(count).ok_or(CodecError::Invalid("a map operation with more updates than allowed"))?;
+    Ok(())
+}
+
+/// Appends set updates: `count u32 | (add 0 / remove 1 u8 | length u32 |
+/// element)*`.
+fn encode_set_updates(updates: &[SetUpdate], out: &mut Vec<u8>) {
+    out.extend_from_slice(&crate::codec::clamped_u32(updates.len()).to_be_bytes());
+    for update in updates {
+        let (kind, element) = match update {
+            SetUpdate::Add(element) => (0, element),
+            SetUpdate::Remove(element) => (1, element),
+        };
+        out.push(kind);
+        encode_u32_prefixed(element, out);
+    }
+}
+
+/// Reads [`encode_set_updates`]'s bytes, with the limits a client's
+/// operation has.
+fn decode_set_updates(reader: &mut Reader<'_>) -> Result<Vec<SetUpdate>, CodecError> {
+    let count = usize::try_from(reader.u32("operation update count")?).unwrap_or(usize::MAX);
+    if count > MAX_OP_UPDATES {
+        return Err(CodecError::Invalid("a set operation with more updates than allowed"));
+    }
+    let mut updates = Vec::with_capacity(count.min(reader.remaining() / 5));
+    for _ in 0..count {
+        let kind = reader.u8("set update kind")?;
+        let element = reader.u32_prefixed("set element length", "set element")?;
+        if element.len() > crate::crdt::set::MAX_ELEMENT_LEN {
+            return Err(CodecError::Invalid("a set element longer than allowed"));
+        }
+        let element = Bytes::copy_from_slice(element);
+        updates.push(match kind {
+            0 => SetUpdate::Add(element),
+            1 => SetUpdate::Remove(element),
+            _ => return Err(CodecError::Invalid("unknown set update kind")),
+        });
+    }
+    Ok(updates)
 }
 
 /// The elements of a set operation's adds, for callers building one.
@@ -263,7 +451,7 @@ mod tests {
         let mut counter = DataValue::empty(DataType::Counter).unwrap();
         let before = counter.clone();
         let op = DataOp::Set { updates: adds([Bytes::from_static(b"x")]), context: None };
-        let error = counter.apply(&op, ActorId(1)).unwrap_err();
+        let error = counter.apply(&op, ActorId(1), Hlc(1)).unwrap_err();
         assert_eq!(error.to_string(), "a set operation cannot apply to a counter value");
         assert_eq!(counter, before);
         let set = DataValue::empty(DataType::Set).unwrap();
@@ -275,9 +463,9 @@ mod tests {
     fn values_round_trip_through_their_tagged_encoding() {
         let mut set = DataValue::empty(DataType::Set).unwrap();
         let op = DataOp::Set { updates: adds([Bytes::from_static(b"x")]), context: None };
-        set.apply(&op, ActorId(1)).unwrap();
+        set.apply(&op, ActorId(1), Hlc(1)).unwrap();
         let mut counter = DataValue::empty(DataType::Counter).unwrap();
-        counter.apply(&DataOp::increment(-3), ActorId(2)).unwrap();
+        counter.apply(&DataOp::increment(-3), ActorId(2), Hlc(2)).unwrap();
         for value in [set, counter] {
             let mut out = Vec::new();
             value.encode(&mut out);

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::{ForwardOptions, ForwardedError, Request, Response};
 use crate::crdt::context::CausalContext;
+use crate::crdt::map::{FieldKind, FieldOp, MapOp};
 use crate::crdt::set::SetUpdate;
 use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
@@ -183,7 +184,7 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
             .prop_map(|(status, body)| Response::Coordinated(Err(ForwardedError { status, body }))),
         data_op().prop_map(|op| {
             let mut value = DataValue::empty(op.kind()).expect("a built kind");
-            value.apply(&op, crate::version::ActorId(3)).ok();
+            value.apply(&op, crate::version::ActorId(3), crate::hlc::Hlc(1)).ok();
             Response::Updated(Ok(value))
         }),
         (100..=599u16, "\\PC{0,50}").prop_map(|(status, body)| Response::Updated(Err(ForwardedError { status, body }))),
@@ -223,6 +224,30 @@ pub(super) fn data_op() -> impl Strategy<Value = DataOp> {
     prop_oneof![
         (any::<i64>(), prop::option::of(any::<[u8; 16]>()))
             .prop_map(|(amount, id)| DataOp::Increment { amount, id: id.map(crate::crdt::counter::OperationId) }),
-        (prop::collection::vec(update, 0..4), context).prop_map(|(updates, context)| DataOp::Set { updates, context }),
+        (prop::collection::vec(update.clone(), 0..4), context.clone())
+            .prop_map(|(updates, context)| DataOp::Set { updates, context }),
+        (prop::collection::vec(map_op(update), 0..4), context).prop_map(|(ops, context)| DataOp::Map { ops, context }),
     ]
+}
+
+/// Any map operation, nested up to three levels.
+fn map_op(update: impl Strategy<Value = SetUpdate> + Clone + 'static) -> impl Strategy<Value = MapOp> {
+    let name = prop::collection::vec(any::<u8>(), 0..6).prop_map(Bytes::from);
+    let kind = prop::sample::select(FieldKind::ALL.to_vec());
+    let leaf = prop_oneof![
+        (name.clone(), any::<Vec<u8>>(), any::<u64>()).prop_map(|(name, value, at)| MapOp::update(
+            name,
+            FieldOp::Assign { value: Bytes::from(value), timestamp: Hlc(at) }
+        )),
+        name.clone().prop_map(|name| MapOp::update(name, FieldOp::Enable)),
+        name.clone().prop_map(|name| MapOp::update(name, FieldOp::Disable)),
+        (name.clone(), any::<i64>()).prop_map(|(name, amount)| MapOp::update(name, FieldOp::Increment(amount))),
+        (name.clone(), prop::collection::vec(update, 0..3))
+            .prop_map(|(name, updates)| MapOp::update(name, FieldOp::Set(updates))),
+        (name.clone(), kind).prop_map(|(name, kind)| MapOp::remove(name, kind)),
+    ];
+    leaf.prop_recursive(2, 12, 3, move |inner| {
+        (name.clone(), prop::collection::vec(inner, 0..3))
+            .prop_map(|(name, ops)| MapOp::update(name, FieldOp::Map(ops)))
+    })
 }

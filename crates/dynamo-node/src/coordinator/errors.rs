@@ -2,6 +2,7 @@
 //! act on: how many replicas answered, what became of each of the others,
 //! and the status and JSON body every front end answers with.
 
+use dynamo_core::crdt::map::MapError;
 use dynamo_core::crdt::set::SetError;
 use dynamo_core::crdt::value::OpError;
 use dynamo_core::messages::{ForwardedError, Response};
@@ -125,7 +126,8 @@ impl CoordinatorError {
 
 /// The status of a refused data-type operation: `409` for a value of
 /// another type, `412` for a remove of what the client's context never saw
-/// (its precondition), `413` for an element over the limit, `503` for
+/// (its precondition), `413` for an element, name, value or map over its
+/// limit, `400` for a map operation nested too deep or too large, `503` for
 /// limits that clear on their own (pending removes, actors).
 fn refusal_status(refusal: &OpError) -> u16 {
     match refusal {
@@ -133,6 +135,15 @@ fn refusal_status(refusal: &OpError) -> u16 {
         OpError::Set(SetError::NotObserved(_)) => 412,
         OpError::Set(SetError::ElementTooLong(_)) => 413,
         OpError::Set(SetError::TooManyDeferred) | OpError::Counter(_) => 503,
+        OpError::Map(MapError::NotObserved(_) | MapError::ElementNotObserved { .. }) => 412,
+        OpError::Map(
+            MapError::NameTooLong(_)
+            | MapError::RegisterTooLong(_)
+            | MapError::ElementTooLong(_)
+            | MapError::TooManyFields(_),
+        ) => 413,
+        OpError::Map(MapError::TooDeep | MapError::TooManyOps) => 400,
+        OpError::Map(MapError::TooManyActors(_) | MapError::TooManyDeferred) => 503,
     }
 }
 

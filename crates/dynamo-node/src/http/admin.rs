@@ -378,6 +378,10 @@ fn version_summary(sibling: &dynamo_core::object::Sibling) -> serde_json::Value 
             summary["datatype"] = json!("set");
             summary["elements"] = json!(set.len());
         }
+        Payload::Datatype(DataValue::Map(map)) => {
+            summary["datatype"] = json!("map");
+            summary["fields"] = json!(map.len());
+        }
         Payload::Value { .. } | Payload::Tombstone => {}
     }
     summary

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_core::context::{decode_datatype_context, encode_datatype_context};
+use dynamo_core::crdt::context::CausalContext;
 use dynamo_core::crdt::counter::{MAX_OPERATION_ID_LEN, OperationId};
 use dynamo_core::crdt::set::{MAX_ELEMENT_LEN, SetUpdate};
 use dynamo_core::crdt::value::{DataOp, DataValue, MAX_OP_UPDATES};
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::coordinator::{Coordinator, RequestOptions};
 use crate::http::responses::{ApiError, ApiRequest, HttpResponse, coordinator_error, empty, error, json_response};
-use crate::http::{objects, params};
+use crate::http::{map_json, objects, params};
 
 /// Largest operation body accepted: a full `add_all` of the longest
 /// elements, JSON-escaped, fits.
@@ -37,19 +38,19 @@ pub(crate) struct DatatypeApi {
 /// kind: `increment`, or any of the set fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OpBody {
-    increment: Option<i64>,
-    add: Option<String>,
-    add_all: Option<Vec<String>>,
-    remove: Option<String>,
-    remove_all: Option<Vec<String>>,
-    context: Option<String>,
+pub(crate) struct OpBody {
+    pub(crate) increment: Option<i64>,
+    pub(crate) add: Option<String>,
+    pub(crate) add_all: Option<Vec<String>>,
+    pub(crate) remove: Option<String>,
+    pub(crate) remove_all: Option<Vec<String>>,
+    pub(crate) context: Option<String>,
     /// An increment's operation id: the same id applied again counts once
     /// (see [`dynamo_core::crdt::counter`] for the window).
-    id: Option<String>,
-    /// Map operations: recognised so the error can say they are not
-    /// served yet, rather than "unknown field".
-    update: Option<Value>,
+    pub(crate) id: Option<String>,
+    /// A map operation's updates: recognised so the error can say the
+    /// bucket is not a map, rather than "unknown field".
+    pub(crate) update: Option<Value>,
 }
 
 impl DatatypeApi {
@@ -149,6 +150,9 @@ fn options(request: &ApiRequest, allowed: &[&str]) -> Result<(RequestOptions, bo
 
 /// Parses a JSON operation for a bucket of `datatype`.
 fn parse_op(body: &[u8], datatype: DataType) -> Result<DataOp, ApiError> {
+    if datatype == DataType::Map {
+        return map_json::parse_op(body);
+    }
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let parsed: OpBody = serde_json::from_slice(body).map_err(|problem| {
         bad(format!(
@@ -158,7 +162,10 @@ fn parse_op(body: &[u8], datatype: DataType) -> Result<DataOp, ApiError> {
         ))
     })?;
     if parsed.update.is_some() {
-        return Err(bad("map operations (\"update\") are not available yet; buckets hold counters or sets".into()));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a map operation (\"update\") cannot apply to bucket of datatype {datatype}"),
+        ));
     }
     let set_fields = parsed.add.is_some()
         || parsed.add_all.is_some()
@@ -202,6 +209,25 @@ fn operation_id(id: Option<&str>) -> Result<Option<OperationId>, ApiError> {
 
 /// The set operation of a body: every add, then every remove.
 fn set_op(parsed: OpBody) -> Result<DataOp, ApiError> {
+    let context = match &parsed.context {
+        None => None,
+        Some(text) => Some(read_context(text)?),
+    };
+    Ok(DataOp::Set { updates: set_updates(parsed)?, context })
+}
+
+/// A read's context, as a client hands it back.
+pub(crate) fn read_context(text: &str) -> Result<CausalContext, ApiError> {
+    decode_datatype_context(text).map_err(|problem| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed context: {problem}; pass the \"context\" of a read of this key unchanged"),
+        )
+    })
+}
+
+/// The element changes of a set operation: every add, then every remove.
+pub(crate) fn set_updates(parsed: OpBody) -> Result<Vec<SetUpdate>, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let adds = parsed.add.into_iter().chain(parsed.add_all.unwrap_or_default());
     let removes = parsed.remove.into_iter().chain(parsed.remove_all.unwrap_or_default());
@@ -222,13 +248,7 @@ fn set_op(parsed: OpBody) -> Result<DataOp, ApiError> {
     if updates.len() > MAX_OP_UPDATES {
         return Err(bad(format!("{} set changes in one operation; the limit is {MAX_OP_UPDATES}", updates.len())));
     }
-    let context = match parsed.context {
-        None => None,
-        Some(text) => Some(decode_datatype_context(&text).map_err(|problem| {
-            bad(format!("malformed context: {problem}; pass the \"context\" of a read of this key unchanged"))
-        })?),
-    };
-    Ok(DataOp::Set { updates, context })
+    Ok(updates)
 }
 
 /// The JSON of a value (SPEC section 4).
@@ -240,6 +260,9 @@ fn render(value: &DataValue) -> Value {
             // that is not UTF-8 is shown with replacement characters.
             let elements: Vec<String> = set.elements().map(|element| String::from_utf8_lossy(element).into()).collect();
             json!({ "type": "set", "value": elements, "context": encode_datatype_context(set.context()) })
+        }
+        DataValue::Map(map) => {
+            json!({ "type": "map", "value": map_json::render(&map.value()), "context": encode_datatype_context(map.context()) })
         }
     }
 }
@@ -277,7 +300,7 @@ mod tests {
         assert_eq!(refusal(r#"{"incr":1}"#, DataType::Counter).0, StatusCode::BAD_REQUEST);
         assert_eq!(refusal(r#"{"add":"x"}"#, DataType::Counter).0, StatusCode::CONFLICT);
         assert_eq!(refusal(r#"{"remove":"x","context":"garbage!"}"#, DataType::Set).0, StatusCode::BAD_REQUEST);
-        assert_eq!(refusal(r#"{"update":{"a_flag":"enable"}}"#, DataType::Set).0, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal(r#"{"update":{"a_flag":"enable"}}"#, DataType::Set).0, StatusCode::CONFLICT);
         assert_eq!(refusal(r#"{"increment":1,"id":""}"#, DataType::Counter).0, StatusCode::BAD_REQUEST);
         let long_id = format!(r#"{{"increment":1,"id":"{}"}}"#, "i".repeat(MAX_OPERATION_ID_LEN + 1));
         assert_eq!(refusal(&long_id, DataType::Counter).0, StatusCode::BAD_REQUEST);

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod body;
 pub mod datatypes;
+pub mod map_json;
 pub mod multipart;
 pub mod objects;
 pub mod params;

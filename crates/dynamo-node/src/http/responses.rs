@@ -32,6 +32,11 @@ impl ApiError {
         Self { status, message }
     }
 
+    /// The status and the message.
+    pub(crate) fn parts(&self) -> (StatusCode, &str) {
+        (self.status, &self.message)
+    }
+
     /// The answer to the client.
     pub(crate) fn into_response(self) -> HttpResponse {
         error(self.status, self.message)

@@ -133,11 +133,68 @@ def main(ports):
     emptied = requests.put(url(ports[2], "/buckets/emptied/props"), json={"datatype": "set"}, timeout=30)
     check(emptied.status_code == 204, f"datatype on a bucket of deleted keys: {emptied.status_code} {emptied.text}")
 
+    maps(ports)
+
     missing = requests.get(url(ports[0], "/buckets/visits/datatypes/nobody"), timeout=30)
     check(missing.status_code == 404, f"absent counter: {missing.status_code}")
 
     print(f"{len(failures)} failures")
     return 1 if failures else 0
+
+
+def maps(ports):
+    """A user profile as a map: fields of every type, updated through two
+    nodes at once, then removed with a read's context while another node
+    increments concurrently (reset-remove: only the unseen increment stays)."""
+    path = "/buckets/profiles/datatypes/ann"
+    response = requests.put(url(ports[0], "/buckets/profiles/props"), json={"datatype": "map"}, timeout=30)
+    check(response.status_code == 204, f"map datatype: {response.status_code} {response.text}")
+    first = post(ports[0], path, {"update": {"name_register": "Ann", "visits_counter": 1, "tags_set": {"add": "a"}}})
+    check(first.status_code == 204, f"map update: {first.status_code} {first.text}")
+    errors = []
+
+    def update(port, op):
+        response = post(port, path, op)
+        if response.status_code != 204:
+            errors.append(f"update via {port}: {response.status_code} {response.text}")
+
+    threads = [
+        threading.Thread(target=update, args=(ports[0], {"update": {"tags_set": {"add": "b"}, "visits_counter": 2}})),
+        threading.Thread(
+            target=update,
+            args=(ports[1], {"update": {"tags_set": {"add": "c"}, "vip_flag": "enable",
+                                        "home_map": {"update": {"city_register": "Oslo"}}}}),
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    check(not errors, f"map updates refused: {errors}")
+    read = requests.get(url(ports[2], path), timeout=30).json()
+    expected = {"name_register": "Ann", "visits_counter": 3, "tags_set": ["a", "b", "c"], "vip_flag": True,
+                "home_map": {"city_register": "Oslo"}}
+    check(read.get("type") == "map" and read.get("value") == expected, f"merged map: {read}")
+
+    # Remove the counter with what this read saw, while another node adds 5
+    # the read never saw: the counter survives holding just the 5.
+    post(ports[1], path, {"update": {"visits_counter": 5}})
+    removed = post(ports[0], path, {"remove": ["visits_counter", "vip_flag"], "context": read["context"]},
+                   returnbody="true")
+    check(removed.status_code == 200, f"remove: {removed.status_code} {removed.text}")
+    value = requests.get(url(ports[2], path), timeout=30).json()["value"]
+    check(value.get("visits_counter") == 5 and "vip_flag" not in value, f"reset-remove: {value}")
+
+    refusals = [
+        ({"update": {"name": "x"}}, 400, "<name>_<type>"),
+        ({"update": {"vip_flag": "maybe"}}, 400, "enable"),
+        ({"increment": 1}, 409, "datatype map"),
+        ({"remove": ["never_register"], "context": read["context"]}, 412, "never"),
+    ]
+    for op, status, text in refusals:
+        response = post(ports[2], path, op)
+        check(response.status_code == status and text in response.text,
+              f"{op}: {response.status_code} {response.text}")
 
 
 if __name__ == "__main__":
