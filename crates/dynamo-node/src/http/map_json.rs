@@ -20,7 +20,7 @@ use dynamo_core::hlc::Hlc;
 use hyper::StatusCode;
 use serde_json::{Map as JsonMap, Value, json};
 
-use crate::http::datatypes::{OpBody, read_context, set_updates};
+use crate::http::op_json::{OpBody, read_context, set_updates};
 use crate::http::responses::ApiError;
 
 /// The fields a map operation may have.

@@ -22,6 +22,7 @@ pub mod datatypes;
 pub mod map_json;
 pub mod multipart;
 pub mod objects;
+pub mod op_json;
 pub mod params;
 pub mod responses;
 
