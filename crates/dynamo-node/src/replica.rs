@@ -151,6 +151,9 @@ pub struct Replica {
     issued: AtomicU64,
     /// Operation ids minted by this incarnation.
     minted: AtomicU64,
+    /// Most bytes a data-type value may take once an operation applied
+    /// here changed it (`max_value_bytes`; merges are never refused).
+    max_value_bytes: usize,
     /// The Merkle trees of this replica's objects, updated on every write.
     index: Arc<MerkleIndex>,
 }
@@ -177,8 +180,16 @@ impl Replica {
             key_locks,
             issued: AtomicU64::new(0),
             minted: AtomicU64::new(0),
+            max_value_bytes: usize::MAX,
             index,
         }
+    }
+
+    /// This replica with data-type operations refused when they would grow
+    /// a stored value past `limit` bytes (see [`Replica::coordinate_update`]).
+    pub fn with_max_value_bytes(mut self, limit: usize) -> Self {
+        self.max_value_bytes = limit;
+        self
     }
 
     /// A fresh operation id for an increment this node forwards without
@@ -334,7 +345,7 @@ impl Replica {
             }
         };
         let floor = self.issued.load(Ordering::Acquire);
-        let (updated, ()) = self.update(key, Unreadable::Replace, |object| {
+        let (updated, ()) = self.update(key, Unreadable::Replace, None, |object| {
             let dot = object.put_above(context, self.actor(), floor, timestamp, payload, mode);
             self.issued.fetch_max(dot.counter, Ordering::AcqRel);
             Ok(())
@@ -355,7 +366,7 @@ impl Replica {
         if let Some(latest) = incoming.siblings().iter().map(|sibling| sibling.timestamp).max() {
             self.lock_hlc().observe(latest);
         }
-        let (updated, ()) = self.update(key, Unreadable::Replace, |object| {
+        let (updated, ()) = self.update(key, Unreadable::Replace, None, |object| {
             object.merge(incoming, mode);
             Ok(())
         })?;
@@ -376,7 +387,7 @@ impl Replica {
     ) -> Result<(VersionedObject, VersionedObject), ReplicaError> {
         let timestamp = self.stamp_after(Hlc(0));
         let floor = self.issued.load(Ordering::Acquire);
-        let (updated, delta) = self.update(key, Unreadable::Refuse, |object| {
+        let (updated, delta) = self.update(key, Unreadable::Refuse, Some(self.max_value_bytes), |object| {
             let delta = object.apply_datatype(op, kind, self.actor(), floor, timestamp)?;
             if let Some(sibling) = delta.siblings().first() {
                 self.issued.fetch_max(sibling.dot.counter, Ordering::AcqRel);
@@ -401,6 +412,7 @@ impl Replica {
         &self,
         key: &ObjectKey,
         unreadable: Unreadable,
+        limit: Option<usize>,
         change: impl FnOnce(&mut VersionedObject) -> Result<T, ReplicaError>,
     ) -> Result<(VersionedObject, T), ReplicaError> {
         let storage_key = key.storage_key(self.partitions);
@@ -425,6 +437,11 @@ impl Replica {
         }
         if object != before {
             let encoded = encode_object(&object);
+            if let Some(limit) = limit
+                && encoded.len() > limit
+            {
+                return Err(ReplicaError::Refused(OpError::TooLarge { size: encoded.len(), limit }));
+            }
             // Paired with the decode of every read (`load`): what goes to
             // disk must read back as exactly this object. A full decode per
             // write is for debug builds; release keeps check_encodable.
@@ -693,6 +710,36 @@ mod tests {
 
     fn value() -> Payload {
         Payload::Value { data: Bytes::from_static(b"v"), content_type: None }
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_would_grow_a_value_past_the_limit_is_refused_and_stores_nothing() {
+        let replica = replica().with_max_value_bytes(300);
+        let key = ObjectKey::new("carts", b"alice").expect("key");
+        let add = |element: &str| DataOp::Set {
+            updates: vec![dynamo_core::crdt::set::SetUpdate::Add(Bytes::from(element.to_string()))],
+            context: None,
+        };
+        let mut added = 0;
+        let refusal = loop {
+            match replica
+                .coordinate_update(&key, &add(&format!("item-{added:04}")), DataType::Set, Durability::Buffered)
+                .await
+            {
+                Ok(_) => added += 1,
+                Err(refusal) => break refusal,
+            }
+            assert!(added < 100, "the limit was never reached");
+        };
+        assert!(added > 0, "small values fit");
+        assert!(refusal.to_string().contains("max_value_bytes"), "{refusal}");
+        let stored = replica.read(&key).expect("read");
+        let elements = match stored.datatype_value() {
+            Ok(Some(dynamo_core::crdt::value::DataValue::Set(set))) => set.len(),
+            other => panic!("a set: {other:?}"),
+        };
+        assert_eq!(elements, added, "the refused add stored nothing");
+        assert!(dynamo_core::codec::encode_object(&stored).len() <= 300);
     }
 
     #[tokio::test]

@@ -236,7 +236,10 @@ pub fn assemble<T: Transport>(
         detail: error.to_string(),
     })?;
     info!(keys = built.keys, partitions = built.partitions, skipped = built.skipped, "anti-entropy trees built");
-    let replica = Arc::new(Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index)));
+    let replica = Arc::new(
+        Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index))
+            .with_max_value_bytes(config.max_value_bytes),
+    );
     let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
     let services = NodeServices { replica, cluster, peers, detector, buckets, hints };
     let coordinator = Arc::new(Coordinator::new(services.clone(), config.request_timeout));

@@ -191,6 +191,14 @@ pub enum OpError {
     /// The map refused it.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The value would grow past the node's `max_value_bytes`.
+    #[error("the value would be {size} bytes stored; the limit is {limit} bytes (max_value_bytes); nothing was stored")]
+    TooLarge {
+        /// Bytes the updated value would take.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl DataValue {

@@ -143,6 +143,7 @@ fn refusal_status(refusal: &OpError) -> u16 {
             | MapError::TooManyFields(_),
         ) => 413,
         OpError::Map(MapError::TooDeep | MapError::TooManyOps) => 400,
+        OpError::TooLarge { .. } => 413,
         OpError::Map(MapError::TooManyActors(_) | MapError::TooManyDeferred) => 503,
     }
 }
