@@ -140,7 +140,10 @@ async fn counter_client(setup: ClientSetup) {
                 update.attempts += 1;
                 let outcome = client.update(&nodes[via], key, op.clone(), options).await;
                 update.acked = outcome.is_ok();
-                let last = !with_id || update.acked || usize::from(update.attempts) >= MAX_ATTEMPTS;
+                // No retry once the clients stop: the checker reads from
+                // then on (seed 100970: a retry acknowledged after its read).
+                let last =
+                    !with_id || update.acked || usize::from(update.attempts) >= MAX_ATTEMPTS || now_ms() >= stop_ms;
                 record_increment(&mut log.lock(), &update, via, outcome, last);
                 if last {
                     break;
