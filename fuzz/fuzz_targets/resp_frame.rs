@@ -16,7 +16,7 @@
 use dynamo_node::resp::frame::{Frame, Limits, parse};
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: Limits = Limits { max_bulk_len: 512, max_args: 64, max_inline_len: 256 };
+const LIMITS: Limits = Limits { max_bulk_len: 512, max_args: 64, max_inline_len: 256, max_command_bytes: 4096 };
 
 fuzz_target!(|data: &[u8]| {
     let mut at = 0;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dynamo_core::keys::{DEFAULT_PARTITIONS, validate_partition_count};
+use dynamo_core::keys::{DEFAULT_PARTITIONS, validate_bucket, validate_partition_count};
 use dynamo_core::props::{BucketProps, ConflictMode};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -15,6 +15,8 @@ use thiserror::Error;
 /// Default client API address: loopback only, so a fresh node is never
 /// exposed to the network by accident.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Bucket of the Redis-protocol keyspace when `resp_bucket` is not set.
+pub const DEFAULT_RESP_BUCKET: &str = "redis";
 /// Default node-to-node address.
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9080";
 /// Default largest value accepted, in bytes (SPEC: 1 MiB).
@@ -96,6 +98,10 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// Address of the client HTTP API.
     pub http_addr: Option<SocketAddr>,
+    /// Address of the Redis-protocol listener (off when absent).
+    pub resp_addr: Option<SocketAddr>,
+    /// The bucket the Redis protocol's keyspace lives in (default `redis`).
+    pub resp_bucket: Option<String>,
     /// Address of the node-to-node RPC listener. When its IP is a specific
     /// one (not `0.0.0.0` or `::`), the node also sends its own RPC
     /// connections from that IP, so that peers and firewalls see each node
@@ -253,6 +259,8 @@ impl Settings {
         Settings {
             node_id: over.node_id.or(self.node_id),
             http_addr: over.http_addr.or(self.http_addr),
+            resp_addr: over.resp_addr.or(self.resp_addr),
+            resp_bucket: over.resp_bucket.or(self.resp_bucket),
             rpc_addr: over.rpc_addr.or(self.rpc_addr),
             data_dir: over.data_dir.or(self.data_dir),
             engine: over.engine.or(self.engine),
@@ -414,11 +422,15 @@ impl Settings {
                 ),
             ));
         }
+        let resp_bucket = self.resp_bucket.unwrap_or_else(|| DEFAULT_RESP_BUCKET.to_string());
+        validate_bucket(&resp_bucket).map_err(|problem| invalid("resp_bucket", problem.to_string()))?;
         Ok(NodeConfig {
             members,
             cluster_secret,
             node_id,
             http_addr,
+            resp_addr: self.resp_addr,
+            resp_bucket,
             rpc_addr,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("dynamo-data")),
             engine: self.engine.unwrap_or_default(),
@@ -524,6 +536,10 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Client HTTP API address.
     pub http_addr: SocketAddr,
+    /// Redis-protocol address, if the node serves it.
+    pub resp_addr: Option<SocketAddr>,
+    /// The bucket of the Redis-protocol keyspace.
+    pub resp_bucket: String,
     /// Node-to-node RPC address (listener, and source of outgoing RPC
     /// connections when specific: [`NodeConfig::rpc_outgoing_ip`]).
     pub rpc_addr: SocketAddr,
@@ -602,6 +618,8 @@ impl std::fmt::Debug for NodeConfig {
         f.debug_struct("NodeConfig")
             .field("node_id", &self.node_id)
             .field("http_addr", &self.http_addr)
+            .field("resp_addr", &self.resp_addr)
+            .field("resp_bucket", &self.resp_bucket)
             .field("rpc_addr", &self.rpc_addr)
             .field("data_dir", &self.data_dir)
             .field("engine", &self.engine)

@@ -46,6 +46,8 @@ use crate::merkle_index::MerkleIndex;
 use crate::metrics::Metrics;
 use crate::peers::{Peers, RpcPeers};
 use crate::replica::Replica;
+use crate::resp;
+use crate::resp::commands::Commands;
 use crate::services::NodeServices;
 use crate::tombstone_collector::TombstoneCollector;
 use crate::transfers::{TransferConfig, TransferParts, Transfers};
@@ -316,6 +318,8 @@ pub fn assemble<T: Transport>(
 pub struct Node {
     config: NodeConfig,
     listener: TcpListener,
+    /// The Redis-protocol listener, when the config names an address.
+    resp_listener: Option<TcpListener>,
     rpc_listener: TcpRpcListener,
     api: Arc<Api>,
     parts: NodeParts,
@@ -355,7 +359,11 @@ impl Node {
         let rpc_listener = TcpListener::bind(config.rpc_addr)
             .await
             .map_err(|source| ServerError::Bind { addr: config.rpc_addr, source })?;
-        Ok(Node { config, listener, rpc_listener: TcpRpcListener::from(rpc_listener), api, parts })
+        let resp_listener = match config.resp_addr {
+            None => None,
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?),
+        };
+        Ok(Node { config, listener, resp_listener, rpc_listener: TcpRpcListener::from(rpc_listener), api, parts })
     }
 
     /// The address the HTTP API listens on (useful with port 0).
@@ -363,18 +371,40 @@ impl Node {
         self.listener.local_addr().unwrap_or(self.config.http_addr)
     }
 
+    /// The address the Redis protocol listens on, if it does.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_listener.as_ref().and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Node { config, listener, rpc_listener, api, parts } = self;
+        let Node { config, listener, resp_listener, rpc_listener, api, parts } = self;
         let mut parts = parts;
         let background = parts.spawn_background();
-        let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, transfers, .. } = parts;
+        let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, transfers, coordinator, .. } =
+            parts;
         info!(node = %config.node_id, http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
               rpc = %config.rpc_addr, members = membership.cluster().view().state().members().count(), engine = store.engine_name(), %actor,
               "node serving");
         let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
         let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, stopped(rpc_stopped)));
         let anti_entropy_task = tokio::spawn(anti_entropy.run(stopped(stop_rpc.subscribe())));
+        let resp_task = resp_listener.map(|listener| {
+            let commands = Arc::new(Commands::new(
+                coordinator.clone(),
+                config.resp_bucket.clone(),
+                config.node_id.clone(),
+                config.max_value_bytes,
+            ));
+            let limits = resp::limits(config.max_value_bytes);
+            tokio::spawn(resp::server::serve(
+                listener,
+                commands,
+                limits,
+                config.max_connections,
+                stopped(stop_rpc.subscribe()),
+            ))
+        });
         // A node that finished leaving the cluster stops as if told to.
         let left = transfers.left();
         let shutdown = async move {
@@ -386,6 +416,9 @@ impl Node {
         serve_http(&config, listener, api, shutdown).await;
         let _ = stop_rpc.send(true);
         let _ = rpc_task.await;
+        if let Some(task) = resp_task {
+            let _ = task.await;
+        }
         for task in background {
             task.abort();
         }

@@ -39,6 +39,9 @@ pub struct DevArgs {
     /// HTTP port of node 0; node i uses base + i. RPC ports are 1000 higher.
     #[arg(long, default_value_t = 8080)]
     pub http_port_base: u16,
+    /// Redis-protocol port of node 0; node i uses base + i.
+    #[arg(long, default_value_t = 6379)]
+    pub resp_port_base: u16,
     /// Directory for every node's data and for cluster.json.
     #[arg(long, default_value = "dynamo-data")]
     pub data_dir: PathBuf,
@@ -58,6 +61,8 @@ struct NodeRecord {
     pid: u32,
     http_addr: String,
     rpc_addr: String,
+    /// The Redis-protocol address.
+    resp: String,
     data_dir: PathBuf,
     argv: Vec<String>,
 }
@@ -82,6 +87,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if u32::from(args.http_port_base) + u32::from(args.nodes) + u32::from(RPC_PORT_OFFSET) > 65535 {
         bail!("--http-port-base {} leaves no room for {} HTTP and RPC ports", args.http_port_base, args.nodes);
     }
+    if u32::from(args.resp_port_base) + u32::from(args.nodes) > 65535 {
+        bail!("--resp-port-base {} leaves no room for {} Redis-protocol ports", args.resp_port_base, args.nodes);
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
     let secret_file = ensure_secret(&data_dir)?;
@@ -97,6 +105,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             pid: child.id(),
             http_addr: format!("127.0.0.1:{}", args.http_port_base + index),
             rpc_addr: format!("127.0.0.1:{}", args.http_port_base + RPC_PORT_OFFSET + index),
+            resp: format!("127.0.0.1:{}", args.resp_port_base + index),
             data_dir: data_dir.join(format!("node{index}")),
             argv,
         });
@@ -152,6 +161,7 @@ fn node_argv(exe: &Path, args: &DevArgs, data_dir: &Path, secret_file: &Path, in
         format!("--node-id=node{index}"),
         format!("--http-addr=127.0.0.1:{}", args.http_port_base + index),
         format!("--rpc-addr=127.0.0.1:{}", args.http_port_base + RPC_PORT_OFFSET + index),
+        format!("--resp-addr=127.0.0.1:{}", args.resp_port_base + index),
         format!("--data-dir={}", data_dir.join(format!("node{index}")).display()),
         format!("--engine={}", args.engine),
         format!("--default-n={replicas}"),
@@ -231,14 +241,15 @@ fn ping(addr: &str) -> bool {
 }
 
 fn print_table(records: &[NodeRecord], cluster_file: &Path) {
-    println!("{:<8} {:>8}  {:<21} {:<21} DATA DIR", "NODE", "PID", "HTTP", "RPC");
+    println!("{:<8} {:>8}  {:<21} {:<21} {:<21} DATA DIR", "NODE", "PID", "HTTP", "RPC", "REDIS");
     for record in records {
         println!(
-            "{:<8} {:>8}  {:<21} {:<21} {}",
+            "{:<8} {:>8}  {:<21} {:<21} {:<21} {}",
             record.id,
             record.pid,
             record.http_addr,
             record.rpc_addr,
+            record.resp,
             record.data_dir.display()
         );
     }

@@ -38,7 +38,7 @@ enum Command {
     /// Run one node. A flag given twice takes its last value, so wrappers
     /// like `dynamo dev --server-arg` can override defaults.
     #[command(args_override_self = true)]
-    Server(server_cmd::ServerArgs),
+    Server(Box<server_cmd::ServerArgs>),
     /// Run a local cluster of node processes on loopback until Ctrl-C.
     Dev(dev::DevArgs),
     /// Read a key (prints the value, or every sibling).
@@ -47,7 +47,7 @@ enum Command {
     Put(client_cmd::PutArgs),
     /// Delete a key (writes a tombstone).
     Delete(client_cmd::DeleteArgs),
-    /// Counters and sets: `dt get BUCKET KEY`, `dt update BUCKET KEY '<json op>'`.
+    /// Counters, sets and maps: `dt get BUCKET KEY`, `dt update BUCKET KEY '<json op>'`.
     Dt(dt_cmd::DtArgs),
     /// Generate load against one or more nodes and report latency.
     Bench(bench::BenchArgs),
@@ -58,7 +58,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => server_cmd::run(args),
+        Command::Server(args) => server_cmd::run(*args),
         Command::Dev(args) => dev::run(args),
         Command::Get(args) => client_cmd::run_get(args),
         Command::Put(args) => client_cmd::run_put(args),

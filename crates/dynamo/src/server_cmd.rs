@@ -23,6 +23,12 @@ pub struct ServerArgs {
     /// Client HTTP API address [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
+    /// Redis-protocol address (RESP2/RESP3) [default: off].
+    #[arg(long)]
+    pub resp_addr: Option<SocketAddr>,
+    /// Bucket of the Redis-protocol keyspace [default: redis].
+    #[arg(long)]
+    pub resp_bucket: Option<String>,
     /// Node-to-node RPC address [default: 127.0.0.1:9080].
     #[arg(long)]
     pub rpc_addr: Option<SocketAddr>,
@@ -136,6 +142,8 @@ impl ServerArgs {
         Settings {
             node_id: self.node_id,
             http_addr: self.http_addr,
+            resp_addr: self.resp_addr,
+            resp_bucket: self.resp_bucket,
             rpc_addr: self.rpc_addr,
             data_dir: self.data_dir,
             engine: self.engine,

@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_args: usize,
     /// Longest inline command line, in bytes (Redis: 64 KiB).
     pub max_inline_len: usize,
+    /// Most bytes one multibulk command may take in all (what a connection
+    /// may have to buffer before it can run the command).
+    pub max_command_bytes: usize,
 }
 
 /// Longest header line (`*<count>` or `$<length>`) accepted: far more
@@ -117,6 +120,9 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, Protoco
             .filter(|len| *len <= limits.max_bulk_len)
             .ok_or_else(|| protocol("invalid bulk length"))?;
         let end = data + len;
+        if end + 2 > limits.max_command_bytes {
+            return Err(protocol("command too large"));
+        }
         if buf.len() < end + 2 {
             return Ok(None);
         }
@@ -231,7 +237,7 @@ mod tests {
 
     use super::*;
 
-    const LIMITS: Limits = Limits { max_bulk_len: 1024, max_args: 16, max_inline_len: 64 };
+    const LIMITS: Limits = Limits { max_bulk_len: 1024, max_args: 16, max_inline_len: 64, max_command_bytes: 4096 };
 
     fn args(buf: &[u8]) -> Vec<Vec<u8>> {
         let frame = parse(buf, &LIMITS).expect("well formed").expect("complete");
@@ -281,6 +287,13 @@ mod tests {
         // Refused at the header: the 1025 bytes are never waited for.
         assert_eq!(refusal(b"*1\r\n$1025\r\n"), "Protocol error: invalid bulk length");
         assert_eq!(refusal(b"*1\r\n$2\r\nabXY"), "Protocol error: bulk string not followed by CRLF");
+        let big = b"*5\r\n$1000\r\n".to_vec();
+        let mut five = big.clone();
+        for _ in 0..4 {
+            five.extend_from_slice(&[b'x'; 1000]);
+            five.extend_from_slice(b"\r\n$1000\r\n");
+        }
+        assert_eq!(refusal(&five), "Protocol error: command too large", "refused at the header past the total");
         assert_eq!(refusal(&[b'*'; 40]), "Protocol error: too big mbulk count string");
         assert_eq!(refusal(&[b'a'; 70]), "Protocol error: too big inline request");
         assert_eq!(refusal(b"a b c d e f g h i j k l m n o p q\r\n"), "Protocol error: invalid multibulk length");

@@ -206,6 +206,14 @@ impl TestCluster {
     /// Starts `size` nodes sharing one secret, with the server's default
     /// props (n=3, r=2, w=2) unless `extra_args` override them.
     pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
+        Self::start_with_resp(dir, size, extra_args, false).0
+    }
+
+    /// [`TestCluster::start`], with each node also serving the Redis
+    /// protocol when `resp` (on the returned ports, node by node).
+    #[allow(dead_code)]
+    pub fn start_with_resp(dir: &Path, size: usize, extra_args: &[&str], resp: bool) -> (TestCluster, Vec<u16>) {
+        let resp_ports: Vec<u16> = if resp { (0..size).map(|_| free_port()).collect() } else { Vec::new() };
         let secret_file = dir.join("cluster.secret");
         std::fs::write(&secret_file, TEST_SECRET).expect("write secret");
         let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
@@ -224,6 +232,9 @@ impl TestCluster {
                 "--default-w=2".to_string(),
             ];
             args.extend(members.iter().cloned());
+            if let Some(resp_port) = resp_ports.get(index) {
+                args.push(format!("--resp-addr=127.0.0.1:{resp_port}"));
+            }
             args.extend(extra_args.iter().map(|arg| arg.to_string()));
             let mut node = TestNode {
                 data_dir: dir.join(format!("node{index}")),
@@ -237,7 +248,7 @@ impl TestCluster {
         }
         let cluster = TestCluster { nodes, secret_file };
         cluster.wait_until_peers_up();
-        cluster
+        (cluster, resp_ports)
     }
 
     /// Waits until no node marks another down. Nodes started one after the

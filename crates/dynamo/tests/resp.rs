@@ -1,0 +1,128 @@
+//! The Redis protocol front end (issue 13) as real clients see it:
+//! redis-cli (Debian's redis-tools) and redis-py (PyPI), installed by
+//! `tests/clients/install_redis_clients.sh` when missing, against a real
+//! three-node cluster; and the raw bytes a client library may send
+//! (inline commands, pipelines, RESP3, malformed frames).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
+
+use common::TestCluster;
+
+static CLIENTS: Once = Once::new();
+
+fn install_clients() {
+    CLIENTS.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install_redis_clients.sh");
+        let output = Command::new("bash").arg(&script).output().expect("bash runs");
+        assert!(
+            output.status.success(),
+            "installing redis-cli and redis-py failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// `redis-cli -p PORT args...`: its output, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().expect("redis-cli runs");
+    assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Sends `bytes` then a `PING` on a fresh connection, and returns the
+/// replies to `bytes` (everything before the `PING`'s `+PONG`).
+fn exchange(port: u16, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    stream.write_all(b"PING\r\n").expect("write");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !received.ends_with(b"+PONG\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("connection closed after {:?}", String::from_utf8_lossy(&received)),
+            Ok(read) => received.extend_from_slice(&chunk[..read]),
+            Err(error) => panic!("reading the reply: {error} (got {:?})", String::from_utf8_lossy(&received)),
+        }
+    }
+    received.truncate(received.len() - b"+PONG\r\n".len());
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Whether the server closed the connection (a read returns nothing).
+fn closed_after(port: u16, bytes: &[u8], reply: &str) -> bool {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut received = vec![0u8; reply.len()];
+    stream.read_exact(&mut received).expect("the error reply");
+    assert_eq!(String::from_utf8_lossy(&received), reply);
+    matches!(stream.read(&mut [0u8; 16]), Ok(0))
+}
+
+#[test]
+fn redis_clients_read_and_write_strings_through_every_node() {
+    install_clients();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, ports) = TestCluster::start_with_resp(dir.path(), 3, &[], true);
+
+    // redis-py with its defaults, RESP2 and RESP3, pipelines, errors.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/resp_strings.py");
+    let output =
+        Command::new("python3").arg(&script).args(ports.iter().map(u16::to_string)).output().expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // redis-cli, one command per process, as scripts use it.
+    assert_eq!(redis_cli(ports[0], &["SET", "cli", "from the shell"]), "OK");
+    assert_eq!(redis_cli(ports[2], &["GET", "cli"]), "from the shell");
+    assert_eq!(redis_cli(ports[1], &["EXISTS", "cli", "nope"]), "1");
+    assert!(redis_cli(ports[1], &["FLUSHALL"]).contains("unknown command 'FLUSHALL'"));
+
+    // One node down: with N=3, W=2 the others go on.
+    cluster.nodes[2].kill_9();
+    assert_eq!(redis_cli(ports[0], &["SET", "during", "an outage"]), "OK");
+    assert_eq!(redis_cli(ports[1], &["GET", "during"]), "an outage");
+}
+
+#[test]
+fn raw_bytes_inline_pipelined_resp3_and_malformed_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_cluster, ports) =
+        TestCluster::start_with_resp(dir.path(), 1, &["--default-n=1", "--default-r=1", "--default-w=1"], true);
+    let port = ports[0];
+
+    // Inline commands, as telnet sends them, with quoting.
+    let inline = exchange(port, b"PING\r\nSET k \"two words\"\r\nGET k\r\n");
+    assert_eq!(inline, "+PONG\r\n+OK\r\n$9\r\ntwo words\r\n");
+
+    // Three multibulk commands in one write, answered in order.
+    let pipelined =
+        exchange(port, b"*1\r\n$4\r\nECHO\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n");
+    assert_eq!(pipelined, "-ERR wrong number of arguments for 'echo' command\r\n$1\r\nx\r\n$-1\r\n");
+
+    // HELLO 3 switches to RESP3: a map reply, and nulls as `_`.
+    let resp3 = exchange(port, b"HELLO 3\r\nGET none\r\n");
+    assert!(resp3.starts_with("%7\r\n") && resp3.ends_with("_\r\n"), "{resp3}");
+    assert!(exchange(port, b"HELLO 4\r\n").starts_with("-NOPROTO"));
+
+    // Malformed frames: an error reply, then the connection closes.
+    assert!(closed_after(port, b"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"));
+    // Refused at the header: the announced 10 GB are never waited for.
+    assert!(closed_after(port, b"*1\r\n$10000000000\r\n", "-ERR Protocol error: invalid bulk length\r\n"));
+    assert!(closed_after(port, b"SET k \"unterminated\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"));
+    // An unknown command is only an error: the connection stays.
+    let unknown = exchange(port, b"EVAL x 0\r\n");
+    assert_eq!(unknown, "-ERR unknown command 'EVAL', with args beginning with: 'x' '0'\r\n");
+}
