@@ -1,5 +1,5 @@
 //! The Redis protocol front end (issue 13) as real clients see it:
-//! redis-cli (Debian's redis-tools) and redis-py (PyPI), installed by
+//! redis-cli (Debian's redis-tools), redis-py (PyPI) and ioredis (npm), installed by
 //! `tests/clients/install_redis_clients.sh` when missing, against a real
 //! three-node cluster; and the raw bytes a client library may send
 //! (inline commands, pipelines, RESP3, malformed frames).
@@ -77,6 +77,22 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/resp_strings.py");
     let output =
         Command::new("python3").arg(&script).args(ports.iter().map(u16::to_string)).output().expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // ioredis (Node.js), with its defaults.
+    let node_clients = std::env::var("DYNAMO_NODE_CLIENTS").unwrap_or_else(|_| "/var/tmp/dynamo-test-clients".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/resp_strings.js");
+    let output = Command::new("node")
+        .arg(&script)
+        .args(ports[..2].iter().map(u16::to_string))
+        .env("NODE_PATH", Path::new(&node_clients).join("node_modules"))
+        .output()
+        .expect("node runs");
     assert!(
         output.status.success(),
         "{}{}",
