@@ -54,7 +54,7 @@ impl ObjectApi {
             Err(problem) => return problem.into_response(),
         };
         match self.coordinator.get(key, &options).await {
-            Ok(object) => self.object_response(&object),
+            Ok(object) => self.object_response(key, &object),
             Err(error) => coordinator_error(error),
         }
     }
@@ -79,11 +79,15 @@ impl ObjectApi {
         }
     }
 
-    fn object_response(&self, object: &VersionedObject) -> HttpResponse {
+    fn object_response(&self, key: &ObjectKey, object: &VersionedObject) -> HttpResponse {
         if object.is_convergent() {
             return error(
                 StatusCode::CONFLICT,
-                "the key holds a data type; read it at /buckets/{bucket}/datatypes/{key}".to_string(),
+                format!(
+                    "the key holds a data type; read it with GET /buckets/{}/datatypes/{}",
+                    key.bucket(),
+                    String::from_utf8_lossy(key.key())
+                ),
             );
         }
         let context = encode_client_context(object.context(), object.latest_timestamp());
