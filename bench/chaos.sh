@@ -3,7 +3,8 @@
 # on a fresh 5-node cluster of real `dynamo server` processes under kill -9,
 # SIGSTOP/SIGCONT and iptables partitions, with a sixth node joining (and the
 # plan committed) during a partition early in each run, each ending with the
-# partition transfers done and the lost-write checker. Stops at the first failing run and prints one summary line per
+# partition transfers done and the lost-write checker (siblings sets, counters
+# and data-type sets). Stops at the first failing run and prints one summary line per
 # run. Needs root for the partitions (iptables).
 #
 #   bench/chaos.sh [LOG_FILE]

@@ -151,6 +151,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                     timeout_ms: Some("250".to_string()),
                     seen_timestamp: 0x1122_3344_5566_7788,
                     stamp: 99,
+                    deadline_ms: 0,
                 },
             },
         ),

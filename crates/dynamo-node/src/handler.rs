@@ -19,6 +19,13 @@ use crate::coordinator::{Coordinator, CoordinatorError, RequestOptions};
 use crate::gossip::Gossip;
 use crate::services::NodeServices;
 
+/// How far past a forwarded update's deadline (by this node's clock) it is
+/// still applied: room for the clocks of two nodes to disagree a little,
+/// so that a modest skew does not make every forwarded update fail. A late
+/// attempt inside it may be applied beside its retry; its operation id
+/// then makes the two count once.
+const FORWARD_DEADLINE_SLACK_MS: u64 = 1_000;
+
 /// The node's RPC request handler.
 pub struct NodeHandler {
     services: NodeServices,
@@ -62,7 +69,17 @@ impl NodeHandler {
                     outcome => Response::Coordinated(outcome.map_err(|error| error.to_forwarded())),
                 }
             }
-            Request::CoordinateUpdate { key, op, options } => {
+            Request::CoordinateUpdate { key, op, mut options } => {
+                if options.deadline_ms != 0 {
+                    let now = self.services.replica.wall_ms();
+                    let last = options.deadline_ms.saturating_add(FORWARD_DEADLINE_SLACK_MS);
+                    let Some(left) = last.checked_sub(now).filter(|left| *left > 0) else {
+                        return Response::Updated(Err(CoordinatorError::late_forward(options.deadline_ms, now)));
+                    };
+                    // The attempt must also finish (or give up) by then.
+                    let asked = options.timeout_ms.as_deref().and_then(|text| text.parse::<u64>().ok());
+                    options.timeout_ms = Some(asked.map_or(left, |asked| asked.min(left)).to_string());
+                }
                 let options = RequestOptions::from(options);
                 match self.coordinator.update_forwarded(&key, &op, &options).await {
                     Err(CoordinatorError::NotAReplica(reason)) => Response::Failed { reason },

@@ -247,6 +247,7 @@ impl SimClient {
                 timeout_ms: None,
                 seen_timestamp: seen.0,
                 stamp: 0,
+                deadline_ms: 0,
             },
         };
         match self.call(addr, METHOD_CLIENT_PUT, request.encode()).await? {

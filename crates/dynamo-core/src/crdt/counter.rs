@@ -46,16 +46,19 @@
 //! actor bumps its entry's revision, and a merge keeps, per actor, the
 //! entry of the higher revision whole (only that actor changes its entry,
 //! so its entries are totally ordered), and keeps a remembered id only
-//! while its actor's entry still lists its dot. A dot an entry lists but
-//! whose record this state has not received (an earlier delta is still on
-//! its way) is counted in the totals and cannot be recognised as a
-//! duplicate until the record arrives.
+//! while its actor's entry still lists its dot. (A state decoded from an
+//! older build may list a dot without its record; it counts in the totals
+//! and is recognised as a duplicate once a delta of its actor arrives.)
 //!
 //! **Delta.** An update returns a counter holding the acting replica's
-//! entry (totals, revision, remembered dots) and the record it created, if
-//! any. It merges into any state, with no causal precondition. Its size is
-//! one entry: 48 bytes, plus 9 bytes per remembered dot and 24 for the new
-//! record, whatever the number of actors.
+//! entry (totals, revision, remembered dots) and every record it
+//! remembers, so that any one delta of an actor lets a receiver tell that
+//! actor's duplicates (one carrying only the new record would leave a
+//! receiver that missed an earlier delta listing dots it cannot judge; the
+//! chaos test found duplicates that never met that way). It merges into
+//! any state, with no causal precondition. Its size is one entry: 45
+//! bytes, plus 33 bytes per remembered id (at most about 2 KiB), whatever
+//! the number of actors.
 //!
 //! **Bounds.** Totals saturate at `u64::MAX`; the value saturates at the
 //! ends of `i64`.
@@ -228,32 +231,39 @@ impl Counter {
 
     fn apply(&mut self, actor: ActorId, amount: i64, id: Option<OperationId>) -> Result<Applied, CounterError> {
         if let Some(id) = id
-            && let Some((dot, record)) = self.records.iter().find(|(_, record)| record.id == id)
+            && let Some((dot, _)) = self.records.iter().find(|(_, record)| record.id == id)
         {
-            let entry = self.entries.get(&dot.actor).cloned().unwrap_or_default();
-            let delta =
-                Counter { entries: BTreeMap::from([(dot.actor, entry)]), records: BTreeMap::from([(*dot, *record)]) };
-            return Ok(Applied { delta, counted: false });
+            return Ok(Applied { delta: self.entry_of(dot.actor), counted: false });
         }
         if !self.entries.contains_key(&actor) && self.entries.len() >= MAX_ACTORS {
             return Err(CounterError::TooManyActors);
         }
         let entry = self.entries.entry(actor).or_default();
         entry.add(amount);
-        let created = id.map(|id| {
+        if let Some(id) = id {
             entry.issued += 1;
             entry.remembered.insert(entry.issued);
-            let dot = Dot { actor, counter: entry.issued };
-            let record = Remembered { id, amount };
-            self.records.insert(dot, record);
-            (dot, record)
-        });
+            self.records.insert(Dot { actor, counter: entry.issued }, Remembered { id, amount });
+        }
         self.tidy(actor);
         let entry = self.entries.get_mut(&actor).expect("inserted above");
         entry.revision = entry.revision.saturating_add(1);
-        let delta =
-            Counter { entries: BTreeMap::from([(actor, entry.clone())]), records: created.into_iter().collect() };
-        Ok(Applied { delta, counted: true })
+        Ok(Applied { delta: self.entry_of(actor), counted: true })
+    }
+
+    /// `actor`'s entry with every record it remembers: the delta of its
+    /// updates. Why all the records and not just the new one: a receiver
+    /// that missed an earlier delta would otherwise list the dot without
+    /// the record, and could not tell a duplicate by it; with every delta
+    /// carrying them, any delta of an actor tells its duplicates.
+    fn entry_of(&self, actor: ActorId) -> Counter {
+        let entry = self.entries.get(&actor).cloned().unwrap_or_default();
+        let records = self
+            .records
+            .range(Dot { actor, counter: 0 }..=Dot { actor, counter: u64::MAX })
+            .map(|(dot, record)| (*dot, *record))
+            .collect();
+        Counter { entries: BTreeMap::from([(actor, entry)]), records }
     }
 
     /// The remembered applications that do not count: for each id, every

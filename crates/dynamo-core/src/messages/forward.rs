@@ -58,6 +58,14 @@ pub struct ForwardOptions {
     /// the same timestamp as the acknowledged one and can never order after
     /// a causally later write (which is stamped above it).
     pub stamp: u64,
+    /// For a data-type update: the wall-clock time (ms since the epoch, by
+    /// the forwarding node's clock) after which the forwarding node has
+    /// given up on this attempt and may retry it at another replica (0:
+    /// none). A replica refuses the update past it, so an attempt that
+    /// reaches it late (held in a partition, or by a paused process) is
+    /// not applied after its retry was (the chaos test found such late
+    /// attempts counting twice once the retry's id had been forgotten).
+    pub deadline_ms: u64,
 }
 
 /// An HTTP-level error of a coordinator, relayed unchanged to the client by
@@ -102,6 +110,7 @@ pub(super) fn decode_coordinate(reader: &mut Reader<'_>) -> Result<Request, Mess
             timeout_ms: decode_option(reader, "timeout_ms option")?,
             seen_timestamp: reader.u64("seen timestamp")?,
             stamp: reader.u64("stamp")?,
+            deadline_ms: 0,
         },
     })
 }
@@ -131,13 +140,15 @@ pub(super) fn decode_coordinated(reader: &mut Reader<'_>) -> Result<Response, Me
 }
 
 /// Appends the fields of [`Request::CoordinateUpdate`]: `key | operation |
-/// w | dw | n | timeout_ms`, the operation as [`DataOp`] encodes it.
+/// w | dw | n | timeout_ms | deadline u64`, the operation as [`DataOp`]
+/// encodes it.
 pub(super) fn encode_coordinate_update(key: &ObjectKey, op: &DataOp, options: &ForwardOptions, out: &mut Vec<u8>) {
     encode_key(key, out);
     op.encode(out);
     for option in [&options.w, &options.dw, &options.n, &options.timeout_ms] {
         encode_option(option.as_deref(), out);
     }
+    out.extend_from_slice(&options.deadline_ms.to_be_bytes());
 }
 
 /// Reads the fields of [`Request::CoordinateUpdate`].
@@ -152,6 +163,7 @@ pub(super) fn decode_coordinate_update(reader: &mut Reader<'_>) -> Result<Reques
             timeout_ms: decode_option(reader, "timeout_ms option")?,
             seen_timestamp: 0,
             stamp: 0,
+            deadline_ms: reader.u64("deadline")?,
         },
     })
 }

@@ -67,13 +67,15 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
                     key,
                     context: object.context().clone(),
                     payload,
-                    options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp, stamp },
+                    options: ForwardOptions { w, dw, n, timeout_ms, seen_timestamp, stamp, deadline_ms: 0 },
                 }
             }),
-        (object_key(), data_op(), option()).prop_map(|(key, op, w)| Request::CoordinateUpdate {
-            key,
-            op,
-            options: ForwardOptions { w, ..ForwardOptions::default() },
+        (object_key(), data_op(), option(), any::<u64>()).prop_map(|(key, op, w, deadline_ms)| {
+            Request::CoordinateUpdate {
+                key,
+                op,
+                options: ForwardOptions { w, deadline_ms, ..ForwardOptions::default() },
+            }
         }),
         Just(Request::Ping),
         (1u8..=5, any::<bool>(), any::<u64>(), 0u8..3).prop_map(|(n, lww, version, datatype)| Request::SetProps {

@@ -84,6 +84,18 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
+    /// The answer to a forwarded data-type update that arrived after the
+    /// forwarding node's deadline: not applied (`503`), since that node
+    /// may already have retried it at another replica.
+    pub fn late_forward(deadline_ms: u64, now_ms: u64) -> ForwardedError {
+        let message = format!(
+            "the forwarded update arrived {} ms after the forwarding node gave up on it; not applied (its retry at \
+             another replica may have been)",
+            now_ms.saturating_sub(deadline_ms)
+        );
+        ForwardedError { status: 503, body: json!({ "error": message }).to_string() }
+    }
+
     /// The status (numbered as in HTTP) and JSON body that answer a client
     /// for this error. It is also the wire form of an error relayed by a
     /// replica that coordinated a forwarded write ([`ForwardedError`]), so

@@ -466,6 +466,9 @@ impl Coordinator {
                 dw: options.dw.clone(),
                 n: options.n.clone(),
                 timeout_ms: Some(remote_ms.to_string()),
+                // Past the share this node moves on to the next replica:
+                // the attempt must not be applied after that.
+                deadline_ms: self.services.replica.wall_ms().saturating_add(share.as_millis() as u64),
                 ..ForwardOptions::default()
             };
             match self.services.peers.call(&node, request(forwarded), share).await.map(&outcome) {

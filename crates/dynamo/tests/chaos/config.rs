@@ -20,7 +20,11 @@ pub struct ChaosConfig {
     pub nodes: usize,
     /// Concurrent read-merge-write clients.
     pub clients: usize,
-    /// Set-valued keys the clients share (few, so that writes collide).
+    /// Concurrent clients of the counter bucket (0: none).
+    pub counter_clients: usize,
+    /// Concurrent clients of the data-type set bucket (0: none).
+    pub set_clients: usize,
+    /// Keys per bucket the clients share (few, so that writes collide).
     pub keys: usize,
     /// Seed of the nemesis schedule (and of the clients' choices); run `i`
     /// uses `seed + i`. Printed at start so a run can be replayed.
@@ -75,8 +79,10 @@ impl ChaosConfig {
     /// | `DYNAMO_CHAOS_RUNS` [1] | runs, each on a fresh cluster |
     /// | `DYNAMO_CHAOS_SECS` [20] | workload + nemesis seconds per run |
     /// | `DYNAMO_CHAOS_NODES` [5] | founding nodes (≥ 3); `join` adds one |
-    /// | `DYNAMO_CHAOS_CLIENTS` [6] | concurrent clients |
-    /// | `DYNAMO_CHAOS_KEYS` [4] | set-valued keys |
+    /// | `DYNAMO_CHAOS_CLIENTS` [6] | concurrent read-merge-write clients |
+    /// | `DYNAMO_CHAOS_COUNTER_CLIENTS` [3] | concurrent clients of the counter bucket |
+    /// | `DYNAMO_CHAOS_SET_CLIENTS` [3] | concurrent clients of the data-type set bucket |
+    /// | `DYNAMO_CHAOS_KEYS` [4] | keys per bucket |
     /// | `DYNAMO_CHAOS_SEED` [from the clock] | nemesis schedule seed (decimal or 0x-hex) |
     /// | `DYNAMO_CHAOS_NEMESES` [kill,pause,partition,join] | faults to inject |
     /// | `DYNAMO_CHAOS_REPAIR_BY_READS` [0] | one R=N read round before the convergence wait |
@@ -94,6 +100,8 @@ impl ChaosConfig {
             workload: Duration::from_secs(number("DYNAMO_CHAOS_SECS", 20)?),
             nodes: number("DYNAMO_CHAOS_NODES", 5)?,
             clients: number("DYNAMO_CHAOS_CLIENTS", 6)?,
+            counter_clients: number("DYNAMO_CHAOS_COUNTER_CLIENTS", 3)?,
+            set_clients: number("DYNAMO_CHAOS_SET_CLIENTS", 3)?,
             keys: number("DYNAMO_CHAOS_KEYS", 4)?,
             seed: seed("DYNAMO_CHAOS_SEED")?,
             nemeses: nemeses("DYNAMO_CHAOS_NEMESES")?,
@@ -115,6 +123,9 @@ impl ChaosConfig {
         }
         if !(1..=MAX_CLIENTS).contains(&config.clients) || !(1..=MAX_KEYS).contains(&config.keys) {
             return Err(format!("DYNAMO_CHAOS_CLIENTS must be 1..={MAX_CLIENTS}, DYNAMO_CHAOS_KEYS 1..={MAX_KEYS}"));
+        }
+        if config.counter_clients > MAX_CLIENTS || config.set_clients > MAX_CLIENTS {
+            return Err(format!("DYNAMO_CHAOS_COUNTER_CLIENTS and DYNAMO_CHAOS_SET_CLIENTS must be 0..={MAX_CLIENTS}"));
         }
         if config.request_timeout < Duration::from_millis(1000) {
             return Err("DYNAMO_CHAOS_REQUEST_TIMEOUT_MS must be at least 1000".to_string());

@@ -14,10 +14,19 @@
 //! and an R=N read of every key must hold every acknowledged element and
 //! nothing that was never attempted.
 //!
+//! In the same run and under the same nemesis, clients of a counter bucket
+//! and of a data-type set bucket (also n=3, r=2, w=2) send increments, adds
+//! and removes to random nodes ([`datatypes`]); at the end their replicas
+//! must converge too, every counter read at R=N must lie between the sum
+//! of its acknowledged increments and that sum plus every indeterminate
+//! one, and every set must hold each acknowledged add no remove was sent
+//! for, and nothing never added.
+//!
 //! Map: [`config`] (environment variables), [`run`] (one run, start to
 //! verdict), [`procs`] (node processes), [`firewall`] (iptables chain),
 //! [`nemesis`] (fault schedule and the thread applying it), [`membership`]
-//! (the join's commit, the transfers' end), [`workload`] (the clients),
+//! (the join's commit, the transfers' end), [`workload`] (the
+//! read-merge-write clients), [`datatypes`] (the counter and set clients),
 //! [`checker`] (the verdict, pure and unit-tested), [`rng`] (seeded
 //! randomness).
 //!
@@ -27,6 +36,7 @@
 
 mod checker;
 mod config;
+mod datatypes;
 mod firewall;
 mod membership;
 mod nemesis;
@@ -121,14 +131,16 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
     let spares = usize::from(kinds.contains(&NemesisKind::Join));
     let ips = node_ips(config.nodes + spares).unwrap_or_else(|error| panic!("chaos: {error}"));
     println!(
-        "chaos: {} run(s) of {} s, {} nodes + {spares} spare on {}..{}, {} clients, {} keys, nemeses [{}], \
-         repair by reads {}, seed {:#x}",
+        "chaos: {} run(s) of {} s, {} nodes + {spares} spare on {}..{}, {} clients + {} counter + {} set, {} keys \
+         per bucket, nemeses [{}], repair by reads {}, seed {:#x}",
         config.runs,
         config.workload.as_secs(),
         config.nodes,
         ips[0],
         ips[ips.len() - 1],
         config.clients,
+        config.counter_clients,
+        config.set_clients,
         config.keys,
         kinds.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(","),
         if config.repair_by_reads { "on" } else { "off" },
@@ -164,8 +176,11 @@ fn acknowledged_writes_survive_kills_pauses_and_partitions() {
                 let kept = dir.keep();
                 print_node_logs(&kept);
                 panic!(
-                    "{line}\n{}\nanomalies: {:?}\nnode data and logs kept in {}\nreplay: DYNAMO_CHAOS_SEED={seed:#x} DYNAMO_CHAOS_RUNS=1",
+                    "{line}\n{}\ncounters: {}\nsets: {}\nanomalies: {:?}\nnode data and logs kept in {}\nreplay: \
+                     DYNAMO_CHAOS_SEED={seed:#x} DYNAMO_CHAOS_RUNS=1",
                     result.report.examples(20),
+                    result.counters.details(),
+                    result.orsets.examples(20),
                     result.anomalies.iter().take(20).collect::<Vec<_>>(),
                     kept.display()
                 );
@@ -192,7 +207,7 @@ fn summary(label: &str, verdict: &str, result: &RunResult, repair_by_reads: bool
     format!(
         "{label} {verdict}: {} heal->transfers-done={:.2}s (epoch {}) heal->convergence={:.2}s (workload stopped \
          {}, repair by reads {}) nemeses: {} | reads ok/failed {}/{} writes ok/failed {}/{} reads with siblings {} \
-         (max {})",
+         (max {}) | {} | {} | set reads ok/failed {}/{} removes refused {}",
         result.report.counts(),
         result.heal_to_transfers_done.as_secs_f64(),
         result.epoch,
@@ -205,7 +220,12 @@ fn summary(label: &str, verdict: &str, result: &RunResult, repair_by_reads: bool
         result.clients.writes_ok,
         result.clients.writes_failed,
         result.clients.reads_with_siblings,
-        result.clients.max_siblings
+        result.clients.max_siblings,
+        result.counters.counts(),
+        result.orsets.counts(),
+        result.datatype_clients.reads_ok,
+        result.datatype_clients.reads_failed,
+        result.datatype_clients.removes_refused
     )
 }
 

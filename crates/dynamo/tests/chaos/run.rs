@@ -1,8 +1,9 @@
-//! One chaos run, start to verdict: start the cluster, set the bucket's
-//! props, run the clients and the nemesis (which may add a node) for the
-//! configured time, heal everything, stop the clients, wait for the
-//! partition transfers to end and the replicas to converge, read every
-//! key with R=N and check the history against it. Everything after the
+//! One chaos run, start to verdict: start the cluster, set the buckets'
+//! props, run the clients (read-merge-write, counter and data-type set)
+//! and the nemesis (which may add a node) for the configured time, heal
+//! everything, stop the clients, wait for the partition transfers to end
+//! and the replicas of every key of every bucket to converge, read every
+//! key with R=N and check the histories against it. Everything after the
 //! heal goes through every started node, a joined one included, and
 //! follows the ring they route by (the new one, once transfers are done).
 
@@ -17,8 +18,11 @@ use bytes::Bytes;
 use dynamo_client::GetResult;
 use hyper::Method;
 
-use crate::checker::{self, Report, parse_set, replicas_agree};
+use crate::checker::{self, CounterReport, OrSetReport, Report, parse_counter, parse_orset, parse_set, replicas_agree};
 use crate::config::ChaosConfig;
+use crate::datatypes::{
+    self, COUNTER_BUCKET, COUNTER_PROPS, DatatypeHistory, DatatypeStats, SET_BUCKET, SET_PROPS, datatype_path,
+};
 use crate::firewall::Firewall;
 use crate::membership;
 use crate::nemesis::{self, NemesisCounts, NemesisKind};
@@ -35,12 +39,20 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 const CHECK_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between two convergence polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// An increment answered later than this is listed when its counter ends
+/// out of its bounds (a forwarder that retried the next replica waited out
+/// an RPC timeout first).
+const SLOW_ANSWER: Duration = Duration::from_millis(500);
 
 /// What a run found.
 #[derive(Debug)]
 pub struct RunResult {
-    /// The checker's verdict.
+    /// The checker's verdict on the read-merge-write bucket.
     pub report: Report,
+    /// Its verdict on the counter bucket.
+    pub counters: CounterReport,
+    /// Its verdict on the data-type set bucket.
+    pub orsets: OrSetReport,
     /// Values that were not sets, tombstones nobody wrote (from the
     /// clients' reads and the final reads).
     pub anomalies: Vec<String>,
@@ -57,14 +69,17 @@ pub struct RunResult {
     pub heal_to_quiet: Option<Duration>,
     /// Faults applied.
     pub nemeses: NemesisCounts,
-    /// What the clients saw.
+    /// What the read-merge-write clients saw.
     pub clients: ClientStats,
+    /// What the data-type clients saw.
+    pub datatype_clients: DatatypeStats,
 }
 
 impl RunResult {
-    /// No lost or unexpected element and no anomaly.
+    /// No lost or unexpected element, every counter within its bounds, no
+    /// lost or unexpected set element, and no anomaly.
     pub fn passed(&self) -> bool {
-        self.report.passed() && self.anomalies.is_empty()
+        self.report.passed() && self.counters.passed() && self.orsets.passed() && self.anomalies.is_empty()
     }
 }
 
@@ -113,7 +128,9 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
         .enable_all()
         .build()
         .map_err(|error| format!("tokio runtime: {error}"))?;
-    runtime.block_on(set_props(&cluster.started_http_addrs()))?;
+    for (bucket, props) in [(BUCKET, BUCKET_PROPS), (COUNTER_BUCKET, COUNTER_PROPS), (SET_BUCKET, SET_PROPS)] {
+        runtime.block_on(set_props(&cluster.started_http_addrs(), bucket, props))?;
+    }
 
     let history = Arc::new(History::new(config.keys));
     let stop_clients = Arc::new(AtomicBool::new(false));
@@ -131,7 +148,28 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     let clients: Vec<_> = (0..config.clients)
         .map(|index| runtime.spawn(workload::client(setup.clone(), index, seeds.next_u64())))
         .collect();
-    say(format!("{} clients on {} keys for {} s", config.clients, config.keys, config.workload.as_secs()));
+    // A stream of their own, so the other clients' seeds stay as they were.
+    let datatype_history = Arc::new(DatatypeHistory::new(config.keys, started));
+    let mut datatype_seeds = Rng::new(seed ^ 0xd47a_7e9e_c11e);
+    let mut datatype_clients: Vec<_> = (0..config.counter_clients)
+        .map(|index| {
+            let client =
+                datatypes::counter_client(setup.clone(), datatype_history.clone(), index, datatype_seeds.next_u64());
+            runtime.spawn(client)
+        })
+        .collect();
+    datatype_clients.extend((0..config.set_clients).map(|index| {
+        let client = datatypes::set_client(setup.clone(), datatype_history.clone(), index, datatype_seeds.next_u64());
+        runtime.spawn(client)
+    }));
+    say(format!(
+        "{} clients on {} keys of {BUCKET}, {} on {COUNTER_BUCKET}, {} on {SET_BUCKET}, for {} s",
+        config.clients,
+        config.keys,
+        config.counter_clients,
+        config.set_clients,
+        config.workload.as_secs()
+    ));
 
     let episodes = nemesis::schedule(seed, config.nodes, kinds, config.workload);
     let stop_nemesis = AtomicBool::new(false);
@@ -169,15 +207,19 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     // Heal everything, whatever the nemesis left; stop the clients after
     // (the default) or before that.
     let drain = config.request_timeout * 2 + config.think + Duration::from_secs(2);
-    let (healed_at, client_stats) = if config.stop_before_heal {
-        let stats = stop(&runtime, clients, &stop_clients, drain)?;
+    let stop_all = || -> Result<(ClientStats, DatatypeStats), String> {
+        let stats = stop(&runtime, clients, &stop_clients, drain, ClientStats::add)?;
+        Ok((stats, stop(&runtime, datatype_clients, &stop_clients, drain, DatatypeStats::add)?))
+    };
+    let (healed_at, (client_stats, datatype_stats)) = if config.stop_before_heal {
+        let stats = stop_all()?;
         say("workload stopped before healing (DYNAMO_CHAOS_STOP_BEFORE_HEAL=1)".to_string());
         say(heal(&cluster, firewall)?);
         (Instant::now(), stats)
     } else {
         say(heal(&cluster, firewall)?);
         let healed_at = Instant::now();
-        let stats = stop(&runtime, clients, &stop_clients, drain)?;
+        let stats = stop_all()?;
         say(format!("workload stopped {:.2} s after healing", healed_at.elapsed().as_secs_f64()));
         (healed_at, stats)
     };
@@ -194,31 +236,69 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
     ));
     let converge_deadline = Instant::now() + config.converge_timeout;
     let keys: Vec<String> = (0..config.keys).map(key_name).collect();
+    let datatype_buckets = [COUNTER_BUCKET, SET_BUCKET];
     if config.repair_by_reads {
         runtime.block_on(read_all(&nodes, &keys, converge_deadline))?;
+        for bucket in datatype_buckets {
+            runtime.block_on(read_all_datatypes(&nodes, bucket, &keys, converge_deadline))?;
+        }
         say("one round of R=N reads done (DYNAMO_CHAOS_REPAIR_BY_READS=1)".to_string());
     }
-    let replicas = runtime.block_on(wait_converged(&nodes, &keys, converge_deadline, interrupted))?;
+    let every_key: Vec<(&str, String)> = [BUCKET]
+        .into_iter()
+        .chain(datatype_buckets)
+        .flat_map(|bucket| keys.iter().map(move |key| (bucket, key.clone())))
+        .collect();
+    let replicas = runtime.block_on(wait_converged(&nodes, &every_key, converge_deadline, interrupted))?;
     let heal_to_convergence = healed_at.elapsed();
     say(format!(
-        "replicas of all {} keys agree {:.2} s after healing: {}",
+        "replicas of all {} keys of {} buckets agree {:.2} s after healing: {}",
         keys.len(),
+        1 + datatype_buckets.len(),
         heal_to_convergence.as_secs_f64(),
         replicas.iter().map(|(key, nodes)| format!("{key}=[{}]", nodes.join(","))).collect::<Vec<_>>().join(" ")
     ));
 
     let finals = runtime.block_on(read_all(&nodes, &keys, Instant::now() + SETUP_TIMEOUT))?;
+    let counter_finals =
+        runtime.block_on(read_all_datatypes(&nodes, COUNTER_BUCKET, &keys, Instant::now() + SETUP_TIMEOUT))?;
+    let set_finals = runtime.block_on(read_all_datatypes(&nodes, SET_BUCKET, &keys, Instant::now() + SETUP_TIMEOUT))?;
     cluster.check_no_crash()?;
     let mut anomalies = history.anomalies();
+    anomalies.extend(datatype_history.anomalies());
     let mut final_sets = Vec::with_capacity(finals.len());
     for (key, read) in keys.iter().zip(&finals) {
         let (set, problems) = elements_of(key, read);
         anomalies.extend(problems);
         final_sets.push(set);
     }
+    let mut final_counters = Vec::with_capacity(keys.len());
+    for (key, (status, body)) in keys.iter().zip(&counter_finals) {
+        final_counters.push(parse_counter(*status, body).unwrap_or_else(|why| {
+            anomalies.push(format!("{COUNTER_BUCKET}/{key}: the final read returned {why}"));
+            0
+        }));
+    }
+    let mut final_orsets = Vec::with_capacity(keys.len());
+    for (key, (status, body)) in keys.iter().zip(&set_finals) {
+        final_orsets.push(parse_orset(*status, body).map(|(elements, _)| elements).unwrap_or_else(|why| {
+            anomalies.push(format!("{SET_BUCKET}/{key}: the final read returned {why}"));
+            BTreeSet::new()
+        }));
+    }
     let report = checker::check(&history.snapshot(), &final_sets);
+    let counters = checker::check_counters(&datatype_history.counters(), &final_counters);
+    say(format!("{COUNTER_BUCKET}: {}", counters.details()));
+    for (index, verdict) in counters.keys.iter().enumerate() {
+        for line in datatype_history.explain(index, verdict, SLOW_ANSWER) {
+            say(format!("{COUNTER_BUCKET}/{}: {line}", verdict.key));
+        }
+    }
+    let orsets = checker::check_orsets(&datatype_history.sets(), &final_orsets);
     Ok(RunResult {
         report,
+        counters,
+        orsets,
         anomalies,
         heal_to_transfers_done,
         epoch,
@@ -226,6 +306,7 @@ pub fn run_once(spec: RunSpec<'_>) -> Result<RunResult, String> {
         heal_to_quiet,
         nemeses,
         clients: client_stats,
+        datatype_clients: datatype_stats,
     })
 }
 
@@ -240,27 +321,29 @@ fn heal(cluster: &ChaosCluster, firewall: Option<&mut Firewall>) -> Result<Strin
 }
 
 /// Tells the clients to stop and waits for each (their requests have
-/// deadlines, so `drain` is generous); sums what they saw.
-fn stop(
+/// deadlines, so `drain` is generous); sums what they saw with `add`.
+fn stop<S: Default + Send + 'static>(
     runtime: &tokio::runtime::Runtime,
-    clients: Vec<tokio::task::JoinHandle<ClientStats>>,
+    clients: Vec<tokio::task::JoinHandle<S>>,
     stop: &AtomicBool,
     drain: Duration,
-) -> Result<ClientStats, String> {
+    add: fn(&mut S, &S),
+) -> Result<S, String> {
     stop.store(true, Ordering::SeqCst);
-    let mut total = ClientStats::default();
+    let mut total = S::default();
     for client in clients {
         let stats = runtime
             .block_on(async { tokio::time::timeout(drain, client).await })
             .map_err(|_| format!("a client did not stop within {drain:?}"))?
             .map_err(|error| format!("a client failed: {error}"))?;
-        total.add(&stats);
+        add(&mut total, &stats);
     }
     Ok(total)
 }
 
-/// Sets the bucket props through any node, retrying while members miss it.
-async fn set_props(nodes: &[String]) -> Result<(), String> {
+/// Sets a bucket's props through any node, retrying while members miss
+/// them.
+async fn set_props(nodes: &[String], bucket: &str, props: &'static str) -> Result<(), String> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
     let mut last = String::new();
     for attempt in 0.. {
@@ -269,15 +352,14 @@ async fn set_props(nodes: &[String]) -> Result<(), String> {
         }
         let node = &nodes[attempt % nodes.len()];
         let headers = [("content-type", "application/json")];
-        match request(node, Method::PUT, &format!("/buckets/{BUCKET}/props"), &headers, Bytes::from(BUCKET_PROPS)).await
-        {
+        match request(node, Method::PUT, &format!("/buckets/{bucket}/props"), &headers, Bytes::from(props)).await {
             Ok((204, _)) => return Ok(()),
             Ok((status, body)) => last = format!("{status}: {}", String::from_utf8_lossy(&body)),
             Err(error) => last = error,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("could not set the props of bucket {BUCKET}: {last}"))
+    Err(format!("could not set the props of bucket {bucket}: {last}"))
 }
 
 /// Reads every key with `r=all` (R=N), each through the next node in turn,
@@ -310,17 +392,49 @@ async fn read_all(nodes: &[String], keys: &[String], deadline: Instant) -> Resul
     Ok(results)
 }
 
-/// Polls `GET /admin/replicas` of every key until the replicas of each hold
-/// identical state (context and versions) or `deadline`. Returns each
-/// key's replicas (its preference list).
+/// Reads every key of a data-type bucket with `r=all` (R=N), each through
+/// the next node in turn, retrying until the answer is 200 or 404 or
+/// `deadline`. Returns each key's `(status, body)`.
+async fn read_all_datatypes(
+    nodes: &[String],
+    bucket: &str,
+    keys: &[String],
+    deadline: Instant,
+) -> Result<Vec<(u16, Bytes)>, String> {
+    let mut results = Vec::with_capacity(keys.len());
+    let mut attempt = 0;
+    for key in keys {
+        let path = datatype_path(bucket, key, "r=all");
+        let mut last = String::new();
+        let result = loop {
+            if Instant::now() > deadline {
+                return Err(format!("no R=N read of {bucket}/{key} succeeded before the deadline; last error: {last}"));
+            }
+            let node = &nodes[attempt % nodes.len()];
+            attempt += 1;
+            match request(node, Method::GET, &path, &[], Bytes::new()).await {
+                Ok((status @ (200 | 404), body)) => break (status, body),
+                Ok((status, body)) => last = format!("{status}: {}", String::from_utf8_lossy(&body)),
+                Err(error) => last = error,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Polls `GET /admin/replicas` of every `(bucket, key)` until the replicas
+/// of each hold identical state (context and versions) or `deadline`.
+/// Returns each key's replicas (its preference list), by `bucket/key`.
 async fn wait_converged(
     nodes: &[String],
-    keys: &[String],
+    keys: &[(&str, String)],
     deadline: Instant,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<BTreeMap<String, Vec<String>>, String> {
     let mut replicas = BTreeMap::new();
-    let mut pending: Vec<&String> = keys.iter().collect();
+    let mut pending: Vec<&(&str, String)> = keys.iter().collect();
     let mut why: Vec<String> = Vec::new();
     let mut attempt = 0;
     while !pending.is_empty() {
@@ -334,11 +448,12 @@ async fn wait_converged(
         }
         why.clear();
         let mut still = Vec::new();
-        for key in pending {
+        for entry in pending {
+            let (bucket, key) = entry;
             let node = &nodes[attempt % nodes.len()];
             attempt += 1;
             let verdict =
-                match request(node, Method::GET, &format!("/admin/replicas/{BUCKET}/{key}"), &[], Bytes::new()).await {
+                match request(node, Method::GET, &format!("/admin/replicas/{bucket}/{key}"), &[], Bytes::new()).await {
                     Ok((200, body)) => serde_json::from_slice(&body)
                         .map_err(|error| format!("bad JSON: {error}"))
                         .and_then(|admin| replicas_agree(&admin).map(|()| preference_list(&admin))),
@@ -347,11 +462,11 @@ async fn wait_converged(
                 };
             match verdict {
                 Ok(list) => {
-                    replicas.insert(key.clone(), list);
+                    replicas.insert(format!("{bucket}/{key}"), list);
                 }
                 Err(reason) => {
-                    why.push(format!("{key}: {reason}"));
-                    still.push(key);
+                    why.push(format!("{bucket}/{key}: {reason}"));
+                    still.push(entry);
                 }
             }
         }

@@ -129,7 +129,7 @@ pub struct ClientSetup {
 
 impl ClientSetup {
     /// How many nodes the clients may use now.
-    fn started(&self) -> usize {
+    pub fn started(&self) -> usize {
         self.started.load(Ordering::SeqCst).min(self.nodes.len())
     }
 }
@@ -191,18 +191,19 @@ pub async fn client(setup: ClientSetup, index: usize, seed: u64) -> ClientStats 
     client.stats
 }
 
-/// One client's state between requests.
-struct Client {
-    rng: Rng,
-    stats: ClientStats,
+/// One client's state between requests (the data-type clients use it too,
+/// with their own stats).
+pub struct Client<S = ClientStats> {
+    pub rng: Rng,
+    pub stats: S,
     /// A kept-alive connection per node, taken out while in use.
-    connections: HashMap<usize, Connection>,
+    pub connections: HashMap<usize, Connection>,
 }
 
-impl Client {
+impl<S> Client<S> {
     /// The kept connection to `node`, or a new one (`None` if the node
     /// cannot be reached in time).
-    async fn connection(&mut self, setup: &ClientSetup, node: usize) -> Option<Connection> {
+    pub async fn connection(&mut self, setup: &ClientSetup, node: usize) -> Option<Connection> {
         if let Some(connection) = self.connections.remove(&node) {
             return Some(connection);
         }
@@ -216,7 +217,7 @@ impl Client {
     /// A connection that got an HTTP error status is still in sync and
     /// kept; after a timeout or a transport error it may have a request in
     /// flight or be dead, so it is dropped.
-    fn keep_if_usable(&mut self, node: usize, connection: Connection, error: &ClientError) {
+    pub fn keep_if_usable(&mut self, node: usize, connection: Connection, error: &ClientError) {
         if matches!(error, ClientError::Status { .. }) {
             self.connections.insert(node, connection);
         }
