@@ -121,8 +121,10 @@ impl CausalContext {
         for dot in covered {
             self.cloud.remove(&dot);
         }
-        while self.cloud.remove(&Dot { actor, counter: contiguous + 1 }) {
-            contiguous += 1;
+        while let Some(next) = contiguous.checked_add(1)
+            && self.cloud.remove(&Dot { actor, counter: next })
+        {
+            contiguous = next;
         }
         if contiguous > 0 {
             self.vector.insert(actor, contiguous);
@@ -188,7 +190,8 @@ impl CausalContext {
         let mut previous: Option<Dot> = None;
         for _ in 0..cloud {
             let dot = decode_dot(reader, "context cloud dot")?;
-            let folded = dot.counter <= context.contiguous(dot.actor) + 1;
+            // (Saturating: a vector entry may be u64::MAX; found by fuzzing.)
+            let folded = dot.counter <= context.contiguous(dot.actor).saturating_add(1);
             if folded || previous.is_some_and(|previous| previous >= dot) {
                 return Err(CodecError::Invalid("context cloud out of order or not folded into the vector"));
             }
@@ -244,6 +247,25 @@ mod tests {
         let decoded = CausalContext::decode(&mut reader)?;
         assert_eq!(reader.remaining(), 0);
         Ok(decoded)
+    }
+
+    #[test]
+    fn a_vector_entry_at_the_largest_counter_neither_overflows_decoding_nor_folding() {
+        // Found by fuzzing: the fold check added one to u64::MAX.
+        let mut bytes = 1u16.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+        let full = CausalContext::from_bytes(&[bytes.clone(), 0u32.to_be_bytes().to_vec()].concat()).expect("valid");
+        let mut with_cloud = bytes;
+        with_cloud.extend_from_slice(&1u32.to_be_bytes());
+        with_cloud.extend_from_slice(&1u64.to_be_bytes());
+        with_cloud.extend_from_slice(&5u64.to_be_bytes());
+        assert!(matches!(CausalContext::from_bytes(&with_cloud), Err(CodecError::Invalid(_))));
+        let mut joined = full.clone();
+        joined.join(&of(&[(1, 7)]));
+        joined.insert(dot(1, 9));
+        assert_eq!(joined, full);
+        assert_eq!(full.next_dot(ActorId(1)), dot(1, u64::MAX));
     }
 
     #[test]

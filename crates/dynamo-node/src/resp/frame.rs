@@ -73,14 +73,22 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, ProtocolError
 
 /// The line at `start` (without its `\r\n`) and where the next begins, or
 /// `None` if its end has not arrived; `Err` if it is longer than `max`.
+/// Exactly the lines of at most `max` bytes pass, however the bytes
+/// arrive: a prefix waits as long as its line could still end within the
+/// limit (a fuzzed line of `max + 1` bytes ending in a bare `\n` passed
+/// whole but was refused in pieces).
 fn line(buf: &[u8], start: usize, max: usize, too_long: &str) -> Result<Option<(Range<usize>, usize)>, ProtocolError> {
     let window = &buf[start..buf.len().min(start.saturating_add(max + 2))];
     match window.iter().position(|byte| *byte == b'\n') {
         Some(newline) => {
             let end = if newline > 0 && window[newline - 1] == b'\r' { newline - 1 } else { newline };
+            if end > max {
+                return Err(protocol(too_long));
+            }
             Ok(Some((start..start + end, start + newline + 1)))
         }
-        None if window.len() > max => Err(protocol(too_long)),
+        // `max` bytes and a `\r` may still be followed by the `\n`.
+        None if window.len() > max + 1 || (window.len() == max + 1 && window[max] != b'\r') => Err(protocol(too_long)),
         None => Ok(None),
     }
 }
@@ -296,6 +304,17 @@ mod tests {
         assert_eq!(refusal(&five), "Protocol error: command too large", "refused at the header past the total");
         assert_eq!(refusal(&[b'*'; 40]), "Protocol error: too big mbulk count string");
         assert_eq!(refusal(&[b'a'; 70]), "Protocol error: too big inline request");
+        // The limit is exact, whichever way the line ends (found by fuzzing).
+        let mut longest = vec![b'a'; 64];
+        assert_eq!(parse(&longest, &LIMITS), Ok(None));
+        longest.push(b'\r');
+        assert_eq!(parse(&longest, &LIMITS), Ok(None), "the \\n may follow");
+        longest.push(b'\n');
+        assert!(parse(&longest, &LIMITS).unwrap().is_some());
+        let mut over = vec![b'a'; 65];
+        over.push(b'\n');
+        assert_eq!(refusal(&over), "Protocol error: too big inline request");
+        assert_eq!(refusal(&over[..65]), "Protocol error: too big inline request");
         assert_eq!(refusal(b"a b c d e f g h i j k l m n o p q\r\n"), "Protocol error: invalid multibulk length");
     }
 
