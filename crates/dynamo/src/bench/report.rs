@@ -236,10 +236,11 @@ impl Report {
             config.bucket,
             config.seed,
             query(&config.write_query),
-            match (config.blind_writes, config.read_before_write) {
-                (true, _) => "blind, no context",
-                (false, true) => "read-modify-write",
-                (false, false) => "with the worker's last context for the key, else none",
+            match (config.workload.datatype(), config.blind_writes, config.read_before_write) {
+                (Some(_), _, _) => "data-type operations, no context",
+                (None, true, _) => "blind, no context",
+                (None, false, true) => "read-modify-write",
+                (None, false, false) => "with the worker's last context for the key, else none",
             },
             query(&config.read_query),
         )
