@@ -6,27 +6,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::TestCluster;
 
 #[test]
 fn a_cart_built_through_two_nodes_at_once_holds_every_item_and_counters_count_every_increment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = TestCluster::start(dir.path(), 3, &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/datatypes.py");
-    let output = Command::new("python3")
-        .arg(&script)
-        .args(cluster.nodes.iter().map(|node| node.port.to_string()))
-        .output()
-        .expect("python3 runs (the tests need Python 3 with `requests`)");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let ports: Vec<String> = cluster.nodes.iter().map(|node| node.port.to_string()).collect();
+    common::run_client("python3", "datatypes.py", &ports, &[]);
 }
 
 mod replication {

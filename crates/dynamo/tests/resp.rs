@@ -74,31 +74,12 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     let (mut cluster, ports) = TestCluster::start_with_resp(dir.path(), 3, &[], true);
 
     // redis-py with its defaults, RESP2 and RESP3, pipelines, errors.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/resp_strings.py");
-    let output =
-        Command::new("python3").arg(&script).args(ports.iter().map(u16::to_string)).output().expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-
+    let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+    common::run_client("python3", "resp_strings.py", &all, &[]);
     // ioredis (Node.js), with its defaults.
     let node_clients = std::env::var("DYNAMO_NODE_CLIENTS").unwrap_or_else(|_| "/var/tmp/dynamo-test-clients".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/resp_strings.js");
-    let output = Command::new("node")
-        .arg(&script)
-        .args(ports[..2].iter().map(u16::to_string))
-        .env("NODE_PATH", Path::new(&node_clients).join("node_modules"))
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let node_path = Path::new(&node_clients).join("node_modules");
+    common::run_client("node", "resp_strings.js", &all[..2], &[("NODE_PATH", node_path)]);
 
     // redis-cli, one command per process, as scripts use it.
     assert_eq!(redis_cli(ports[0], &["SET", "cli", "from the shell"]), "OK");

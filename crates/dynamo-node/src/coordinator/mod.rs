@@ -160,20 +160,12 @@ impl Coordinator {
                 Err(reason) => failed(&node, reason),
             });
         }
-        let stored = outcomes.iter().filter(|outcome| outcome.status == "ok").count();
-        if stored == outcomes.len() {
-            return Ok(props);
-        }
-        Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
-            operation: "set props",
-            n: outcomes.len() as u8,
-            needed: outcomes.len() as u8,
-            needed_durable: 0,
-            answered: stored as u8,
-            replicas: outcomes,
-            hint: "the change is stored on the members that answered ok; repeat the request when the others are up"
-                .to_string(),
-        })))
+        every_member_answered(
+            outcomes,
+            "set props",
+            "the change is stored on the members that answered ok; repeat the request when the others are up",
+        )?;
+        Ok(props)
     }
 
     /// Refuses (`409`) giving `bucket` the datatype `wanted` when any
@@ -208,21 +200,12 @@ impl Coordinator {
                 holders.join(", ")
             )));
         }
-        let answered = outcomes.iter().filter(|outcome| outcome.status == "ok").count();
-        if answered == outcomes.len() {
-            return Ok(());
-        }
-        Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
-            operation: "check that the bucket holds no keys",
-            n: outcomes.len() as u8,
-            needed: outcomes.len() as u8,
-            needed_durable: 0,
-            answered: answered as u8,
-            replicas: outcomes,
-            hint: "a bucket takes a datatype only when every member says it holds none of its keys; \
-                   repeat the request when the others are up"
-                .to_string(),
-        })))
+        every_member_answered(
+            outcomes,
+            "check that the bucket holds no keys",
+            "a bucket takes a datatype only when every member says it holds none of its keys; repeat the request \
+             when the others are up",
+        )
     }
 
     /// Sends `request` to every node in `nodes` concurrently; answers arrive
@@ -310,4 +293,26 @@ impl Coordinator {
             hint,
         }))
     }
+}
+
+/// Ok when every member's outcome is ok; otherwise the `503` of an
+/// `operation` that needs them all, with `hint` for the client.
+fn every_member_answered(
+    outcomes: Vec<ReplicaOutcome>,
+    operation: &'static str,
+    hint: &str,
+) -> Result<(), CoordinatorError> {
+    let answered = outcomes.iter().filter(|outcome| outcome.status == "ok").count();
+    if answered == outcomes.len() {
+        return Ok(());
+    }
+    Err(CoordinatorError::Unavailable(Box::new(QuorumFailure {
+        operation,
+        n: outcomes.len() as u8,
+        needed: outcomes.len() as u8,
+        needed_durable: 0,
+        answered: answered as u8,
+        replicas: outcomes,
+        hint: hint.to_string(),
+    })))
 }

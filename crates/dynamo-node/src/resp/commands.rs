@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::keyspace::Keyspace;
 use super::reply::{Protocol, Reply};
 use super::strings;
-use crate::coordinator::{Coordinator, CoordinatorError};
+use crate::coordinator::Coordinator;
 
 /// The version the front end reports to clients that ask (`HELLO`,
 /// `INFO`): the Redis release whose commands it follows.
@@ -35,8 +36,7 @@ pub struct Session {
 /// What the commands need: the coordinator, the keyspace's bucket, and
 /// what `INFO` and `CLIENT ID` report.
 pub struct Commands {
-    pub(super) coordinator: Arc<Coordinator>,
-    pub(super) bucket: String,
+    keyspace: Keyspace,
     node_id: String,
     max_value_bytes: usize,
 }
@@ -85,7 +85,7 @@ const SPECS: &[Spec] = &[
 impl Commands {
     /// The commands over `coordinator`, with the keyspace in `bucket`.
     pub fn new(coordinator: Arc<Coordinator>, bucket: String, node_id: String, max_value_bytes: usize) -> Self {
-        Self { coordinator, bucket, node_id, max_value_bytes }
+        Self { keyspace: Keyspace { coordinator, bucket }, node_id, max_value_bytes }
     }
 
     /// Runs one command (`args[0]` is its name, any case).
@@ -123,7 +123,7 @@ impl Commands {
             "command" => command(rest),
             "info" => self.info(rest),
             "config" => self.config(rest),
-            _ => strings::execute(self, spec.name, rest).await,
+            _ => strings::execute(&self.keyspace, spec.name, rest).await,
         }
     }
 
@@ -201,7 +201,7 @@ impl Commands {
             text.push_str(&format!(
                 "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nserver_name:dynamo\r\n\
                  dynamo_node:{}\r\ndynamo_bucket:{}\r\n\r\n",
-                self.node_id, self.bucket
+                self.node_id, self.keyspace.bucket
             ));
         }
         if wanted("keyspace") {
@@ -303,41 +303,6 @@ pub(super) fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
         (Some(b'?'), Some(_)) => glob_matches(&pattern[1..], &text[1..]),
         (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob_matches(&pattern[1..], &text[1..]),
         _ => false,
-    }
-}
-
-/// The reply to a request the coordinator could not serve: Redis's `ERR`
-/// with what failed and, for a quorum not reached, which replicas did not
-/// answer and why (what HTTP's `503` body says).
-pub(super) fn coordinator_error(error: CoordinatorError) -> Reply {
-    match error {
-        CoordinatorError::Unavailable(failure) => {
-            let missing: Vec<String> = failure
-                .replicas
-                .iter()
-                .filter(|replica| replica.status != "ok")
-                .map(|replica| match &replica.reason {
-                    Some(reason) => format!("{} {}: {reason}", replica.node, replica.status),
-                    None => format!("{} {}", replica.node, replica.status),
-                })
-                .collect();
-            Reply::err(format!(
-                "quorum not reached for {}: {} of {} required replicas answered; {}; {}",
-                failure.operation,
-                failure.answered,
-                failure.needed,
-                missing.join(", "),
-                failure.hint
-            ))
-        }
-        CoordinatorError::Forwarded { body, .. } => {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|value| value["error"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            Reply::err(message)
-        }
-        other => Reply::err(other.to_string()),
     }
 }
 

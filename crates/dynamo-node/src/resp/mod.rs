@@ -9,11 +9,13 @@
 //! - [`server`] accepts connections and runs their commands in order
 //!   (pipelining, bounded buffers);
 //! - [`commands`] answers the connection commands clients send on
-//!   connect, and dispatches the keyspace commands: strings so far
-//!   (`strings`); counters, sets and hashes to come (issue 13).
+//!   connect, and dispatches the keyspace commands (over `keyspace`, the
+//!   coordinator and bucket they share): strings so far (`strings`);
+//!   counters, sets and hashes to come (issue 13).
 
 pub mod commands;
 pub mod frame;
+mod keyspace;
 pub mod reply;
 pub mod server;
 mod strings;

@@ -19,7 +19,7 @@ use dynamo_core::crdt::value::DataValue;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
 
-use super::commands::{Commands, coordinator_error};
+use super::keyspace::{Keyspace, coordinator_error};
 use super::reply::Reply;
 use crate::coordinator::RequestOptions;
 
@@ -69,30 +69,30 @@ struct Read {
 }
 
 /// Runs the string command `name` (already checked for arity).
-pub(super) async fn execute(commands: &Commands, name: &str, args: &[Bytes]) -> Reply {
+pub(super) async fn execute(keyspace: &Keyspace, name: &str, args: &[Bytes]) -> Reply {
     let outcome = match name {
-        "get" => get(commands, &args[0]).await,
-        "set" => set(commands, args).await,
-        "setnx" => setnx(commands, args).await,
-        "getdel" => getdel(commands, &args[0]).await,
-        "mget" => mget(commands, args).await,
-        "mset" => mset(commands, args).await,
-        "del" | "unlink" => del(commands, args).await,
-        "exists" => exists(commands, args).await,
-        "strlen" => strlen(commands, &args[0]).await,
-        "type" => read(commands, &args[0]).await.map(|read| Reply::Simple(read.current.type_name().to_string())),
+        "get" => get(keyspace, &args[0]).await,
+        "set" => set(keyspace, args).await,
+        "setnx" => setnx(keyspace, args).await,
+        "getdel" => getdel(keyspace, &args[0]).await,
+        "mget" => mget(keyspace, args).await,
+        "mset" => mset(keyspace, args).await,
+        "del" | "unlink" => del(keyspace, args).await,
+        "exists" => exists(keyspace, args).await,
+        "strlen" => strlen(keyspace, &args[0]).await,
+        "type" => read(keyspace, &args[0]).await.map(|read| Reply::Simple(read.current.type_name().to_string())),
         other => Err(Reply::err(format!("unknown command '{other}'"))),
     };
     outcome.unwrap_or_else(|reply| reply)
 }
 
-fn object_key(commands: &Commands, name: &Bytes) -> Result<ObjectKey, Reply> {
-    ObjectKey::new(&commands.bucket, name.as_ref()).map_err(|problem| Reply::err(format!("invalid key: {problem}")))
+fn object_key(keyspace: &Keyspace, name: &Bytes) -> Result<ObjectKey, Reply> {
+    ObjectKey::new(&keyspace.bucket, name.as_ref()).map_err(|problem| Reply::err(format!("invalid key: {problem}")))
 }
 
-async fn read(commands: &Commands, name: &Bytes) -> Result<Read, Reply> {
-    let key = object_key(commands, name)?;
-    let object = commands.coordinator.get(&key, &RequestOptions::default()).await.map_err(coordinator_error)?;
+async fn read(keyspace: &Keyspace, name: &Bytes) -> Result<Read, Reply> {
+    let key = object_key(keyspace, name)?;
+    let object = keyspace.coordinator.get(&key, &RequestOptions::default()).await.map_err(coordinator_error)?;
     let current = current(&object);
     Ok(Read { object, current })
 }
@@ -111,10 +111,10 @@ fn current(object: &VersionedObject) -> Current {
 }
 
 /// Writes `payload` over everything `seen` held.
-async fn write(commands: &Commands, name: &Bytes, seen: &VersionedObject, payload: Payload) -> Result<(), Reply> {
-    let key = object_key(commands, name)?;
+async fn write(keyspace: &Keyspace, name: &Bytes, seen: &VersionedObject, payload: Payload) -> Result<(), Reply> {
+    let key = object_key(keyspace, name)?;
     let options = RequestOptions { context_timestamp: seen.latest_timestamp().0, ..RequestOptions::default() };
-    commands.coordinator.put(&key, seen.context(), payload, &options).await.map_err(coordinator_error)?;
+    keyspace.coordinator.put(&key, seen.context(), payload, &options).await.map_err(coordinator_error)?;
     Ok(())
 }
 
@@ -122,13 +122,13 @@ fn value(data: &Bytes) -> Payload {
     Payload::Value { data: data.clone(), content_type: None }
 }
 
-async fn get(commands: &Commands, name: &Bytes) -> Result<Reply, Reply> {
-    let read = read(commands, name).await?;
+async fn get(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
+    let read = read(keyspace, name).await?;
     Ok(read.current.string()?.map_or(Reply::Null, |bytes| Reply::bulk(bytes.to_vec())))
 }
 
 /// `SET key value [NX|XX] [GET]`; the expiry options need key expiry.
-async fn set(commands: &Commands, args: &[Bytes]) -> Result<Reply, Reply> {
+async fn set(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
     let (name, data) = (&args[0], &args[1]);
     let (mut only_absent, mut only_present, mut return_old) = (false, false, false);
     for option in &args[2..] {
@@ -145,12 +145,12 @@ async fn set(commands: &Commands, args: &[Bytes]) -> Result<Reply, Reply> {
     if only_absent && only_present {
         return Err(Reply::err("syntax error"));
     }
-    let read = read(commands, name).await?;
+    let read = read(keyspace, name).await?;
     let old = if return_old { read.current.string()? } else { None };
     let exists = !matches!(read.current, Current::Absent);
     let refused = (only_absent && exists) || (only_present && !exists);
     if !refused {
-        write(commands, name, &read.object, value(data)).await?;
+        write(keyspace, name, &read.object, value(data)).await?;
     }
     Ok(match (return_old, refused) {
         (true, _) => old.map_or(Reply::Null, |bytes| Reply::bulk(bytes.to_vec())),
@@ -159,27 +159,27 @@ async fn set(commands: &Commands, args: &[Bytes]) -> Result<Reply, Reply> {
     })
 }
 
-async fn setnx(commands: &Commands, args: &[Bytes]) -> Result<Reply, Reply> {
-    let read = read(commands, &args[0]).await?;
+async fn setnx(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
+    let read = read(keyspace, &args[0]).await?;
     if !matches!(read.current, Current::Absent) {
         return Ok(Reply::Integer(0));
     }
-    write(commands, &args[0], &read.object, value(&args[1])).await?;
+    write(keyspace, &args[0], &read.object, value(&args[1])).await?;
     Ok(Reply::Integer(1))
 }
 
-async fn getdel(commands: &Commands, name: &Bytes) -> Result<Reply, Reply> {
-    let read = read(commands, name).await?;
+async fn getdel(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
+    let read = read(keyspace, name).await?;
     let Some(old) = read.current.string()? else { return Ok(Reply::Null) };
-    write(commands, name, &read.object, Payload::Tombstone).await?;
+    write(keyspace, name, &read.object, Payload::Tombstone).await?;
     Ok(Reply::bulk(old.to_vec()))
 }
 
 /// `MGET`: a key that is absent or not a string reads as nil, as in Redis.
-async fn mget(commands: &Commands, names: &[Bytes]) -> Result<Reply, Reply> {
+async fn mget(keyspace: &Keyspace, names: &[Bytes]) -> Result<Reply, Reply> {
     let mut values = Vec::with_capacity(names.len());
     for name in names {
-        let read = read(commands, name).await?;
+        let read = read(keyspace, name).await?;
         values.push(match read.current.string() {
             Ok(Some(bytes)) => Reply::bulk(bytes.to_vec()),
             _ => Reply::Null,
@@ -188,40 +188,40 @@ async fn mget(commands: &Commands, names: &[Bytes]) -> Result<Reply, Reply> {
     Ok(Reply::Array(values))
 }
 
-async fn mset(commands: &Commands, args: &[Bytes]) -> Result<Reply, Reply> {
+async fn mset(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
     if !args.len().is_multiple_of(2) {
         return Err(Reply::err("wrong number of arguments for 'mset' command"));
     }
     for pair in args.chunks(2) {
-        let read = read(commands, &pair[0]).await?;
-        write(commands, &pair[0], &read.object, value(&pair[1])).await?;
+        let read = read(keyspace, &pair[0]).await?;
+        write(keyspace, &pair[0], &read.object, value(&pair[1])).await?;
     }
     Ok(Reply::ok())
 }
 
-async fn del(commands: &Commands, names: &[Bytes]) -> Result<Reply, Reply> {
+async fn del(keyspace: &Keyspace, names: &[Bytes]) -> Result<Reply, Reply> {
     let mut removed = 0;
     for name in names {
-        let read = read(commands, name).await?;
+        let read = read(keyspace, name).await?;
         if !matches!(read.current, Current::Absent) {
-            write(commands, name, &read.object, Payload::Tombstone).await?;
+            write(keyspace, name, &read.object, Payload::Tombstone).await?;
             removed += 1;
         }
     }
     Ok(Reply::Integer(removed))
 }
 
-async fn exists(commands: &Commands, names: &[Bytes]) -> Result<Reply, Reply> {
+async fn exists(keyspace: &Keyspace, names: &[Bytes]) -> Result<Reply, Reply> {
     let mut present = 0;
     for name in names {
-        if !matches!(read(commands, name).await?.current, Current::Absent) {
+        if !matches!(read(keyspace, name).await?.current, Current::Absent) {
             present += 1;
         }
     }
     Ok(Reply::Integer(present))
 }
 
-async fn strlen(commands: &Commands, name: &Bytes) -> Result<Reply, Reply> {
-    let read = read(commands, name).await?;
+async fn strlen(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
+    let read = read(keyspace, name).await?;
     Ok(Reply::Integer(read.current.string()?.map_or(0, |bytes| bytes.len() as i64)))
 }

@@ -273,3 +273,24 @@ impl TestCluster {
         });
     }
 }
+
+/// Runs `program` (`python3`, `node`) on the script `tests/clients/<script>`
+/// with `args` and extra environment `env`, and fails the test with the
+/// script's output unless it exits 0 (the scripts print one line per
+/// failed check).
+#[allow(dead_code)]
+pub fn run_client(program: &str, script: &str, args: &[String], env: &[(&str, PathBuf)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let output = Command::new(program)
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_os_str())))
+        .output()
+        .unwrap_or_else(|error| panic!("{program} does not run ({error}); the tests need it, see README"));
+    assert!(
+        output.status.success(),
+        "{script}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
