@@ -123,3 +123,19 @@ fn raw_bytes_inline_pipelined_resp3_and_malformed_frames() {
     let unknown = exchange(port, b"EVAL x 0\r\n");
     assert_eq!(unknown, "-ERR unknown command 'EVAL', with args beginning with: 'x' '0'\r\n");
 }
+
+#[test]
+fn strings_are_refused_when_the_keyspace_bucket_holds_a_data_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--default-n=1", "--default-r=1", "--default-w=1", "--resp-bucket=tallies"];
+    let (cluster, ports) = TestCluster::start_with_resp(dir.path(), 1, &args, true);
+    common::block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        let body = bytes::Bytes::from_static(br#"{"datatype":"counter"}"#);
+        let answer = http.request(hyper::Method::PUT, "/buckets/tallies/props", &[], body).await.expect("props");
+        assert_eq!(answer.status, 204);
+    });
+    let reply = exchange(ports[0], b"SET k v\r\nGET k\r\n");
+    assert!(reply.starts_with("-ERR the Redis keyspace's bucket tallies has datatype counter"), "{reply}");
+    assert!(reply.ends_with("$-1\r\n"), "nothing was stored: {reply}");
+}

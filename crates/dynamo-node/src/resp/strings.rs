@@ -18,6 +18,7 @@ use bytes::Bytes;
 use dynamo_core::crdt::value::DataValue;
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{Payload, VersionedObject};
+use dynamo_core::props::DataType;
 
 use super::keyspace::{Keyspace, coordinator_error};
 use super::reply::Reply;
@@ -113,6 +114,15 @@ fn current(object: &VersionedObject) -> Current {
 /// Writes `payload` over everything `seen` held.
 async fn write(keyspace: &Keyspace, name: &Bytes, seen: &VersionedObject, payload: Payload) -> Result<(), Reply> {
     let key = object_key(keyspace, name)?;
+    // A string in a data-type bucket would sit beside its values and make
+    // them unreadable through the HTTP data-type API.
+    let props = keyspace.coordinator.props(&keyspace.bucket).map_err(|problem| Reply::err(problem.to_string()))?;
+    if props.datatype != DataType::None {
+        return Err(Reply::err(format!(
+            "the Redis keyspace's bucket {} has datatype {}; point resp_bucket at a bucket without one",
+            keyspace.bucket, props.datatype
+        )));
+    }
     let options = RequestOptions { context_timestamp: seen.latest_timestamp().0, ..RequestOptions::default() };
     keyspace.coordinator.put(&key, seen.context(), payload, &options).await.map_err(coordinator_error)?;
     Ok(())
