@@ -91,6 +91,9 @@ struct StoredProps {
 pub struct BucketRegistry {
     store: Store,
     defaults: BucketProps,
+    /// Built-in props of particular buckets without props of their own
+    /// (the Redis front end's: last write wins).
+    bucket_defaults: HashMap<String, BucketProps>,
     cache: RwLock<HashMap<String, StoredProps>>,
     /// Serializes updates so two concurrent patches cannot lose each other.
     update_lock: tokio::sync::Mutex<()>,
@@ -99,7 +102,25 @@ pub struct BucketRegistry {
 impl BucketRegistry {
     /// A registry over `store` with `defaults` for buckets without props.
     pub fn new(store: Store, defaults: BucketProps) -> Self {
-        Self { store, defaults, cache: RwLock::new(HashMap::new()), update_lock: tokio::sync::Mutex::new(()) }
+        Self {
+            store,
+            defaults,
+            bucket_defaults: HashMap::new(),
+            cache: RwLock::new(HashMap::new()),
+            update_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// This registry with `props` in effect for `bucket` until props are
+    /// set for it. Every node must be given the same (they come from the
+    /// configuration).
+    pub fn with_bucket_default(mut self, bucket: &str, props: BucketProps) -> Self {
+        self.bucket_defaults.insert(bucket.to_string(), props);
+        self
+    }
+
+    fn defaults_of(&self, bucket: &str) -> BucketProps {
+        self.bucket_defaults.get(bucket).copied().unwrap_or(self.defaults)
     }
 
     /// The props in effect for `bucket`.
@@ -112,7 +133,7 @@ impl BucketRegistry {
             return Ok(*stored);
         }
         let stored = match self.store.get(Namespace::Meta, props_key(bucket).as_bytes())? {
-            None => StoredProps { props: self.defaults, version: 0 },
+            None => StoredProps { props: self.defaults_of(bucket), version: 0 },
             Some(bytes) => parse_stored(&bytes)
                 .map_err(|detail| PropsStoreError::Unreadable { bucket: bucket.to_string(), detail })?,
         };
@@ -162,7 +183,8 @@ impl BucketRegistry {
         if !listing.unreadable.is_empty() {
             return Ok(MAX_N);
         }
-        Ok(listing.readable.iter().map(|(_, props, _)| props.n).fold(self.defaults.n, u8::max))
+        let built_in = self.bucket_defaults.values().map(|props| props.n);
+        Ok(listing.readable.iter().map(|(_, props, _)| props.n).chain(built_in).fold(self.defaults.n, u8::max))
     }
 
     /// Applies `patch` to `bucket`'s props as a change of `version`,
@@ -174,7 +196,7 @@ impl BucketRegistry {
         let _serialized = self.update_lock.lock().await;
         let current = match self.readable_stored(bucket)? {
             Ok(stored) => stored.props,
-            Err(_) if patch.sets_every_field() => self.defaults,
+            Err(_) if patch.sets_every_field() => self.defaults_of(bucket),
             Err(detail) => {
                 return Err(PropsStoreError::Unreadable {
                     bucket: bucket.to_string(),
@@ -292,6 +314,18 @@ mod tests {
         let props = BucketProps { n: 3, r: 1, w: 1, dw: 0, conflict: ConflictMode::Lww, ..BucketProps::default() };
         registry.apply("rotten", props, 2).await.expect("a change from another node replaces them");
         assert_eq!(registry.get("rotten").expect("readable again"), props);
+    }
+
+    #[tokio::test]
+    async fn a_bucket_with_a_built_in_default_keeps_it_until_props_are_set_and_under_a_partial_patch() {
+        let lww = BucketProps { conflict: ConflictMode::Lww, ..defaults() };
+        let registry =
+            BucketRegistry::new(Store::memory(MemoryEngine::new()), defaults()).with_bucket_default("redis", lww);
+        assert_eq!(registry.get("redis").expect("props"), lww);
+        assert_eq!(registry.get("other").expect("props"), defaults());
+        let patch = PropsPatch { n: Some(2), ..PropsPatch::default() };
+        let patched = registry.update("redis", &patch, 1).await.expect("patch");
+        assert_eq!(patched, BucketProps { n: 2, r: 2, w: 2, ..lww }, "a patch applies over the built-in default");
     }
 
     #[tokio::test]

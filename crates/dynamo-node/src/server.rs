@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dynamo_core::failure_detector::LivenessPolicy;
+use dynamo_core::props::{BucketProps, ConflictMode};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::ActorId;
 use dynamo_storage::{MemoryEngine, StorageError, Store};
@@ -242,7 +243,12 @@ pub fn assemble<T: Transport>(
         Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index))
             .with_max_value_bytes(config.max_value_bytes),
     );
-    let buckets = Arc::new(BucketRegistry::new(store.clone(), config.default_props));
+    // The Redis keyspace's SET is last write wins (issue 13): one blind
+    // write, no read for a context.
+    let resp_props = BucketProps { conflict: ConflictMode::Lww, ..config.default_props };
+    let buckets = Arc::new(
+        BucketRegistry::new(store.clone(), config.default_props).with_bucket_default(&config.resp_bucket, resp_props),
+    );
     let services = NodeServices { replica, cluster, peers, detector, buckets, hints };
     let coordinator = Arc::new(Coordinator::new(services.clone(), config.request_timeout));
     let membership = Arc::new(Membership::new(MembershipParts {

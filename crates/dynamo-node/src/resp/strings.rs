@@ -1,13 +1,16 @@
 //! The keyspace commands on strings (`GET`, `SET`, `DEL`, ...), over the
 //! coordinator like the HTTP object API, in the front end's bucket.
 //!
-//! **One value per key, last write wins.** A key's versions are the
-//! object's siblings; the front end reads the one with the greatest
-//! timestamp (the hybrid logical clock of the write), and writes with the
-//! context of its read, so a write replaces every version it saw and only
-//! truly concurrent writes leave more than one — the greatest timestamp
-//! then wins, as `SET` is documented to. A delete is a tombstone, so a
-//! key deleted here does not come back from a replica that was away.
+//! **One value per key, last write wins.** The keyspace's bucket is
+//! last-write-wins by default (`BucketRegistry::with_bucket_default`): a
+//! plain `SET` or `MSET` is one blind write, stamped by the coordinating
+//! node's hybrid logical clock, and the greatest timestamp wins wherever
+//! versions meet. Commands that need what is there (`NX`, `XX`, `GET`,
+//! `DEL`'s count, `GETDEL`) read first and write with the read's context.
+//! A read takes the version with the greatest timestamp (several remain
+//! only where an operator gave the bucket siblings mode). A delete is a
+//! tombstone, so a key deleted here does not come back from a replica that
+//! was away.
 //!
 //! **Not atomic.** `SET NX`/`XX`, `GETDEL`, `MSET` read then write: two
 //! clients racing through different nodes can both see the key absent.
@@ -128,6 +131,14 @@ async fn write(keyspace: &Keyspace, name: &Bytes, seen: &VersionedObject, payloa
     Ok(())
 }
 
+/// Writes `payload` without reading first: in the keyspace's bucket, last
+/// write wins (its built-in props), so the write with the greatest
+/// timestamp replaces every other version wherever they meet, and one
+/// fan-out does what a read and a write would.
+async fn blind_write(keyspace: &Keyspace, name: &Bytes, payload: Payload) -> Result<(), Reply> {
+    write(keyspace, name, &VersionedObject::new(), payload).await
+}
+
 fn value(data: &Bytes) -> Payload {
     Payload::Value { data: data.clone(), content_type: None }
 }
@@ -154,6 +165,10 @@ async fn set(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
     }
     if only_absent && only_present {
         return Err(Reply::err("syntax error"));
+    }
+    if !(only_absent || only_present || return_old) {
+        blind_write(keyspace, name, value(data)).await?;
+        return Ok(Reply::ok());
     }
     let read = read(keyspace, name).await?;
     let old = if return_old { read.current.string()? } else { None };
@@ -203,8 +218,7 @@ async fn mset(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
         return Err(Reply::err("wrong number of arguments for 'mset' command"));
     }
     for pair in args.chunks(2) {
-        let read = read(keyspace, &pair[0]).await?;
-        write(keyspace, &pair[0], &read.object, value(&pair[1])).await?;
+        blind_write(keyspace, &pair[0], value(&pair[1])).await?;
     }
     Ok(Reply::ok())
 }
