@@ -27,8 +27,8 @@ pub struct DtArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum DtCommand {
-    /// Read a counter or set: prints its JSON (a set's includes the
-    /// context to pass to a remove).
+    /// Read a counter, set or map: prints its JSON (a set's or map's
+    /// includes the context to pass to a remove).
     Get {
         #[command(flatten)]
         target: DtTarget,
@@ -37,7 +37,8 @@ enum DtCommand {
         r: Option<String>,
     },
     /// Apply a JSON operation, e.g. '{"increment":1}', '{"add":"x"}',
-    /// '{"remove":"x","context":"..."}'; prints the new value.
+    /// '{"remove":"x","context":"..."}', '{"update":{"name_register":"x"}}';
+    /// prints the new value.
     Update {
         #[command(flatten)]
         target: DtTarget,

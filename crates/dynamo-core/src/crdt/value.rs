@@ -202,8 +202,8 @@ pub enum OpError {
 }
 
 impl DataValue {
-    /// The empty value of `kind` (`None` for a bucket without a datatype,
-    /// and for kinds not built yet).
+    /// The empty value of `kind` (`None` for a bucket without a
+    /// datatype).
     pub fn empty(kind: DataType) -> Option<DataValue> {
         match kind {
             DataType::Counter => Some(DataValue::Counter(Counter::new())),

@@ -1,7 +1,7 @@
 //! The HTTP front end: the client API of SPEC section 4 (modelled on
-//! Riak's) and the admin API, over the coordinator. One front end among
-//! several to come (the Redis protocol, the data-type routes), each a
-//! folder beside this one that turns its requests into coordinator calls
+//! Riak's) and the admin API, over the coordinator. One front end of
+//! several (the Redis protocol is [`crate::resp`]), each a folder beside
+//! this one that turns its requests into coordinator calls
 //! and never reaches past the coordinator into replicas or storage (the
 //! admin routes, which report one node's own state, are the exception).
 //!

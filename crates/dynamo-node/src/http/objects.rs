@@ -59,7 +59,7 @@ impl ObjectApi {
         }
     }
 
-    /// Refuses an opaque write to a bucket of counters or sets: the value
+    /// Refuses an opaque write to a data-type bucket: the value
     /// would sit beside the data type and make it unreadable.
     fn refuse_datatype_bucket(&self, key: &ObjectKey) -> Result<(), ApiError> {
         let props = self
