@@ -395,6 +395,8 @@ impl Node {
         let (stop_rpc, rpc_stopped) = tokio::sync::watch::channel(false);
         let rpc_task = tokio::spawn(dynamo_rpc::serve(rpc_listener, rpc_config, handler, stopped(rpc_stopped)));
         let anti_entropy_task = tokio::spawn(anti_entropy.run(stopped(stop_rpc.subscribe())));
+        // The client front ends stop taking requests at the same moment.
+        let (stop_clients, clients_stopped) = tokio::sync::watch::channel(false);
         let resp_task = resp_listener.map(|listener| {
             let commands = Arc::new(Commands::new(
                 coordinator.clone(),
@@ -408,7 +410,7 @@ impl Node {
                 commands,
                 limits,
                 config.max_connections,
-                stopped(stop_rpc.subscribe()),
+                stopped(clients_stopped),
             ))
         });
         // A node that finished leaving the cluster stops as if told to.
@@ -418,6 +420,7 @@ impl Node {
                 () = shutdown => {}
                 () = left => {}
             }
+            let _ = stop_clients.send(true);
         };
         serve_http(&config, listener, api, shutdown).await;
         let _ = stop_rpc.send(true);
