@@ -39,6 +39,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use dynamo_client::connect;
+use dynamo_client::encode::path_segment;
 use hyper::Method;
 use serde_json::Value;
 
@@ -79,6 +80,23 @@ enum AdminCommand {
     Transfers(TransfersArgs),
     /// Anti-entropy status of a node, or run its exchanges now.
     AntiEntropy(AntiEntropyArgs),
+    /// What each replica of a key holds: the preference list, and per
+    /// replica its context and versions (size, digest, timestamp).
+    Replicas(ReplicasArgs),
+    /// The node's failure detector: each peer's state and last answer.
+    Peers(ViewArgs),
+    /// The hints the node holds for unreachable replicas.
+    Hints(ViewArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplicasArgs {
+    #[command(flatten)]
+    target: NodeArg,
+    /// Bucket.
+    bucket: String,
+    /// Key.
+    key: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -223,7 +241,92 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         }
         AdminCommand::Transfers(args) => transfers(&args),
         AdminCommand::AntiEntropy(args) => anti_entropy(args),
+        AdminCommand::Replicas(args) => {
+            let path = format!(
+                "/admin/replicas/{}/{}",
+                path_segment(args.bucket.as_bytes()),
+                path_segment(args.key.as_bytes())
+            );
+            show(&args.target, Method::GET, &path, render_replicas)
+        }
+        AdminCommand::Peers(args) => show(&args.target, Method::GET, "/admin/peers", render_peers),
+        AdminCommand::Hints(args) => show(&args.target, Method::GET, "/admin/hints", render_hints),
     }
+}
+
+/// One line per version of each replica, after the key's placement.
+fn render_replicas(body: &Value) -> String {
+    let placement = format!(
+        "{}/{}: partition {}, n {}, preference list {}{}\n",
+        text(&body["bucket"]),
+        text(&body["key"]),
+        text(&body["partition"]),
+        text(&body["n"]),
+        rows(&body["preference_list"]).iter().map(text).collect::<Vec<_>>().join(", "),
+        if body["moving"].as_bool() == Some(true) { " (moving)" } else { "" }
+    );
+    let mut lines = Vec::new();
+    for replica in rows(&body["replicas"]) {
+        let versions = rows(&replica["versions"]);
+        if versions.is_empty() {
+            lines.push(vec![
+                text(&replica["node"]),
+                text(&replica["status"]),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for version in versions {
+            let what = match (&version["datatype"], version["deleted"].as_bool()) {
+                (Value::String(kind), _) => format!(
+                    "{kind} {}",
+                    text(
+                        version
+                            .get("value")
+                            .or(version.get("elements"))
+                            .or(version.get("fields"))
+                            .unwrap_or(&Value::Null)
+                    )
+                ),
+                (_, Some(true)) => "tombstone".to_string(),
+                _ => format!("{} bytes", text(&version["size"])),
+            };
+            lines.push(vec![
+                text(&replica["node"]),
+                text(&replica["status"]),
+                text(&version["vtag"]),
+                what,
+                text(&version["timestamp_ms"]),
+                text(&version["digest_md5"]),
+            ]);
+        }
+    }
+    placement + &table(&["NODE", "STATUS", "VTAG", "VALUE", "TIMESTAMP_MS", "DIGEST"], &lines)
+}
+
+fn render_peers(body: &Value) -> String {
+    let peers: Vec<Vec<String>> = rows(&body["peers"])
+        .iter()
+        .map(|peer| {
+            vec![
+                text(&peer["node"]),
+                text(&peer["state"]),
+                text(&peer["last_answer_ms_ago"]),
+                text(&peer["consecutive_timeouts"]),
+                text(&peer["for_ms"]),
+            ]
+        })
+        .collect();
+    table(&["PEER", "STATE", "LAST ANSWER MS AGO", "TIMEOUTS IN A ROW", "IN STATE MS"], &peers)
+}
+
+fn render_hints(body: &Value) -> String {
+    let hints = &body["hints"];
+    let fields = ["stored", "stored_bytes", "max_bytes", "accepted", "delivered", "expired", "refused_full"];
+    let row: Vec<String> = fields.iter().map(|field| text(&hints[*field])).collect();
+    table(&["STORED", "BYTES", "MAX BYTES", "ACCEPTED", "DELIVERED", "EXPIRED", "REFUSED (FULL)"], &[row])
 }
 
 /// `dynamo admin transfers`: the node's report, or with `--all` every

@@ -100,8 +100,11 @@ fn dt_commands_update_and_read_counters_and_sets_and_refuse_what_does_not_fit() 
 fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_argv() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    // Not the default 6379: a Redis server on this machine must not fail the test.
+    let resp_port = free_port();
     let mut dev = Command::new(dynamo_bin())
-        .args(["dev", "--nodes", "1", "--http-port-base", &port.to_string(), "--data-dir"])
+        .args(["dev", "--nodes", "1", "--http-port-base", &port.to_string()])
+        .args(["--resp-port-base", &resp_port.to_string(), "--data-dir"])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -128,6 +131,7 @@ fn dev_starts_a_node_writes_cluster_json_and_a_killed_node_restarts_from_its_arg
     let node = &cluster["nodes"][0];
     assert_eq!(node["id"], "node0");
     assert_eq!(node["http_addr"], addr);
+    assert_eq!(node["resp"], format!("127.0.0.1:{resp_port}"), "cluster.json lists the Redis address");
     assert!(node["rpc_addr"].as_str().is_some_and(|rpc| rpc.starts_with("127.0.0.1:")));
     assert!(node["data_dir"].as_str().is_some());
     let pid = node["pid"].as_u64().expect("pid") as libc::pid_t;
@@ -198,4 +202,26 @@ fn the_example_config_file_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dynamo.example.toml");
     let settings = dynamo_node::config::Settings::from_file(std::path::Path::new(example)).expect("example parses");
     settings.resolve().expect("example resolves");
+}
+
+#[test]
+fn admin_replicas_peers_and_hints_show_what_the_node_knows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), &[]);
+    let node_flag = format!("--node={}", node.addr());
+    assert!(dynamo(&["put", &node_flag, "b", "k", "value"]).status.success());
+    let replicas = dynamo(&["admin", "replicas", &node_flag, "b", "k"]);
+    assert!(replicas.status.success(), "{replicas:?}");
+    let text = stdout(&replicas);
+    assert!(text.starts_with("b/k: partition "), "{text}");
+    assert!(text.contains("5 bytes"), "the stored version is shown: {text}");
+    let json = dynamo(&["admin", "replicas", &node_flag, "--json", "b", "k"]);
+    let body: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(body["replicas"][0]["versions"][0]["size"], 5);
+    let peers = stdout(&dynamo(&["admin", "peers", &node_flag]));
+    assert!(peers.starts_with("PEER"), "{peers}");
+    let hints = stdout(&dynamo(&["admin", "hints", &node_flag]));
+    assert!(hints.starts_with("STORED") && hints.lines().count() == 2, "{hints}");
+    let refused = dynamo(&["admin", "replicas", "--node=127.0.0.1:1", "b", "k"]);
+    assert!(!refused.status.success(), "an unreachable node is an error");
 }
