@@ -109,6 +109,16 @@ fn raw_bytes_inline_pipelined_resp3_and_malformed_frames() {
         exchange(port, b"*1\r\n$4\r\nECHO\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n");
     assert_eq!(pipelined, "-ERR wrong number of arguments for 'echo' command\r\n$1\r\nx\r\n$-1\r\n");
 
+    // Pipelined reads run at once, but never ahead of a write before them.
+    let mut ordered = Vec::new();
+    for round in 0..40 {
+        ordered.extend_from_slice(format!("SET o {round}\r\nGET o\r\nGET o\r\n").as_bytes());
+    }
+    let expected: String = (0..40)
+        .map(|round| format!("+OK\r\n${len}\r\n{round}\r\n${len}\r\n{round}\r\n", len = round.to_string().len()))
+        .collect();
+    assert_eq!(exchange(port, &ordered), expected);
+
     // HELLO 3 switches to RESP3: a map reply, and nulls as `_`.
     let resp3 = exchange(port, b"HELLO 3\r\nGET none\r\n");
     assert!(resp3.starts_with("%7\r\n") && resp3.ends_with("_\r\n"), "{resp3}");

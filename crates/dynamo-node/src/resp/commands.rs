@@ -88,6 +88,14 @@ impl Commands {
         Self { keyspace: Keyspace { coordinator, bucket }, node_id, max_value_bytes }
     }
 
+    /// Whether `args` is a keyspace read (`GET`, `MGET`, `EXISTS`,
+    /// `STRLEN`, `TYPE`): it changes nothing, so a run of them may go to
+    /// the coordinator at once and still answer as if one after another.
+    pub fn is_read(args: &[Bytes]) -> bool {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        SPECS.iter().any(|spec| spec.name == name && spec.flags == READ)
+    }
+
     /// Runs one command (`args[0]` is its name, any case).
     pub async fn execute(&self, session: &mut Session, args: &[Bytes]) -> Reply {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();

@@ -10,7 +10,10 @@
 //! therefore come back in order, and a slow reader stops the connection
 //! from reading more (the write waits), so memory per connection stays
 //! bounded: the input by the command limits, the output by
-//! [`FLUSH_BYTES`] plus one reply.
+//! [`FLUSH_BYTES`] plus one reply. A run of consecutive reads (up to
+//! [`MAX_CONCURRENT_READS`]) goes to the coordinator at once: reads change
+//! nothing, so the answers are those of running them one after another,
+//! and a command that writes waits for the reads before it.
 //!
 //! **Bad input.** A protocol error is answered with `-ERR Protocol error:
 //! ...` and the connection is closed, as Redis does; an unknown or
@@ -33,6 +36,8 @@ use super::reply::Reply;
 const FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most pipelined reads of one connection in flight at once.
+const MAX_CONCURRENT_READS: usize = 64;
 
 /// Serves the Redis protocol on `listener` until `shutdown`, with at most
 /// `max_connections` connections; connections open at shutdown are closed
@@ -71,7 +76,7 @@ pub async fn serve(
         let mut closing = closing.subscribe();
         tokio::spawn(async move {
             tokio::select! {
-                outcome = connection(stream, &commands, limits) => {
+                outcome = connection(stream, commands, limits) => {
                     if let Err(error) = outcome {
                         debug!(%error, "RESP connection ended");
                     }
@@ -85,10 +90,11 @@ pub async fn serve(
 }
 
 /// One client connection, until it closes, quits or breaks the protocol.
-async fn connection(mut stream: TcpStream, commands: &Commands, limits: Limits) -> std::io::Result<()> {
+async fn connection(mut stream: TcpStream, commands: Arc<Commands>, limits: Limits) -> std::io::Result<()> {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = Vec::with_capacity(READ_CHUNK);
     let mut session = Session::default();
+    let mut reads: Vec<Vec<Bytes>> = Vec::new();
     loop {
         loop {
             match frame::parse(&input, &limits) {
@@ -101,6 +107,18 @@ async fn connection(mut stream: TcpStream, commands: &Commands, limits: Limits) 
                     if args.is_empty() {
                         continue;
                     }
+                    if Commands::is_read(&args) {
+                        reads.push(args);
+                        if reads.len() == MAX_CONCURRENT_READS {
+                            run_reads(&commands, &mut reads, &session, &mut output).await;
+                            if output.len() >= FLUSH_BYTES {
+                                stream.write_all(&output).await?;
+                                output.clear();
+                            }
+                        }
+                        continue;
+                    }
+                    run_reads(&commands, &mut reads, &session, &mut output).await;
                     let reply = commands.execute(&mut session, &args).await;
                     reply.encode(session.protocol, &mut output);
                     if session.quit {
@@ -114,12 +132,14 @@ async fn connection(mut stream: TcpStream, commands: &Commands, limits: Limits) 
                 }
                 Ok(None) => break,
                 Err(problem) => {
+                    run_reads(&commands, &mut reads, &session, &mut output).await;
                     Reply::Error(format!("ERR {problem}")).encode(session.protocol, &mut output);
                     stream.write_all(&output).await?;
                     return Ok(());
                 }
             }
         }
+        run_reads(&commands, &mut reads, &session, &mut output).await;
         if !output.is_empty() {
             stream.write_all(&output).await?;
             output.clear();
@@ -128,5 +148,21 @@ async fn connection(mut stream: TcpStream, commands: &Commands, limits: Limits) 
         if stream.read_buf(&mut input).await? == 0 {
             return Ok(());
         }
+    }
+}
+
+/// Runs the pending `reads` at once and queues their replies in order.
+async fn run_reads(commands: &Arc<Commands>, reads: &mut Vec<Vec<Bytes>>, session: &Session, output: &mut Vec<u8>) {
+    let tasks: Vec<_> = reads
+        .drain(..)
+        .map(|args| {
+            let commands = commands.clone();
+            // A read touches no connection state: a fresh session serves it.
+            tokio::spawn(async move { commands.execute(&mut Session::default(), &args).await })
+        })
+        .collect();
+    for task in tasks {
+        let reply = task.await.unwrap_or_else(|error| Reply::err(format!("the read failed inside the node: {error}")));
+        reply.encode(session.protocol, output);
     }
 }
