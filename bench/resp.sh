@@ -9,7 +9,9 @@
 #   bench/resp.sh [REQUESTS] [TESTS]
 #
 # Environment: CLIENTS (total, default 50), VALUE_BYTES (-d, default 100),
-# PIPELINES (default "1 16"), CARGO_TARGET_DIR (default /var/tmp/dynamo-release).
+# KEYSPACE (-r: random keys among this many, default 100000; redis-benchmark
+# alone would hit one key, which a per-key lock serializes), PIPELINES
+# (default "1 16"), CARGO_TARGET_DIR (default /var/tmp/dynamo-release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ requests="${1:-50000}"
 tests="${2:-set,get}"
 clients="${CLIENTS:-50}"
 value_bytes="${VALUE_BYTES:-100}"
+keyspace="${KEYSPACE:-100000}"
 pipelines="${PIPELINES:-1 16}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynamo-release}"
 
@@ -52,12 +55,12 @@ done
 # One redis-benchmark: prints "test rps p50 p99" lines.
 bench() {
     local port="$1" count="$2" concurrency="$3" pipeline="$4"
-    redis-benchmark -p "$port" -t "$tests" -n "$count" -c "$concurrency" -d "$value_bytes" -P "$pipeline" --csv 2> /dev/null |
+    redis-benchmark -p "$port" -t "$tests" -n "$count" -c "$concurrency" -d "$value_bytes" -r "$keyspace" -P "$pipeline" --csv 2> /dev/null |
         tail -n +2 | tr -d '"' | awk -F, '{print $1, $2, $5, $7}'
 }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
-echo "requests $requests, clients $clients, value $value_bytes bytes, tests $tests"
+echo "requests $requests, clients $clients, value $value_bytes bytes, keys $keyspace, tests $tests"
 printf '%-6s %-3s %12s %9s %9s %12s %9s %9s %7s\n' test P redis_rps p50_ms p99_ms dynamo_rps p50_ms p99_ms ratio
 for pipeline in $pipelines; do
     bench "$redis_port" "$requests" "$clients" "$pipeline" > "$work/redis.txt"
