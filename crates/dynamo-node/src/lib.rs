@@ -51,6 +51,7 @@
 //! or through others: `tests/import_cycles.rs` checks it on the source, in
 //! CI. A module uses only the floors below it.
 
+mod accept;
 pub mod anti_entropy;
 pub mod buckets;
 pub mod clock;

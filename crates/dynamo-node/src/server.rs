@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use dynamo_rpc::{ClusterSecret, NonceSource, OsNonce, RpcClient, RpcConfig, TcpRpcListener, TcpTransport, Transport};
 
+use crate::accept::next_connection;
 use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig};
 use crate::buckets::BucketRegistry;
 use crate::clock::{SystemClock, WallClock};
@@ -451,27 +452,7 @@ async fn serve_http(config: &NodeConfig, listener: TcpListener, api: Arc<Api>, s
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = connection_slots.clone().acquire_owned() => slot,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(error) => {
-                // Out of file descriptors and similar: back off briefly
-                // instead of spinning.
-                warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, slot)) = next_connection(&listener, &connection_slots, &mut shutdown, "http").await {
         let api = api.clone();
         let service = service_fn(move |request| {
             let api = api.clone();

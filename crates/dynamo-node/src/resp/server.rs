@@ -26,11 +26,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::commands::{Commands, Session};
 use super::frame::{self, Limits};
 use super::reply::Reply;
+use crate::accept::next_connection;
 
 /// Queued replies are written once they pass this many bytes.
 const FLUSH_BYTES: usize = 64 * 1024;
@@ -53,25 +54,7 @@ pub async fn serve(
     let (closing, _) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     info!(addr = %listener.local_addr().map(|addr| addr.to_string()).unwrap_or_default(), "serving the Redis protocol");
-    loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                warn!(%error, "RESP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, slot)) = next_connection(&listener, &slots, &mut shutdown, "redis").await {
         let commands = commands.clone();
         let mut closing = closing.subscribe();
         tokio::spawn(async move {
