@@ -44,11 +44,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use dynamo_core::crdt::set::OrSet;
 use dynamo_core::crdt::value::{DataOp, DataValue};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::VersionedObject;
-use dynamo_core::props::ConflictMode;
+use dynamo_core::props::{ConflictMode, DataType};
 
 use crate::datatypes::{forwarded_adds, forwarded_increments, parse_elements};
 use crate::log::Log;
@@ -232,13 +231,22 @@ fn check_lww(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec<us
     }
 }
 
-/// The data-type value the replicas' final states merge to, or why the
-/// key holds none that can be read.
-fn final_value(states: &[ReplicaState], name: &str) -> Result<Option<DataValue>, String> {
-    merged(states, ConflictMode::Siblings)
-        .datatype_value()
-        .map(|value| value.cloned())
-        .map_err(|problem| format!("{name} ends with an unreadable value: {problem}"))
+/// The value of `kind` the replicas' final states merge to (the empty one
+/// when nothing was written), or `None` after recording in `verdict` why
+/// the key holds none.
+fn final_value(states: &[ReplicaState], name: &str, kind: DataType, verdict: &mut Verdict) -> Option<DataValue> {
+    match merged(states, ConflictMode::Siblings).datatype_value() {
+        Ok(None) => DataValue::empty(kind),
+        Ok(Some(value)) if value.kind() == kind => Some(value.clone()),
+        Ok(Some(other)) => {
+            verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
+            None
+        }
+        Err(problem) => {
+            verdict.violations.push(format!("{name} ends with an unreadable value: {problem}"));
+            None
+        }
+    }
 }
 
 /// The lowest and highest value a counter may end with.
@@ -267,18 +275,11 @@ fn check_counters(log: &Log, snapshot: &Snapshot, keys: &Keyspace, verdict: &mut
     for (key, index) in keys.range(KeyKind::Counter).enumerate() {
         let name = keys.name(index);
         let object_key = &keys.counter_keys[key];
-        let value = match final_value(&snapshot.states[index], &name) {
-            Ok(None) => 0,
-            Ok(Some(DataValue::Counter(counter))) => counter.value(),
-            Ok(Some(other)) => {
-                verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
-                continue;
-            }
-            Err(problem) => {
-                verdict.violations.push(problem);
-                continue;
-            }
+        let Some(DataValue::Counter(counter)) = final_value(&snapshot.states[index], &name, DataType::Counter, verdict)
+        else {
+            continue;
         };
+        let value = counter.value();
         // Applied at most once each, however many replicas received it.
         let mut once = Bounds::default();
         let (mut acked, mut unknown, mut excused, mut repeated) = (0i64, 0, 0, Vec::new());
@@ -337,17 +338,8 @@ fn check_orsets(log: &Log, snapshot: &Snapshot, keys: &Keyspace, replicas: &[Vec
     for (key, index) in keys.range(KeyKind::OrSet).enumerate() {
         let name = keys.name(index);
         let object_key = &keys.orset_keys[key];
-        let set = match final_value(&snapshot.states[index], &name) {
-            Ok(None) => OrSet::new(),
-            Ok(Some(DataValue::Set(set))) => set,
-            Ok(Some(other)) => {
-                verdict.violations.push(format!("{name} ends holding another data type: {other:?}"));
-                continue;
-            }
-            Err(problem) => {
-                verdict.violations.push(problem);
-                continue;
-            }
+        let Some(DataValue::Set(set)) = final_value(&snapshot.states[index], &name, DataType::Set, verdict) else {
+            continue;
         };
         let (elements, bad) = parse_elements(&set);
         if let Some(bad) = bad {
