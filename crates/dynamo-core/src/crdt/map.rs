@@ -260,6 +260,63 @@ pub enum MapOp {
     },
     /// Remove the field, as observed (reset-remove, see the module doc).
     Remove(FieldKey),
+    /// Remove every field of this level, as observed (a reset-remove of
+    /// each field present). Never refused for removing nothing, so it
+    /// empties a map whatever it holds; refused with a context this
+    /// replica cannot judge yet ([`MapError::ClearNotJudged`]), since a
+    /// field this replica has not received cannot wait as a deferred
+    /// remove by name.
+    Clear,
+    /// Refuse the whole batch unless `condition` holds at this point of it,
+    /// on this replica's state: a check made where the update is applied,
+    /// so that no update lands on a state it was not meant for (what the
+    /// Redis front end's `WRONGTYPE` and `SET NX` need).
+    Require(Condition),
+}
+
+/// A precondition of [`MapOp::Require`], on the level the operation is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// The level has no fields.
+    Empty,
+    /// The level has at least one field.
+    NotEmpty,
+    /// The field is absent.
+    Absent(FieldKey),
+    /// The register `name` is absent, or its winning write is an integer
+    /// in decimal (an optional `-`, then digits without a leading zero,
+    /// within `i64`), as Redis requires of a string it increments.
+    Integer(Bytes),
+}
+
+impl Condition {
+    /// What the condition says, to name it in a refusal.
+    pub fn describe(&self) -> String {
+        match self {
+            Condition::Empty => "the map is empty".to_string(),
+            Condition::NotEmpty => "the map has a field".to_string(),
+            Condition::Absent(key) => format!("{} is absent", key.label()),
+            Condition::Integer(name) => {
+                format!("{} holds an integer", FieldKey::new(name.clone(), FieldKind::Register).label())
+            }
+        }
+    }
+}
+
+/// Parses `bytes` as Redis parses an integer string: an optional `-`, then
+/// decimal digits with no leading zero (`0` itself allowed, `-0` not), no
+/// sign `+`, no spaces, within `i64`.
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => digits.len() == bytes.len(),
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical || bytes.len() > 20 {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 impl MapOp {
@@ -273,11 +330,14 @@ impl MapOp {
         MapOp::Remove(FieldKey::new(name, kind))
     }
 
-    /// The field this operation acts on.
-    pub fn key(&self) -> FieldKey {
+    /// The field this operation acts on; `None` for one that acts on (or
+    /// looks at) its whole level.
+    pub fn key(&self) -> Option<FieldKey> {
         match self {
-            MapOp::Update { name, op } => FieldKey { name: name.clone(), kind: op.kind() },
-            MapOp::Remove(key) => key.clone(),
+            MapOp::Update { name, op } => Some(FieldKey { name: name.clone(), kind: op.kind() }),
+            MapOp::Remove(key) | MapOp::Require(Condition::Absent(key)) => Some(key.clone()),
+            MapOp::Require(Condition::Integer(name)) => Some(FieldKey::new(name.clone(), FieldKind::Register)),
+            MapOp::Clear | MapOp::Require(Condition::Empty | Condition::NotEmpty) => None,
         }
     }
 }
@@ -337,6 +397,12 @@ pub enum MapError {
     /// More than [`MAX_OPS`] operations in one update.
     #[error("an update carries more than {MAX_OPS} operations")]
     TooManyOps,
+    /// A [`MapOp::Require`] whose condition does not hold here.
+    #[error("refused: the update requires that {}, and it does not", .0.describe())]
+    Unmet(Condition),
+    /// A [`MapOp::Clear`] with a context that saw dots this replica has not.
+    #[error("cannot clear the map with a context this replica has not caught up with yet; retry shortly")]
+    ClearNotJudged,
 }
 
 /// A map of named convergent fields (see the module doc).
@@ -531,7 +597,12 @@ impl Map {
     pub fn apply(&mut self, ops: &[MapOp], actor: ActorId, observed: Option<&CausalContext>) -> Result<Map, MapError> {
         check_ops(ops, 1, &mut 0)?;
         let observed = observed.unwrap_or(&self.context);
-        let touched: BTreeSet<FieldKey> = ops.iter().map(MapOp::key).collect();
+        // A clear needs every field in the copy (a condition on the level
+        // only counts them).
+        let mut touched: BTreeSet<FieldKey> = ops.iter().filter_map(MapOp::key).collect();
+        if ops.iter().any(|op| matches!(op, MapOp::Clear)) {
+            touched.extend(self.fields.keys().cloned());
+        }
         let mut scratch: Fields =
             touched.iter().filter_map(|key| self.fields.get(key).map(|field| (key.clone(), field.clone()))).collect();
         let others = self.fields.len() - scratch.len();
@@ -685,7 +756,10 @@ impl Batch<'_> {
         ops: &[MapOp],
     ) -> Result<(), MapError> {
         for op in ops {
-            let key = op.key();
+            let Some(key) = op.key() else {
+                self.apply_level_op(fields, others, prefix, op)?;
+                continue;
+            };
             let level = level_label(prefix);
             prefix.push(key.clone());
             let result = match op {
@@ -708,11 +782,46 @@ impl Batch<'_> {
                     let refusal = MapError::NotObserved(path_label(prefix));
                     self.removed(prefix, None, removed, Some(refusal))
                 }
+                MapOp::Require(condition) => check_field_condition(fields, &key, condition),
+                MapOp::Clear => unreachable!("a clear acts on its whole level"),
             };
             prefix.pop();
             result?;
         }
         Ok(())
+    }
+
+    /// Applies an operation on the whole level `fields` at `prefix` (whose
+    /// map also holds `others` fields not in `fields`): a clear, or a
+    /// condition on the level.
+    fn apply_level_op(
+        &mut self,
+        fields: &mut Fields,
+        others: usize,
+        prefix: &mut Vec<FieldKey>,
+        op: &MapOp,
+    ) -> Result<(), MapError> {
+        let present = fields.len() + others;
+        match op {
+            MapOp::Require(Condition::Empty) if present > 0 => Err(MapError::Unmet(Condition::Empty)),
+            MapOp::Require(Condition::NotEmpty) if present == 0 => Err(MapError::Unmet(Condition::NotEmpty)),
+            MapOp::Require(_) => Ok(()),
+            MapOp::Clear if !self.judged_here => Err(MapError::ClearNotJudged),
+            MapOp::Clear => {
+                debug_assert_eq!(others, 0, "a clear's level is copied whole");
+                let keys: Vec<FieldKey> = fields.keys().cloned().collect();
+                for key in keys {
+                    let mut removed = Vec::new();
+                    remove_observed(fields, std::slice::from_ref(&key), None, self.observed, &mut removed);
+                    prefix.push(key);
+                    let outcome = self.removed(prefix, None, removed, None);
+                    prefix.pop();
+                    outcome?;
+                }
+                Ok(())
+            }
+            MapOp::Update { .. } | MapOp::Remove(_) => unreachable!("an operation on one field"),
+        }
     }
 
     /// Applies `op` to `field`, at `path`.
@@ -857,18 +966,30 @@ impl Batch<'_> {
     }
 }
 
+/// Whether the condition on the field `key` holds in `fields`.
+fn check_field_condition(fields: &Fields, key: &FieldKey, condition: &Condition) -> Result<(), MapError> {
+    let holds = match (condition, fields.get(key)) {
+        (_, None) => true,
+        (Condition::Integer(_), Some(field @ Field::Register(_))) => match field.value() {
+            FieldValue::Register(bytes) => parse_integer(&bytes).is_some(),
+            _ => false,
+        },
+        _ => false,
+    };
+    match holds {
+        true => Ok(()),
+        false => Err(MapError::Unmet(condition.clone())),
+    }
+}
+
 /// Checks what needs no state: names, values and elements within their
 /// limits, nesting within [`MAX_DEPTH`] (`depth` is the level of `ops`),
 /// at most [`MAX_OPS`] operations (`count` so far).
 fn check_ops(ops: &[MapOp], depth: usize, count: &mut usize) -> Result<(), MapError> {
     for op in ops {
         *count += 1;
-        let name = match op {
-            MapOp::Update { name, .. } => name,
-            MapOp::Remove(key) => &key.name,
-        };
-        if name.len() > MAX_NAME_LEN {
-            return Err(MapError::NameTooLong(name.len()));
+        if let Some(key) = op.key().filter(|key| key.name.len() > MAX_NAME_LEN) {
+            return Err(MapError::NameTooLong(key.name.len()));
         }
         match op {
             MapOp::Update { op: FieldOp::Assign { value, .. }, .. } if value.len() > MAX_REGISTER_LEN => {
@@ -1354,6 +1475,14 @@ mod tests {
         let leaf = prop_oneof![
             3 => (name(), leaf_op()).prop_map(|(name, op)| MapOp::Update { name, op }),
             1 => (name(), kind()).prop_map(|(name, kind)| MapOp::Remove(FieldKey { name, kind })),
+            1 => Just(MapOp::Clear),
+            1 => prop_oneof![
+                Just(Condition::Empty),
+                Just(Condition::NotEmpty),
+                (name(), kind()).prop_map(|(name, kind)| Condition::Absent(FieldKey { name, kind })),
+                name().prop_map(Condition::Integer),
+            ]
+            .prop_map(MapOp::Require),
         ];
         leaf.prop_recursive(2, 12, 3, |inner| {
             prop_oneof![
@@ -1695,6 +1824,79 @@ mod tests {
             apply(&mut map, &[update("n", FieldOp::Increment(i64::MIN))], A);
         }
         assert_eq!(get(&map.value(), "n", FieldKind::Counter), Some(&FieldValue::Counter(i64::MIN)));
+    }
+
+    // ----- Clear and conditions -----
+
+    #[test]
+    fn a_clear_resets_every_field_and_keeps_only_concurrent_updates() {
+        let setup = [update("s", assign("v", 1)), update("n", FieldOp::Increment(5)), update("tags", adds(&["a"]))];
+        let map = remove_concurrent_with(&setup, &[MapOp::Clear], &[update("n", FieldOp::Increment(2))]);
+        let value = map.value();
+        assert_eq!(value.len(), 1, "only the concurrently updated field survives: {value:?}");
+        assert_eq!(get(&value, "n", FieldKind::Counter), Some(&FieldValue::Counter(2)));
+        // A clear of an empty map is not refused, and a clear then a write
+        // in one batch leaves just the write.
+        let mut map = Map::new();
+        apply(&mut map, &[MapOp::Clear], A);
+        apply(&mut map, &setup, A);
+        apply(&mut map, &[MapOp::Clear, update("s", assign("w", 2))], A);
+        assert_eq!(map.value(), BTreeMap::from([(key("s", FieldKind::Register), FieldValue::Register(bytes("w")))]));
+    }
+
+    #[test]
+    fn a_clear_with_a_context_this_replica_has_not_caught_up_with_is_refused() {
+        let mut ahead = Map::new();
+        apply(&mut ahead, &[update("n", FieldOp::Increment(1))], A);
+        let mut behind = Map::new();
+        assert_eq!(behind.apply(&[MapOp::Clear], B, Some(ahead.context())), Err(MapError::ClearNotJudged));
+        assert_eq!(behind, Map::new());
+    }
+
+    #[test]
+    fn a_condition_that_does_not_hold_refuses_the_whole_batch() {
+        let mut map = Map::new();
+        let empty = MapOp::Require(Condition::Empty);
+        apply(&mut map, &[empty.clone(), update("s", assign("12", 1))], A);
+        let before = map.clone();
+        let again = map.apply(&[empty, update("s", assign("13", 2))], A, None);
+        assert_eq!(again, Err(MapError::Unmet(Condition::Empty)));
+        assert_eq!(map, before);
+        let no_set = MapOp::Require(Condition::Absent(key("tags", FieldKind::Set)));
+        let integer = MapOp::Require(Condition::Integer(bytes("s")));
+        apply(&mut map, &[no_set, integer.clone(), update("s", FieldOp::Increment(1))], A);
+        apply(&mut map, &[MapOp::Require(Condition::NotEmpty), update("s", assign("x1", 3))], A);
+        let refused = map.apply(&[update("s", FieldOp::Increment(1)), integer], A, None);
+        assert_eq!(refused, Err(MapError::Unmet(Condition::Integer(bytes("s")))));
+        assert_eq!(refused.unwrap_err().to_string(), "refused: the update requires that s_register holds an integer, and it does not");
+        let present = MapOp::Require(Condition::Absent(key("s", FieldKind::Register)));
+        assert_eq!(map.apply(&[present], A, None), Err(MapError::Unmet(Condition::Absent(key("s", FieldKind::Register)))));
+        apply(&mut map, &[MapOp::Clear], A);
+        assert_eq!(map.apply(&[MapOp::Require(Condition::NotEmpty)], A, None), Err(MapError::Unmet(Condition::NotEmpty)));
+        // Conditions look at the level they are in.
+        let nested = update("h", FieldOp::Map(vec![MapOp::Require(Condition::Empty), update("f", assign("1", 4))]));
+        apply(&mut map, &[nested.clone()], A);
+        assert!(matches!(map.apply(&[nested], A, None), Err(MapError::Unmet(Condition::Empty))));
+    }
+
+    #[test]
+    fn integers_parse_as_redis_parses_them() {
+        for (text, expected) in [
+            ("0", Some(0)),
+            ("-5", Some(-5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("007", None),
+            ("-0", None),
+            ("+1", None),
+            (" 1", None),
+            ("1.5", None),
+            ("", None),
+            ("-", None),
+        ] {
+            assert_eq!(parse_integer(text.as_bytes()), expected, "{text:?}");
+        }
     }
 
     // ----- Observed removes and refusals -----

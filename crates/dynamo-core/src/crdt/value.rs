@@ -9,7 +9,7 @@ use crate::codec::{CodecError, Reader, encode_u32_prefixed};
 use crate::crdt::Crdt;
 use crate::crdt::context::CausalContext;
 use crate::crdt::counter::{Counter, CounterError, OperationId};
-use crate::crdt::map::{FieldKey, FieldKind, FieldOp, MAX_DEPTH, MAX_OPS, Map, MapError, MapOp};
+use crate::crdt::map::{Condition, FieldKey, FieldKind, FieldOp, MAX_DEPTH, MAX_OPS, Map, MapError, MapOp};
 use crate::crdt::set::{OrSet, SetError, SetUpdate};
 use crate::hlc::Hlc;
 use crate::props::DataType;
@@ -44,6 +44,15 @@ const FIELD_SET: u8 = 5;
 const FIELD_MAP: u8 = 6;
 /// Tag byte of a field remove inside a map operation.
 const FIELD_REMOVE: u8 = 7;
+/// Tag byte of a clear of a map level.
+const LEVEL_CLEAR: u8 = 8;
+/// Tag byte of a condition on a map level.
+const LEVEL_REQUIRE: u8 = 9;
+/// Condition bytes after [`LEVEL_REQUIRE`].
+const CONDITION_EMPTY: u8 = 1;
+const CONDITION_NOT_EMPTY: u8 = 2;
+const CONDITION_ABSENT: u8 = 3;
+const CONDITION_INTEGER: u8 = 4;
 
 /// A data-type value of one of the kinds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -311,11 +320,30 @@ fn stamp_registers(ops: &[MapOp], timestamp: Hlc) -> Vec<MapOp> {
 /// (u32-prefixed) | the field operation's fields`: assign `timestamp u64 |
 /// value (u32-prefixed)`, increment `amount i64`, set `updates u32 | (add
 /// 0 / remove 1 u8 | element (u32-prefixed))*`, nested map the same as
-/// this, enable/disable nothing; a remove `tag 7 | name | kind u8`.
+/// this, enable/disable nothing; a remove `tag 7 | name | kind u8`; a
+/// clear `tag 8`; a condition `tag 9 | condition u8` (1 empty, 2 not
+/// empty, then for 3 absent `name | kind u8`, for 4 integer `name`).
 fn encode_map_ops(ops: &[MapOp], out: &mut Vec<u8>) {
     out.extend_from_slice(&crate::codec::clamped_u32(ops.len()).to_be_bytes());
     for op in ops {
         match op {
+            MapOp::Clear => out.push(LEVEL_CLEAR),
+            MapOp::Require(condition) => {
+                out.push(LEVEL_REQUIRE);
+                match condition {
+                    Condition::Empty => out.push(CONDITION_EMPTY),
+                    Condition::NotEmpty => out.push(CONDITION_NOT_EMPTY),
+                    Condition::Absent(key) => {
+                        out.push(CONDITION_ABSENT);
+                        encode_u32_prefixed(&key.name, out);
+                        out.push(kind_byte(key.kind));
+                    }
+                    Condition::Integer(name) => {
+                        out.push(CONDITION_INTEGER);
+                        encode_u32_prefixed(name, out);
+                    }
+                }
+            }
             MapOp::Remove(key) => {
                 out.push(FIELD_REMOVE);
                 encode_u32_prefixed(&key.name, out);
@@ -363,18 +391,21 @@ fn decode_map_ops(reader: &mut Reader<'_>, depth: usize, budget: &mut usize) -> 
     let mut ops = Vec::with_capacity(count.min(reader.remaining() / 5));
     for _ in 0..count {
         let tag = reader.u8("map operation tag")?;
-        let name = Bytes::copy_from_slice(reader.u32_prefixed("field name length", "field name")?);
-        if name.len() > crate::crdt::map::MAX_NAME_LEN {
-            return Err(CodecError::Invalid("a field name longer than allowed"));
+        match tag {
+            LEVEL_CLEAR => {
+                ops.push(MapOp::Clear);
+                continue;
+            }
+            LEVEL_REQUIRE => {
+                ops.push(MapOp::Require(decode_condition(reader)?));
+                continue;
+            }
+            _ => {}
         }
+        let name = decode_field_name(reader)?;
         let op = match tag {
             FIELD_REMOVE => {
-                let kind = reader.u8("field kind")?;
-                let kind = FieldKind::ALL
-                    .get(usize::from(kind).wrapping_sub(1))
-                    .copied()
-                    .ok_or(CodecError::Invalid("unknown field kind"))?;
-                ops.push(MapOp::Remove(FieldKey::new(name, kind)));
+                ops.push(MapOp::Remove(FieldKey::new(name, decode_field_kind(reader)?)));
                 continue;
             }
             FIELD_ASSIGN => {
@@ -399,6 +430,32 @@ fn decode_map_ops(reader: &mut Reader<'_>, depth: usize, budget: &mut usize) -> 
         ops.push(MapOp::Update { name, op });
     }
     Ok(ops)
+}
+
+fn decode_field_name(reader: &mut Reader<'_>) -> Result<Bytes, CodecError> {
+    let name = Bytes::copy_from_slice(reader.u32_prefixed("field name length", "field name")?);
+    if name.len() > crate::crdt::map::MAX_NAME_LEN {
+        return Err(CodecError::Invalid("a field name longer than allowed"));
+    }
+    Ok(name)
+}
+
+fn decode_field_kind(reader: &mut Reader<'_>) -> Result<FieldKind, CodecError> {
+    let kind = reader.u8("field kind")?;
+    FieldKind::ALL.get(usize::from(kind).wrapping_sub(1)).copied().ok_or(CodecError::Invalid("unknown field kind"))
+}
+
+fn decode_condition(reader: &mut Reader<'_>) -> Result<Condition, CodecError> {
+    Ok(match reader.u8("map condition")? {
+        CONDITION_EMPTY => Condition::Empty,
+        CONDITION_NOT_EMPTY => Condition::NotEmpty,
+        CONDITION_ABSENT => {
+            let name = decode_field_name(reader)?;
+            Condition::Absent(FieldKey::new(name, decode_field_kind(reader)?))
+        }
+        CONDITION_INTEGER => Condition::Integer(decode_field_name(reader)?),
+        _ => return Err(CodecError::Invalid("unknown map condition")),
+    })
 }
 
 /// Takes `count` from the operations left in `budget`.

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::{ForwardOptions, ForwardedError, Request, Response};
 use crate::crdt::context::CausalContext;
-use crate::crdt::map::{FieldKind, FieldOp, MapOp};
+use crate::crdt::map::{Condition, FieldKey, FieldKind, FieldOp, MapOp};
 use crate::crdt::set::SetUpdate;
 use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
@@ -246,7 +246,12 @@ fn map_op(update: impl Strategy<Value = SetUpdate> + Clone + 'static) -> impl St
         (name.clone(), any::<i64>()).prop_map(|(name, amount)| MapOp::update(name, FieldOp::Increment(amount))),
         (name.clone(), prop::collection::vec(update, 0..3))
             .prop_map(|(name, updates)| MapOp::update(name, FieldOp::Set(updates))),
-        (name.clone(), kind).prop_map(|(name, kind)| MapOp::remove(name, kind)),
+        (name.clone(), kind.clone()).prop_map(|(name, kind)| MapOp::remove(name, kind)),
+        Just(MapOp::Clear),
+        Just(MapOp::Require(Condition::Empty)),
+        Just(MapOp::Require(Condition::NotEmpty)),
+        (name.clone(), kind).prop_map(|(name, kind)| MapOp::Require(Condition::Absent(FieldKey::new(name, kind)))),
+        name.clone().prop_map(|name| MapOp::Require(Condition::Integer(name))),
     ];
     leaf.prop_recursive(2, 12, 3, move |inner| {
         (name.clone(), prop::collection::vec(inner, 0..3))

@@ -123,9 +123,27 @@ impl CoordinatorError {
                     .to_string(),
             ),
             CoordinatorError::Conflict(message) => (409, json!({ "error": message }).to_string()),
+            CoordinatorError::Refused(OpError::Map(MapError::Unmet(condition))) => (
+                412,
+                json!({ "error": self.to_string(), "unmet": condition.describe() }).to_string(),
+            ),
             CoordinatorError::Refused(refusal) => {
                 (refusal_status(refusal), json!({ "error": refusal.to_string() }).to_string())
             }
+        }
+    }
+
+    /// The condition of a map update ([`dynamo_core::crdt::map::MapOp::Require`])
+    /// that did not hold, as [`dynamo_core::crdt::map::Condition::describe`]
+    /// names it, whether the update was applied here or at a replica it
+    /// was forwarded to (whose answer names it in `unmet`).
+    pub fn unmet_condition(&self) -> Option<String> {
+        match self {
+            CoordinatorError::Refused(OpError::Map(MapError::Unmet(condition))) => Some(condition.describe()),
+            CoordinatorError::Forwarded { status: 412, body } => serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|body| body["unmet"].as_str().map(str::to_string)),
+            _ => None,
         }
     }
 
@@ -156,7 +174,8 @@ fn refusal_status(refusal: &OpError) -> u16 {
         ) => 413,
         OpError::Map(MapError::TooDeep | MapError::TooManyOps) => 400,
         OpError::TooLarge { .. } => 413,
-        OpError::Map(MapError::TooManyActors(_) | MapError::TooManyDeferred) => 503,
+        OpError::Map(MapError::TooManyActors(_) | MapError::TooManyDeferred | MapError::ClearNotJudged) => 503,
+        OpError::Map(MapError::Unmet(_)) => 412,
     }
 }
 
