@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dynamo_core::failure_detector::LivenessPolicy;
-use dynamo_core::props::{BucketProps, ConflictMode};
+use dynamo_core::props::{BucketProps, DataType};
 use dynamo_core::ring::NodeId;
 use dynamo_core::version::ActorId;
 use dynamo_storage::{MemoryEngine, StorageError, Store};
@@ -244,9 +244,8 @@ pub fn assemble<T: Transport>(
         Replica::new(store.clone(), config.partitions, actor, wall.clone(), Arc::new(index))
             .with_max_value_bytes(config.max_value_bytes),
     );
-    // The Redis keyspace's SET is last write wins (issue 13): one blind
-    // write, no read for a context.
-    let resp_props = BucketProps { conflict: ConflictMode::Lww, ..config.default_props };
+    // The Redis front end keeps each key as a map (issue 13, resp::model).
+    let resp_props = BucketProps { datatype: DataType::Map, ..config.default_props };
     let buckets = Arc::new(
         BucketRegistry::new(store.clone(), config.default_props).with_bucket_default(&config.resp_bucket, resp_props),
     );

@@ -118,7 +118,7 @@ pub const MAX_DEPTH: usize = 4;
 /// Longest field name, in bytes (a name is also a JSON key once rendered).
 pub const MAX_NAME_LEN: usize = 1024;
 /// Longest register value, in bytes.
-pub const MAX_REGISTER_LEN: usize = 64 * 1024;
+pub const MAX_REGISTER_LEN: usize = 64 * 1024 * 1024;
 /// Most dots one actor keeps in one counter field (see the module doc):
 /// a remove is reset exactly against up to one fewer concurrent increments
 /// of each actor.
@@ -1868,11 +1868,20 @@ mod tests {
         apply(&mut map, &[MapOp::Require(Condition::NotEmpty), update("s", assign("x1", 3))], A);
         let refused = map.apply(&[update("s", FieldOp::Increment(1)), integer], A, None);
         assert_eq!(refused, Err(MapError::Unmet(Condition::Integer(bytes("s")))));
-        assert_eq!(refused.unwrap_err().to_string(), "refused: the update requires that s_register holds an integer, and it does not");
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "refused: the update requires that s_register holds an integer, and it does not"
+        );
         let present = MapOp::Require(Condition::Absent(key("s", FieldKind::Register)));
-        assert_eq!(map.apply(&[present], A, None), Err(MapError::Unmet(Condition::Absent(key("s", FieldKind::Register)))));
+        assert_eq!(
+            map.apply(&[present], A, None),
+            Err(MapError::Unmet(Condition::Absent(key("s", FieldKind::Register))))
+        );
         apply(&mut map, &[MapOp::Clear], A);
-        assert_eq!(map.apply(&[MapOp::Require(Condition::NotEmpty)], A, None), Err(MapError::Unmet(Condition::NotEmpty)));
+        assert_eq!(
+            map.apply(&[MapOp::Require(Condition::NotEmpty)], A, None),
+            Err(MapError::Unmet(Condition::NotEmpty))
+        );
         // Conditions look at the level they are in.
         let nested = update("h", FieldOp::Map(vec![MapOp::Require(Condition::Empty), update("f", assign("1", 4))]));
         apply(&mut map, &[nested.clone()], A);

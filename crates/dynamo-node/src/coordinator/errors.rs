@@ -123,10 +123,9 @@ impl CoordinatorError {
                     .to_string(),
             ),
             CoordinatorError::Conflict(message) => (409, json!({ "error": message }).to_string()),
-            CoordinatorError::Refused(OpError::Map(MapError::Unmet(condition))) => (
-                412,
-                json!({ "error": self.to_string(), "unmet": condition.describe() }).to_string(),
-            ),
+            CoordinatorError::Refused(OpError::Map(MapError::Unmet(condition))) => {
+                (412, json!({ "error": self.to_string(), "unmet": condition.describe() }).to_string())
+            }
             CoordinatorError::Refused(refusal) => {
                 (refusal_status(refusal), json!({ "error": refusal.to_string() }).to_string())
             }

@@ -2,7 +2,7 @@
 //! (`HELLO`, `CLIENT`, `SELECT`, `COMMAND`, `INFO`, `CONFIG GET`, ...),
 //! answered so that libraries connect with their defaults, and the
 //! keyspace commands, which go to the coordinator like the HTTP API's
-//! requests ([`super::strings`]).
+//! requests ([`super::strings`], [`super::sets`], [`super::hashes`]).
 //!
 //! Errors follow Redis's wording where clients or people match on it
 //! (`ERR unknown command 'X', with args beginning with: ...`, `ERR wrong
@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::keyspace::Keyspace;
 use super::reply::{Protocol, Reply};
-use super::strings;
+use super::{hashes, sets, strings};
 use crate::coordinator::Coordinator;
 
 /// The version the front end reports to clients that ask (`HELLO`,
@@ -80,7 +80,44 @@ const SPECS: &[Spec] = &[
     spec("exists", -2, READ),
     spec("strlen", 2, READ),
     spec("type", 2, READ),
+    spec("incr", 2, WRITE),
+    spec("decr", 2, WRITE),
+    spec("incrby", 3, WRITE),
+    spec("decrby", 3, WRITE),
+    spec("sadd", -3, WRITE),
+    spec("srem", -3, WRITE),
+    spec("smembers", 2, READ),
+    spec("sismember", 3, READ),
+    spec("smismember", -3, READ),
+    spec("scard", 2, READ),
+    spec("hset", -4, WRITE),
+    spec("hmset", -4, WRITE),
+    spec("hsetnx", 4, WRITE),
+    spec("hdel", -3, WRITE),
+    spec("hincrby", 4, WRITE),
+    spec("hget", 3, READ),
+    spec("hmget", -3, READ),
+    spec("hgetall", 2, READ),
+    spec("hexists", 3, READ),
+    spec("hlen", 2, READ),
+    spec("hkeys", 2, READ),
+    spec("hvals", 2, READ),
 ];
+
+/// The module that runs a keyspace command.
+enum Family {
+    Strings,
+    Sets,
+    Hashes,
+}
+
+fn family(name: &str) -> Family {
+    match name.as_bytes().first() {
+        Some(b's') if !matches!(name, "set" | "setnx" | "strlen") => Family::Sets,
+        Some(b'h') => Family::Hashes,
+        _ => Family::Strings,
+    }
+}
 
 impl Commands {
     /// The commands over `coordinator`, with the keyspace in `bucket`.
@@ -131,7 +168,11 @@ impl Commands {
             "command" => command(rest),
             "info" => self.info(rest),
             "config" => self.config(rest),
-            _ => strings::execute(&self.keyspace, spec.name, rest).await,
+            name => match family(name) {
+                Family::Strings => strings::execute(&self.keyspace, name, rest).await,
+                Family::Sets => sets::execute(&self.keyspace, name, rest).await,
+                Family::Hashes => hashes::execute(&self.keyspace, name, rest).await,
+            },
         }
     }
 

@@ -10,14 +10,18 @@
 //!   (pipelining, bounded buffers);
 //! - [`commands`] answers the connection commands clients send on
 //!   connect, and dispatches the keyspace commands (over `keyspace`, the
-//!   coordinator and bucket they share): strings so far (`strings`);
-//!   counters, sets and hashes to come (issue 13).
+//!   coordinator and bucket they share): strings and counters
+//!   (`strings`), sets (`sets`), hashes (`hashes`), each key one map
+//!   (`model`).
 
 pub mod commands;
 pub mod frame;
+mod hashes;
 mod keyspace;
+mod model;
 pub mod reply;
 pub mod server;
+mod sets;
 mod strings;
 
 use frame::Limits;
