@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -76,6 +76,7 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     // redis-py with its defaults, RESP2 and RESP3, pipelines, errors.
     let all: Vec<String> = ports.iter().map(u16::to_string).collect();
     common::run_client("python3", "resp_strings.py", &all, &[]);
+    common::run_client("python3", "resp_types.py", &all, &[]);
     // ioredis (Node.js), with its defaults.
     let node_clients = std::env::var("DYNAMO_NODE_CLIENTS").unwrap_or_else(|_| "/var/tmp/dynamo-test-clients".into());
     let node_path = Path::new(&node_clients).join("node_modules");
@@ -86,6 +87,12 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     assert_eq!(redis_cli(ports[2], &["GET", "cli"]), "from the shell");
     assert_eq!(redis_cli(ports[1], &["EXISTS", "cli", "nope"]), "1");
     assert!(redis_cli(ports[1], &["FLUSHALL"]).contains("unknown command 'FLUSHALL'"));
+    assert_eq!(redis_cli(ports[0], &["INCRBY", "cli:n", "7"]), "7");
+    assert_eq!(redis_cli(ports[1], &["SADD", "cli:s", "a", "b"]), "2");
+    assert_eq!(redis_cli(ports[2], &["SMEMBERS", "cli:s"]), "a\nb");
+    assert_eq!(redis_cli(ports[0], &["HSET", "cli:h", "f", "v"]), "1");
+    assert_eq!(redis_cli(ports[1], &["HGETALL", "cli:h"]), "f\nv");
+    assert!(redis_cli(ports[2], &["INCR", "cli:h"]).starts_with("WRONGTYPE"));
 
     // One node down: with N=3, W=2 the others go on.
     cluster.nodes[2].kill_9();
@@ -153,4 +160,48 @@ fn the_keyspace_is_a_bucket_of_maps_that_http_reads_too() {
         let value: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
         assert_eq!(value["value"], serde_json::json!({"string_map": {"value_counter": 5}}), "{value}");
     });
+}
+
+/// Sends `INCR key` `count` times on one connection, one at a time, and
+/// checks each reply is an integer.
+fn increment_many(port: u16, key: &str, count: usize) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut replies = BufReader::new(stream);
+    let command = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len());
+    for sent in 0..count {
+        writer.write_all(command.as_bytes()).expect("write");
+        let mut line = String::new();
+        replies.read_line(&mut line).expect("reply");
+        assert!(line.starts_with(':'), "INCR number {sent} through port {port}: {line:?}");
+    }
+}
+
+/// Runs `count` increments through each port at once.
+fn increment_concurrently(ports: &[u16], key: &str, count: usize) {
+    let workers: Vec<_> = ports
+        .iter()
+        .map(|&port| {
+            let key = key.to_string();
+            std::thread::spawn(move || increment_many(port, &key, count))
+        })
+        .collect();
+    workers.into_iter().for_each(|worker| worker.join().expect("a client thread"));
+}
+
+#[test]
+fn concurrent_increments_through_every_node_all_count_also_with_a_node_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, ports) = TestCluster::start_with_resp(dir.path(), 3, &[], true);
+    increment_concurrently(&ports, "total", 1000);
+    for &port in &ports {
+        assert_eq!(exchange(port, b"GET total\r\n"), "$4\r\n3000\r\n", "through port {port}");
+    }
+    // One node killed: with N=3, W=2 the other two go on counting.
+    cluster.nodes[2].kill_9();
+    increment_concurrently(&ports[..2], "total", 500);
+    for &port in &ports[..2] {
+        assert_eq!(exchange(port, b"GET total\r\n"), "$4\r\n4000\r\n", "through port {port}");
+    }
 }

@@ -44,6 +44,15 @@ async function main(ports) {
   const replies = await pipeline.exec();
   check(replies.every(([error]) => error === null), "pipeline without errors");
   check(replies.slice(50).every(([, value], index) => value === String(index)), "pipelined GETs in order");
+  // Counters, sets and hashes.
+  check((await a.incr("js:n")) === 1 && (await b.incrby("js:n", 4)) === 5, "INCR and INCRBY");
+  check((await b.get("js:n")) === "5", "GET of a counter");
+  check((await a.sadd("js:s", "x", "y")) === 2 && (await b.scard("js:s")) === 2, "SADD and SCARD");
+  check(JSON.stringify((await b.smembers("js:s")).sort()) === JSON.stringify(["x", "y"]), "SMEMBERS");
+  check((await a.hset("js:h", "f", "v", "g", "w")) === 2, "HSET");
+  check(JSON.stringify(await b.hgetall("js:h")) === JSON.stringify({ f: "v", g: "w" }), "HGETALL");
+  check((await b.hincrby("js:h", "count", 2)) === 2, "HINCRBY");
+  await refused(a.sadd("js:h", "x"), "WRONGTYPE");
   await refused(a.call("MULTI"), "unknown command 'MULTI'");
   await refused(a.call("GET"), "wrong number of arguments");
   check((await a.ping()) === "PONG", "the connection survives the errors");
