@@ -8,18 +8,23 @@
 #
 #   bench/resp.sh [REQUESTS] [TESTS]
 #
-# Environment: CLIENTS (total, default 50), VALUE_BYTES (-d, default 100),
-# KEYSPACE (-r: random keys among this many, default 100000; redis-benchmark
-# alone would hit one key, which a per-key lock serializes), PIPELINES
-# (default "1 16"), CARGO_TARGET_DIR (default /var/tmp/dynamo-release).
+# TESTS defaults to set,get,incr,sadd. Environment: CLIENTS (total, default
+# 50), VALUE_BYTES (-d, default 100), KEYSPACE (-r: random keys among this
+# many, default 100000; redis-benchmark alone would hit one key, which a
+# per-key lock serializes), SADD_KEYSPACE (-r for sadd, default 1000:
+# redis-benchmark adds random members to the one key `myset`, and a set
+# is one value, read and rewritten whole per update and at most
+# max_value_bytes), PIPELINES (default "1 16"), CARGO_TARGET_DIR (default
+# /var/tmp/dynamo-release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 requests="${1:-50000}"
-tests="${2:-set,get}"
+tests="${2:-set,get,incr,sadd}"
 clients="${CLIENTS:-50}"
 value_bytes="${VALUE_BYTES:-100}"
 keyspace="${KEYSPACE:-100000}"
+sadd_keyspace="${SADD_KEYSPACE:-1000}"
 pipelines="${PIPELINES:-1 16}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynamo-release}"
 
@@ -52,15 +57,19 @@ for port in "$redis_port" "$resp_base" $((resp_base + 1)) $((resp_base + 2)); do
     done
 done
 
-# One redis-benchmark: prints "test rps p50 p99" lines.
+# One redis-benchmark per test: prints "test rps p50 p99" lines.
 bench() {
-    local port="$1" count="$2" concurrency="$3" pipeline="$4"
-    redis-benchmark -p "$port" -t "$tests" -n "$count" -c "$concurrency" -d "$value_bytes" -r "$keyspace" -P "$pipeline" --csv 2> /dev/null |
-        tail -n +2 | tr -d '"' | awk -F, '{print $1, $2, $5, $7}'
+    local port="$1" count="$2" concurrency="$3" pipeline="$4" test keys
+    for test in ${tests//,/ }; do
+        keys="$keyspace"
+        [ "$test" = sadd ] && keys="$sadd_keyspace"
+        redis-benchmark -p "$port" -t "$test" -n "$count" -c "$concurrency" -d "$value_bytes" -r "$keys" -P "$pipeline" --csv 2> /dev/null |
+            tail -n +2 | tr -d '"' | awk -F, '{print $1, $2, $5, $7}'
+    done
 }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
-echo "requests $requests, clients $clients, value $value_bytes bytes, keys $keyspace, tests $tests"
+echo "requests $requests, clients $clients, value $value_bytes bytes, keys $keyspace (sadd members $sadd_keyspace), tests $tests"
 printf '%-6s %-3s %12s %9s %9s %12s %9s %9s %7s\n' test P redis_rps p50_ms p99_ms dynamo_rps p50_ms p99_ms ratio
 for pipeline in $pipelines; do
     bench "$redis_port" "$requests" "$clients" "$pipeline" > "$work/redis.txt"

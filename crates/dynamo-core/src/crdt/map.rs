@@ -1884,7 +1884,7 @@ mod tests {
         );
         // Conditions look at the level they are in.
         let nested = update("h", FieldOp::Map(vec![MapOp::Require(Condition::Empty), update("f", assign("1", 4))]));
-        apply(&mut map, &[nested.clone()], A);
+        apply(&mut map, std::slice::from_ref(&nested), A);
         assert!(matches!(map.apply(&[nested], A, None), Err(MapError::Unmet(Condition::Empty))));
     }
 
