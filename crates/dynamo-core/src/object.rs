@@ -38,12 +38,17 @@ pub const MAX_CONTENT_TYPE_LEN: usize = 255;
 /// What one write stored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Payload {
-    /// A value with its (optional) content type.
+    /// A value with its (optional) content type and expiry.
     Value {
         /// The opaque bytes.
         data: Bytes,
         /// The client's `Content-Type`, if it sent one.
         content_type: Option<String>,
+        /// When the value expires (wall-clock unix ms), if the write gave
+        /// it a TTL (issue 14). Part of the version, so it travels with
+        /// the value everywhere a version goes (hints, read repair,
+        /// anti-entropy, transfers); an expired value reads as a delete.
+        expires_ms: Option<u64>,
     },
     /// A delete marker. Kept until every replica has it (so deleted data
     /// never comes back), then collected.
@@ -69,6 +74,35 @@ impl Sibling {
     /// Whether this version is a delete marker.
     pub fn is_tombstone(&self) -> bool {
         matches!(self.payload, Payload::Tombstone)
+    }
+
+    /// When this version stops being live: a tombstone at its write
+    /// (wall-clock ms of its timestamp), a value at its expiry; `None` for
+    /// a version that lives until superseded.
+    pub fn dead_from_ms(&self) -> Option<u64> {
+        match &self.payload {
+            Payload::Tombstone => Some(self.timestamp.wall_ms()),
+            Payload::Value { expires_ms, .. } => *expires_ms,
+            Payload::Datatype(_) => None,
+        }
+    }
+
+    /// Whether this version reads as absent at `now_ms`: a tombstone, or a
+    /// value whose expiry has come.
+    pub fn is_dead_at(&self, now_ms: u64) -> bool {
+        match &self.payload {
+            Payload::Tombstone => true,
+            Payload::Value { expires_ms, .. } => expires_ms.is_some_and(|expires| expires <= now_ms),
+            Payload::Datatype(_) => false,
+        }
+    }
+
+    /// The expiry of a value that has one.
+    pub fn expires_ms(&self) -> Option<u64> {
+        match &self.payload {
+            Payload::Value { expires_ms, .. } => *expires_ms,
+            _ => None,
+        }
     }
 }
 
@@ -121,6 +155,27 @@ impl VersionedObject {
     /// True when there are versions and every one is a tombstone.
     pub fn is_deleted(&self) -> bool {
         !self.siblings.is_empty() && self.siblings.iter().all(Sibling::is_tombstone)
+    }
+
+    /// True when there are versions and none is live at `now_ms` (each a
+    /// tombstone or an expired value): the key reads as absent.
+    pub fn is_dead_at(&self, now_ms: u64) -> bool {
+        !self.siblings.is_empty() && self.siblings.iter().all(|sibling| sibling.is_dead_at(now_ms))
+    }
+
+    /// From when the whole object is dead, if every version will be (each a
+    /// tombstone or a value with an expiry): the latest of their deaths.
+    /// What the tombstone collector's grace period counts from.
+    pub fn dead_from_ms(&self) -> Option<u64> {
+        if self.siblings.is_empty() {
+            return None;
+        }
+        self.siblings.iter().map(Sibling::dead_from_ms).try_fold(0, |latest, dead| dead.map(|dead| latest.max(dead)))
+    }
+
+    /// The versions live at `now_ms`, in dot order.
+    pub fn live_siblings(&self, now_ms: u64) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(move |sibling| !sibling.is_dead_at(now_ms))
     }
 
     /// The greatest timestamp among the versions (0 when there are none):
@@ -454,6 +509,33 @@ mod tests {
     use crate::testing::{Op, World, history, three_states, value_of, value_payload};
 
     const SIBLINGS: ConflictMode = ConflictMode::Siblings;
+
+    fn expiring(data: &'static [u8], expires_ms: Option<u64>) -> Payload {
+        Payload::Value { data: Bytes::from_static(data), content_type: None, expires_ms }
+    }
+
+    #[test]
+    fn an_expiring_value_is_dead_from_its_expiry_and_an_object_once_every_version_is() {
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc::from_parts(1_000, 0), expiring(b"a", Some(5_000)), SIBLINGS);
+        assert!(!object.is_dead_at(4_999));
+        assert!(object.is_dead_at(5_000), "expired at its expiry");
+        assert!(!object.is_deleted(), "expired is not deleted: it reads absent only by the clock");
+        assert_eq!(object.dead_from_ms(), Some(5_000));
+        // A concurrent version without an expiry keeps the key alive.
+        object.put(&VersionVector::new(), ActorId(2), Hlc::from_parts(2_000, 0), expiring(b"b", None), SIBLINGS);
+        assert!(!object.is_dead_at(u64::MAX));
+        assert_eq!(object.dead_from_ms(), None);
+        assert_eq!(object.live_siblings(6_000).count(), 1);
+        // A delete of both, then a later expiring write beside it: dead from the later of the two.
+        let context = object.context().clone();
+        object.put(&context, ActorId(1), Hlc::from_parts(3_000, 0), Payload::Tombstone, SIBLINGS);
+        assert_eq!(object.dead_from_ms(), Some(3_000));
+        object.put(&VersionVector::new(), ActorId(3), Hlc::from_parts(3_500, 0), expiring(b"c", Some(9_000)), SIBLINGS);
+        assert_eq!(object.dead_from_ms(), Some(9_000));
+        assert!(!object.is_dead_at(8_999) && object.is_dead_at(9_000));
+        assert!(VersionedObject::new().dead_from_ms().is_none() && !VersionedObject::new().is_dead_at(0));
+    }
 
     #[test]
     #[should_panic(expected = "a merge lost the version of dot")]

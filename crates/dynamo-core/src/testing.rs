@@ -123,11 +123,13 @@ impl World {
     }
 }
 
-/// A value carrying its write number (and a content type on odd numbers, so
-/// codecs see both forms).
+/// A value carrying its write number (and a content type on odd numbers,
+/// and an expiry far in the future on every third, so codecs see every
+/// form).
 pub fn value_payload(value: u32) -> Payload {
     let content_type = (value % 2 == 1).then(|| "text/plain; charset=utf-8".to_string());
-    Payload::Value { data: Bytes::copy_from_slice(&value.to_be_bytes()), content_type }
+    let expires_ms = (value % 3 == 2).then_some(u64::MAX - u64::from(value));
+    Payload::Value { data: Bytes::copy_from_slice(&value.to_be_bytes()), content_type, expires_ms }
 }
 
 /// The write number a value payload carries (`None` for tombstones).

@@ -47,6 +47,7 @@ fn object() -> VersionedObject {
             payload: Payload::Value {
                 data: Bytes::from_static(b"hello"),
                 content_type: Some("text/plain".to_string()),
+                expires_ms: None,
             },
         },
         Sibling { dot: Dot { actor: ActorId(2), counter: 1 }, timestamp: Hlc(42), payload: Payload::Tombstone },
@@ -60,7 +61,7 @@ fn small_object() -> VersionedObject {
     let sibling = Sibling {
         dot: Dot { actor: ActorId(9), counter: 1 },
         timestamp: Hlc(7),
-        payload: Payload::Value { data: Bytes::from_static(&[0, 0xff]), content_type: None },
+        payload: Payload::Value { data: Bytes::from_static(&[0, 0xff]), content_type: None, expires_ms: None },
     };
     VersionedObject::from_parts(clock, vec![sibling]).expect("a valid object")
 }
@@ -143,7 +144,11 @@ fn requests() -> Vec<(&'static str, Request)> {
             Request::Coordinate {
                 key: key("b", &[0, 1, 0xfe]),
                 context: object().context().clone(),
-                payload: Payload::Value { data: Bytes::from_static(b"v"), content_type: Some("a/b".to_string()) },
+                payload: Payload::Value {
+                    data: Bytes::from_static(b"v"),
+                    content_type: Some("a/b".to_string()),
+                    expires_ms: None,
+                },
                 options: ForwardOptions {
                     w: Some("quorum".to_string()),
                     dw: None,

@@ -429,7 +429,7 @@ mod tests {
 
     fn written(value: &str, actor: u64) -> VersionedObject {
         let mut object = VersionedObject::new();
-        let payload = Payload::Value { data: Bytes::from(value.to_string()), content_type: None };
+        let payload = Payload::Value { data: Bytes::from(value.to_string()), content_type: None, expires_ms: None };
         object.put(&VersionVector::new(), ActorId(actor), Hlc(actor), payload, ConflictMode::Siblings);
         object
     }

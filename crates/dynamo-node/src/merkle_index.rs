@@ -512,8 +512,11 @@ mod tests {
 
     fn object(value: &str) -> VersionedObject {
         let mut object = VersionedObject::new();
-        let payload =
-            dynamo_core::object::Payload::Value { data: bytes::Bytes::from(value.to_string()), content_type: None };
+        let payload = dynamo_core::object::Payload::Value {
+            data: bytes::Bytes::from(value.to_string()),
+            content_type: None,
+            expires_ms: None,
+        };
         object.put(&VersionVector::new(), ActorId(1), dynamo_core::hlc::Hlc(1), payload, ConflictMode::Siblings);
         object
     }

@@ -457,8 +457,8 @@ impl Replica {
             } else {
                 self.index.replace(key, digest);
             }
-            if object.is_deleted() {
-                tombstone_index::note(&self.store, &storage_key, &object)?;
+            if let Some(dead_from_ms) = object.dead_from_ms() {
+                tombstone_index::note(&self.store, &storage_key, dead_from_ms)?;
             }
         }
         Ok((object, outcome))
@@ -472,7 +472,7 @@ impl Replica {
         let storage_key = key.storage_key(self.partitions);
         let _guard = self.lock_key(key);
         let current = self.load(key, &storage_key)?;
-        if current != *tombstone || !current.is_deleted() {
+        if current != *tombstone || !current.is_dead_at(self.wall_ms()) {
             return Ok(false);
         }
         self.store.remove(Namespace::Objects, &storage_key)?;
@@ -492,8 +492,10 @@ impl Replica {
         };
         let _guard = self.lock_key(&key);
         match self.load(&key, storage_key) {
-            Ok(object) if object.is_deleted() => tombstone_index::note(&self.store, storage_key, &object)?,
-            Ok(_) => tombstone_index::forget(&self.store, storage_key)?,
+            Ok(object) => match object.dead_from_ms() {
+                Some(dead_from_ms) => tombstone_index::note(&self.store, storage_key, dead_from_ms)?,
+                None => tombstone_index::forget(&self.store, storage_key)?,
+            },
             Err(error) if error.is_bit_rot() => tombstone_index::forget(&self.store, storage_key)?,
             Err(error) => return Err(error),
         }
@@ -574,6 +576,7 @@ impl Replica {
     /// datatype change is refused rather than allowed on a guess.
     pub fn holds_live_keys(&self, bucket: &str) -> Result<bool, ReplicaError> {
         let mut budget = MAX_LIVE_KEY_PROBE;
+        let now_ms = self.wall_ms();
         for partition in 0..self.partitions {
             let mut prefix = partition.to_be_bytes().to_vec();
             prefix.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
@@ -585,7 +588,7 @@ impl Replica {
                 for (storage_key, payload) in rows {
                     budget = budget.saturating_sub(1);
                     match self.decode_record(&storage_key, payload) {
-                        Ok((_, object, _)) if object.is_deleted() || object.is_empty() => {}
+                        Ok((_, object, _)) if object.is_dead_at(now_ms) || object.is_empty() => {}
                         _ => return Ok(true),
                     }
                     if budget == 0 {
@@ -709,7 +712,7 @@ mod tests {
     }
 
     fn value() -> Payload {
-        Payload::Value { data: Bytes::from_static(b"v"), content_type: None }
+        Payload::Value { data: Bytes::from_static(b"v"), content_type: None, expires_ms: None }
     }
 
     #[tokio::test]

@@ -25,6 +25,13 @@
 //! anti-entropy then copies it back to the others and a later round reaps
 //! it everywhere.
 //!
+//! Expired values (issue 14) are collected by the same rule: a key whose
+//! every version is a tombstone or a value past its expiry reads as absent,
+//! and once every replica holds exactly that state and the grace period
+//! has run from the latest expiry, it is reaped everywhere. A replica that
+//! was away while the key expired still holds a version the expiring write
+//! superseded, so merges keep the expiring version and the key stays gone.
+//!
 //! Finding tombstones without scanning all data: the collector walks
 //! only the [`crate::tombstone_index`], which the replica keeps.
 
@@ -113,7 +120,7 @@ impl TombstoneCollector {
                 if deleted_ms > cutoff_ms {
                     continue;
                 }
-                match self.collect(&entry.storage_key).await {
+                match self.collect(&entry.storage_key, cutoff_ms).await {
                     Some(true) => round.reaped += 1,
                     Some(false) => round.kept += 1,
                     None => {}
@@ -126,10 +133,10 @@ impl TombstoneCollector {
         round
     }
 
-    /// Tries to collect the tombstone at `storage_key`: `Some(true)` when
-    /// reaped, `Some(false)` when kept for a later round, `None` when there
-    /// was no tombstone any more.
-    async fn collect(&self, storage_key: &[u8]) -> Option<bool> {
+    /// Tries to collect the tombstone (or expired value) at `storage_key`,
+    /// dead since before `cutoff_ms`: `Some(true)` when reaped, `Some(false)`
+    /// when kept for a later round, `None` when it is not due (any more).
+    async fn collect(&self, storage_key: &[u8], cutoff_ms: u64) -> Option<bool> {
         let store = self.services.replica.store();
         let Ok((_, key)) = ObjectKey::from_storage_key(storage_key) else {
             let _ = tombstone_index::forget(store, storage_key);
@@ -142,9 +149,13 @@ impl TombstoneCollector {
                 return Some(false);
             }
         };
-        if !local.is_deleted() {
+        let Some(dead_from_ms) = local.dead_from_ms() else {
             // Written again since: not a tombstone any more.
             let _ = tombstone_index::forget(store, storage_key);
+            return None;
+        };
+        if dead_from_ms > cutoff_ms {
+            // Written again with a later expiry: its own entry says when.
             return None;
         }
         if self.services.cluster.is_moving(&key) {

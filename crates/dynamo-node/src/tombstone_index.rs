@@ -1,26 +1,28 @@
-//! The tombstone index: which keys of this replica hold a deleted state,
-//! and since when, so that the collector
-//! ([`crate::tombstone_collector`]) finds tombstones without scanning all
-//! data.
+//! The tombstone index: which keys of this replica hold a state that is
+//! (or will be) dead, and from when, so that the collector
+//! ([`crate::tombstone_collector`]) finds tombstones and expired values
+//! without scanning all data.
 //!
-//! Every write that leaves a key deleted records it here, under the key's
-//! lock ([`crate::replica::Replica`] calls [`note`] and [`forget`]), in the
-//! metadata namespace: `tomb/` + storage key → wall-clock ms of the delete
-//! (big-endian). The index is a hint, never the truth: the collector reads
+//! Every write that leaves a key mortal (every version a tombstone or a
+//! value with an expiry: [`VersionedObject::dead_from_ms`]) records it here,
+//! under the key's lock ([`crate::replica::Replica`] calls [`note`] and
+//! [`forget`]), in the metadata namespace: `tomb/` + storage key →
+//! wall-clock ms from which the key is dead (big-endian): the delete's
+//! time, or the latest expiry.
+//!
+//! [`VersionedObject::dead_from_ms`]: dynamo_core::object::VersionedObject::dead_from_ms The index is a hint, never the truth: the collector reads
 //! the object itself before acting, and an entry that no longer matches is
 //! forgotten.
 
-use dynamo_core::object::VersionedObject;
 use dynamo_storage::{Namespace, StorageError, Store};
 
 /// Prefix of the tombstone index in [`Namespace::Meta`].
 const INDEX_PREFIX: &[u8] = b"tomb/";
 
-/// Records that `storage_key` now holds a deleted state.
-pub fn note(store: &Store, storage_key: &[u8], object: &VersionedObject) -> Result<(), StorageError> {
-    debug_assert!(object.is_deleted(), "only a deleted state enters the tombstone index");
-    let deleted_ms = object.latest_timestamp().wall_ms();
-    store.put_buffered(Namespace::Meta, &index_key(storage_key), &deleted_ms.to_be_bytes())
+/// Records that `storage_key` now holds a state that is dead from
+/// `dead_from_ms` on.
+pub fn note(store: &Store, storage_key: &[u8], dead_from_ms: u64) -> Result<(), StorageError> {
+    store.put_buffered(Namespace::Meta, &index_key(storage_key), &dead_from_ms.to_be_bytes())
 }
 
 /// Forgets `storage_key` in the index.
@@ -39,7 +41,8 @@ fn index_key(storage_key: &[u8]) -> Vec<u8> {
 pub struct Entry {
     /// The object's storage key.
     pub storage_key: Vec<u8>,
-    /// When the delete was written (wall-clock ms), or why the entry could
+    /// From when the key is dead (wall-clock ms: the delete's time or the
+    /// latest expiry), or why the entry could
     /// not be read (it is then rewritten from the object:
     /// [`crate::replica::Replica::reindex_tombstone`]).
     pub deleted_ms: Result<u64, StorageError>,

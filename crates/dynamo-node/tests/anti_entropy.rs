@@ -168,7 +168,7 @@ fn keys(bucket: &str) -> impl Iterator<Item = ObjectKey> + '_ {
 }
 
 fn value(text: &str) -> Payload {
-    Payload::Value { data: Bytes::from(text.to_string()), content_type: None }
+    Payload::Value { data: Bytes::from(text.to_string()), content_type: None, expires_ms: None }
 }
 
 /// The first `count` keys of bucket `b` in [`PARTITION`], with identical

@@ -239,7 +239,7 @@ impl SimClient {
         let request = Request::Coordinate {
             key: key.clone(),
             context: context.clone(),
-            payload: Payload::Value { data, content_type: None },
+            payload: Payload::Value { data, content_type: None, expires_ms: None },
             options: ForwardOptions {
                 w: Some(options.w.to_string()),
                 dw: Some(options.dw.to_string()),

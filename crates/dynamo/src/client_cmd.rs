@@ -74,6 +74,10 @@ pub struct PutArgs {
     /// Content type stored with the value.
     #[arg(long)]
     content_type: Option<String>,
+    /// Expire the value this many seconds after the write (`ttl_s`);
+    /// without it the value does not expire.
+    #[arg(long)]
+    ttl_s: Option<u64>,
     #[command(flatten)]
     write: WriteFlags,
 }
@@ -196,7 +200,10 @@ pub fn run_put(args: PutArgs) -> anyhow::Result<ExitCode> {
             buffer
         }
     };
-    let options = write_options(&args.write, args.target.timeout_ms, args.content_type.clone());
+    let mut options = write_options(&args.write, args.target.timeout_ms, args.content_type.clone());
+    if let Some(ttl_s) = args.ttl_s {
+        options.query.push(("ttl_s".to_string(), ttl_s.to_string()));
+    }
     let target = &args.target;
     let context = runtime()?.block_on(async {
         let mut connection = connect(&target.node).await?;

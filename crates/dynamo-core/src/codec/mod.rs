@@ -9,7 +9,9 @@
 //! Format 1: `format (u8 = 1) | clock entry count (u16 BE) | (actor u64, counter u64)* |
 //! sibling count (u16 BE) | siblings*` where a sibling is
 //! `actor u64 | counter u64 | timestamp u64 | kind u8 (0 value, 1 tombstone) |`
-//! and for values `content type length u8 | content type | data length u32 BE | data`.
+//! and for values `content type length u8 | content type | data length u32 BE | data`;
+//! kind 2 is a data-type value ([`crate::crdt::value`]), kind 3 a value with
+//! an expiry: `expires ms u64` then the value's fields.
 //! All integers big-endian. A value without a content type is written with
 //! content type length 0, so an empty content type decodes as none.
 //!
@@ -52,6 +54,9 @@ pub(crate) const KIND_TOMBSTONE: u8 = 1;
 /// Sibling kind byte of a data-type value (issue 12; objects without one
 /// encode as before).
 pub(crate) const KIND_DATATYPE: u8 = 2;
+/// Sibling kind byte of a value with an expiry (issue 14; values without
+/// one encode as before): `expires ms u64` then a value's fields.
+pub(crate) const KIND_EXPIRING_VALUE: u8 = 3;
 /// Smallest encoded sibling (a tombstone: dot, timestamp, kind), used to
 /// bound the allocation a sibling count may ask for.
 const MIN_SIBLING_LEN: usize = 8 + 8 + 8 + 1;
@@ -107,7 +112,7 @@ pub fn check_encodable(object: &VersionedObject) -> Result<(), CodecError> {
         {
             return Err(CodecError::Invalid("data type value larger than the format allows"));
         }
-        if let Payload::Value { data, content_type } = &sibling.payload {
+        if let Payload::Value { data, content_type, .. } = &sibling.payload {
             if data.len() > MAX_DATA_LEN {
                 return Err(CodecError::Invalid("value larger than the format allows"));
             }
@@ -147,8 +152,14 @@ pub(crate) fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             out.push(KIND_DATATYPE);
             value.encode(out);
         }
-        Payload::Value { data, content_type } => {
-            out.push(KIND_VALUE);
+        Payload::Value { data, content_type, expires_ms } => {
+            match expires_ms {
+                None => out.push(KIND_VALUE),
+                Some(expires_ms) => {
+                    out.push(KIND_EXPIRING_VALUE);
+                    out.extend_from_slice(&expires_ms.to_be_bytes());
+                }
+            }
             let content_type = truncate_at_char(content_type.as_deref().unwrap_or(""), MAX_CONTENT_TYPE_LEN);
             out.push(clamped_u8(content_type.len()));
             out.extend_from_slice(content_type.as_bytes());
@@ -169,7 +180,9 @@ fn payload_len(payload: &Payload) -> usize {
     match payload {
         Payload::Tombstone => 0,
         Payload::Datatype(value) => value.encoded_len(),
-        Payload::Value { data, content_type } => 1 + content_type.as_ref().map_or(0, String::len) + 4 + data.len(),
+        Payload::Value { data, content_type, expires_ms } => {
+            1 + content_type.as_ref().map_or(0, String::len) + 4 + data.len() + expires_ms.map_or(0, |_| 8)
+        }
     }
 }
 
@@ -231,7 +244,8 @@ fn decode_sibling(reader: &mut Reader<'_>) -> Result<Sibling, CodecError> {
     let counter = reader.u64("sibling counter")?;
     let timestamp = Hlc(reader.u64("sibling timestamp")?);
     let payload = match reader.u8("sibling kind")? {
-        KIND_VALUE => decode_value(reader)?,
+        KIND_VALUE => decode_value(reader, None)?,
+        KIND_EXPIRING_VALUE => decode_expiring_value(reader)?,
         KIND_TOMBSTONE => Payload::Tombstone,
         KIND_DATATYPE => Payload::Datatype(DataValue::decode(reader)?),
         _ => return Err(CodecError::Invalid("unknown sibling kind")),
@@ -239,8 +253,15 @@ fn decode_sibling(reader: &mut Reader<'_>) -> Result<Sibling, CodecError> {
     Ok(Sibling { dot: Dot { actor, counter }, timestamp, payload })
 }
 
-/// Reads the rest of a value payload, after its kind byte.
-pub(crate) fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
+/// Reads the rest of a value payload with an expiry, after its kind byte.
+pub(crate) fn decode_expiring_value(reader: &mut Reader<'_>) -> Result<Payload, CodecError> {
+    let expires_ms = reader.u64("expiry")?;
+    decode_value(reader, Some(expires_ms))
+}
+
+/// Reads the rest of a value payload (after its kind byte, and its expiry
+/// if it has one).
+pub(crate) fn decode_value(reader: &mut Reader<'_>, expires_ms: Option<u64>) -> Result<Payload, CodecError> {
     // A u8 length cannot exceed MAX_CONTENT_TYPE_LEN (255).
     let content_type_len = usize::from(reader.u8("content type length")?);
     let content_type = reader.take(content_type_len, "content type")?;
@@ -252,7 +273,7 @@ pub(crate) fn decode_value(reader: &mut Reader<'_>) -> Result<Payload, CodecErro
         return Err(CodecError::Invalid("value larger than the format allows"));
     }
     let data = Bytes::copy_from_slice(reader.take(data_len, "data")?);
-    Ok(Payload::Value { data, content_type })
+    Ok(Payload::Value { data, content_type, expires_ms })
 }
 
 #[cfg(test)]
@@ -264,7 +285,11 @@ mod tests {
     use crate::testing::reachable_object;
 
     fn value(data: &[u8], content_type: Option<&str>) -> Payload {
-        Payload::Value { data: Bytes::copy_from_slice(data), content_type: content_type.map(str::to_string) }
+        Payload::Value {
+            data: Bytes::copy_from_slice(data),
+            content_type: content_type.map(str::to_string),
+            expires_ms: None,
+        }
     }
 
     /// One value sibling (1, 1) under clock {1: 1}.
@@ -298,6 +323,21 @@ mod tests {
             let object = single(payload);
             assert_eq!(decode_object(&encode_object(&object)), Ok(object));
         }
+    }
+
+    #[test]
+    fn an_expiring_value_is_kind_three_with_its_expiry_before_the_value() {
+        let payload = Payload::Value { data: Bytes::from_static(b"hi"), content_type: None, expires_ms: Some(0x0102) };
+        let object = single(payload);
+        let bytes = encode_object(&object);
+        let sibling_start = 3 + 16 + 2;
+        let kind_at = sibling_start + 24;
+        assert_eq!(bytes[kind_at], KIND_EXPIRING_VALUE);
+        assert_eq!(bytes[kind_at + 1..kind_at + 9], [0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(bytes[kind_at + 9..], [0, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(decode_object(&bytes), Ok(object));
+        // Truncated inside the expiry.
+        assert_eq!(decode_object(&bytes[..kind_at + 5]), Err(CodecError::Truncated("expiry")));
     }
 
     #[test]

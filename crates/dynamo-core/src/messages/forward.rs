@@ -14,7 +14,7 @@
 
 use super::fields::{decode_key, encode_key};
 use super::{MessageError, Request, Response};
-use crate::codec::{self, KIND_TOMBSTONE, KIND_VALUE, Reader, clamped_u8, encode_u32_prefixed};
+use crate::codec::{self, KIND_EXPIRING_VALUE, KIND_TOMBSTONE, KIND_VALUE, Reader, clamped_u8, encode_u32_prefixed};
 use crate::crdt::value::{DataOp, DataValue};
 use crate::hlc::Hlc;
 use crate::keys::ObjectKey;
@@ -191,7 +191,8 @@ pub(super) fn decode_updated(reader: &mut Reader<'_>) -> Result<Response, Messag
 
 fn decode_payload(reader: &mut Reader<'_>) -> Result<Payload, MessageError> {
     match reader.u8("payload kind")? {
-        KIND_VALUE => Ok(codec::decode_value(reader)?),
+        KIND_VALUE => Ok(codec::decode_value(reader, None)?),
+        KIND_EXPIRING_VALUE => Ok(codec::decode_expiring_value(reader)?),
         KIND_TOMBSTONE => Ok(Payload::Tombstone),
         _ => Err(MessageError::Invalid("unknown payload kind")),
     }

@@ -27,8 +27,16 @@ fn object_key() -> impl Strategy<Value = ObjectKey> {
 fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         Just(Payload::Tombstone),
-        (prop::collection::vec(any::<u8>(), 0..64), prop::option::of("[a-z]{1,10}/[a-z0-9.+-]{1,20}"))
-            .prop_map(|(data, content_type)| Payload::Value { data: Bytes::from(data), content_type }),
+        (
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::option::of("[a-z]{1,10}/[a-z0-9.+-]{1,20}"),
+            prop::option::of(any::<u64>())
+        )
+            .prop_map(|(data, content_type, expires_ms)| Payload::Value {
+                data: Bytes::from(data),
+                content_type,
+                expires_ms
+            }),
     ]
 }
 

@@ -81,6 +81,12 @@ impl Coordinator {
         self.services.buckets.get(bucket)
     }
 
+    /// This node's wall clock (unix ms): what expiries are set from and
+    /// judged by on this node.
+    pub fn wall_ms(&self) -> u64 {
+        self.services.replica.wall_ms()
+    }
+
     /// Resolves the request's options against the bucket's props.
     pub fn resolve(&self, bucket: &str, options: &RequestOptions) -> Result<Effective, CoordinatorError> {
         let mut props = self.services.buckets.get(bucket)?;

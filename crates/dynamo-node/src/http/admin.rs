@@ -368,6 +368,9 @@ fn version_summary(sibling: &dynamo_core::object::Sibling) -> serde_json::Value 
         "size": size,
         "digest_md5": digest,
     });
+    if let Some(expires_ms) = sibling.expires_ms() {
+        summary["expires_ms"] = json!(expires_ms);
+    }
     // What a data-type replica holds, to compare replicas by eye.
     match &sibling.payload {
         Payload::Datatype(DataValue::Counter(counter)) => {

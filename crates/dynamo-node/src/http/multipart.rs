@@ -13,6 +13,8 @@ pub const VTAG_HEADER: &str = "X-Dynamo-Vtag";
 pub const DELETED_HEADER: &str = "X-Dynamo-Deleted";
 /// Header with the sibling's write time (milliseconds since the epoch).
 pub const TIMESTAMP_HEADER: &str = "X-Dynamo-Timestamp-Ms";
+/// Header of a value with a TTL: when it expires (unix ms).
+pub const EXPIRES_HEADER: &str = "X-Dynamo-Expires";
 
 /// Content type of values stored without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -24,20 +26,29 @@ pub fn vtag(sibling: &Sibling) -> String {
 
 /// Encodes siblings as a multipart body; returns (boundary, body). The
 /// boundary is chosen so it occurs in no part's data.
-pub fn encode(siblings: &[Sibling], seed: u64) -> (String, Vec<u8>) {
+/// A sibling dead at `now_ms` (a tombstone, or a value past its expiry) is
+/// a part marked deleted, with no data.
+pub fn encode(siblings: &[Sibling], now_ms: u64, seed: u64) -> (String, Vec<u8>) {
     let boundary = choose_boundary(siblings, seed);
     let mut body = Vec::new();
     for sibling in siblings {
         let mut head = format!("--{boundary}\r\n");
+        let dead = sibling.is_dead_at(now_ms);
         let (content_type, data): (&str, &[u8]) = match &sibling.payload {
-            Payload::Value { data, content_type } => (content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE), data),
+            Payload::Value { data, content_type, .. } if !dead => {
+                (content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE), data)
+            }
+            Payload::Value { .. } => (DEFAULT_CONTENT_TYPE, &[]),
             // Never served here: a data-type key is read at its own
             // endpoint (`/buckets/{b}/datatypes/{k}`).
             Payload::Tombstone | Payload::Datatype(_) => (DEFAULT_CONTENT_TYPE, &[]),
         };
         let _ = write!(head, "Content-Type: {content_type}\r\n{VTAG_HEADER}: {}\r\n", vtag(sibling));
         let _ = write!(head, "{TIMESTAMP_HEADER}: {}\r\n", sibling.timestamp.wall_ms());
-        if sibling.is_tombstone() {
+        if let Some(expires_ms) = sibling.expires_ms() {
+            let _ = write!(head, "{EXPIRES_HEADER}: {expires_ms}\r\n");
+        }
+        if dead {
             let _ = write!(head, "{DELETED_HEADER}: true\r\n");
         }
         head.push_str("\r\n");

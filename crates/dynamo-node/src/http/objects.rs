@@ -95,13 +95,15 @@ impl ObjectApi {
             return error(StatusCode::NOT_FOUND, "not found".to_string());
         }
         self.metrics.record_siblings(object.siblings().len());
-        if object.is_deleted() {
-            let mut response = error(StatusCode::NOT_FOUND, "not found (deleted)".to_string());
+        let now_ms = self.coordinator.wall_ms();
+        if object.is_dead_at(now_ms) {
+            let reason = if object.is_deleted() { "not found (deleted)" } else { "not found (expired)" };
+            let mut response = error(StatusCode::NOT_FOUND, reason.to_string());
             set_header(&mut response, CONTEXT_HEADER, &context);
             return response;
         }
         if let [only] = object.siblings()
-            && let Payload::Value { data, content_type } = &only.payload
+            && let Payload::Value { data, content_type, expires_ms } = &only.payload
         {
             let mut response = Response::new(Full::new(data.clone()));
             let content_type = content_type.as_deref().unwrap_or(multipart::DEFAULT_CONTENT_TYPE);
@@ -109,10 +111,13 @@ impl ObjectApi {
             set_header(&mut response, CONTEXT_HEADER, &context);
             set_header(&mut response, multipart::VTAG_HEADER, &multipart::vtag(only));
             set_header(&mut response, multipart::TIMESTAMP_HEADER, &only.timestamp.wall_ms().to_string());
+            if let Some(expires_ms) = expires_ms {
+                set_header(&mut response, multipart::EXPIRES_HEADER, &expires_ms.to_string());
+            }
             return response;
         }
         let seed = self.boundary_seed.fetch_add(1, Ordering::Relaxed);
-        let (boundary, body) = multipart::encode(object.siblings(), seed);
+        let (boundary, body) = multipart::encode(object.siblings(), now_ms, seed);
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = StatusCode::MULTIPLE_CHOICES;
         set_header(&mut response, CONTENT_TYPE.as_str(), &format!("multipart/mixed; boundary={boundary}"));
@@ -124,8 +129,12 @@ impl ObjectApi {
         if let Err(problem) = self.refuse_datatype_bucket(key) {
             return problem.into_response();
         }
-        let (options, context) = match write_preamble(&request) {
+        let (options, context) = match write_preamble(&request, PUT_PARAMS) {
             Ok(parts) => parts,
+            Err(problem) => return problem.into_response(),
+        };
+        let expires_ms = match request_ttl(&request) {
+            Ok(ttl_s) => ttl_s.map(|ttl_s| self.coordinator.wall_ms().saturating_add(ttl_s.saturating_mul(1000))),
             Err(problem) => return problem.into_response(),
         };
         let content_type = match request_content_type(&request) {
@@ -136,7 +145,7 @@ impl ObjectApi {
             Ok(data) => data,
             Err(problem) => return problem.into_response(),
         };
-        let payload = Payload::Value { data, content_type };
+        let payload = Payload::Value { data, content_type, expires_ms };
         self.write(key, &context, payload, &options).await
     }
 
@@ -144,7 +153,7 @@ impl ObjectApi {
         if let Err(problem) = self.refuse_datatype_bucket(key) {
             return problem.into_response();
         }
-        match write_preamble(&request) {
+        match write_preamble(&request, DELETE_PARAMS) {
             Ok((options, context)) => self.write(key, &context, Payload::Tombstone, &options).await,
             Err(problem) => problem.into_response(),
         }
@@ -264,8 +273,31 @@ pub(crate) fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<
     Ok(options)
 }
 
-fn write_preamble(request: &ApiRequest) -> Result<(RequestOptions, VersionVector), ApiError> {
-    let mut options = request_options(request, &["w", "dw", "n", "timeout_ms"])?;
+/// Query parameters of a put.
+const PUT_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms", "ttl_s"];
+/// Query parameters of a delete.
+const DELETE_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms"];
+/// Longest TTL accepted: ten years, far below where unix ms overflow.
+pub const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
+
+/// The put's `ttl_s`, if it gave one: whole seconds, 1 to [`MAX_TTL_S`].
+fn request_ttl(request: &ApiRequest) -> Result<Option<u64>, ApiError> {
+    let pairs = params::parse_query(request.uri().query(), PUT_PARAMS)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let Some((_, text)) = pairs.iter().find(|(name, _)| name == "ttl_s") else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(ttl_s) if (1..=MAX_TTL_S).contains(&ttl_s) => Ok(Some(ttl_s)),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("ttl_s={text:?} must be whole seconds from 1 to {MAX_TTL_S}; leave it out for no expiry"),
+        )),
+    }
+}
+
+fn write_preamble(request: &ApiRequest, allowed: &[&str]) -> Result<(RequestOptions, VersionVector), ApiError> {
+    let mut options = request_options(request, allowed)?;
     let context = match request.headers().get(CONTEXT_HEADER) {
         None => VersionVector::new(),
         Some(value) => {
