@@ -77,31 +77,32 @@ impl Sibling {
     }
 
     /// When this version stops being live: a tombstone at its write
-    /// (wall-clock ms of its timestamp), a value at its expiry; `None` for
+    /// (wall-clock ms of its timestamp), a value or map at its expiry; `None` for
     /// a version that lives until superseded.
     pub fn dead_from_ms(&self) -> Option<u64> {
         match &self.payload {
             Payload::Tombstone => Some(self.timestamp.wall_ms()),
             Payload::Value { expires_ms, .. } => *expires_ms,
-            Payload::Datatype(_) => None,
+            Payload::Datatype(value) => value.expires_ms(),
         }
     }
 
     /// Whether this version reads as absent at `now_ms`: a tombstone, or a
-    /// value whose expiry has come.
+    /// value or map whose expiry has come.
     pub fn is_dead_at(&self, now_ms: u64) -> bool {
         match &self.payload {
             Payload::Tombstone => true,
             Payload::Value { expires_ms, .. } => expires_ms.is_some_and(|expires| expires <= now_ms),
-            Payload::Datatype(_) => false,
+            Payload::Datatype(value) => value.expires_ms().is_some_and(|expires| expires <= now_ms),
         }
     }
 
-    /// The expiry of a value that has one.
+    /// The expiry of a value or map that has one.
     pub fn expires_ms(&self) -> Option<u64> {
         match &self.payload {
             Payload::Value { expires_ms, .. } => *expires_ms,
-            _ => None,
+            Payload::Datatype(value) => value.expires_ms(),
+            Payload::Tombstone => None,
         }
     }
 }

@@ -100,6 +100,52 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     assert_eq!(redis_cli(ports[1], &["GET", "during"]), "an outage");
 }
 
+/// Whether every replica of the Redis key `key` answered a direct read
+/// (which repairs nothing) and none holds a version.
+fn collected_everywhere(cluster: &TestCluster, key: &str) -> bool {
+    common::block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        let path = format!("/admin/replicas/redis/{key}");
+        let raw = http.request(hyper::Method::GET, &path, &[], bytes::Bytes::new()).await.expect("admin");
+        let admin: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        admin["replicas"].as_array().expect("replicas").iter().all(|replica| {
+            replica["status"] == "ok" && replica["versions"].as_array().is_some_and(|versions| versions.is_empty())
+        })
+    })
+}
+
+#[test]
+fn keys_expire_through_every_client_and_their_storage_is_reclaimed() {
+    install_clients();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--tombstone-grace-ms=1000", "--tombstone-gc-interval-ms=200"];
+    let (cluster, ports) = TestCluster::start_with_resp(dir.path(), 3, &args, true);
+    let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+    common::run_client("python3", "resp_expiry.py", &all, &[]);
+
+    // redis-cli, as a shell script sets and checks a session.
+    assert_eq!(redis_cli(ports[0], &["SET", "session", "cart=1", "EX", "1"]), "OK");
+    assert_eq!(redis_cli(ports[1], &["TTL", "session"]), "1");
+    assert_eq!(redis_cli(ports[2], &["HSET", "profile", "name", "ann"]), "1");
+    assert_eq!(redis_cli(ports[0], &["EXPIRE", "profile", "1"]), "1");
+    assert!(redis_cli(ports[1], &["SET", "k", "v", "EX", "0"]).contains("invalid expire time in 'set' command"));
+    let written = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(1_200));
+    for port in &ports {
+        assert_eq!(redis_cli(*port, &["EXISTS", "session", "profile"]), "0");
+        assert_eq!(redis_cli(*port, &["TTL", "profile"]), "-2");
+    }
+    // Reclaimed once every replica holds the expired key and the grace
+    // period has passed, and not before.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(collected_everywhere(&cluster, "session") && collected_everywhere(&cluster, "profile")) {
+        assert!(std::time::Instant::now() < deadline, "expired keys were not collected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(written.elapsed() >= Duration::from_millis(1_900), "collected before expiry plus grace");
+    assert_eq!(redis_cli(ports[2], &["HGETALL", "profile"]), "");
+}
+
 #[test]
 fn raw_bytes_inline_pipelined_resp3_and_malformed_frames() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -157,3 +157,47 @@ fn a_replica_away_while_a_key_expired_does_not_bring_it_back() {
         }
     });
 }
+
+#[test]
+fn a_map_updated_with_a_ttl_expires_and_its_next_update_starts_it_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &GRACE_ARGS);
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for (bucket, datatype) in [("carts", "map"), ("hits", "counter")] {
+            let props = Bytes::from(format!(r#"{{"datatype":"{datatype}"}}"#));
+            let raw = http.request(Method::PUT, &format!("/buckets/{bucket}/props"), &[], props).await.expect("props");
+            assert_eq!(raw.status, 204, "{}", String::from_utf8_lossy(&raw.body));
+        }
+        let increment = Bytes::from_static(br#"{"increment":1}"#);
+        let raw = http.request(Method::POST, "/buckets/hits/datatypes/k?ttl_s=1", &[], increment).await.expect("post");
+        assert_eq!(raw.status, 400, "a counter cannot expire: {}", String::from_utf8_lossy(&raw.body));
+
+        let add = Bytes::from_static(br#"{"update":{"items_set":{"add":"old"}}}"#);
+        let raw = http.request(Method::POST, "/buckets/carts/datatypes/ann?ttl_s=1&w=3", &[], add).await.expect("post");
+        assert_eq!(raw.status, 204, "{}", String::from_utf8_lossy(&raw.body));
+        let written = Instant::now();
+        let raw = http.request(Method::GET, "/buckets/carts/datatypes/ann", &[], Bytes::new()).await.expect("get");
+        assert_eq!(raw.status, 200);
+        assert!(raw.header("x-dynamo-expires").is_some(), "a map with a TTL carries X-Dynamo-Expires");
+        let value: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        assert_eq!(value["value"], serde_json::json!({"items_set": ["old"]}), "the expiry is not a field: {value}");
+
+        tokio::time::sleep(Duration::from_millis(1_100).saturating_sub(written.elapsed())).await;
+        for node in &cluster.nodes {
+            let mut http = node.connect().await;
+            let raw =
+                http.request(Method::GET, "/buckets/carts/datatypes/ann?r=3", &[], Bytes::new()).await.expect("get");
+            assert_eq!(raw.status, 404, "{} serves the expired map", node.addr());
+        }
+        let add = Bytes::from_static(br#"{"update":{"items_set":{"add":"new"}}}"#);
+        let raw =
+            http.request(Method::POST, "/buckets/carts/datatypes/ann?returnbody=true", &[], add).await.expect("post");
+        assert_eq!(raw.status, 200);
+        let value: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        assert_eq!(value["value"], serde_json::json!({"items_set": ["new"]}), "the expired items came back: {value}");
+        let mut node2 = cluster.nodes[2].connect().await;
+        let raw = node2.request(Method::GET, "/buckets/carts/datatypes/ann?r=3", &[], Bytes::new()).await.expect("get");
+        assert_eq!((raw.status, raw.header("x-dynamo-expires")), (200, None), "the fresh map is permanent");
+    });
+}

@@ -548,6 +548,30 @@ impl Field {
     }
 }
 
+/// The field holding a map's expiry (issue 14): the top-level register
+/// with the empty name, which no front end lets a client name (the HTTP
+/// API refuses an empty field name; the Redis front end uses fixed names).
+/// Its winning write is the expiry in unix milliseconds, in decimal. Being
+/// an ordinary register, it merges, travels and resets like any field: the
+/// last `EXPIRE` wins by timestamp, a `Clear` (Redis `SET`, `DEL`) drops
+/// it, and no new merge rule was needed.
+pub fn expiry_key() -> FieldKey {
+    FieldKey::new(Bytes::new(), FieldKind::Register)
+}
+
+impl MapOp {
+    /// Sets the map's expiry to `expires_ms` (unix ms); the register write
+    /// is stamped by the acting replica like any other.
+    pub fn expire_at(expires_ms: u64) -> MapOp {
+        MapOp::update(Bytes::new(), FieldOp::Assign { value: Bytes::from(expires_ms.to_string()), timestamp: Hlc(0) })
+    }
+
+    /// Removes the map's expiry, as observed (Redis `PERSIST`).
+    pub fn persist() -> MapOp {
+        MapOp::Remove(expiry_key())
+    }
+}
+
 impl Map {
     /// An empty map.
     pub fn new() -> Self {
@@ -567,6 +591,41 @@ impl Map {
     /// Whether the map has no fields.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+
+    /// When the map expires (unix ms), if it has an expiry: see
+    /// [`expiry_key`]. An unreadable expiry (not written by
+    /// [`MapOp::expire_at`]) counts as none.
+    pub fn expires_ms(&self) -> Option<u64> {
+        let Some(Field::Register(writes)) = self.fields.get(&expiry_key()) else {
+            return None;
+        };
+        let winner = writes.iter().max_by_key(|(dot, write)| (write.timestamp, dot.actor, dot.counter))?;
+        std::str::from_utf8(&winner.1.value).ok()?.parse().ok()
+    }
+
+    /// Whether the map has expired by `now_ms`.
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_ms().is_some_and(|expires| expires <= now_ms)
+    }
+
+    /// Applies `ops` to this map after it expired: as if to an empty map.
+    /// Everything this replica holds is cleared first (a reset-remove of
+    /// each field, so an update concurrent with it survives, as a `DEL`'s
+    /// does), then `ops` apply; the delta carries both, so every replica
+    /// forgets the expired contents too. All or none.
+    pub fn apply_after_expiry(
+        &mut self,
+        ops: &[MapOp],
+        actor: ActorId,
+        observed: Option<&CausalContext>,
+    ) -> Result<Map, MapError> {
+        let mut fresh = self.clone();
+        let mut delta = fresh.apply(&[MapOp::Clear], actor, None)?;
+        let update = fresh.apply(ops, actor, observed)?;
+        delta.merge(&update);
+        *self = fresh;
+        Ok(delta)
     }
 
     /// Whether the top-level field `key` is present.
@@ -2152,5 +2211,66 @@ mod tests {
             Map::decode(&not_a_set.encode()),
             Err(CodecError::Invalid("a deferred element remove of a field that is not a set"))
         );
+    }
+
+    // ----- Expiry -----
+
+    fn expire(expires_ms: u64, timestamp: u64) -> MapOp {
+        MapOp::update(
+            Bytes::new(),
+            FieldOp::Assign { value: Bytes::from(expires_ms.to_string()), timestamp: Hlc(timestamp) },
+        )
+    }
+
+    #[test]
+    fn the_last_expiry_written_wins_and_persist_or_clear_removes_it() {
+        let mut map = Map::new();
+        apply(&mut map, &[update("s", adds(&["a"]))], A);
+        assert_eq!(map.expires_ms(), None);
+        apply(&mut map, &[expire(5_000, 10)], A);
+        apply(&mut map, &[expire(9_000, 20)], A);
+        assert_eq!(map.expires_ms(), Some(9_000));
+        assert!(!map.is_expired_at(8_999) && map.is_expired_at(9_000));
+        apply(&mut map, &[MapOp::persist()], A);
+        assert_eq!(map.expires_ms(), None, "persist removes the expiry");
+        assert!(get(&map.value(), "s", FieldKind::Set).is_some(), "and keeps the value");
+        apply(&mut map, &[expire(5_000, 30)], A);
+        apply(&mut map, &[MapOp::Clear, update("s", adds(&["b"]))], A);
+        assert_eq!(map.expires_ms(), None, "a clear (Redis SET) drops the expiry");
+    }
+
+    #[test]
+    fn an_update_after_expiry_starts_from_empty_everywhere_but_a_concurrent_update_survives() {
+        let mut here = Map::new();
+        apply(&mut here, &[update("s", adds(&["old"])), expire(1_000, 1)], A);
+        let mut there = here.clone();
+        // `there` adds concurrently, without seeing the expiry pass.
+        let concurrent = there.apply(&[update("s", adds(&["racing"]))], B, None).expect("accepted");
+        let before = here.clone();
+        let delta = here.apply_after_expiry(&[update("s", adds(&["new"]))], A, None).expect("accepted");
+        assert_eq!(merged(&before, &delta), here, "the delta carries the reset and the update");
+        assert_eq!(here.expires_ms(), None, "the fresh value has no expiry");
+        let value = here.value();
+        assert_eq!(get(&value, "s", FieldKind::Set), Some(&FieldValue::Set(vec![bytes("new")])));
+        // Every replica converges on the fresh value plus the concurrent add.
+        let mut everywhere = merged(&there, &delta);
+        let mut acting = merged(&here, &concurrent);
+        assert_eq!(everywhere, acting);
+        let members = vec![bytes("new"), bytes("racing")];
+        assert_eq!(get(&everywhere.value(), "s", FieldKind::Set), Some(&FieldValue::Set(members)));
+        everywhere.merge(&before);
+        acting.merge(&before);
+        assert_eq!(everywhere, acting, "the expired contents do not come back from an old copy");
+        assert!(!everywhere.value().values().any(|v| matches!(v, FieldValue::Set(m) if m.contains(&bytes("old")))));
+    }
+
+    #[test]
+    fn a_refused_update_after_expiry_changes_nothing() {
+        let mut map = Map::new();
+        apply(&mut map, &[update("s", adds(&["old"])), expire(1_000, 1)], A);
+        let before = map.clone();
+        let refused = map.apply_after_expiry(&[MapOp::Require(Condition::NotEmpty)], A, None);
+        assert_eq!(refused, Err(MapError::Unmet(Condition::NotEmpty)), "the expired map counts as empty");
+        assert_eq!(map, before);
     }
 }

@@ -248,9 +248,23 @@ impl DataValue {
             }
             (DataValue::Map(map), DataOp::Map { ops, context }) => {
                 let stamped = stamp_registers(ops, timestamp);
-                Ok(DataValue::Map(map.apply(&stamped, actor, context.as_ref())?))
+                // An expired map is judged by the acting replica's clock
+                // (the timestamp follows it): an update starts it afresh.
+                match map.is_expired_at(timestamp.wall_ms()) {
+                    true => Ok(DataValue::Map(map.apply_after_expiry(&stamped, actor, context.as_ref())?)),
+                    false => Ok(DataValue::Map(map.apply(&stamped, actor, context.as_ref())?)),
+                }
             }
             (value, op) => Err(OpError::WrongType { op: op.kind(), stored: value.kind() }),
+        }
+    }
+
+    /// When the value expires (unix ms), if it can and does: only maps
+    /// carry an expiry (see [`crate::crdt::map::expiry_key`]).
+    pub fn expires_ms(&self) -> Option<u64> {
+        match self {
+            DataValue::Map(map) => map.expires_ms(),
+            DataValue::Counter(_) | DataValue::Set(_) => None,
         }
     }
 

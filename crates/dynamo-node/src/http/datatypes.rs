@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use dynamo_core::context::encode_datatype_context;
+use dynamo_core::crdt::map::{MapOp, expiry_key};
 use dynamo_core::crdt::set::MAX_ELEMENT_LEN;
 use dynamo_core::crdt::value::{DataOp, DataValue, MAX_OP_UPDATES};
 use dynamo_core::keys::ObjectKey;
@@ -19,8 +20,10 @@ use hyper::StatusCode;
 use serde_json::{Value, json};
 
 use crate::coordinator::{Coordinator, RequestOptions};
-use crate::http::responses::{ApiError, ApiRequest, HttpResponse, coordinator_error, empty, error, json_response};
-use crate::http::{map_json, objects, op_json, params};
+use crate::http::responses::{
+    ApiError, ApiRequest, HttpResponse, coordinator_error, empty, error, json_response, set_header,
+};
+use crate::http::{map_json, multipart, objects, op_json, params};
 
 /// Largest operation body accepted: a full `add_all` of the longest
 /// elements, JSON-escaped, fits.
@@ -45,8 +48,17 @@ impl DatatypeApi {
             return problem.into_response();
         }
         match self.coordinator.get(key, &options).await {
+            Ok(object) if object.is_dead_at(self.coordinator.wall_ms()) => {
+                error(StatusCode::NOT_FOUND, "not found (expired)".to_string())
+            }
             Ok(object) => match object.datatype_value() {
-                Ok(Some(value)) => json_response(StatusCode::OK, &render(value)),
+                Ok(Some(value)) => {
+                    let mut response = json_response(StatusCode::OK, &render(value));
+                    if let Some(expires_ms) = value.expires_ms() {
+                        set_header(&mut response, multipart::EXPIRES_HEADER, &expires_ms.to_string());
+                    }
+                    response
+                }
                 Ok(None) => error(StatusCode::NOT_FOUND, "not found".to_string()),
                 Err(problem) => error(StatusCode::CONFLICT, format!("{}: {problem}", describe(key))),
             },
@@ -55,12 +67,16 @@ impl DatatypeApi {
     }
 
     pub(crate) async fn post_update(&self, key: &ObjectKey, request: ApiRequest) -> HttpResponse {
-        let (options, return_body) = match options(&request, &["w", "dw", "n", "timeout_ms", "returnbody"]) {
+        let (options, return_body) = match options(&request, UPDATE_PARAMS) {
             Ok(parsed) => parsed,
             Err(problem) => return problem.into_response(),
         };
         let datatype = match self.datatype_of(key) {
             Ok(datatype) => datatype,
+            Err(problem) => return problem.into_response(),
+        };
+        let ttl_s = match objects::request_ttl(&request, UPDATE_PARAMS).and_then(|ttl_s| ttl_for(datatype, ttl_s)) {
+            Ok(ttl_s) => ttl_s,
             Err(problem) => return problem.into_response(),
         };
         let body = match Limited::new(request.into_body(), MAX_OP_BODY).collect().await {
@@ -72,10 +88,13 @@ impl DatatypeApi {
                 );
             }
         };
-        let op = match parse_op(&body, datatype) {
+        let mut op = match parse_op(&body, datatype) {
             Ok(op) => op,
             Err(problem) => return problem.into_response(),
         };
+        if let (Some(ttl_s), DataOp::Map { ops, .. }) = (ttl_s, &mut op) {
+            ops.push(MapOp::expire_at(self.coordinator.wall_ms().saturating_add(ttl_s * 1000)));
+        }
         match self.coordinator.update(key, &op, &options).await {
             Ok(value) if return_body => json_response(StatusCode::OK, &render(&value)),
             Ok(_) => empty(StatusCode::NO_CONTENT),
@@ -103,6 +122,23 @@ impl DatatypeApi {
             )),
             datatype => Ok(datatype),
         }
+    }
+}
+
+/// Query parameters of an update.
+const UPDATE_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms", "returnbody", "ttl_s"];
+
+/// A `ttl_s` is for maps: only a map carries an expiry (see
+/// [`dynamo_core::crdt::map::expiry_key`]).
+fn ttl_for(datatype: DataType, ttl_s: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match (datatype, ttl_s) {
+        (DataType::Map, _) | (_, None) => Ok(ttl_s),
+        (other, Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "ttl_s applies to map buckets; this bucket's datatype is {other}: keep the value in a map field to let it expire"
+            ),
+        )),
     }
 }
 
@@ -145,7 +181,9 @@ fn render(value: &DataValue) -> Value {
             json!({ "type": "set", "value": elements, "context": encode_datatype_context(set.context()) })
         }
         DataValue::Map(map) => {
-            json!({ "type": "map", "value": map_json::render(&map.value()), "context": encode_datatype_context(map.context()) })
+            let mut fields = map.value();
+            fields.remove(&expiry_key());
+            json!({ "type": "map", "value": map_json::render(&fields), "context": encode_datatype_context(map.context()) })
         }
     }
 }

@@ -133,7 +133,7 @@ impl ObjectApi {
             Ok(parts) => parts,
             Err(problem) => return problem.into_response(),
         };
-        let expires_ms = match request_ttl(&request) {
+        let expires_ms = match request_ttl(&request, PUT_PARAMS) {
             Ok(ttl_s) => ttl_s.map(|ttl_s| self.coordinator.wall_ms().saturating_add(ttl_s.saturating_mul(1000))),
             Err(problem) => return problem.into_response(),
         };
@@ -280,9 +280,10 @@ const DELETE_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms"];
 /// Longest TTL accepted: ten years, far below where unix ms overflow.
 pub const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
 
-/// The put's `ttl_s`, if it gave one: whole seconds, 1 to [`MAX_TTL_S`].
-fn request_ttl(request: &ApiRequest) -> Result<Option<u64>, ApiError> {
-    let pairs = params::parse_query(request.uri().query(), PUT_PARAMS)
+/// The write's `ttl_s`, if it gave one (`allowed` are the route's query
+/// parameters): whole seconds, 1 to [`MAX_TTL_S`].
+pub(crate) fn request_ttl(request: &ApiRequest, allowed: &[&str]) -> Result<Option<u64>, ApiError> {
+    let pairs = params::parse_query(request.uri().query(), allowed)
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let Some((_, text)) = pairs.iter().find(|(name, _)| name == "ttl_s") else {
         return Ok(None);

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::keyspace::Keyspace;
 use super::reply::{Protocol, Reply};
-use super::{hashes, sets, strings};
+use super::{expiry, hashes, sets, strings};
 use crate::coordinator::Coordinator;
 
 /// The version the front end reports to clients that ask (`HELLO`,
@@ -72,6 +72,8 @@ const SPECS: &[Spec] = &[
     spec("get", 2, READ),
     spec("set", -3, WRITE),
     spec("setnx", 3, WRITE),
+    spec("setex", 4, WRITE),
+    spec("psetex", 4, WRITE),
     spec("getdel", 2, WRITE),
     spec("mget", -2, READ),
     spec("mset", -3, WRITE),
@@ -102,6 +104,15 @@ const SPECS: &[Spec] = &[
     spec("hlen", 2, READ),
     spec("hkeys", 2, READ),
     spec("hvals", 2, READ),
+    spec("expire", -3, WRITE),
+    spec("pexpire", -3, WRITE),
+    spec("expireat", -3, WRITE),
+    spec("pexpireat", -3, WRITE),
+    spec("persist", 2, WRITE),
+    spec("ttl", 2, READ),
+    spec("pttl", 2, READ),
+    spec("expiretime", 2, READ),
+    spec("pexpiretime", 2, READ),
 ];
 
 /// The module that runs a keyspace command.
@@ -109,11 +120,17 @@ enum Family {
     Strings,
     Sets,
     Hashes,
+    Expiry,
 }
 
 fn family(name: &str) -> Family {
+    const EXPIRY: &[&str] =
+        &["expire", "pexpire", "expireat", "pexpireat", "persist", "ttl", "pttl", "expiretime", "pexpiretime"];
+    if EXPIRY.contains(&name) {
+        return Family::Expiry;
+    }
     match name.as_bytes().first() {
-        Some(b's') if !matches!(name, "set" | "setnx" | "strlen") => Family::Sets,
+        Some(b's') if !matches!(name, "set" | "setnx" | "setex" | "strlen") => Family::Sets,
         Some(b'h') => Family::Hashes,
         _ => Family::Strings,
     }
@@ -172,6 +189,7 @@ impl Commands {
                 Family::Strings => strings::execute(&self.keyspace, name, rest).await,
                 Family::Sets => sets::execute(&self.keyspace, name, rest).await,
                 Family::Hashes => hashes::execute(&self.keyspace, name, rest).await,
+                Family::Expiry => expiry::execute(&self.keyspace, name, rest).await,
             },
         }
     }

@@ -72,6 +72,11 @@ impl Keyspace {
         }
     }
 
+    /// This node's wall clock (unix ms): what expiry is judged against.
+    pub(super) fn now_ms(&self) -> u64 {
+        self.coordinator.wall_ms()
+    }
+
     /// Reads the key `name` with the bucket's R.
     pub(super) async fn read(&self, name: &Bytes) -> Result<Read, Reply> {
         self.check_bucket()?;
@@ -85,7 +90,12 @@ impl Keyspace {
             }
             Err(problem) => return Err(Reply::err(format!("the key is not the Redis front end's: {problem}"))),
         };
-        let value = redis_value(&map);
+        // An expired key reads as absent, by this node's clock; its map
+        // stays until collected, and the next write starts it afresh.
+        let value = match map.is_expired_at(self.now_ms()) {
+            true => RedisValue::Absent,
+            false => redis_value(&map),
+        };
         Ok(Read { map, value })
     }
 

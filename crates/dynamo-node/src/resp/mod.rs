@@ -11,10 +11,11 @@
 //! - [`commands`] answers the connection commands clients send on
 //!   connect, and dispatches the keyspace commands (over `keyspace`, the
 //!   coordinator and bucket they share): strings and counters
-//!   (`strings`), sets (`sets`), hashes (`hashes`), each key one map
-//!   (`model`).
+//!   (`strings`), sets (`sets`), hashes (`hashes`), key expiry
+//!   (`expiry`), each key one map (`model`).
 
 pub mod commands;
+mod expiry;
 pub mod frame;
 mod hashes;
 mod keyspace;

@@ -17,8 +17,9 @@
 //! availability under partition (no consensus), and the README says so.
 
 use bytes::Bytes;
-use dynamo_core::crdt::map::parse_integer;
+use dynamo_core::crdt::map::{MapOp, parse_integer};
 
+use super::expiry;
 use super::keyspace::{Keyspace, Read, Refusal, wrong_type};
 use super::model::{self, RedisValue, redis_value};
 use super::reply::Reply;
@@ -29,6 +30,8 @@ pub(super) async fn execute(keyspace: &Keyspace, name: &str, args: &[Bytes]) -> 
         "get" => get(keyspace, &args[0]).await,
         "set" => set(keyspace, args).await,
         "setnx" => setnx(keyspace, args).await,
+        "setex" => set_with_expiry(keyspace, args, expiry::Unit::Seconds, "setex").await,
+        "psetex" => set_with_expiry(keyspace, args, expiry::Unit::Milliseconds, "psetex").await,
         "getdel" => getdel(keyspace, &args[0]).await,
         "mget" => mget(keyspace, args).await,
         "mset" => mset(keyspace, args).await,
@@ -89,32 +92,80 @@ async fn get(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
     Ok(bulk_or_null(string_of(&read)?))
 }
 
-/// `SET key value [NX|XX] [GET]`; the expiry options need key expiry.
+/// How a `SET` treats the key's expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SetExpiry {
+    /// None: the key becomes permanent (Redis's default).
+    Clear,
+    /// `EX`, `PX`, `EXAT`, `PXAT`: this absolute time (unix ms).
+    At(u64),
+    /// `KEEPTTL`: whatever expiry the key had.
+    Keep,
+}
+
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`.
 async fn set(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
     let (name, data) = (&args[0], &args[1]);
     let (mut only_absent, mut only_present, mut return_old) = (false, false, false);
-    for option in &args[2..] {
-        match option.to_ascii_uppercase().as_slice() {
-            b"NX" => only_absent = true,
-            b"XX" => only_present = true,
-            b"GET" => return_old = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
-                return Err(Reply::err("SET with an expiry is not supported yet: keys do not expire in this version"));
+    let mut expiry: Option<SetExpiry> = None;
+    let mut options = args[2..].iter();
+    while let Some(option) = options.next() {
+        let option = option.to_ascii_uppercase();
+        let chosen = match option.as_slice() {
+            b"NX" => {
+                only_absent = true;
+                continue;
+            }
+            b"XX" => {
+                only_present = true;
+                continue;
+            }
+            b"GET" => {
+                return_old = true;
+                continue;
+            }
+            b"KEEPTTL" => SetExpiry::Keep,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
+                let amount = options.next().ok_or_else(|| Reply::err("syntax error"))?;
+                let unit = match option.as_slice() {
+                    b"EX" => expiry::Unit::Seconds,
+                    b"PX" => expiry::Unit::Milliseconds,
+                    b"EXAT" => expiry::Unit::UnixSeconds,
+                    _ => expiry::Unit::UnixMilliseconds,
+                };
+                SetExpiry::At(expiry::deadline(amount, unit, keyspace.now_ms(), "set")?)
             }
             _ => return Err(Reply::err("syntax error")),
+        };
+        if expiry.replace(chosen).is_some() {
+            return Err(Reply::err("syntax error"));
         }
     }
     if only_absent && only_present {
         return Err(Reply::err("syntax error"));
     }
-    let old = match return_old {
-        true => Some(string_of(&keyspace.read(name).await?)?),
+    let expiry = expiry.unwrap_or(SetExpiry::Clear);
+    let old_read = match return_old || expiry == SetExpiry::Keep {
+        true => Some(keyspace.read(name).await?),
         false => None,
+    };
+    let old = match (&old_read, return_old) {
+        (Some(read), true) => Some(string_of(read)?),
+        _ => None,
     };
     let mut ops = Vec::new();
     ops.extend(only_absent.then(model::require_absent));
     ops.extend(only_present.then(model::require_present));
     ops.extend(model::set_string(data.clone()));
+    let expires_ms = match expiry {
+        SetExpiry::Clear => None,
+        SetExpiry::At(at) => Some(at),
+        // The expiry as read; a key that was absent or expired gets none.
+        SetExpiry::Keep => {
+            old_read.filter(|read| read.value != RedisValue::Absent).and_then(|read| read.map.expires_ms())
+        }
+    };
+    ops.extend(expires_ms.map(MapOp::expire_at));
     let stored = match keyspace.update(name, ops, None).await {
         Ok(_) => true,
         Err(Refusal::Unmet(_)) => false,
@@ -125,6 +176,20 @@ async fn set(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {
         (None, true) => Reply::ok(),
         (None, false) => Reply::Null,
     })
+}
+
+/// `SETEX key seconds value` and `PSETEX key milliseconds value`.
+async fn set_with_expiry(
+    keyspace: &Keyspace,
+    args: &[Bytes],
+    unit: expiry::Unit,
+    command: &str,
+) -> Result<Reply, Reply> {
+    let expires_ms = expiry::deadline(&args[1], unit, keyspace.now_ms(), command)?;
+    let mut ops = model::set_string(args[2].clone());
+    ops.push(MapOp::expire_at(expires_ms));
+    keyspace.update(&args[0], ops, None).await.map_err(refusal_reply)?;
+    Ok(Reply::ok())
 }
 
 async fn setnx(keyspace: &Keyspace, args: &[Bytes]) -> Result<Reply, Reply> {

@@ -1,7 +1,7 @@
 """The Redis protocol front end as redis-py (PyPI's `redis`) uses it, with
 the library's defaults: strings through three nodes, pipelines, RESP3, and
 the errors a client must get (unknown commands, wrong arity, databases
-other than 0, expiry not built yet), the connection surviving each.
+other than 0, a bad expiry), the connection surviving each.
 
 Usage: resp_strings.py PORT0 PORT1 PORT2
 
@@ -78,7 +78,7 @@ def main(ports):
     refused(lambda: a.execute_command("MULTI"), "unknown command 'MULTI'")
     refused(lambda: a.execute_command("GET"), "wrong number of arguments for 'get' command")
     refused(lambda: a.execute_command("SELECT", "1"), "DB index is out of range")
-    refused(lambda: a.set("k", "v", ex=10), "expiry")
+    refused(lambda: a.set("k", "v", ex=-10), "invalid expire time")
     check(a.ping() is True, "the connection survives the errors")
     print(f"{len(failures)} failures")
     return 1 if failures else 0
