@@ -90,19 +90,29 @@ impl Position {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TokenError {
     /// Longer than [`MAX_TOKEN_LEN`].
-    #[error("continuation is {0} characters, longer than any this listing hands out; pass the continuation of the previous page unchanged, or omit it to start over")]
+    #[error(
+        "continuation is {0} characters, longer than any this listing hands out; pass the continuation of the previous page unchanged, or omit it to start over"
+    )]
     TooLong(usize),
     /// Not valid base64.
-    #[error("continuation is not valid base64url; pass the continuation of the previous page unchanged, or omit it to start over")]
+    #[error(
+        "continuation is not valid base64url; pass the continuation of the previous page unchanged, or omit it to start over"
+    )]
     NotBase64,
     /// Too short, too long for its fields, or a bad length or flag.
-    #[error("continuation is malformed ({0}); pass the continuation of the previous page unchanged, or omit it to start over")]
+    #[error(
+        "continuation is malformed ({0}); pass the continuation of the previous page unchanged, or omit it to start over"
+    )]
     Malformed(&'static str),
     /// Unknown format marker.
-    #[error("continuation has unknown format version {0}; it was not issued by this version of dynamo, so start the listing over")]
+    #[error(
+        "continuation has unknown format version {0}; it was not issued by this version of dynamo, so start the listing over"
+    )]
     UnknownFormat(u8),
     /// The checksum does not match.
-    #[error("continuation checksum does not match: it was modified, cut short, or belongs to another bucket's listing; pass the continuation of the previous page of this bucket unchanged, or omit it to start over")]
+    #[error(
+        "continuation checksum does not match: it was modified, cut short, or belongs to another bucket's listing; pass the continuation of the previous page of this bucket unchanged, or omit it to start over"
+    )]
     BadChecksum,
     /// Issued by a cluster with another partition count.
     #[error("continuation was issued by a cluster of {token} partitions, this one has {ours}; start the listing over")]

@@ -224,7 +224,10 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("pong", Response::Pong),
         ("props_set", Response::PropsSet),
         ("bucket_keys", Response::BucketKeys { any: true }),
-        ("listed_keys", Response::ListedKeys { keys: vec![b"a".to_vec(), b"bc".to_vec()], covered: Some(b"bd".to_vec()) }),
+        (
+            "listed_keys",
+            Response::ListedKeys { keys: vec![b"a".to_vec(), b"bc".to_vec()], covered: Some(b"bd".to_vec()) },
+        ),
         ("listed_keys_end", Response::ListedKeys { keys: vec![], covered: None }),
         ("buckets", Response::Buckets { buckets: vec!["carts".to_string(), "logs".to_string()], complete: true }),
         ("merkle_hashes", Response::MerkleHashes { hashes: vec![NodeHash(counting(0)), NodeHash([0xee; 16])] }),

@@ -119,7 +119,11 @@ async fn fetch_page(connection: &mut Connection, path: &str) -> anyhow::Result<V
             }
             // A bad request will not get better.
             Ok(response) if response.status == 400 || response.status == 404 => {
-                bail!("the node refused the listing ({}): {}", response.status, String::from_utf8_lossy(&response.body));
+                bail!(
+                    "the node refused the listing ({}): {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                );
             }
             Ok(response) => format!("status {}: {}", response.status, String::from_utf8_lossy(&response.body)),
             Err(error) => error.to_string(),

@@ -55,12 +55,27 @@ fn count(listed: &mut BTreeMap<String, usize>, keys: Vec<String>) {
 
 fn assert_exactly_once(listed: &BTreeMap<String, usize>, live: &BTreeSet<String>, pass: &str) {
     let twice: Vec<&String> = listed.iter().filter(|(_, times)| **times > 1).map(|(key, _)| key).collect();
-    assert!(twice.is_empty(), "{pass}: {} keys listed more than once, e.g. {:?}", twice.len(), &twice[..twice.len().min(5)]);
+    assert!(
+        twice.is_empty(),
+        "{pass}: {} keys listed more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
     let seen: BTreeSet<String> = listed.keys().cloned().collect();
     let missing: Vec<&String> = live.difference(&seen).collect();
     let extra: Vec<&String> = seen.difference(live).collect();
-    assert!(missing.is_empty(), "{pass}: {} live keys missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    assert!(extra.is_empty(), "{pass}: {} keys listed that are not live (deleted?), e.g. {:?}", extra.len(), &extra[..extra.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{pass}: {} live keys missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        extra.is_empty(),
+        "{pass}: {} keys listed that are not live (deleted?), e.g. {:?}",
+        extra.len(),
+        &extra[..extra.len().min(5)]
+    );
 }
 
 #[test]
@@ -164,7 +179,12 @@ fn buckets_are_listed_while_they_hold_live_keys_or_have_props() {
             http.delete("gone", key.as_bytes(), &superseding).await.expect("delete");
         }
         let raw = http
-            .request(Method::PUT, "/buckets/configured/props", &[("content-type", "application/json")], Bytes::from_static(b"{\"n\":3}"))
+            .request(
+                Method::PUT,
+                "/buckets/configured/props",
+                &[("content-type", "application/json")],
+                Bytes::from_static(b"{\"n\":3}"),
+            )
             .await
             .expect("props");
         assert_eq!(raw.status, 204, "{}", String::from_utf8_lossy(&raw.body));
@@ -172,7 +192,8 @@ fn buckets_are_listed_while_they_hold_live_keys_or_have_props() {
         let mut other = cluster.nodes[2].connect().await;
         let (status, body) = get_json(&mut other, "/buckets").await;
         assert_eq!(status, 200, "{body}");
-        let buckets: Vec<&str> = body["buckets"].as_array().expect("buckets").iter().filter_map(Value::as_str).collect();
+        let buckets: Vec<&str> =
+            body["buckets"].as_array().expect("buckets").iter().filter_map(Value::as_str).collect();
         assert_eq!(buckets, ["alive", "configured"], "a bucket whose keys are all deleted is not listed: {body}");
         assert_eq!(body["complete"], true);
 
@@ -192,14 +213,19 @@ fn buckets_are_listed_while_they_hold_live_keys_or_have_props() {
         .expect("run dynamo keys");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "k\n");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("1 of 2 keys"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("1 of 2 keys"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = Command::new(dynamo_bin())
         .args(["keys", "alive", "--json", &format!("--node={}", cluster.nodes[1].addr())])
         .output()
         .expect("run dynamo keys --json");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let lines: BTreeSet<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
-    let expected: BTreeSet<String> = ["{\"key\":\"k\"}", "{\"key_b64\":\"/wB4\"}"].iter().map(|line| line.to_string()).collect();
+    let expected: BTreeSet<String> =
+        ["{\"key\":\"k\"}", "{\"key_b64\":\"/wB4\"}"].iter().map(|line| line.to_string()).collect();
     assert_eq!(lines, expected);
 }
 
@@ -238,5 +264,110 @@ fn a_bad_limit_or_continuation_is_refused_with_what_to_do() {
         assert_eq!(status, 400, "{body}");
         let (status, _) = get_json(&mut http, &format!("/buckets/b/keys?continuation={token}")).await;
         assert_eq!(status, 200, "the token itself still works");
+    });
+}
+
+/// Pages through `bucket` via `http` until the pass ends, counting keys.
+async fn finish_pass(
+    http: &mut Connection,
+    bucket: &str,
+    mut continuation: Option<String>,
+    listed: &mut BTreeMap<String, usize>,
+) {
+    loop {
+        let (keys, next) = page(http, bucket, continuation.as_deref()).await;
+        count(listed, keys);
+        match next {
+            Some(token) => continuation = Some(token),
+            None => return,
+        }
+    }
+}
+
+#[test]
+fn a_pass_lists_each_key_once_while_a_fourth_node_joins_and_partitions_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gossip = "--gossip-interval-ms=200";
+    let cluster = TestCluster::start(dir.path(), 3, &["--partitions=64", gossip]);
+    let keys: Vec<String> = (0..6_000).map(|index| format!("item-{index:05}")).collect();
+    let live: BTreeSet<String> = keys.iter().cloned().collect();
+    block_on(async {
+        let mut writers = Vec::new();
+        for writer in 0..16 {
+            let mut http = cluster.nodes[writer % 3].connect().await;
+            let mine: Vec<String> = keys.iter().skip(writer).step_by(16).cloned().collect();
+            writers.push(tokio::spawn(async move {
+                for key in mine {
+                    http.put("items", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default())
+                        .await
+                        .unwrap_or_else(|error| panic!("put {key}: {error}"));
+                }
+            }));
+        }
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+    });
+    // The first pages under the ring of three.
+    let mut listed = BTreeMap::new();
+    let continuation = block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        let mut continuation = None;
+        for _ in 0..4 {
+            let (keys, next) = page(&mut http, "items", continuation.as_deref()).await;
+            count(&mut listed, keys);
+            continuation = Some(next.expect("the pass is not over"));
+        }
+        continuation
+    });
+    // node3 joins and the plan is committed: a quarter of the partitions
+    // start moving to it while the pass goes on.
+    let secret = format!("--cluster-secret-file={}", cluster.secret_file.display());
+    let node3 = common::TestNode::start(
+        &dir.path().join("node3"),
+        &["--node-id=node3", &secret, gossip, "--partitions=64", "--default-n=3", "--default-r=2", "--default-w=2"],
+    );
+    let joined = Command::new(dynamo_bin())
+        .args([
+            "admin",
+            "join",
+            "--seed",
+            &cluster.nodes[0].rpc_addr(),
+            &format!("--node={}", node3.addr()),
+            "--commit",
+        ])
+        .output()
+        .expect("run dynamo admin join");
+    assert!(
+        joined.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&joined.stdout),
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    block_on(async {
+        let mut http = cluster.nodes[1].connect().await;
+        finish_pass(&mut http, "items", continuation, &mut listed).await;
+    });
+    assert_exactly_once(&listed, &live, "pass while node3 joins");
+    // Once the partitions have moved, a pass through the new node too.
+    let settled = Instant::now();
+    block_on(async {
+        let mut http = node3.connect().await;
+        loop {
+            let (status, body) = get_json(&mut http, "/admin/transfers").await;
+            if status == 200 && body["pending"] == 0 && body["unsettled_partitions"] == 0 {
+                break;
+            }
+            assert!(
+                settled.elapsed().as_secs() < 30,
+                "transfers did not settle: pending {}, unsettled {}",
+                body["pending"],
+                body["unsettled_partitions"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let mut listed = BTreeMap::new();
+        finish_pass(&mut http, "items", None, &mut listed).await;
+        assert_exactly_once(&listed, &live, "pass through node3 after the ring change");
     });
 }

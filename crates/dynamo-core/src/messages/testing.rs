@@ -223,7 +223,8 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
             .prop_map(|(keys, covered)| {
                 let keys: Vec<Vec<u8>> = keys.into_iter().collect();
                 // The covered key is at least the last listed one.
-                let covered = covered.map(|covered| keys.last().filter(|last| **last > covered).cloned().unwrap_or(covered));
+                let covered =
+                    covered.map(|covered| keys.last().filter(|last| **last > covered).cloned().unwrap_or(covered));
                 Response::ListedKeys { keys, covered }
             }),
         (prop::collection::btree_set("[A-Za-z0-9_.-]{1,30}", 0..12), any::<bool>())

@@ -177,7 +177,12 @@ impl Coordinator {
             })));
         }
         if pages.len() < wanted {
-            tracing::debug!(partition = position.partition, answered = pages.len(), wanted, "listing a partition from fewer replicas than wanted");
+            tracing::debug!(
+                partition = position.partition,
+                answered = pages.len(),
+                wanted,
+                "listing a partition from fewer replicas than wanted"
+            );
         }
         Ok(merge_replica_pages(&pages, room.0, room.1))
     }

@@ -55,8 +55,8 @@ use crate::replica::Replica;
 use crate::services::NodeServices;
 
 pub use errors::{CoordinatorError, QuorumFailure, ReplicaOutcome};
-pub use listing::{BucketListing, KeyPage, PAGE_TIME_BUDGET, PARTITION_PAUSE};
 use errors::{failed, unexpected};
+pub use listing::{BucketListing, KeyPage, PAGE_TIME_BUDGET, PARTITION_PAUSE};
 use options::parse_timeout;
 pub use options::{Effective, RequestOptions};
 
