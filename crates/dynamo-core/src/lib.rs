@@ -16,6 +16,8 @@
 //! - [`codec`]: the versioned binary encoding of objects for storage and wire,
 //!   and the primitive fields (text, flags, clamped counts, a bounds-checked
 //!   reader) that every hand codec of the crate shares.
+//! - [`listing`]: paged key listing by coverage: the continuation token
+//!   and the merge of several replicas' pages of a partition (issue 14).
 //! - [`ring`]: partition ownership (strategy 3) and preference lists (paper sections 4.2, 4.3).
 //! - [`membership`]: the gossiped cluster state (members, their status, the
 //!   committed ring and its epoch): its data model and merge, the plan of
@@ -47,6 +49,7 @@ pub mod crdt;
 pub mod failure_detector;
 pub mod hlc;
 pub mod keys;
+pub mod listing;
 pub mod membership;
 pub mod merkle;
 pub mod messages;

@@ -198,6 +198,17 @@ fn requests() -> Vec<(&'static str, Request)> {
         ),
         ("transfer_page", Request::TransferPage { partition: 17, epoch: 3, after: None }),
         ("bucket_has_keys", Request::BucketHasKeys { bucket: "carts".to_string() }),
+        (
+            "list_keys",
+            Request::ListKeys {
+                partition: 5,
+                bucket: "carts".to_string(),
+                after: Some(b"k1".to_vec()),
+                max_keys: 500,
+                max_bytes: 1 << 20,
+            },
+        ),
+        ("list_buckets", Request::ListBuckets),
     ]
 }
 
@@ -213,6 +224,12 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("pong", Response::Pong),
         ("props_set", Response::PropsSet),
         ("bucket_keys", Response::BucketKeys { any: true }),
+        (
+            "listed_keys",
+            Response::ListedKeys { keys: vec![b"a".to_vec(), b"bc".to_vec()], covered: Some(b"bd".to_vec()) },
+        ),
+        ("listed_keys_end", Response::ListedKeys { keys: vec![], covered: None }),
+        ("buckets", Response::Buckets { buckets: vec!["carts".to_string(), "logs".to_string()], complete: true }),
         ("merkle_hashes", Response::MerkleHashes { hashes: vec![NodeHash(counting(0)), NodeHash([0xee; 16])] }),
         (
             "merkle_keys",
@@ -331,6 +348,8 @@ fn request_methods_keep_their_numbers() {
         ("join", 12),
         ("transfer_page", 13),
         ("bucket_has_keys", 15),
+        ("list_keys", 16),
+        ("list_buckets", 17),
     ];
     assert_eq!(methods, expected);
 }
@@ -434,6 +453,8 @@ const REQUESTS: &[(&str, &str)] = &[
     ),
     ("transfer_page", "0100000011000000000000000300"),
     ("bucket_has_keys", "01056361727473"),
+    ("list_keys", "01000000050563617274730100026b3101f400100000"),
+    ("list_buckets", "01"),
 ];
 /// Golden bytes of each response of [`responses`], by name.
 const RESPONSES: &[(&str, &str)] = &[
@@ -457,6 +478,9 @@ const RESPONSES: &[(&str, &str)] = &[
     ("pong", "0103"),
     ("props_set", "0105"),
     ("bucket_keys", "010d01"),
+    ("listed_keys", "010e0002000161000262630100026264"),
+    ("listed_keys_end", "010e000000"),
+    ("buckets", "010f010002056361727473046c6f6773"),
     ("merkle_hashes", "01060002000102030405060708090a0b0c0d0e0feeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
     ("merkle_keys", "01070100020162000161202122232425262728292a2b2c2d2e2f016300017a01010101010101010101010101010101"),
     (

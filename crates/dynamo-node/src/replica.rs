@@ -13,6 +13,7 @@
 //! transfer pages), served the same way whether they come over RPC or from
 //! this node's own coordinator.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,8 +22,9 @@ use dynamo_core::crdt::counter::OperationId;
 use dynamo_core::crdt::value::{DataOp, OpError};
 use dynamo_core::hlc::{Hlc, HlcClock};
 use dynamo_core::keys::ObjectKey;
+use dynamo_core::listing::ReplicaPage;
 use dynamo_core::merkle::ObjectDigest;
-use dynamo_core::messages::{MAX_TRANSFER_KEYS, Request, Response, TRANSFER_PAGE_BYTES};
+use dynamo_core::messages::{MAX_LISTED_BUCKETS, MAX_TRANSFER_KEYS, Request, Response, TRANSFER_PAGE_BYTES};
 use dynamo_core::object::{Payload, VersionedObject};
 use dynamo_core::props::{ConflictMode, DataType};
 use dynamo_core::version::{ActorId, VersionVector};
@@ -126,6 +128,18 @@ enum Unreadable {
     /// repairs this one.
     Refuse,
 }
+
+/// Records [`Replica::list_keys`] reads per storage scan: bounds the memory
+/// of a listing call whatever the bucket's size.
+const LIST_SCAN_CHUNK: usize = 256;
+/// Most records one [`Replica::list_keys`] call examines, live or dead, so
+/// that a range full of tombstones answers in bounded time.
+pub const LIST_SCAN_BUDGET: usize = 20_000;
+/// Records [`Replica::live_buckets`] reads per scan: small, since it jumps
+/// past a bucket as soon as it finds a live key of it.
+const BUCKET_SCAN_CHUNK: usize = 16;
+/// Most records one [`Replica::live_buckets`] call reads in all.
+pub const BUCKET_SCAN_BUDGET: usize = 1_000_000;
 
 /// Most records [`Replica::holds_live_keys`] reads before it gives up and
 /// answers true.
@@ -276,6 +290,20 @@ impl Replica {
             Request::BucketHasKeys { bucket } => match self.holds_live_keys(&bucket) {
                 Ok(any) => Ok(Response::BucketKeys { any }),
                 Err(error) => Err(format!("cannot tell whether bucket {bucket} holds keys: {error}")),
+            },
+            Request::ListKeys { partition, bucket, after, max_keys, max_bytes } => {
+                if partition >= self.partitions {
+                    return Err(format!("partition {partition} is out of range; this ring has {}", self.partitions));
+                }
+                let limits = (usize::from(max_keys), max_bytes as usize);
+                match self.list_keys(partition, &bucket, after.as_deref(), limits.0, limits.1) {
+                    Ok(page) => Ok(Response::ListedKeys { keys: page.keys, covered: page.covered }),
+                    Err(error) => Err(format!("cannot list bucket {bucket} in partition {partition}: {error}")),
+                }
+            }
+            Request::ListBuckets => match self.live_buckets() {
+                Ok((buckets, complete)) => Ok(Response::Buckets { buckets, complete }),
+                Err(error) => Err(format!("cannot list buckets: {error}")),
             },
             request @ (Request::MerkleHashes { .. } | Request::MerkleKeys { .. }) => self.index.serve(request),
             Request::TransferPage { partition, after, .. } => match self.transfer_page(partition, after.as_ref()) {
@@ -605,6 +633,130 @@ impl Replica {
         Ok(false)
     }
 
+    /// One page of this replica's live keys of `bucket` in `partition`, in
+    /// key order, after `after` (paged listing, issue 14): at most
+    /// `max_keys` keys of at most `max_bytes` bytes in all (the first key
+    /// always fits), with how far it looked ([`ReplicaPage::covered`]).
+    ///
+    /// Storage puts the partition and then the bucket first in every key,
+    /// so the bucket's keys of a partition are one contiguous range, read
+    /// [`LIST_SCAN_CHUNK`] records at a time: memory stays bounded however
+    /// large the bucket. Dead keys (tombstones, expired values, by this
+    /// node's clock) are skipped; at most [`LIST_SCAN_BUDGET`] records are
+    /// examined per call, so a range of many tombstones answers in bounded
+    /// time too, with an empty page that still moves the listing on. A
+    /// record that fails its checksum is left out (logged): the
+    /// coordinator reads more than one replica, and another holds a good
+    /// copy. One that does not decode (a newer format) is listed: it is
+    /// what the node wrote, most likely live.
+    pub fn list_keys(
+        &self,
+        partition: u32,
+        bucket: &str,
+        after: Option<&[u8]>,
+        max_keys: usize,
+        max_bytes: usize,
+    ) -> Result<ReplicaPage, ReplicaError> {
+        let prefix = bucket_prefix(partition, bucket);
+        let mut start = prefix.clone();
+        if let Some(after) = after {
+            // The smallest storage key above `after`'s.
+            start.extend_from_slice(after);
+            start.push(0);
+        }
+        let now_ms = self.wall_ms();
+        let (mut keys, mut bytes, mut examined) = (Vec::new(), 0usize, 0usize);
+        let mut covered: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, LIST_SCAN_CHUNK)?;
+            let full = rows.len() == LIST_SCAN_CHUNK;
+            for (storage_key, payload) in rows {
+                let key = storage_key[prefix.len()..].to_vec();
+                let closed = keys.len() == max_keys || (!keys.is_empty() && bytes + key.len() > max_bytes);
+                if closed || examined == LIST_SCAN_BUDGET {
+                    // Paired with the first-key rule: a call always looks
+                    // at one record, so `covered` is set here.
+                    debug_assert!(covered.is_some(), "a page closed before it examined a record");
+                    return Ok(ReplicaPage { keys, covered });
+                }
+                examined += 1;
+                match self.decode_record(&storage_key, payload) {
+                    Ok((_, object, _)) if object.is_dead_at(now_ms) || object.is_empty() => {}
+                    Ok(_) | Err(ReplicaError::Undecodable { .. }) => {
+                        bytes += key.len();
+                        keys.push(key.clone());
+                    }
+                    Err(error) if error.is_bit_rot() => {
+                        warn!(partition, bucket, %error, "left an unreadable record out of a key listing");
+                    }
+                    Err(error) => return Err(error),
+                }
+                covered = Some(key);
+                start = storage_key;
+                start.push(0);
+            }
+            if !full {
+                return Ok(ReplicaPage { keys, covered: None });
+            }
+        }
+    }
+
+    /// The buckets this replica stores a live key of, in any partition,
+    /// and whether it looked at everything (bucket listing, issue 14).
+    ///
+    /// In each partition it reads records in storage-key order until it
+    /// finds a live key of a bucket, then jumps past the rest of that
+    /// bucket's range (and past the range of any bucket already found):
+    /// about one short scan per bucket and partition, not one per key.
+    /// Tombstones are read through; past [`BUCKET_SCAN_BUDGET`] records,
+    /// or [`MAX_LISTED_BUCKETS`] buckets, it stops and says it is
+    /// incomplete. A record that does not decode counts as live (it is
+    /// what the node wrote); one that fails its checksum does not.
+    pub fn live_buckets(&self) -> Result<(Vec<String>, bool), ReplicaError> {
+        let now_ms = self.wall_ms();
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut budget = BUCKET_SCAN_BUDGET;
+        for partition in 0..self.partitions {
+            let prefix = partition.to_be_bytes();
+            let mut start = prefix.to_vec();
+            'partition: loop {
+                let rows = self.store.scan_records(Namespace::Objects, &prefix, &start, BUCKET_SCAN_CHUNK)?;
+                let full = rows.len() == BUCKET_SCAN_CHUNK;
+                for (storage_key, payload) in rows {
+                    if budget == 0 || found.len() == MAX_LISTED_BUCKETS {
+                        return Ok((found.into_iter().collect(), false));
+                    }
+                    budget -= 1;
+                    let Some((bucket, range)) = bucket_of(&storage_key) else {
+                        start = storage_key;
+                        start.push(0);
+                        continue;
+                    };
+                    let live = found.contains(bucket)
+                        || match self.decode_record(&storage_key, payload) {
+                            Ok((_, object, _)) => !(object.is_dead_at(now_ms) || object.is_empty()),
+                            Err(error) => !error.is_bit_rot(),
+                        };
+                    if live {
+                        found.insert(bucket.to_string());
+                        match prefix_successor(range) {
+                            Some(next) => start = next,
+                            None => break 'partition,
+                        }
+                        // Jumped: scan again from past the bucket's range.
+                        continue 'partition;
+                    }
+                    start = storage_key;
+                    start.push(0);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok((found.into_iter().collect(), true))
+    }
+
     /// A scanned object record: its key, its object and its encoded size.
     fn decode_record(
         &self,
@@ -677,6 +829,37 @@ impl Replica {
     }
 }
 
+/// The storage-key prefix of `bucket`'s keys in `partition` (see
+/// [`ObjectKey::storage_key`]): partition, bucket length, bucket.
+fn bucket_prefix(partition: u32, bucket: &str) -> Vec<u8> {
+    let mut prefix = partition.to_be_bytes().to_vec();
+    prefix.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
+    prefix.extend_from_slice(bucket.as_bytes());
+    prefix
+}
+
+/// The bucket of a storage key, and the key's prefix up to and including
+/// the bucket; `None` when the key does not follow the layout.
+fn bucket_of(storage_key: &[u8]) -> Option<(&str, &[u8])> {
+    let bucket_len = usize::from(*storage_key.get(4)?);
+    let range = storage_key.get(..5 + bucket_len)?;
+    let bucket = std::str::from_utf8(&range[5..]).ok()?;
+    Some((bucket, range))
+}
+
+/// The smallest byte string above every string starting with `prefix`;
+/// `None` when there is none (all bytes 0xff).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
 /// Decodes `key`'s stored object; a failure is corruption naming the key.
 fn decode_stored(key: &ObjectKey, bytes: &[u8]) -> Result<VersionedObject, ReplicaError> {
     decode_object(bytes).map_err(|source| ReplicaError::Undecodable {
@@ -743,6 +926,69 @@ mod tests {
         };
         assert_eq!(elements, added, "the refused add stored nothing");
         assert!(dynamo_core::codec::encode_object(&stored).len() <= 300);
+    }
+
+    /// Every live key of `bucket` in every partition, paging `max_keys` at
+    /// a time through `list_keys`.
+    fn list_all(replica: &Replica, bucket: &str, max_keys: usize) -> Vec<Vec<u8>> {
+        let mut listed = Vec::new();
+        for partition in 0..PARTITIONS {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = replica.list_keys(partition, bucket, after.as_deref(), max_keys, 1 << 20).expect("list");
+                assert!(page.keys.len() <= max_keys);
+                assert!(page.keys.windows(2).all(|pair| pair[0] < pair[1]), "in key order");
+                listed.extend(page.keys);
+                match page.covered {
+                    Some(covered) => after = Some(covered),
+                    None => break,
+                }
+            }
+        }
+        listed.sort();
+        listed
+    }
+
+    #[tokio::test]
+    async fn a_key_listing_pages_through_live_keys_of_its_bucket_only() {
+        let replica = replica();
+        let mut expected = Vec::new();
+        for index in 0..60 {
+            let key = format!("k{index:03}");
+            store(&replica, "carts", &key, value()).await;
+            if index % 3 == 0 {
+                store(&replica, "carts", &key, Payload::Tombstone).await;
+            } else {
+                expected.push(key.into_bytes());
+            }
+        }
+        store(&replica, "cartsx", "other", value()).await;
+        store(&replica, "cart", "other", value()).await;
+        expected.sort();
+        assert_eq!(list_all(&replica, "carts", 1000), expected);
+        assert_eq!(list_all(&replica, "carts", 1), expected, "one key per page resumes after each");
+        assert_eq!(list_all(&replica, "none", 10), Vec::<Vec<u8>>::new());
+    }
+
+    #[tokio::test]
+    async fn a_bucket_is_listed_while_it_holds_a_live_key() {
+        let replica = replica();
+        store(&replica, "alive", "k", value()).await;
+        store(&replica, "gone", "k", value()).await;
+        store(&replica, "gone", "k", Payload::Tombstone).await;
+        for index in 0..50 {
+            store(&replica, "many", &format!("k{index}"), value()).await;
+        }
+        let (buckets, complete) = replica.live_buckets().expect("buckets");
+        assert_eq!(buckets, ["alive", "many"]);
+        assert!(complete);
+    }
+
+    #[test]
+    fn the_successor_of_a_prefix_is_above_everything_it_starts() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! - `server`: run one node ([`server_cmd`]);
 //! - `dev`: run a local cluster of real node processes ([`dev`]);
 //! - `get`, `put`, `delete`: talk to a node over HTTP ([`client_cmd`]);
+//! - `keys`, `buckets`: list a bucket's keys, and the buckets ([`keys_cmd`]);
 //! - `dt get`, `dt update`: counters and sets ([`dt_cmd`]);
 //! - `admin`: operator commands over a node's admin endpoints ([`admin_cmd`]);
 //! - `bench`: a YCSB-style load generator ([`bench`]).
@@ -20,6 +21,7 @@ mod bench;
 mod client_cmd;
 mod dev;
 mod dt_cmd;
+mod keys_cmd;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,10 @@ enum Command {
     Put(client_cmd::PutArgs),
     /// Delete a key (writes a tombstone).
     Delete(client_cmd::DeleteArgs),
+    /// List every key of a bucket, page by page (one per line, or --json lines).
+    Keys(keys_cmd::KeysArgs),
+    /// List the buckets that hold keys or have props.
+    Buckets(keys_cmd::BucketsArgs),
     /// Counters, sets and maps: `dt get BUCKET KEY`, `dt update BUCKET KEY '<json op>'`.
     Dt(dt_cmd::DtArgs),
     /// Generate load against one or more nodes and report latency.
@@ -63,6 +69,8 @@ fn main() -> std::process::ExitCode {
         Command::Get(args) => client_cmd::run_get(args),
         Command::Put(args) => client_cmd::run_put(args),
         Command::Delete(args) => client_cmd::run_delete(args),
+        Command::Keys(args) => keys_cmd::run_keys(args),
+        Command::Buckets(args) => keys_cmd::run_buckets(args),
         Command::Dt(args) => dt_cmd::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Admin(args) => admin_cmd::run(args),

@@ -21,6 +21,8 @@
 //! - `merkle`: Merkle anti-entropy (tree hashes and key listings);
 //! - `membership`: gossip and joins;
 //! - `transfer`: partition transfer pages;
+//! - `listing`: pages of a bucket's keys in a partition, and the buckets a
+//!   node holds (issue 14);
 //! - `fields`: the message-level fields several families share (keys,
 //!   embedded objects, conflict modes, partitions, resume keys), built on
 //!   the primitives of [`crate::codec`].
@@ -53,7 +55,9 @@
 //! | 12 | `Join` | membership | | 11 | `Unreadable` | replica |
 //! | 13 | `TransferPage` | transfer | | 12 | `Updated` | forward |
 //! | 14 | `CoordinateUpdate` | forward | | 13 | `BucketKeys` | props |
-//! | 15 | `BucketHasKeys` | props | | | | |
+//! | 15 | `BucketHasKeys` | props | | 14 | `ListedKeys` | listing |
+//! | 16 | `ListKeys` | listing | | 15 | `Buckets` | listing |
+//! | 17 | `ListBuckets` (no fields) | listing | | | | |
 //!
 //! The golden bytes of every message are pinned by
 //! `crates/dynamo-core/tests/wire_format.rs`: a change to any of them is a
@@ -62,6 +66,7 @@
 mod fields;
 mod forward;
 mod hint;
+mod listing;
 mod membership;
 mod merkle;
 mod props;
@@ -73,6 +78,7 @@ mod transfer;
 use thiserror::Error;
 
 pub use self::forward::{ForwardOptions, ForwardedError, MAX_FORWARDED_BODY_LEN, MAX_OPTION_LEN};
+pub use self::listing::MAX_LISTED_BUCKETS;
 pub use self::merkle::MAX_LISTED_KEYS;
 pub use self::transfer::{MAX_TRANSFER_KEYS, TRANSFER_PAGE_BYTES};
 use crate::codec::{CodecError, Reader};
@@ -117,8 +123,12 @@ pub const METHOD_TRANSFER_PAGE: u16 = 13;
 pub const METHOD_COORDINATE_UPDATE: u16 = 14;
 /// Method of [`Request::BucketHasKeys`].
 pub const METHOD_BUCKET_HAS_KEYS: u16 = 15;
+/// Method of [`Request::ListKeys`].
+pub const METHOD_LIST_KEYS: u16 = 16;
+/// Method of [`Request::ListBuckets`].
+pub const METHOD_LIST_BUCKETS: u16 = 17;
 /// The last method this build knows.
-const LAST_METHOD: u16 = METHOD_BUCKET_HAS_KEYS;
+const LAST_METHOD: u16 = METHOD_LIST_BUCKETS;
 
 /// Format marker of the only message layout so far.
 const FORMAT: u8 = 1;
@@ -138,6 +148,8 @@ const RESPONSE_TRANSFER_PAGE: u8 = 10;
 const RESPONSE_UNREADABLE: u8 = 11;
 const RESPONSE_UPDATED: u8 = 12;
 const RESPONSE_BUCKET_KEYS: u8 = 13;
+const RESPONSE_LISTED_KEYS: u8 = 14;
+const RESPONSE_BUCKETS: u8 = 15;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +243,25 @@ pub enum Request {
         /// The bucket.
         bucket: String,
     },
+    /// Listing (issue 14): this replica's live keys of `bucket` in
+    /// `partition`, in key order, after `after`: at most `max_keys` keys of
+    /// at most `max_bytes` bytes in all (the first key always fits). Dead
+    /// keys (tombstones, expired values) are skipped.
+    ListKeys {
+        /// The partition.
+        partition: u32,
+        /// The bucket.
+        bucket: String,
+        /// Only keys after this one; `None` from the start.
+        after: Option<Vec<u8>>,
+        /// Most keys to answer (`1..=MAX_PAGE_KEYS`).
+        max_keys: u16,
+        /// Most key bytes to answer (`1..=PAGE_KEY_BYTES`).
+        max_bytes: u32,
+    },
+    /// Listing (issue 14): which buckets this node stores live keys of,
+    /// in any partition.
+    ListBuckets,
     /// Anti-entropy: the hashes of some nodes of this replica's Merkle tree
     /// of a partition (paper section 4.7).
     MerkleHashes {
@@ -323,6 +354,23 @@ pub enum Response {
     BucketKeys {
         /// Whether the node stores a live key of the bucket.
         any: bool,
+    },
+    /// Answer to [`Request::ListKeys`].
+    ListedKeys {
+        /// Live keys, strictly increasing, none above `covered`.
+        keys: Vec<Vec<u8>>,
+        /// The last key the replica examined: every live key it holds up
+        /// to it is listed. `None` when it reached the end of the bucket's
+        /// range in the partition.
+        covered: Option<Vec<u8>>,
+    },
+    /// Answer to [`Request::ListBuckets`].
+    Buckets {
+        /// The buckets, strictly increasing, at most [`MAX_LISTED_BUCKETS`].
+        buckets: Vec<String>,
+        /// False when the node stopped before looking at all its keys (too
+        /// many buckets, or too many dead keys to read through).
+        complete: bool,
     },
     /// Answer to [`Request::MerkleHashes`]: one hash per node asked for, in
     /// the same order.
@@ -428,6 +476,8 @@ impl Request {
             Request::Ping => METHOD_PING,
             Request::SetProps { .. } => METHOD_SET_PROPS,
             Request::BucketHasKeys { .. } => METHOD_BUCKET_HAS_KEYS,
+            Request::ListKeys { .. } => METHOD_LIST_KEYS,
+            Request::ListBuckets => METHOD_LIST_BUCKETS,
             Request::HintedWrite { .. } => METHOD_HINTED_WRITE,
             Request::Reap { .. } => METHOD_REAP,
             Request::MerkleHashes { .. } => METHOD_MERKLE_HASHES,
@@ -457,7 +507,10 @@ impl Request {
                 hint::encode_hinted_write(owner, key, object, *mode, *durable, &mut out);
             }
             Request::Reap { key, tombstone } => replica::encode_reap(key, tombstone, &mut out),
-            Request::Ping => {}
+            Request::Ping | Request::ListBuckets => {}
+            Request::ListKeys { partition, bucket, after, max_keys, max_bytes } => {
+                listing::encode_list_keys(*partition, bucket, after.as_deref(), *max_keys, *max_bytes, &mut out);
+            }
             Request::SetProps { bucket, props, version } => props::encode_set_props(bucket, props, *version, &mut out),
             Request::BucketHasKeys { bucket } => props::encode_bucket(bucket, &mut out),
             Request::MerkleHashes { partition, level, indices } => {
@@ -492,6 +545,8 @@ impl Request {
             METHOD_PING => Request::Ping,
             METHOD_SET_PROPS => props::decode_set_props(reader)?,
             METHOD_BUCKET_HAS_KEYS => Request::BucketHasKeys { bucket: props::decode_bucket(reader)? },
+            METHOD_LIST_KEYS => listing::decode_list_keys(reader)?,
+            METHOD_LIST_BUCKETS => Request::ListBuckets,
             METHOD_HINTED_WRITE => hint::decode_hinted_write(reader)?,
             METHOD_REAP => replica::decode_reap(reader)?,
             METHOD_MERKLE_HASHES => merkle::decode_hashes_request(reader)?,
@@ -515,6 +570,8 @@ impl Response {
             Response::Read { object } => fields::encode_object(object, &mut out),
             Response::Written { durable } => out.push(u8::from(*durable)),
             Response::BucketKeys { any } => out.push(u8::from(*any)),
+            Response::ListedKeys { keys, covered } => listing::encode_listed_keys(keys, covered.as_deref(), &mut out),
+            Response::Buckets { buckets, complete } => listing::encode_buckets(buckets, *complete, &mut out),
             Response::Coordinated(outcome) => forward::encode_coordinated(outcome, &mut out),
             Response::Updated(outcome) => forward::encode_updated(outcome, &mut out),
             Response::Pong | Response::PropsSet | Response::ClusterSame => {}
@@ -540,6 +597,8 @@ impl Response {
             RESPONSE_PONG => Response::Pong,
             RESPONSE_PROPS_SET => Response::PropsSet,
             RESPONSE_BUCKET_KEYS => Response::BucketKeys { any: reader.flag("any keys flag")? },
+            RESPONSE_LISTED_KEYS => listing::decode_listed_keys(reader)?,
+            RESPONSE_BUCKETS => listing::decode_buckets(reader)?,
             RESPONSE_MERKLE_HASHES => merkle::decode_hashes_response(reader)?,
             RESPONSE_MERKLE_KEYS => merkle::decode_keys_response(reader)?,
             RESPONSE_CLUSTER_SAME => Response::ClusterSame,
@@ -563,6 +622,8 @@ impl Response {
             Response::Pong => RESPONSE_PONG,
             Response::PropsSet => RESPONSE_PROPS_SET,
             Response::BucketKeys { .. } => RESPONSE_BUCKET_KEYS,
+            Response::ListedKeys { .. } => RESPONSE_LISTED_KEYS,
+            Response::Buckets { .. } => RESPONSE_BUCKETS,
             Response::MerkleHashes { .. } => RESPONSE_MERKLE_HASHES,
             Response::MerkleKeys { .. } => RESPONSE_MERKLE_KEYS,
             Response::TransferPage { .. } => RESPONSE_TRANSFER_PAGE,
@@ -610,7 +671,7 @@ mod tests {
         assert_eq!(Request::decode(99, &[1]), Err(MessageError::UnknownMethod(99)));
         assert_eq!(Request::decode(METHOD_PING, &[2]), Err(MessageError::UnknownFormat(2)));
         assert_eq!(Response::decode(&[2, 3]), Err(MessageError::UnknownFormat(2)));
-        assert_eq!(Response::decode(&[1, 14]), Err(MessageError::UnknownResponse(14)));
+        assert_eq!(Response::decode(&[1, 16]), Err(MessageError::UnknownResponse(16)));
         assert_eq!(MessageError::UnknownMethod(99).to_string(), "unknown request method 99");
         assert_eq!(
             Request::decode(METHOD_READ, &[]).unwrap_err().to_string(),
@@ -681,7 +742,7 @@ mod tests {
         #[test]
         fn decoding_arbitrary_bytes_after_a_valid_header_never_panics(
             method in METHOD_READ..=LAST_METHOD,
-            kind in 0..=RESPONSE_MERKLE_KEYS + 1,
+            kind in 0..=RESPONSE_BUCKETS + 1,
             tail in prop::collection::vec(any::<u8>(), 0..300),
         ) {
             // Random bytes rarely get past the version byte; these do.

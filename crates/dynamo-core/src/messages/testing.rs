@@ -99,6 +99,21 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
             version,
         }),
         "[a-z]{1,20}".prop_map(|bucket| Request::BucketHasKeys { bucket }),
+        (
+            0..MAX_PARTITIONS,
+            "[A-Za-z0-9_.-]{1,40}",
+            prop::option::of(prop::collection::vec(any::<u8>(), 1..80)),
+            1..=crate::listing::MAX_PAGE_KEYS as u16,
+            1..=crate::listing::PAGE_KEY_BYTES as u32
+        )
+            .prop_map(|(partition, bucket, after, max_keys, max_bytes)| Request::ListKeys {
+                partition,
+                bucket,
+                after,
+                max_keys,
+                max_bytes
+            }),
+        Just(Request::ListBuckets),
         merkle_request(),
         membership_request(),
     ]
@@ -201,6 +216,19 @@ pub(super) fn response() -> impl Strategy<Value = Response> {
         Just(Response::Pong),
         Just(Response::PropsSet),
         any::<bool>().prop_map(|any| Response::BucketKeys { any }),
+        (
+            prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..20), 0..12),
+            prop::option::of(prop::collection::vec(any::<u8>(), 1..20))
+        )
+            .prop_map(|(keys, covered)| {
+                let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+                // The covered key is at least the last listed one.
+                let covered =
+                    covered.map(|covered| keys.last().filter(|last| **last > covered).cloned().unwrap_or(covered));
+                Response::ListedKeys { keys, covered }
+            }),
+        (prop::collection::btree_set("[A-Za-z0-9_.-]{1,30}", 0..12), any::<bool>())
+            .prop_map(|(buckets, complete)| Response::Buckets { buckets: buckets.into_iter().collect(), complete }),
         "\\PC{0,100}".prop_map(|reason| Response::Failed { reason }),
         "\\PC{0,100}".prop_map(|reason| Response::Unreadable { reason }),
         merkle_response(),

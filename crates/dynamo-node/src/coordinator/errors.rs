@@ -212,6 +212,8 @@ fn response_name(response: &Response) -> &'static str {
         Response::Pong => "Pong",
         Response::PropsSet => "PropsSet",
         Response::BucketKeys { .. } => "BucketKeys",
+        Response::ListedKeys { .. } => "ListedKeys",
+        Response::Buckets { .. } => "Buckets",
         Response::MerkleHashes { .. } => "MerkleHashes",
         Response::MerkleKeys { .. } => "MerkleKeys",
         Response::TransferPage { .. } => "TransferPage",

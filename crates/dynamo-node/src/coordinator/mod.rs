@@ -27,10 +27,12 @@
 //! settings), `errors.rs` (why a request failed, with the diagnostics of a
 //! quorum not reached), `read.rs` (get and read repair), `write.rs` (put
 //! and delete, on a replica or forwarded to one, with sloppy quorum and
-//! the hints of its tail); this file holds the coordinator's state and what
+//! the hints of its tail), `listing.rs` (bucket listing, and paged key
+//! listing by a coverage plan); this file holds the coordinator's state and what
 //! both paths share.
 
 mod errors;
+mod listing;
 mod options;
 mod read;
 mod write;
@@ -54,6 +56,7 @@ use crate::services::NodeServices;
 
 pub use errors::{CoordinatorError, QuorumFailure, ReplicaOutcome};
 use errors::{failed, unexpected};
+pub use listing::{BucketListing, KeyPage, PAGE_TIME_BUDGET, PARTITION_PAUSE};
 use options::parse_timeout;
 pub use options::{Effective, RequestOptions};
 

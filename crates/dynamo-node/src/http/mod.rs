@@ -7,6 +7,7 @@
 //!
 //! - [`objects`]: get, put and delete of a key, bucket props;
 //! - [`datatypes`]: reads and operations of counters and sets (issue 12).
+//! - [`listing`]: the buckets, and a bucket's keys page by page (issue 14).
 //! - [`admin`]: membership, replicas of a key, peers, hints,
 //!   anti-entropy, metrics.
 //! - [`params`]: the query string and percent-encoding.
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod body;
 pub mod datatypes;
+pub mod listing;
 pub mod map_json;
 pub mod multipart;
 pub mod objects;
@@ -65,6 +67,7 @@ pub struct ApiParts {
 pub struct Api {
     objects: ObjectApi,
     datatypes: datatypes::DatatypeApi,
+    listing: listing::ListingApi,
     admin: AdminApi,
     /// Whether this node serves data yet (not during a start-up join).
     gossip: Arc<Gossip>,
@@ -83,10 +86,11 @@ impl Api {
     ) -> Self {
         let ApiParts { coordinator, services, anti_entropy, gossip, transfers } = parts;
         let datatypes = datatypes::DatatypeApi::new(coordinator.clone());
+        let listing = listing::ListingApi::new(coordinator.clone());
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
         let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id, partitions);
-        Self { objects, datatypes, admin, gossip, metrics }
+        Self { objects, datatypes, listing, admin, gossip, metrics }
     }
 
     /// Serves one request, recording its metrics.
@@ -147,6 +151,24 @@ impl Api {
                     Ok(key) => self.datatypes.post_update(&key, request).await,
                 };
                 (operation, response)
+            }
+            (method, ["buckets"]) => {
+                if method != Method::GET {
+                    return (Operation::Other, method_not_allowed("GET"));
+                }
+                if let Some(reason) = self.gossip.membership().not_serving_reason() {
+                    return (Operation::Other, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
+                (Operation::Other, self.listing.list_buckets(&request).await)
+            }
+            (method, ["buckets", bucket, "keys"]) => {
+                if method != Method::GET {
+                    return (Operation::Other, method_not_allowed("GET"));
+                }
+                if let Some(reason) = self.gossip.membership().not_serving_reason() {
+                    return (Operation::Other, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
+                (Operation::Other, self.listing.list_keys(bucket, &request).await)
             }
             (method, ["buckets", bucket, "props"]) => {
                 let response = match method {
