@@ -174,6 +174,14 @@ impl VersionedObject {
         self.siblings.iter().map(Sibling::dead_from_ms).try_fold(0, |latest, dead| dead.map(|dead| latest.max(dead)))
     }
 
+    /// Whether a client reading at `now_ms` finds something: a version
+    /// that is neither dead (deleted, expired) nor a data-type value that
+    /// holds nothing. What listing lists.
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        self.live_siblings(now_ms)
+            .any(|sibling| !matches!(&sibling.payload, Payload::Datatype(value) if value.holds_nothing()))
+    }
+
     /// The versions live at `now_ms`, in dot order.
     pub fn live_siblings(&self, now_ms: u64) -> impl Iterator<Item = &Sibling> {
         self.siblings.iter().filter(move |sibling| !sibling.is_dead_at(now_ms))
@@ -999,6 +1007,29 @@ mod tests {
             other.merge(&delta, ConflictMode::Siblings);
             assert_eq!(counter_value(&other), 13, "actor 2's increment survived actor 1's delta");
             assert_eq!(other.siblings().len(), 1, "a data type never shows siblings");
+        }
+
+        #[test]
+        fn a_set_emptied_by_its_removes_is_not_live_but_a_counter_at_zero_is() {
+            let set_op = |update: SetUpdate| DataOp::Set { updates: vec![update], context: None };
+            let mut set = VersionedObject::new();
+            set.apply_datatype(&set_op(SetUpdate::Add(Bytes::from_static(b"x"))), DataType::Set, ActorId(1), 0, Hlc(1))
+                .unwrap();
+            assert!(set.is_live_at(0));
+            set.apply_datatype(
+                &set_op(SetUpdate::Remove(Bytes::from_static(b"x"))),
+                DataType::Set,
+                ActorId(1),
+                0,
+                Hlc(2),
+            )
+            .unwrap();
+            assert!(!set.is_empty() && !set.is_live_at(0), "an emptied set is kept (its context) but not live");
+            let mut counter = VersionedObject::new();
+            counter.apply_datatype(&DataOp::increment(1), DataType::Counter, ActorId(1), 0, Hlc(1)).unwrap();
+            counter.apply_datatype(&DataOp::increment(-1), DataType::Counter, ActorId(1), 0, Hlc(2)).unwrap();
+            assert!(counter.is_live_at(0), "a counter that reads 0 exists");
+            assert!(!VersionedObject::new().is_live_at(0));
         }
 
         #[test]

@@ -616,7 +616,7 @@ impl Replica {
                 for (storage_key, payload) in rows {
                     budget = budget.saturating_sub(1);
                     match self.decode_record(&storage_key, payload) {
-                        Ok((_, object, _)) if object.is_dead_at(now_ms) || object.is_empty() => {}
+                        Ok((_, object, _)) if !object.is_live_at(now_ms) => {}
                         _ => return Ok(true),
                     }
                     if budget == 0 {
@@ -681,7 +681,7 @@ impl Replica {
                 }
                 examined += 1;
                 match self.decode_record(&storage_key, payload) {
-                    Ok((_, object, _)) if object.is_dead_at(now_ms) || object.is_empty() => {}
+                    Ok((_, object, _)) if !object.is_live_at(now_ms) => {}
                     Ok(_) | Err(ReplicaError::Undecodable { .. }) => {
                         bytes += key.len();
                         keys.push(key.clone());
@@ -734,7 +734,7 @@ impl Replica {
                     };
                     let live = found.contains(bucket)
                         || match self.decode_record(&storage_key, payload) {
-                            Ok((_, object, _)) => !(object.is_dead_at(now_ms) || object.is_empty()),
+                            Ok((_, object, _)) => object.is_live_at(now_ms),
                             Err(error) => !error.is_bit_rot(),
                         };
                     if live {

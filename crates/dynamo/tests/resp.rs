@@ -100,6 +100,26 @@ fn redis_clients_read_and_write_strings_through_every_node() {
     assert_eq!(redis_cli(ports[1], &["GET", "during"]), "an outage");
 }
 
+#[test]
+fn scan_lists_every_live_key_once_through_every_client() {
+    install_clients();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_cluster, ports) = TestCluster::start_with_resp(dir.path(), 3, &["--partitions=32"], true);
+    let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+    common::run_client("python3", "resp_scan.py", &all, &[]);
+    // redis-cli's own iteration, as operators use it.
+    let listed = redis_cli(ports[1], &["--scan", "--pattern", "str:*"]);
+    let mut keys: Vec<&str> = listed.lines().collect();
+    let before = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), before, "redis-cli --scan listed a key twice");
+    // 100 strings written, every tenth key (n = 0, 30, 60, 90: strings)
+    // deleted.
+    assert_eq!(keys.len(), 100 - 10, "{listed}");
+    assert!(keys.iter().all(|key| key.starts_with("str:")));
+}
+
 /// Whether every replica of the Redis key `key` answered a direct read
 /// (which repairs nothing) and none holds a version.
 fn collected_everywhere(cluster: &TestCluster, key: &str) -> bool {

@@ -268,6 +268,18 @@ impl DataValue {
         }
     }
 
+    /// Whether the value holds nothing a client reads: a set without
+    /// elements, a map without fields (its expiry is not one). What a
+    /// Redis `DEL` or the removal of the last element leaves; listing
+    /// skips it as it skips a tombstone.
+    pub fn holds_nothing(&self) -> bool {
+        match self {
+            DataValue::Counter(_) => false,
+            DataValue::Set(set) => set.is_empty(),
+            DataValue::Map(map) => map.is_empty() || (map.len() == 1 && map.contains(&crate::crdt::map::expiry_key())),
+        }
+    }
+
     /// Merges `other` (a state or a delta) into this value. Returns false,
     /// changing nothing, when `other` is of another kind.
     pub fn merge(&mut self, other: &DataValue) -> bool {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::keyspace::Keyspace;
 use super::reply::{Protocol, Reply};
-use super::{expiry, hashes, sets, strings};
+use super::{expiry, glob, hashes, scan, sets, strings};
 use crate::coordinator::Coordinator;
 
 /// The version the front end reports to clients that ask (`HELLO`,
@@ -37,6 +37,7 @@ pub struct Session {
 /// what `INFO` and `CLIENT ID` report.
 pub struct Commands {
     keyspace: Keyspace,
+    cursors: scan::Cursors,
     node_id: String,
     max_value_bytes: usize,
 }
@@ -113,6 +114,7 @@ const SPECS: &[Spec] = &[
     spec("pttl", 2, READ),
     spec("expiretime", 2, READ),
     spec("pexpiretime", 2, READ),
+    spec("scan", -2, READ),
 ];
 
 /// The module that runs a keyspace command.
@@ -139,7 +141,8 @@ fn family(name: &str) -> Family {
 impl Commands {
     /// The commands over `coordinator`, with the keyspace in `bucket`.
     pub fn new(coordinator: Arc<Coordinator>, bucket: String, node_id: String, max_value_bytes: usize) -> Self {
-        Self { keyspace: Keyspace { coordinator, bucket }, node_id, max_value_bytes }
+        let cursors = scan::Cursors::new(coordinator.wall_ms());
+        Self { keyspace: Keyspace { coordinator, bucket }, cursors, node_id, max_value_bytes }
     }
 
     /// Whether `args` is a keyspace read (`GET`, `MGET`, `EXISTS`,
@@ -185,6 +188,7 @@ impl Commands {
             "command" => command(rest),
             "info" => self.info(rest),
             "config" => self.config(rest),
+            "scan" => scan::scan(&self.keyspace, &self.cursors, rest).await,
             name => match family(name) {
                 Family::Strings => strings::execute(&self.keyspace, name, rest).await,
                 Family::Sets => sets::execute(&self.keyspace, name, rest).await,
@@ -296,7 +300,7 @@ impl Commands {
         ];
         let pairs = known
             .iter()
-            .filter(|(name, _)| args[1..].iter().any(|pattern| glob_matches(pattern, name.as_bytes())))
+            .filter(|(name, _)| args[1..].iter().any(|pattern| glob::matches(pattern, name.as_bytes(), true)))
             .map(|(name, value)| (Reply::bulk(name.as_bytes().to_vec()), Reply::bulk(value.as_bytes().to_vec())))
             .collect();
         Reply::Map(pairs)
@@ -361,30 +365,15 @@ fn command(args: &[Bytes]) -> Reply {
     }
 }
 
-/// Redis's glob patterns (`*`, `?`, `[...]` without ranges suffice for
-/// `CONFIG GET`), case-insensitive.
-pub(super) fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob_matches(&pattern[1..], text) || (!text.is_empty() && glob_matches(pattern, &text[1..])),
-        (Some(b'?'), Some(_)) => glob_matches(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob_matches(&pattern[1..], &text[1..]),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn glob_patterns_match_as_redis_does() {
-        assert!(glob_matches(b"*", b"save"));
-        assert!(glob_matches(b"SAVE", b"save"));
-        assert!(glob_matches(b"app*", b"appendonly"));
-        assert!(glob_matches(b"s?ve", b"save"));
-        assert!(!glob_matches(b"s?ve", b"saved"));
-        assert!(!glob_matches(b"max*x", b"maxmemory"));
+    fn config_get_patterns_fold_case() {
+        let config = |pattern: &[u8], name: &[u8]| glob::matches(pattern, name, true);
+        assert!(config(b"*", b"save") && config(b"SAVE", b"save") && config(b"app*", b"appendonly"));
+        assert!(!config(b"s?ve", b"saved") && !config(b"max*x", b"maxmemory"));
     }
 
     #[test]

@@ -17,10 +17,12 @@
 pub mod commands;
 mod expiry;
 pub mod frame;
+mod glob;
 mod hashes;
 mod keyspace;
 mod model;
 pub mod reply;
+mod scan;
 pub mod server;
 mod sets;
 mod strings;

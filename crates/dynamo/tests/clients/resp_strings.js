@@ -52,6 +52,22 @@ async function main(ports) {
   check((await a.hset("js:h", "f", "v", "g", "w")) === 2, "HSET");
   check(JSON.stringify(await b.hgetall("js:h")) === JSON.stringify({ f: "v", g: "w" }), "HGETALL");
   check((await b.hincrby("js:h", "count", 2)) === 2, "HINCRBY");
+  // Expiry and SCAN, as ioredis applications use them.
+  check((await a.set("js:session", "v", "EX", 100)) === "OK", "SET EX");
+  const ttl = await b.ttl("js:session");
+  check(ttl >= 98 && ttl <= 100, `TTL after SET EX 100 is ${ttl}`);
+  check((await b.pexpire("js:session", 150)) === 1, "PEXPIRE");
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  check((await a.get("js:session")) === null, "an expired key reads null");
+  for (let index = 0; index < 30; index++) await a.set(`js:scan:${index}`, "v");
+  const scanned = [];
+  await new Promise((resolve, reject) => {
+    const stream = b.scanStream({ match: "js:scan:*", count: 7 });
+    stream.on("data", (keys) => scanned.push(...keys));
+    stream.on("end", resolve);
+    stream.on("error", reject);
+  });
+  check(scanned.length === 30 && new Set(scanned).size === 30, `scanStream saw ${scanned.length} keys, not 30 once each`);
   await refused(a.sadd("js:h", "x"), "WRONGTYPE");
   await refused(a.call("MULTI"), "unknown command 'MULTI'");
   await refused(a.call("GET"), "wrong number of arguments");
