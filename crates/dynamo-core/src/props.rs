@@ -6,6 +6,9 @@ use thiserror::Error;
 
 /// Largest replication factor a bucket may ask for.
 pub const MAX_N: u8 = 16;
+/// Longest TTL, per write or per bucket: ten years, far below where unix
+/// milliseconds overflow.
+pub const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
 
 /// How concurrent writes to one key are reconciled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,11 +88,16 @@ pub struct BucketProps {
     /// What the bucket stores.
     #[serde(default)]
     pub datatype: DataType,
+    /// The expiry, in seconds, of a write that gives none (issue 14): 0
+    /// for none. Opaque values and maps only (a counter or set cannot
+    /// expire).
+    #[serde(default)]
+    pub ttl_s: u64,
 }
 
 impl Default for BucketProps {
     fn default() -> Self {
-        Self { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings, datatype: DataType::None }
+        Self { n: 3, r: 2, w: 2, dw: 0, conflict: ConflictMode::Siblings, datatype: DataType::None, ttl_s: 0 }
     }
 }
 
@@ -119,6 +127,12 @@ pub enum PropsError {
         /// w in effect.
         w: u8,
     },
+    /// A default TTL beyond [`MAX_TTL_S`].
+    #[error("ttl_s={0} is out of range; it must be at most {MAX_TTL_S} (ten years), or 0 for no expiry")]
+    TtlOutOfRange(u64),
+    /// A default TTL on a bucket whose values cannot expire.
+    #[error("ttl_s applies to buckets of opaque values and maps; a {0} cannot expire (keep it in a map field)")]
+    TtlOnDatatype(DataType),
     /// A quorum value that is not a number or one of one|quorum|all.
     #[error("{name}={value:?} is not a number or one of one, quorum, all, default")]
     Unparsable {
@@ -130,7 +144,8 @@ pub enum PropsError {
 }
 
 impl BucketProps {
-    /// Checks 1 <= n <= MAX_N, 1 <= r <= n, 1 <= w <= n, 0 <= dw <= w.
+    /// Checks 1 <= n <= MAX_N, 1 <= r <= n, 1 <= w <= n, 0 <= dw <= w,
+    /// and a default TTL within [`MAX_TTL_S`] on a bucket that can expire.
     pub fn validate(&self) -> Result<(), PropsError> {
         let n = self.n;
         if !(1..=MAX_N).contains(&n) {
@@ -142,6 +157,12 @@ impl BucketProps {
         // bounded by w (and thereby by n).
         if self.dw > self.w {
             return Err(PropsError::DwAboveW { dw: self.dw, w: self.w });
+        }
+        if self.ttl_s > MAX_TTL_S {
+            return Err(PropsError::TtlOutOfRange(self.ttl_s));
+        }
+        if self.ttl_s > 0 && matches!(self.datatype, DataType::Counter | DataType::Set) {
+            return Err(PropsError::TtlOnDatatype(self.datatype));
         }
         Ok(())
     }
@@ -185,7 +206,7 @@ mod tests {
     use super::*;
 
     fn props(n: u8, r: u8, w: u8, dw: u8) -> BucketProps {
-        BucketProps { n, r, w, dw, conflict: ConflictMode::Siblings, datatype: DataType::None }
+        BucketProps { n, r, w, dw, ..BucketProps::default() }
     }
 
     #[test]

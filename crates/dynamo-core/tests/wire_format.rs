@@ -165,8 +165,16 @@ fn requests() -> Vec<(&'static str, Request)> {
             "set_props",
             Request::SetProps {
                 bucket: "logs".to_string(),
-                props: BucketProps { n: 3, r: 2, w: 2, dw: 1, conflict: ConflictMode::Lww, datatype: DataType::None },
+                props: BucketProps { n: 3, r: 2, w: 2, dw: 1, conflict: ConflictMode::Lww, ..BucketProps::default() },
                 version: 0x0a0b_0c0d,
+            },
+        ),
+        (
+            "set_props_ttl",
+            Request::SetProps {
+                bucket: "sessions".to_string(),
+                props: BucketProps { ttl_s: 1800, ..BucketProps::default() },
+                version: 9,
             },
         ),
         (
@@ -338,6 +346,7 @@ fn request_methods_keep_their_numbers() {
         ("coordinate", 3),
         ("ping", 4),
         ("set_props", 5),
+        ("set_props_ttl", 5),
         ("set_props_datatype", 5),
         ("merkle_hashes", 6),
         ("merkle_keys", 7),
@@ -412,6 +421,7 @@ const REQUESTS: &[(&str, &str)] = &[
     ),
     ("ping", "01"),
     ("set_props", "01046c6f67730302020101000000000a0b0c0d"),
+    ("set_props_ttl", "010873657373696f6e73030202000000000000000000090000000000000708"),
     ("set_props_datatype", "0105636172747303020200200000000000000007"),
     ("merkle_hashes", "01000002010200030000000703ff"),
     ("merkle_keys", "010000000400020003038401016200056166746572"),

@@ -31,6 +31,8 @@ pub struct PropsPatch {
     pub conflict: Option<ConflictMode>,
     /// New datatype.
     pub datatype: Option<DataType>,
+    /// New default TTL in seconds (0: none).
+    pub ttl_s: Option<u64>,
 }
 
 impl PropsPatch {
@@ -47,6 +49,7 @@ impl PropsPatch {
             dw: self.dw.unwrap_or(current.dw),
             conflict: self.conflict.unwrap_or(current.conflict),
             datatype: self.datatype.unwrap_or(current.datatype),
+            ttl_s: self.ttl_s.unwrap_or(current.ttl_s),
         }
     }
 }
@@ -291,6 +294,7 @@ mod tests {
             dw: Some(0),
             conflict: Some(ConflictMode::Lww),
             datatype: None,
+            ttl_s: None,
         }
     }
 

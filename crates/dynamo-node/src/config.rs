@@ -305,7 +305,7 @@ impl Settings {
             w: self.default_w.unwrap_or(defaults.w),
             dw: self.default_dw.unwrap_or(defaults.dw),
             conflict: self.default_conflict.unwrap_or(defaults.conflict),
-            datatype: defaults.datatype,
+            ..defaults
         };
         default_props.validate().map_err(|error| invalid("default_n/r/w/dw", error.to_string()))?;
         let partitions = self.partitions.unwrap_or(DEFAULT_PARTITIONS);

@@ -201,3 +201,56 @@ fn a_map_updated_with_a_ttl_expires_and_its_next_update_starts_it_afresh() {
         assert_eq!((raw.status, raw.header("x-dynamo-expires")), (200, None), "the fresh map is permanent");
     });
 }
+
+#[test]
+fn a_bucket_default_ttl_applies_to_writes_that_give_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &GRACE_ARGS);
+    block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        let set_props = |bucket: &'static str, json: &'static str| {
+            let path = format!("/buckets/{bucket}/props");
+            (path, Bytes::from_static(json.as_bytes()))
+        };
+        for (bucket, json, status) in [
+            ("sessions", r#"{"ttl_s":3600}"#, 204),
+            ("hits", r#"{"datatype":"counter","ttl_s":60}"#, 400),
+            ("sessions", r#"{"ttl_s":999999999999}"#, 400),
+            ("carts", r#"{"datatype":"map","ttl_s":3600}"#, 204),
+        ] {
+            let (path, body) = set_props(bucket, json);
+            let raw = http.request(Method::PUT, &path, &[], body).await.expect("props");
+            assert_eq!(raw.status, status, "{json}: {}", String::from_utf8_lossy(&raw.body));
+        }
+        let raw = http.request(Method::GET, "/buckets/sessions/props", &[], Bytes::new()).await.expect("props");
+        let props: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        assert_eq!(props["ttl_s"], 3600, "{props}");
+
+        // Props reach every member; each node applies the default.
+        let mut node2 = cluster.nodes[2].connect().await;
+        let before = unix_ms();
+        let raw = node2.request(Method::PUT, "/buckets/sessions/keys/s1", &[], Bytes::from("v")).await.expect("put");
+        assert_eq!(raw.status, 204);
+        let raw = http.request(Method::GET, "/buckets/sessions/keys/s1", &[], Bytes::new()).await.expect("get");
+        let expires: u64 = raw.header("x-dynamo-expires").expect("the bucket's TTL").parse().expect("ms");
+        assert!((before + 3_600_000..=unix_ms() + 3_600_000).contains(&expires), "{expires}");
+        // A write's own ttl_s wins over the bucket's.
+        let raw =
+            node2.request(Method::PUT, "/buckets/sessions/keys/s2?ttl_s=5", &[], Bytes::from("v")).await.expect("put");
+        assert_eq!(raw.status, 204);
+        let raw = http.request(Method::GET, "/buckets/sessions/keys/s2", &[], Bytes::new()).await.expect("get");
+        let expires: u64 = raw.header("x-dynamo-expires").expect("its own TTL").parse().expect("ms");
+        assert!(expires <= unix_ms() + 5_000, "{expires}");
+        // A map update gets the bucket's TTL too.
+        let add = Bytes::from_static(br#"{"update":{"items_set":{"add":"x"}}}"#);
+        let raw = node2.request(Method::POST, "/buckets/carts/datatypes/ann", &[], add).await.expect("post");
+        assert_eq!(raw.status, 204, "{}", String::from_utf8_lossy(&raw.body));
+        let raw = http.request(Method::GET, "/buckets/carts/datatypes/ann", &[], Bytes::new()).await.expect("get");
+        assert!(raw.header("x-dynamo-expires").is_some(), "a map in a bucket with a TTL expires");
+        // Without a default, writes stay permanent.
+        let raw = http.request(Method::PUT, "/buckets/plain/keys/k", &[], Bytes::from("v")).await.expect("put");
+        assert_eq!(raw.status, 204);
+        let raw = http.request(Method::GET, "/buckets/plain/keys/k", &[], Bytes::new()).await.expect("get");
+        assert_eq!(raw.header("x-dynamo-expires"), None);
+    });
+}

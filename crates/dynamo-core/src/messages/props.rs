@@ -6,7 +6,9 @@
 //! Layouts (after the format byte):
 //! - [`Request::SetProps`] (method 5): `bucket length u8 | bucket | n u8 | r
 //!   u8 | w u8 | dw u8 | mode | props version u64`, the bucket validated as
-//!   a client's and the props by [`BucketProps::validate`]. The datatype
+//!   a client's and the props by [`BucketProps::validate`], then `ttl_s
+//!   u64` only when the bucket has a default TTL (issue 14; an older node
+//!   refuses it as trailing bytes rather than drop it). The datatype
 //!   (issue 12) rides in the high four bits of the mode byte, which were
 //!   zero before: a bucket without one encodes as in the first layout, and
 //!   an older node refuses (rather than misreads) one with a datatype;
@@ -32,6 +34,9 @@ pub(super) fn encode_set_props(bucket: &str, props: &BucketProps, version: u64, 
     let mode = mode_byte(props.conflict) | (props.datatype.byte() << DATATYPE_SHIFT);
     out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode]);
     out.extend_from_slice(&version.to_be_bytes());
+    if props.ttl_s > 0 {
+        out.extend_from_slice(&props.ttl_s.to_be_bytes());
+    }
 }
 
 /// Appends a bucket name: `length u8 | bucket`.
@@ -58,8 +63,14 @@ pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, Messa
     let mode = reader.u8("conflict mode and datatype")?;
     let conflict = decode_mode(&mut Reader::new(&[mode & MODE_MASK]))?;
     let datatype = DataType::from_byte(mode >> DATATYPE_SHIFT).ok_or(MessageError::Invalid("unknown datatype"))?;
-    let props = BucketProps { n, r, w, dw, conflict, datatype };
-    props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
     let version = reader.u64("props version")?;
+    // The default TTL (issue 14) follows the version, and only when set:
+    // props without one encode as before.
+    let ttl_s = match reader.remaining() {
+        0 => 0,
+        _ => reader.u64("default ttl_s")?,
+    };
+    let props = BucketProps { n, r, w, dw, conflict, datatype, ttl_s };
+    props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
     Ok(Request::SetProps { bucket, props, version })
 }

@@ -95,6 +95,8 @@ pub(super) fn request() -> impl Strategy<Value = Request> {
                 dw: 0,
                 conflict: if lww { ConflictMode::Lww } else { ConflictMode::Siblings },
                 datatype: DataType::from_byte(datatype).expect("a known datatype byte"),
+                // Datatype byte 0 is none: opaque values may have a default TTL.
+                ttl_s: if datatype == 0 { version % crate::props::MAX_TTL_S } else { 0 },
             },
             version,
         }),

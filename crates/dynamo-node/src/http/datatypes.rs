@@ -75,7 +75,12 @@ impl DatatypeApi {
             Ok(datatype) => datatype,
             Err(problem) => return problem.into_response(),
         };
-        let ttl_s = match objects::request_ttl(&request, UPDATE_PARAMS).and_then(|ttl_s| ttl_for(datatype, ttl_s)) {
+        // A map in a bucket with a default TTL gets it with every update
+        // that gives none (validation keeps it off counters and sets).
+        let ttl_s = objects::request_ttl(&request, UPDATE_PARAMS)
+            .and_then(|ttl_s| ttl_for(datatype, ttl_s))
+            .and_then(|_| objects::write_ttl(&self.coordinator, key.bucket(), &request, UPDATE_PARAMS));
+        let ttl_s = match ttl_s {
             Ok(ttl_s) => ttl_s,
             Err(problem) => return problem.into_response(),
         };

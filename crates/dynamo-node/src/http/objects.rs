@@ -13,6 +13,7 @@ use dynamo_core::context::{decode_client_context, encode_client_context};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::object::{MAX_CONTENT_TYPE_LEN, Payload, VersionedObject};
 use dynamo_core::props::DataType;
+use dynamo_core::props::MAX_TTL_S;
 use dynamo_core::version::VersionVector;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -133,7 +134,7 @@ impl ObjectApi {
             Ok(parts) => parts,
             Err(problem) => return problem.into_response(),
         };
-        let expires_ms = match request_ttl(&request, PUT_PARAMS) {
+        let expires_ms = match write_ttl(&self.coordinator, key.bucket(), &request, PUT_PARAMS) {
             Ok(ttl_s) => ttl_s.map(|ttl_s| self.coordinator.wall_ms().saturating_add(ttl_s.saturating_mul(1000))),
             Err(problem) => return problem.into_response(),
         };
@@ -277,8 +278,6 @@ pub(crate) fn request_options(request: &ApiRequest, allowed: &[&str]) -> Result<
 const PUT_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms", "ttl_s"];
 /// Query parameters of a delete.
 const DELETE_PARAMS: &[&str] = &["w", "dw", "n", "timeout_ms"];
-/// Longest TTL accepted: ten years, far below where unix ms overflow.
-pub const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
 
 /// The write's `ttl_s`, if it gave one (`allowed` are the route's query
 /// parameters): whole seconds, 1 to [`MAX_TTL_S`].
@@ -295,6 +294,23 @@ pub(crate) fn request_ttl(request: &ApiRequest, allowed: &[&str]) -> Result<Opti
             format!("ttl_s={text:?} must be whole seconds from 1 to {MAX_TTL_S}; leave it out for no expiry"),
         )),
     }
+}
+
+/// The TTL a write gets: its own `ttl_s`, else the bucket's default
+/// (props `ttl_s`), else none.
+pub(crate) fn write_ttl(
+    coordinator: &Coordinator,
+    bucket: &str,
+    request: &ApiRequest,
+    allowed: &[&str],
+) -> Result<Option<u64>, ApiError> {
+    if let Some(ttl_s) = request_ttl(request, allowed)? {
+        return Ok(Some(ttl_s));
+    }
+    let props = coordinator
+        .props(bucket)
+        .map_err(|problem| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string()))?;
+    Ok((props.ttl_s > 0).then_some(props.ttl_s))
 }
 
 fn write_preamble(request: &ApiRequest, allowed: &[&str]) -> Result<(RequestOptions, VersionVector), ApiError> {
