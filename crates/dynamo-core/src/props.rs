@@ -286,9 +286,9 @@ mod tests {
     fn props_json_uses_lowercase_conflict_names_and_refuses_unknown_fields() {
         let lww = BucketProps { conflict: ConflictMode::Lww, ..BucketProps::default() };
         let json = serde_json::to_string(&lww).unwrap();
-        assert_eq!(json, r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww","datatype":"none"}"#);
+        assert_eq!(json, r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww","datatype":"none","ttl_s":0}"#);
         assert_eq!(serde_json::from_str::<BucketProps>(&json).unwrap(), lww);
-        let without_datatype = r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww"}"#;
+        let without_datatype = r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"lww"}"#; // nor ttl_s
         assert_eq!(serde_json::from_str::<BucketProps>(without_datatype).unwrap(), lww, "older props read as none");
         let counters: BucketProps =
             serde_json::from_str(r#"{"n":3,"r":2,"w":2,"dw":0,"conflict":"siblings","datatype":"counter"}"#).unwrap();
