@@ -60,6 +60,13 @@ pub const DEFAULT_ANTI_ENTROPY_MAX_KEYS_PER_SEC: u32 = 1_000;
 pub const DEFAULT_TRANSFER_MAX_BYTES_PER_SEC: u64 = 20 << 20;
 /// Highest repair rate accepted.
 pub const MAX_ANTI_ENTROPY_KEYS_PER_SEC: u32 = 1_000_000;
+/// Default cap on the keys per second this node's listings gather (issue
+/// 14): about a fifth of what an unpaced listing reaches on two cores
+/// (docs/benchmarks.md), so a listing running back to back leaves the
+/// foreground most of the machine, and a million keys still list in 20 s.
+pub const DEFAULT_LISTING_MAX_KEYS_PER_SEC: u32 = 50_000;
+/// Highest listing rate accepted.
+pub const MAX_LISTING_KEYS_PER_SEC: u32 = 10_000_000;
 /// Default time between two gossip rounds: the paper's one second. A
 /// round in sync costs one round trip of about 50 bytes each way.
 pub const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 1_000;
@@ -163,6 +170,8 @@ pub struct Settings {
     pub anti_entropy_interval_ms: Option<u64>,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Most keys per second this node's key listings gather.
+    pub listing_max_keys_per_sec: Option<u32>,
     /// Most bytes per second this node copies in partition transfers.
     pub transfer_max_bytes_per_sec: Option<u64>,
     /// Milliseconds between two gossip rounds; 0 disables gossip.
@@ -287,6 +296,7 @@ impl Settings {
             tombstone_gc_interval_ms: over.tombstone_gc_interval_ms.or(self.tombstone_gc_interval_ms),
             anti_entropy_interval_ms: over.anti_entropy_interval_ms.or(self.anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec: over.anti_entropy_max_keys_per_sec.or(self.anti_entropy_max_keys_per_sec),
+            listing_max_keys_per_sec: over.listing_max_keys_per_sec.or(self.listing_max_keys_per_sec),
             transfer_max_bytes_per_sec: over.transfer_max_bytes_per_sec.or(self.transfer_max_bytes_per_sec),
             gossip_interval_ms: over.gossip_interval_ms.or(self.gossip_interval_ms),
             seeds: over.seeds.or(self.seeds),
@@ -374,6 +384,13 @@ impl Settings {
                 format!("{anti_entropy_max_keys_per_sec} is out of range 1..={MAX_ANTI_ENTROPY_KEYS_PER_SEC}"),
             ));
         }
+        let listing_max_keys_per_sec = self.listing_max_keys_per_sec.unwrap_or(DEFAULT_LISTING_MAX_KEYS_PER_SEC);
+        if !(1..=MAX_LISTING_KEYS_PER_SEC).contains(&listing_max_keys_per_sec) {
+            return Err(invalid(
+                "listing_max_keys_per_sec",
+                format!("{listing_max_keys_per_sec} is out of range 1..={MAX_LISTING_KEYS_PER_SEC}"),
+            ));
+        }
         let gossip_interval_ms = self.gossip_interval_ms.unwrap_or(DEFAULT_GOSSIP_INTERVAL_MS);
         if gossip_interval_ms != 0 && !(10..=3_600_000).contains(&gossip_interval_ms) {
             return Err(invalid(
@@ -448,6 +465,7 @@ impl Settings {
             tombstone_gc_interval: Duration::from_millis(tombstone_gc_interval_ms),
             anti_entropy_interval: Duration::from_millis(anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec,
+            listing_max_keys_per_sec,
             transfer_max_bytes_per_sec,
             gossip_interval: Duration::from_millis(gossip_interval_ms),
             seeds,
@@ -580,6 +598,8 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Most keys anti-entropy repairs per second.
     pub anti_entropy_max_keys_per_sec: u32,
+    /// Most keys per second this node's key listings gather.
+    pub listing_max_keys_per_sec: u32,
     /// Most bytes per second copied by partition transfers.
     pub transfer_max_bytes_per_sec: u64,
     /// Time between gossip rounds; zero: no gossip rounds (the node still
@@ -628,6 +648,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("members", &self.members)
             .field("anti_entropy_interval", &self.anti_entropy_interval)
             .field("anti_entropy_max_keys_per_sec", &self.anti_entropy_max_keys_per_sec)
+            .field("listing_max_keys_per_sec", &self.listing_max_keys_per_sec)
             .field("transfer_max_bytes_per_sec", &self.transfer_max_bytes_per_sec)
             .field("gossip_interval", &self.gossip_interval)
             .field("seeds", &self.seeds)
@@ -754,6 +775,12 @@ mod tests {
         assert_eq!(config.anti_entropy_max_keys_per_sec, 50);
         let no_rate = Settings { anti_entropy_max_keys_per_sec: Some(0), ..Settings::default() };
         assert!(no_rate.resolve().expect_err("zero rate").to_string().contains("anti_entropy_max_keys_per_sec"));
+        assert_eq!(
+            Settings::default().resolve().expect("valid").listing_max_keys_per_sec,
+            DEFAULT_LISTING_MAX_KEYS_PER_SEC
+        );
+        let no_listing = Settings { listing_max_keys_per_sec: Some(0), ..Settings::default() };
+        assert!(no_listing.resolve().expect_err("zero rate").to_string().contains("listing_max_keys_per_sec"));
         let too_slow =
             Settings { anti_entropy_interval_ms: Some(MAX_ANTI_ENTROPY_INTERVAL_MS + 1), ..Settings::default() };
         assert!(too_slow.resolve().expect_err("too long").to_string().contains("anti_entropy_interval_ms"));

@@ -250,7 +250,9 @@ pub fn assemble<T: Transport>(
         BucketRegistry::new(store.clone(), config.default_props).with_bucket_default(&config.resp_bucket, resp_props),
     );
     let services = NodeServices { replica, cluster, peers, detector, buckets, hints };
-    let coordinator = Arc::new(Coordinator::new(services.clone(), config.request_timeout));
+    let coordinator = Arc::new(
+        Coordinator::new(services.clone(), config.request_timeout).with_listing_rate(config.listing_max_keys_per_sec),
+    );
     let membership = Arc::new(Membership::new(MembershipParts {
         services: services.clone(),
         announcement: announcement(config),

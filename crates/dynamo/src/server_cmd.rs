@@ -111,6 +111,9 @@ pub struct ServerArgs {
     /// Most keys anti-entropy repairs per second [default: 1000].
     #[arg(long)]
     pub anti_entropy_max_keys_per_sec: Option<u32>,
+    /// Most keys per second this node's key listings (GET /buckets/{b}/keys, SCAN) gather [default: 50000].
+    #[arg(long)]
+    pub listing_max_keys_per_sec: Option<u32>,
     /// Most bytes per second this node copies in partition transfers after a membership change [default: 20971520].
     #[arg(long)]
     pub transfer_max_bytes_per_sec: Option<u64>,
@@ -170,6 +173,7 @@ impl ServerArgs {
             tombstone_gc_interval_ms: self.tombstone_gc_interval_ms,
             anti_entropy_interval_ms: self.anti_entropy_interval_ms,
             anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
+            listing_max_keys_per_sec: self.listing_max_keys_per_sec,
             transfer_max_bytes_per_sec: self.transfer_max_bytes_per_sec,
             gossip_interval_ms: self.gossip_interval_ms,
             seeds: if self.seeds.is_empty() { None } else { Some(self.seeds) },

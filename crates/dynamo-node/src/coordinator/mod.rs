@@ -69,13 +69,26 @@ pub struct Coordinator {
     services: NodeServices,
     default_timeout: Duration,
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
+    listing_pacer: listing::Pacer,
 }
 
 impl Coordinator {
     /// A coordinator over the node's `services`; requests that set no
     /// timeout get `default_timeout`.
     pub fn new(services: NodeServices, default_timeout: Duration) -> Self {
-        Self { services, default_timeout, fastest_reader: Mutex::new(HashMap::new()) }
+        Self {
+            services,
+            default_timeout,
+            fastest_reader: Mutex::new(HashMap::new()),
+            listing_pacer: listing::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC),
+        }
+    }
+
+    /// This coordinator with its listings capped at `keys_per_sec`, shared
+    /// by every listing it serves.
+    pub fn with_listing_rate(mut self, keys_per_sec: u32) -> Self {
+        self.listing_pacer = listing::Pacer::new(keys_per_sec);
+        self
     }
 
     /// The bucket's props as this node knows them (its own, or the
