@@ -115,6 +115,14 @@ fn fill(cluster: &TestCluster) {
                 .await;
         }
         call(&mut via[2], Method::POST, "/buckets/hits/datatypes/home", r#"{"increment":2}"#).await;
+        // A counter back at zero, and a map with a disabled flag and a
+        // counter at zero: values rebuilt by an operation of no effect.
+        call(&mut via[0], Method::POST, "/buckets/hits/datatypes/zero", r#"{"increment":4}"#).await;
+        call(&mut via[1], Method::POST, "/buckets/hits/datatypes/zero", r#"{"increment":-4}"#).await;
+        let quiet = r#"{"update":{"off_flag":"enable","none_counter":2,"name_register":"q"}}"#;
+        call(&mut via[0], Method::POST, "/buckets/profiles/datatypes/quiet", quiet).await;
+        let quieter = r#"{"update":{"off_flag":"disable","none_counter":-2}}"#;
+        call(&mut via[1], Method::POST, "/buckets/profiles/datatypes/quiet", quieter).await;
         call(&mut via[0], Method::POST, "/buckets/tags/datatypes/alice", r#"{"add_all":["apple","fig","pear"]}"#).await;
         call(&mut via[1], Method::POST, "/buckets/tags/datatypes/alice", r#"{"add":"plum"}"#).await;
         let many: Vec<String> = (0..1500).map(|index| format!("element-{index}")).collect();
@@ -148,7 +156,9 @@ fn by_key(file: &[u8]) -> BTreeMap<String, Value> {
             other => panic!("a line with no key: {other:?}"),
         };
         let object = value.as_object_mut().expect("object");
-        assert!(object.remove("context").is_some(), "{key}: every line carries its context");
+        let context = object.remove("context");
+        // A counter's read has no context; every other has one.
+        assert!(context.is_some() || object["datatype"] == "counter", "{key}: the line carries its context");
         assert!(lines.insert(key.clone(), value).is_none(), "{key} exported twice");
     }
     lines
@@ -216,7 +226,10 @@ fn assert_same_export(bucket: &str, before: &BTreeMap<String, Value>, after: &BT
 #[test]
 fn export_wipe_import_export_keeps_keys_siblings_and_ttls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster_a = TestCluster::start(&dir.path().join("a"), 3, &[]);
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&dir_a).expect("dir a");
+    std::fs::create_dir_all(&dir_b).expect("dir b");
+    let cluster_a = TestCluster::start(&dir_a, 3, &[]);
     fill(&cluster_a);
     let buckets: Vec<&str> = [OBJECTS].into_iter().chain(DATATYPE_BUCKETS.iter().map(|(bucket, _)| *bucket)).collect();
     let exports: Vec<Vec<u8>> = buckets.iter().map(|bucket| export(&cluster_a.nodes[1].addr(), bucket)).collect();
@@ -231,10 +244,14 @@ fn export_wipe_import_export_keeps_keys_siblings_and_ttls() {
     assert_eq!(mixed.iter().filter(|(_, expires)| expires.is_some()).count(), 1, "{mixed:?}");
     assert!(siblings(&objects["plain-5"])[0].1.is_some(), "a TTL is exported as its expiry");
     assert_eq!(by_key(&exports[1])["home"]["value"], 7);
+    assert_eq!(by_key(&exports[1])["zero"]["value"], 0, "a counter at zero is still a key");
+    let quiet = &by_key(&exports[3])["quiet"]["value"];
+    // A disabled flag reads as absent (as in Riak); a counter at zero stays.
+    assert_eq!((&quiet["off_flag"], &quiet["none_counter"]), (&Value::Null, &json!(0)), "{quiet}");
     assert_eq!(by_key(&exports[2])["many"]["value"].as_array().map(Vec::len), Some(1500));
     assert!(by_key(&exports[3])["session"]["expires_ms"].is_u64(), "a map's expiry is exported");
 
-    let cluster_b = TestCluster::start(&dir.path().join("b"), 3, &[]);
+    let cluster_b = TestCluster::start(&dir_b, 3, &[]);
     for (bucket, file) in buckets.iter().zip(&exports) {
         import(&cluster_b.nodes[2].addr(), bucket, file);
     }
