@@ -77,7 +77,8 @@ struct Tally {
 pub fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let mut lister = connect(&args.node).await?;
-        let props = fetch_json(&mut lister, &format!("/buckets/{}/props", path_segment(args.bucket.as_bytes()))).await?;
+        let props =
+            fetch_json(&mut lister, &format!("/buckets/{}/props", path_segment(args.bucket.as_bytes()))).await?;
         let datatype: DataType = serde_json::from_value(props["datatype"].clone()).unwrap_or_default();
         let mut out = BufWriter::new(std::io::stdout());
         let header = Header {
@@ -177,7 +178,8 @@ async fn export_key(connection: &mut Connection, bucket: &str, key: ListedKey, d
         DataType::None => read_object(connection, bucket, key.bytes(), &mut line).await,
         _ => read_datatype(connection, bucket, key.bytes(), &mut line).await,
     };
-    let described = || line.key.clone().unwrap_or_else(|| format!("(base64) {}", line.key_b64.clone().unwrap_or_default()));
+    let described =
+        || line.key.clone().unwrap_or_else(|| format!("(base64) {}", line.key_b64.clone().unwrap_or_default()));
     match read {
         Ok(None) => Exported::Gone,
         Ok(Some((siblings, dead))) => match serde_json::to_string(&line) {
@@ -258,7 +260,12 @@ async fn read_datatype(
             Ok(response) if response.status == 200 => break response,
             Ok(response) if response.status == 404 => return Ok(None),
             Ok(response) => {
-                let failure = format!("{} answered {}: {}", connection.addr(), response.status, String::from_utf8_lossy(&response.body));
+                let failure = format!(
+                    "{} answered {}: {}",
+                    connection.addr(),
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                );
                 if response.status < 500 {
                     return Err(failure);
                 }
@@ -273,7 +280,8 @@ async fn read_datatype(
         tokio::time::sleep(pause).await;
         pause *= 2;
     };
-    let body: Value = serde_json::from_slice(&response.body).map_err(|problem| format!("the value is not JSON: {problem}"))?;
+    let body: Value =
+        serde_json::from_slice(&response.body).map_err(|problem| format!("the value is not JSON: {problem}"))?;
     let expires_ms = response.header("x-dynamo-expires").map(|text| text.parse::<u64>());
     line.expires_ms = expires_ms.transpose().map_err(|_| "X-Dynamo-Expires is not unix ms".to_string())?;
     line.datatype = body["type"].as_str().map(str::to_string);

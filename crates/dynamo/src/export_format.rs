@@ -189,7 +189,9 @@ pub fn remaining_ttl_s(expires_ms: u64, now_ms: u64) -> Option<u64> {
 pub fn plan(line: &KeyLine, target: DataType, now_ms: u64) -> Result<Plan, String> {
     let key = match (&line.key, &line.key_b64) {
         (Some(key), None) => key.as_bytes().to_vec(),
-        (None, Some(encoded)) => STANDARD.decode(encoded).map_err(|problem| format!("bad base64 in key_b64: {problem}"))?,
+        (None, Some(encoded)) => {
+            STANDARD.decode(encoded).map_err(|problem| format!("bad base64 in key_b64: {problem}"))?
+        }
         (Some(_), Some(_)) => return Err("both \"key\" and \"key_b64\"; give one".to_string()),
         (None, None) => return Err("missing \"key\" (or \"key_b64\")".to_string()),
     };
@@ -269,7 +271,10 @@ fn plan_datatype(key: Vec<u8>, name: &str, line: &KeyLine, target: DataType, now
 /// A set's elements as strings, or why not.
 fn set_elements<'a>(value: &'a Value, what: &str) -> Result<Vec<&'a str>, String> {
     let Value::Array(elements) = value else { return Err(format!("{what} is a list of strings, not {value}")) };
-    elements.iter().map(|element| element.as_str().ok_or_else(|| format!("{what} holds {element}, not a string"))).collect()
+    elements
+        .iter()
+        .map(|element| element.as_str().ok_or_else(|| format!("{what} holds {element}, not a string")))
+        .collect()
 }
 
 /// `add_all` operations of at most [`MAX_OP_UPDATES`] elements each.

@@ -31,7 +31,9 @@ use dynamo_core::props::DataType;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::export_format::{DEFAULT_MAX_LINE_BYTES, Header, Line, LineRead, Plan, Write, parse_line, plan, read_bounded_line};
+use crate::export_format::{
+    DEFAULT_MAX_LINE_BYTES, Header, Line, LineRead, Plan, Write, parse_line, plan, read_bounded_line,
+};
 use crate::inflight::{Progress, Window};
 use crate::key_pager::fetch_json;
 use crate::keys_cmd::runtime;
@@ -101,7 +103,8 @@ async fn import(args: ImportArgs, mut lines: tokio::sync::mpsc::Receiver<Numbere
         let text = match read.with_context(|| format!("reading line {number} of stdin"))? {
             LineRead::End => break,
             LineRead::TooLong(bytes) => {
-                let reason = format!("the line is {bytes} bytes, over the limit of {} (--max-line-bytes)", args.max_line_bytes);
+                let reason =
+                    format!("the line is {bytes} bytes, over the limit of {} (--max-line-bytes)", args.max_line_bytes);
                 report(&mut progress, &mut tally, (number, Err(reason)));
                 continue;
             }
@@ -210,9 +213,8 @@ async fn apply_header(control: &mut Connection, args: &ImportArgs, header: &Head
         return Ok(());
     }
     let body = Bytes::from(Value::Object(wanted.clone()).to_string());
-    let response = control
-        .request(Method::PUT, &props_path(&args.bucket), &[("Content-Type", "application/json")], body)
-        .await?;
+    let response =
+        control.request(Method::PUT, &props_path(&args.bucket), &[("Content-Type", "application/json")], body).await?;
     if response.status != 204 && response.status != 200 {
         bail!(
             "setting the props of bucket {} from the export's header was refused ({}): {}; \
@@ -247,7 +249,13 @@ async fn write_plan(connection: &mut Connection, bucket: &str, plan: Plan) -> Re
     Ok(plan.expired)
 }
 
-async fn update(connection: &mut Connection, bucket: &str, key: &[u8], op: &Value, ttl_s: Option<u64>) -> Result<(), String> {
+async fn update(
+    connection: &mut Connection,
+    bucket: &str,
+    key: &[u8],
+    op: &Value,
+    ttl_s: Option<u64>,
+) -> Result<(), String> {
     let mut path = format!("/buckets/{}/datatypes/{}", path_segment(bucket.as_bytes()), path_segment(key));
     if let Some(ttl_s) = ttl_s {
         path.push_str(&format!("?ttl_s={ttl_s}"));

@@ -86,7 +86,9 @@ impl KeyPager {
             .map(|key| ListedKey::Text(key.to_string()))
             .collect();
         for key in page["keys_b64"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            let bytes = STANDARD.decode(key).with_context(|| format!("the node listed a key_b64 {key:?} that is not base64"))?;
+            let bytes = STANDARD
+                .decode(key)
+                .with_context(|| format!("the node listed a key_b64 {key:?} that is not base64"))?;
             keys.push(ListedKey::Binary { bytes, base64: key.to_string() });
         }
         match page["continuation"].as_str() {
@@ -110,11 +112,7 @@ pub async fn fetch_json(connection: &mut Connection, path: &str) -> anyhow::Resu
                     .with_context(|| format!("the node answered {path} with a body that is not JSON"));
             }
             Ok(response) if response.status == 400 || response.status == 404 => {
-                bail!(
-                    "the node refused {path} ({}): {}",
-                    response.status,
-                    String::from_utf8_lossy(&response.body)
-                );
+                bail!("the node refused {path} ({}): {}", response.status, String::from_utf8_lossy(&response.body));
             }
             Ok(response) => format!("status {}: {}", response.status, String::from_utf8_lossy(&response.body)),
             Err(error) => error.to_string(),

@@ -61,7 +61,14 @@ fn import(addr: &str, bucket: &str, file: &[u8]) {
     assert!(output.status.success(), "import into {bucket} failed: {}", stderr(&output));
 }
 
-async fn put(http: &mut Connection, bucket: &str, key: &[u8], value: &[u8], content_type: Option<&str>, ttl_s: Option<u64>) {
+async fn put(
+    http: &mut Connection,
+    bucket: &str,
+    key: &[u8],
+    value: &[u8],
+    content_type: Option<&str>,
+    ttl_s: Option<u64>,
+) {
     let query = ttl_s.map(|ttl_s| ("ttl_s".to_string(), ttl_s.to_string())).into_iter().collect();
     let options = WriteOptions { query, context: None, content_type: content_type.map(str::to_string) };
     http.put(bucket, key, Bytes::copy_from_slice(value), &options).await.expect("put");
@@ -89,13 +96,20 @@ fn fill(cluster: &TestCluster) {
             let content_type = ["text/plain", "application/json", "image/png"].get(index % 4).copied();
             let value = format!("value {index}");
             let ttl_s = (index % 5 == 0).then_some(TTL_S);
-            put(&mut via[index % 3], OBJECTS, format!("plain-{index}").as_bytes(), value.as_bytes(), content_type, ttl_s)
-                .await;
+            put(
+                &mut via[index % 3],
+                OBJECTS,
+                format!("plain-{index}").as_bytes(),
+                value.as_bytes(),
+                content_type,
+                ttl_s,
+            )
+            .await;
         }
         for (count, key) in [(2usize, "two-siblings"), (3, "three-siblings")] {
-            for sibling in 0..count {
+            for (sibling, http) in via.iter_mut().enumerate().take(count) {
                 let value = format!("{key} #{sibling}");
-                put(&mut via[sibling], OBJECTS, key.as_bytes(), value.as_bytes(), Some("text/plain"), None).await;
+                put(http, OBJECTS, key.as_bytes(), value.as_bytes(), Some("text/plain"), None).await;
             }
         }
         put(&mut via[0], OBJECTS, b"mixed-ttl", b"lasts", None, None).await;
@@ -107,12 +121,22 @@ fn fill(cluster: &TestCluster) {
         via[0].delete(OBJECTS, b"deleted", &options).await.expect("delete");
 
         for (bucket, datatype) in DATATYPE_BUCKETS {
-            call(&mut via[0], Method::PUT, &format!("/buckets/{bucket}/props"), &format!(r#"{{"datatype":"{datatype}"}}"#))
-                .await;
+            call(
+                &mut via[0],
+                Method::PUT,
+                &format!("/buckets/{bucket}/props"),
+                &format!(r#"{{"datatype":"{datatype}"}}"#),
+            )
+            .await;
         }
         for (key, amount) in [("home", 5), ("about", -3), ("faq", 12)] {
-            call(&mut via[1], Method::POST, &format!("/buckets/hits/datatypes/{key}"), &format!(r#"{{"increment":{amount}}}"#))
-                .await;
+            call(
+                &mut via[1],
+                Method::POST,
+                &format!("/buckets/hits/datatypes/{key}"),
+                &format!(r#"{{"increment":{amount}}}"#),
+            )
+            .await;
         }
         call(&mut via[2], Method::POST, "/buckets/hits/datatypes/home", r#"{"increment":2}"#).await;
         // A counter back at zero, and a map with a disabled flag and a
@@ -185,7 +209,10 @@ fn assert_expiry_close(what: &str, before: Option<i64>, after: Option<i64>) {
     match (before, after) {
         (None, None) => {}
         (Some(before), Some(after)) => {
-            assert!((after - before).abs() <= EXPIRY_SLACK_MS, "{what}: expired at {before}, after the round trip {after}")
+            assert!(
+                (after - before).abs() <= EXPIRY_SLACK_MS,
+                "{what}: expired at {before}, after the round trip {after}"
+            )
         }
         other => panic!("{what}: expiry {other:?} before and after the round trip"),
     }
@@ -215,7 +242,9 @@ fn assert_same_export(bucket: &str, before: &BTreeMap<String, Value>, after: &BT
             continue;
         }
         let (siblings_before, siblings_after) = (siblings(line), siblings(again));
-        let values = |siblings: &[((String, String), Option<i64>)]| siblings.iter().map(|(pair, _)| pair.clone()).collect::<Vec<_>>();
+        let values = |siblings: &[((String, String), Option<i64>)]| {
+            siblings.iter().map(|(pair, _)| pair.clone()).collect::<Vec<_>>()
+        };
         assert_eq!(values(&siblings_before), values(&siblings_after), "{bucket}/{key}: the same sibling set");
         for (before, after) in siblings_before.iter().zip(&siblings_after) {
             assert_expiry_close(&format!("{bucket}/{key} {:?}", before.0), before.1, after.1);
