@@ -93,7 +93,7 @@ impl Progress {
         }
     }
 
-    /// Prints the final line (`prefix` says what happened).
+    /// Prints the final line; `detail` says what happened.
     pub fn finish(&self, detail: &str) {
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
