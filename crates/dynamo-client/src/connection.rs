@@ -18,6 +18,8 @@ use crate::multipart;
 
 /// Header carrying the opaque causal context.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
+/// Header of a value with a TTL: when it expires (unix ms).
+pub const EXPIRES_HEADER: &str = "x-dynamo-expires";
 /// Default per-call timeout: above the server's own default request
 /// timeout, so the server's 503 arrives before the client gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,8 +98,10 @@ pub struct Sibling {
     pub content_type: Option<String>,
     /// Its identity (the dot that wrote it).
     pub vtag: Option<String>,
-    /// Whether it is a delete marker.
+    /// Whether it is a delete marker (or a value past its expiry).
     pub deleted: bool,
+    /// When it expires (unix ms, `X-Dynamo-Expires`), if it has a TTL.
+    pub expires_ms: Option<u64>,
 }
 
 /// The result of a read.
@@ -259,6 +263,7 @@ impl Connection {
                     content_type: response.header("content-type").map(str::to_string),
                     vtag: response.header("x-dynamo-vtag").map(str::to_string),
                     deleted: false,
+                    expires_ms: self.expires(response.header(EXPIRES_HEADER))?,
                 },
                 context: context.ok_or_else(|| self.protocol("200 without a context"))?,
             }),
@@ -318,15 +323,25 @@ impl Connection {
         let boundary = multipart::boundary(content_type)
             .ok_or_else(|| self.protocol(&format!("300 with content type {content_type:?}, not multipart/mixed")))?;
         let parts = multipart::parse(&response.body, &boundary).map_err(|detail| self.protocol(&detail))?;
-        Ok(parts
+        parts
             .into_iter()
-            .map(|part| Sibling {
-                content_type: part.header("content-type").map(str::to_string),
-                vtag: part.header("x-dynamo-vtag").map(str::to_string),
-                deleted: part.header("x-dynamo-deleted") == Some("true"),
-                value: part.body,
+            .map(|part| {
+                Ok(Sibling {
+                    content_type: part.header("content-type").map(str::to_string),
+                    vtag: part.header("x-dynamo-vtag").map(str::to_string),
+                    deleted: part.header("x-dynamo-deleted") == Some("true"),
+                    expires_ms: self.expires(part.header(EXPIRES_HEADER))?,
+                    value: part.body,
+                })
             })
-            .collect())
+            .collect()
+    }
+
+    /// The value of an `X-Dynamo-Expires` header: unix ms, digits only.
+    fn expires(&self, header: Option<&str>) -> Result<Option<u64>, ClientError> {
+        header
+            .map(|text| text.parse().map_err(|_| self.protocol(&format!("X-Dynamo-Expires {text:?} is not unix ms"))))
+            .transpose()
     }
 
     fn expect(&self, response: &RawResponse, allowed: &[StatusCode]) -> Result<(), ClientError> {

@@ -2,7 +2,11 @@
 //! - `server`: run one node ([`server_cmd`]);
 //! - `dev`: run a local cluster of real node processes ([`dev`]);
 //! - `get`, `put`, `delete`: talk to a node over HTTP ([`client_cmd`]);
-//! - `keys`, `buckets`: list a bucket's keys, and the buckets ([`keys_cmd`]);
+//! - `keys`, `buckets`: list a bucket's keys, and the buckets ([`keys_cmd`],
+//!   paging with [`key_pager`]);
+//! - `export`, `import`: a bucket to JSON lines and back, siblings kept
+//!   ([`export_cmd`], [`import_cmd`]; the format in [`export_format`], the
+//!   requests in flight and the progress line in [`inflight`]);
 //! - `dt get`, `dt update`: counters and sets ([`dt_cmd`]);
 //! - `admin`: operator commands over a node's admin endpoints ([`admin_cmd`]);
 //! - `bench`: a YCSB-style load generator ([`bench`]).
@@ -21,6 +25,11 @@ mod bench;
 mod client_cmd;
 mod dev;
 mod dt_cmd;
+mod export_cmd;
+mod export_format;
+mod import_cmd;
+mod inflight;
+mod key_pager;
 mod keys_cmd;
 mod server_cmd;
 
@@ -53,6 +62,10 @@ enum Command {
     Keys(keys_cmd::KeysArgs),
     /// List the buckets that hold keys or have props.
     Buckets(keys_cmd::BucketsArgs),
+    /// Write every live key of a bucket, with its siblings, to stdout as JSON lines.
+    Export(export_cmd::ExportArgs),
+    /// Write the keys of an export (stdin) back into a bucket, siblings as siblings.
+    Import(import_cmd::ImportArgs),
     /// Counters, sets and maps: `dt get BUCKET KEY`, `dt update BUCKET KEY '<json op>'`.
     Dt(dt_cmd::DtArgs),
     /// Generate load against one or more nodes and report latency.
@@ -71,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::Delete(args) => client_cmd::run_delete(args),
         Command::Keys(args) => keys_cmd::run_keys(args),
         Command::Buckets(args) => keys_cmd::run_buckets(args),
+        Command::Export(args) => export_cmd::run_export(args),
+        Command::Import(args) => import_cmd::run_import(args),
         Command::Dt(args) => dt_cmd::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Admin(args) => admin_cmd::run(args),
