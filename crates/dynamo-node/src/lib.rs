@@ -45,7 +45,8 @@
 //!   (section 4.9).
 //!
 //! Alongside: [`config`] (settings from file and flags), [`metrics`]
-//! (Prometheus), [`clock`] (the injected wall clock).
+//! (Prometheus), [`clock`] (the injected wall clock), [`pacer`] (a rate
+//! shared by background work of one kind: key listings).
 //!
 //! **Layering.** No module imports a module that imports it back, directly
 //! or through others: `tests/import_cycles.rs` checks it on the source, in
@@ -67,6 +68,7 @@ pub mod http;
 pub mod membership;
 pub mod merkle_index;
 pub mod metrics;
+pub mod pacer;
 pub mod peers;
 pub mod replica;
 pub mod resp;

@@ -27,7 +27,7 @@
 //! section 6.5): each replica call reads at most one page's worth of
 //! records in bounded chunks, the coordinator pauses [`PARTITION_PAUSE`]
 //! between two partitions of a page, and every listing this node serves
-//! shares one [`Pacer`]: at most `listing_max_keys_per_sec` keys per
+//! shares one [`crate::pacer::Pacer`]: at most `listing_max_keys_per_sec` keys per
 //! second in all, however many clients list at once. Unpaced, a listing
 //! gathered about 240,000 keys/s on two cores and multiplied the
 //! foreground's p99 by five (docs/benchmarks.md); the cap keeps a listing
@@ -55,41 +55,6 @@ use super::{Coordinator, CoordinatorError};
 /// Pause between the scans of two partitions in one page: listing yields
 /// to foreground work between bounded bursts of reads.
 pub const PARTITION_PAUSE: Duration = Duration::from_millis(2);
-/// The pace of this node's listings: keys per second, shared by every
-/// listing in flight. Each batch of keys reserves its share of time after
-/// the reservations before it and waits for its turn, so the rate holds
-/// over any window, and idle time is not saved up for a burst.
-pub struct Pacer {
-    per_key: Duration,
-    next_free: std::sync::Mutex<Instant>,
-}
-
-impl Pacer {
-    /// A pacer of `keys_per_sec` (at least 1).
-    pub fn new(keys_per_sec: u32) -> Pacer {
-        Pacer {
-            per_key: Duration::from_secs(1) / keys_per_sec.max(1),
-            next_free: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-
-    /// When a batch of `keys` gathered now may go on: the end of the time
-    /// reserved before it. Reserves the batch's own share after that.
-    fn reserve(&self, keys: usize, now: Instant) -> Instant {
-        let mut next_free = self.next_free.lock().expect("listing pacer lock");
-        let start = (*next_free).max(now);
-        let cost = self.per_key.saturating_mul(u32::try_from(keys).unwrap_or(u32::MAX));
-        *next_free = start + cost;
-        start + cost
-    }
-
-    /// Waits until a batch of `keys` fits the rate.
-    pub async fn pay(&self, keys: usize) {
-        let until = self.reserve(keys, Instant::now());
-        tokio::time::sleep_until(until).await;
-    }
-}
-
 /// A page answers with what it has once its walk has taken this long.
 pub const PAGE_TIME_BUDGET: Duration = Duration::from_secs(5);
 /// Longest one replica call of a listing may take.
@@ -277,20 +242,5 @@ impl Coordinator {
         buckets.extend(props.readable.into_iter().map(|(bucket, ..)| bucket));
         buckets.extend(props.unreadable);
         Ok(BucketListing { buckets: buckets.into_iter().collect(), complete })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pacer_spreads_batches_at_its_rate_and_saves_no_credit_while_idle() {
-        let pacer = Pacer::new(1_000);
-        let start = Instant::now();
-        assert_eq!(pacer.reserve(500, start), start + Duration::from_millis(500));
-        assert_eq!(pacer.reserve(500, start), start + Duration::from_secs(1), "a second batch waits behind the first");
-        let later = start + Duration::from_secs(5);
-        assert_eq!(pacer.reserve(10, later), later + Duration::from_millis(10), "idle time is not a burst allowance");
     }
 }

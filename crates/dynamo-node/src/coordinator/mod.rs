@@ -32,7 +32,7 @@
 //! both paths share.
 
 mod errors;
-mod listing;
+pub mod listing;
 mod options;
 mod read;
 mod write;
@@ -56,7 +56,6 @@ use crate::services::NodeServices;
 
 pub use errors::{CoordinatorError, QuorumFailure, ReplicaOutcome};
 use errors::{failed, unexpected};
-pub use listing::{BucketListing, KeyPage, PAGE_TIME_BUDGET, PARTITION_PAUSE};
 use options::parse_timeout;
 pub use options::{Effective, RequestOptions};
 
@@ -69,7 +68,7 @@ pub struct Coordinator {
     services: NodeServices,
     default_timeout: Duration,
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
-    listing_pacer: listing::Pacer,
+    listing_pacer: crate::pacer::Pacer,
 }
 
 impl Coordinator {
@@ -80,14 +79,14 @@ impl Coordinator {
             services,
             default_timeout,
             fastest_reader: Mutex::new(HashMap::new()),
-            listing_pacer: listing::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC),
+            listing_pacer: crate::pacer::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC),
         }
     }
 
     /// This coordinator with its listings capped at `keys_per_sec`, shared
     /// by every listing it serves.
     pub fn with_listing_rate(mut self, keys_per_sec: u32) -> Self {
-        self.listing_pacer = listing::Pacer::new(keys_per_sec);
+        self.listing_pacer = crate::pacer::Pacer::new(keys_per_sec);
         self
     }
 

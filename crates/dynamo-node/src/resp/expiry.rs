@@ -20,10 +20,9 @@
 use bytes::Bytes;
 use dynamo_core::crdt::map::MapOp;
 
-use super::keyspace::{Keyspace, Refusal};
+use super::keyspace::{Keyspace, Refusal, integer_argument, refusal_reply};
 use super::model::{self, RedisValue};
 use super::reply::Reply;
-use super::strings::{integer_argument, refusal_reply};
 
 /// How an expiry argument counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

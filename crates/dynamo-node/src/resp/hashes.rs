@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::keyspace::{Keyspace, Refusal};
+use super::keyspace::{Keyspace, Refusal, integer_argument, refusal_reply};
 use super::model::{self, Kind, RedisValue, redis_value};
 use super::reply::Reply;
-use super::strings::{integer_argument, refusal_reply};
 
 /// Runs the hash command `name` (already checked for arity).
 pub(super) async fn execute(keyspace: &Keyspace, name: &str, args: &[Bytes]) -> Reply {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_core::crdt::context::CausalContext;
-use dynamo_core::crdt::map::{Map, MapError, MapOp};
+use dynamo_core::crdt::map::{Map, MapError, MapOp, parse_integer};
 use dynamo_core::crdt::value::{DataOp, DataValue, OpError};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::props::DataType;
@@ -45,6 +45,21 @@ pub(super) enum Refusal {
 impl From<Reply> for Refusal {
     fn from(reply: Reply) -> Self {
         Refusal::Failed(reply)
+    }
+}
+
+/// An integer argument, as Redis parses one.
+pub(super) fn integer_argument(argument: &Bytes) -> Result<i64, Reply> {
+    parse_integer(argument).ok_or_else(|| Reply::err("value is not an integer or out of range"))
+}
+
+/// What a refusal answers, when it is not a condition the command expects.
+pub(super) fn refusal_reply(refusal: Refusal) -> Reply {
+    match refusal {
+        Refusal::WrongType => wrong_type(),
+        Refusal::Unmet(condition) => Reply::err(format!("refused: {condition} does not hold")),
+        Refusal::Stale => Reply::err("the key changed concurrently; retry"),
+        Refusal::Failed(reply) => reply,
     }
 }
 

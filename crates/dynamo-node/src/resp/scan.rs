@@ -29,9 +29,8 @@ use bytes::Bytes;
 use dynamo_core::listing::MAX_PAGE_KEYS;
 
 use super::glob;
-use super::keyspace::{Keyspace, coordinator_error};
+use super::keyspace::{Keyspace, coordinator_error, integer_argument};
 use super::reply::Reply;
-use super::strings::integer_argument;
 
 /// Most cursors a node keeps.
 pub const MAX_CURSORS: usize = 4096;

@@ -14,10 +14,9 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use dynamo_core::crdt::set::SetUpdate;
 
-use super::keyspace::{Keyspace, Refusal};
+use super::keyspace::{Keyspace, Refusal, refusal_reply};
 use super::model::{self, Kind, RedisValue};
 use super::reply::Reply;
-use super::strings::refusal_reply;
 
 /// Times `SREM` reads again when a member it saw was removed meanwhile.
 const STALE_RETRIES: usize = 3;

@@ -17,10 +17,10 @@
 //! availability under partition (no consensus), and the README says so.
 
 use bytes::Bytes;
-use dynamo_core::crdt::map::{MapOp, parse_integer};
+use dynamo_core::crdt::map::MapOp;
 
 use super::expiry;
-use super::keyspace::{Keyspace, Read, Refusal, wrong_type};
+use super::keyspace::{Keyspace, Read, Refusal, integer_argument, refusal_reply, wrong_type};
 use super::model::{self, RedisValue, redis_value};
 use super::reply::Reply;
 
@@ -68,23 +68,8 @@ fn bulk_or_null(value: Option<Bytes>) -> Reply {
     value.map_or(Reply::Null, |bytes| Reply::bulk(bytes.to_vec()))
 }
 
-/// An integer argument, as Redis parses one.
-pub(super) fn integer_argument(argument: &Bytes) -> Result<i64, Reply> {
-    parse_integer(argument).ok_or_else(|| Reply::err("value is not an integer or out of range"))
-}
-
 fn negate(amount: i64) -> Result<i64, Reply> {
     amount.checked_neg().ok_or_else(|| Reply::err("decrement would overflow"))
-}
-
-/// What a refusal answers, when it is not a condition the command expects.
-pub(super) fn refusal_reply(refusal: Refusal) -> Reply {
-    match refusal {
-        Refusal::WrongType => wrong_type(),
-        Refusal::Unmet(condition) => Reply::err(format!("refused: {condition} does not hold")),
-        Refusal::Stale => Reply::err("the key changed concurrently; retry"),
-        Refusal::Failed(reply) => reply,
-    }
 }
 
 async fn get(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
