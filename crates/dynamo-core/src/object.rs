@@ -174,6 +174,19 @@ impl VersionedObject {
         self.siblings.iter().map(Sibling::dead_from_ms).try_fold(0, |latest, dead| dead.map(|dead| latest.max(dead)))
     }
 
+    /// How many versions this state holds that a reader who saw `context`
+    /// lacks: 0 when `context` descends from this state's, else at least 1
+    /// (the versions not covered by it, or 1 when only superseded writes
+    /// are missing). The k of PBS k-staleness, counted in versions the
+    /// reader could have seen: counters are issued per replica across keys,
+    /// so the vectors' distance is not a count of writes.
+    pub fn versions_missing_from(&self, context: &VersionVector) -> usize {
+        if context.descends(&self.clock) {
+            return 0;
+        }
+        self.siblings.iter().filter(|sibling| !context.covers(sibling.dot)).count().max(1)
+    }
+
     /// Whether a client reading at `now_ms` finds something: a version
     /// that is neither dead (deleted, expired) nor a data-type value that
     /// holds nothing. What listing lists.
@@ -1007,6 +1020,22 @@ mod tests {
             other.merge(&delta, ConflictMode::Siblings);
             assert_eq!(counter_value(&other), 13, "actor 2's increment survived actor 1's delta");
             assert_eq!(other.siblings().len(), 1, "a data type never shows siblings");
+        }
+
+        #[test]
+        fn a_reader_behind_misses_the_versions_its_context_does_not_cover() {
+            let mut object = VersionedObject::new();
+            object.put(&VersionVector::new(), ActorId(1), Hlc(1), value_payload(1), SIBLINGS);
+            let seen = object.context().clone();
+            assert_eq!(object.versions_missing_from(&seen), 0);
+            object.put(&VersionVector::new(), ActorId(2), Hlc(2), value_payload(2), SIBLINGS);
+            assert_eq!(object.versions_missing_from(&seen), 1, "one concurrent version it lacks");
+            object.put(&VersionVector::new(), ActorId(3), Hlc(3), value_payload(3), SIBLINGS);
+            assert_eq!(object.versions_missing_from(&seen), 2);
+            let all = object.context().clone();
+            object.put(&all, ActorId(1), Hlc(4), value_payload(4), SIBLINGS);
+            assert_eq!(object.versions_missing_from(&seen), 1, "the superseding write is one version");
+            assert_eq!(object.versions_missing_from(object.context()), 0);
         }
 
         #[test]

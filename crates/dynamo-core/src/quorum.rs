@@ -256,6 +256,17 @@ impl WriteQuorum {
             .collect()
     }
 
+    /// Whether every replica (not a fallback for it) acknowledged the write
+    /// itself: the write is then visible on all of them, what the PBS
+    /// t-visibility measures (issue 16).
+    pub fn every_replica_acknowledged(&self) -> bool {
+        self.answers
+            .slots
+            .iter()
+            .filter(|slot| slot.stands_in_for.is_none())
+            .all(|slot| matches!(slot.answer, Answer::Ok(_)))
+    }
+
     /// Where the write stands.
     pub fn progress(&self) -> Progress {
         if self.lists.is_empty() {
@@ -704,9 +715,20 @@ mod tests {
         assert_eq!(write.unacknowledged_replicas(), [node(2)]);
         assert_eq!(write.ack(node(3), false), Progress::Succeeded);
         assert!(write.unacknowledged_replicas().is_empty(), "the fallback's hint covers node2");
+        assert!(!write.every_replica_acknowledged(), "a hint is not the replica holding the write");
         let report = write.report();
         assert_eq!(report.replicas[3].stands_in_for, Some(node(2)));
         assert_eq!(report.replicas[2].state, ReplicaState::Failed("marked down".to_string()));
+    }
+
+    #[test]
+    fn a_write_is_visible_everywhere_once_every_replica_itself_acknowledged() {
+        let mut write = WriteQuorum::new(nodes(3), 2, 0);
+        write.ack(node(0), false);
+        assert_eq!(write.ack(node(1), false), Progress::Succeeded);
+        assert!(!write.every_replica_acknowledged(), "node2 has not answered");
+        write.ack(node(2), false);
+        assert!(write.every_replica_acknowledged());
     }
 
     #[test]

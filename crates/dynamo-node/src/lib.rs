@@ -74,6 +74,7 @@ pub mod replica;
 pub mod resp;
 pub mod server;
 pub mod services;
+pub mod staleness;
 pub mod tombstone_collector;
 pub mod tombstone_index;
 pub mod transfers;

@@ -359,7 +359,7 @@ fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
 }
 
 /// Escapes a label value per the exposition format.
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -69,6 +69,7 @@ pub struct Coordinator {
     default_timeout: Duration,
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
     listing_pacer: crate::pacer::Pacer,
+    staleness: Arc<crate::staleness::Staleness>,
 }
 
 impl Coordinator {
@@ -80,7 +81,14 @@ impl Coordinator {
             default_timeout,
             fastest_reader: Mutex::new(HashMap::new()),
             listing_pacer: crate::pacer::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC),
+            staleness: Arc::default(),
         }
+    }
+
+    /// The staleness this coordinator has measured: write visibility and
+    /// stale reads (see [`crate::staleness`]).
+    pub fn staleness(&self) -> Arc<crate::staleness::Staleness> {
+        self.staleness.clone()
     }
 
     /// This coordinator with its listings capped at `keys_per_sec`, shared

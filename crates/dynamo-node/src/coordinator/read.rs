@@ -22,6 +22,15 @@ use super::{Coordinator, CoordinatorError, Effective, RequestOptions};
 /// remaining replicas, to repair them.
 const READ_REPAIR_WAIT: Duration = Duration::from_secs(2);
 
+/// What a read answered, to judge its staleness once the other replicas
+/// have replied.
+struct ReadAnswer {
+    /// The context of the version given to the client.
+    context: dynamo_core::version::VersionVector,
+    /// Replicas that had replied with a state.
+    replies: usize,
+}
+
 impl Coordinator {
     /// Reads `key`: waits for R replies and returns their merge; repairs
     /// stale replicas in the background.
@@ -33,6 +42,7 @@ impl Coordinator {
         let mut quorum = ReadQuorum::new(replicas.clone(), props.r, props.conflict);
         let mut replies = self.send_to_all(&replicas, &Request::Read { key: key.clone() }, deadline);
         let mut first_reader: Option<NodeId> = None;
+        let mut answered = 0;
         let mut progress = quorum.progress();
         while progress == Progress::Pending {
             let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await else {
@@ -42,6 +52,7 @@ impl Coordinator {
             progress = match outcome {
                 Ok(Response::Read { object }) => {
                     first_reader.get_or_insert_with(|| node.clone());
+                    answered += 1;
                     quorum.reply(node, object)
                 }
                 Ok(Response::Unreadable { reason }) => quorum.unreadable(node, reason),
@@ -56,17 +67,24 @@ impl Coordinator {
             self.remember_fastest_reader(key, fastest);
         }
         let merged = quorum.merged();
-        self.spawn_read_repair(key.clone(), quorum, replies, props);
+        let answer = ReadAnswer { context: merged.context().clone(), replies: answered };
+        self.spawn_read_repair(key.clone(), quorum, replies, props, answer);
         Ok(merged)
     }
 
+    /// After the client has its answer: waits (up to [`READ_REPAIR_WAIT`])
+    /// for the other replicas, records whether the answer lacked a write
+    /// some replica held ([`crate::staleness`]), and repairs the stale
+    /// replicas with the merge of all.
     fn spawn_read_repair(
         &self,
         key: ObjectKey,
         mut quorum: ReadQuorum,
         mut replies: mpsc::Receiver<(NodeId, Result<Response, String>)>,
         props: BucketProps,
+        mut answer: ReadAnswer,
     ) {
+        let staleness = self.staleness.clone();
         let local = self.replica_handle();
         let peers = self.peers_handle();
         let local_id = self.services.cluster.local().clone();
@@ -74,14 +92,19 @@ impl Coordinator {
             let deadline = Instant::now() + READ_REPAIR_WAIT;
             while let Ok(Some((node, outcome))) = tokio::time::timeout_at(deadline, replies.recv()).await {
                 match outcome {
-                    Ok(Response::Read { object }) => quorum.reply(node, object),
+                    Ok(Response::Read { object }) => {
+                        answer.replies += 1;
+                        quorum.reply(node, object)
+                    }
                     Ok(Response::Unreadable { reason }) => quorum.unreadable(node, reason),
                     Ok(other) => quorum.fail(node, unexpected(&other)),
                     Err(reason) => quorum.fail(node, reason),
                 };
             }
             let merged = quorum.merged();
-            for node in quorum.repair_targets() {
+            let targets = quorum.repair_targets();
+            staleness.record_read(merged.versions_missing_from(&answer.context), answer.replies, targets.len());
+            for node in targets {
                 debug!(%node, bucket = key.bucket(), "read repair");
                 let request =
                     Request::Write { key: key.clone(), object: merged.clone(), mode: props.conflict, durable: false };

@@ -177,6 +177,7 @@ impl Coordinator {
         lists: Vec<Vec<NodeId>>,
         deadline: Instant,
     ) -> Result<VersionedObject, CoordinatorError> {
+        let started = Instant::now();
         let operation = step.operation();
         let replicas = nodes_of(&lists);
         let mut quorum = WriteQuorum::spanning(lists, props.w, props.dw);
@@ -244,7 +245,7 @@ impl Coordinator {
             };
         }
         let report = quorum.report();
-        self.spawn_write_tail(write, quorum, acks, deadline);
+        self.spawn_write_tail(write, quorum, acks, deadline, started);
         match progress {
             Progress::Succeeded => Ok(stored),
             _ => Err(self.unavailable(operation, props, props.w, props.dw, report)),
@@ -313,7 +314,9 @@ impl Coordinator {
     }
 
     /// After the client has its answer: waits (until the request's deadline)
-    /// for the replicas still out, then keeps a hint here for every replica
+    /// for the replicas still out, records how long the write took to be on
+    /// every replica (t-visibility, [`crate::staleness`]; `started` is when
+    /// this coordinator took it), then keeps a hint here for every replica
     /// whose copy neither it nor a fallback acknowledged, so the write
     /// reaches it when it is back (hinted handoff when no fallback node was
     /// left, and for replicas that failed after the quorum was reached).
@@ -323,7 +326,9 @@ impl Coordinator {
         mut quorum: WriteQuorum,
         mut acks: mpsc::Receiver<(NodeId, Result<Response, String>)>,
         deadline: Instant,
+        started: Instant,
     ) {
+        let staleness = self.staleness.clone();
         let hints = self.services.hints.clone();
         let replica = self.replica_handle();
         let local = self.services.cluster.local().clone();
@@ -341,6 +346,10 @@ impl Coordinator {
                     }
                     Ok(None) | Err(_) => break,
                 }
+            }
+            match quorum.every_replica_acknowledged() {
+                true => staleness.record_visible(started.elapsed()),
+                false => staleness.record_not_visible(),
             }
             for owner in quorum.unacknowledged_replicas().into_iter().filter(|owner| *owner != local) {
                 let stored = hints

@@ -31,6 +31,7 @@ use crate::http::{multipart, params};
 use crate::membership::{ChangeError, CommitError, JoinError, shares};
 use crate::metrics::{Metrics, render_failure_handling, render_membership};
 use crate::services::NodeServices;
+use crate::staleness::Staleness;
 use crate::transfers::Transfers;
 
 /// How long `/admin/replicas` waits for each replica.
@@ -46,6 +47,8 @@ pub struct AdminParts {
     pub gossip: Arc<Gossip>,
     /// `/admin/transfers`.
     pub transfers: Arc<Transfers>,
+    /// `/admin/staleness`, and its metrics.
+    pub staleness: Arc<Staleness>,
 }
 
 /// The admin routes, over the node's parts.
@@ -54,6 +57,7 @@ pub(crate) struct AdminApi {
     anti_entropy: Arc<AntiEntropy>,
     gossip: Arc<Gossip>,
     transfers: Arc<Transfers>,
+    staleness: Arc<Staleness>,
     metrics: Arc<Metrics>,
     node_id: String,
     partitions: u32,
@@ -63,8 +67,8 @@ impl AdminApi {
     /// The routes over these parts of node `node_id`, whose ring has
     /// `partitions` partitions.
     pub(crate) fn new(parts: AdminParts, metrics: Arc<Metrics>, node_id: String, partitions: u32) -> Self {
-        let AdminParts { services, anti_entropy, gossip, transfers } = parts;
-        Self { services, anti_entropy, gossip, transfers, metrics, node_id, partitions }
+        let AdminParts { services, anti_entropy, gossip, transfers, staleness } = parts;
+        Self { services, anti_entropy, gossip, transfers, staleness, metrics, node_id, partitions }
     }
 
     /// The cluster as this node sees it: members, their status, addresses,
@@ -334,6 +338,12 @@ impl AdminApi {
         }
     }
 
+    /// The staleness this node's coordinator measured (PBS t-visibility
+    /// and stale reads; see [`crate::staleness`]).
+    pub(crate) fn admin_staleness(&self) -> HttpResponse {
+        json_response(StatusCode::OK, &self.staleness.report())
+    }
+
     pub(crate) fn metrics_response(&self) -> HttpResponse {
         let mut body = self.metrics.render(&self.node_id, self.services.replica.store().stats());
         body.push_str(&render_failure_handling(
@@ -349,6 +359,7 @@ impl AdminApi {
             &self.gossip.stats(),
         );
         crate::metrics::render_transfers(&mut body, &self.node_id, &self.transfers.report());
+        self.staleness.render(&mut body, &crate::metrics::escape_label(&self.node_id));
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response

@@ -87,8 +87,9 @@ impl Api {
         let ApiParts { coordinator, services, anti_entropy, gossip, transfers } = parts;
         let datatypes = datatypes::DatatypeApi::new(coordinator.clone());
         let listing = listing::ListingApi::new(coordinator.clone());
+        let staleness = coordinator.staleness();
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
-        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers };
+        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id, partitions);
         Self { objects, datatypes, listing, admin, gossip, metrics }
     }
@@ -179,6 +180,7 @@ impl Api {
                 (Operation::Props, response)
             }
             (Method::GET, ["admin", "peers"]) => (Operation::Other, self.admin.admin_peers()),
+            (Method::GET, ["admin", "staleness"]) => (Operation::Other, self.admin.admin_staleness()),
             (Method::GET, ["admin", "hints"]) => (Operation::Other, self.admin.admin_hints()),
             (Method::GET, ["admin", "replicas", bucket, key]) => {
                 let response = match objects::object_key(bucket, key) {
