@@ -7,8 +7,9 @@
 //! - [`Request::SetProps`] (method 5): `bucket length u8 | bucket | n u8 | r
 //!   u8 | w u8 | dw u8 | mode | props version u64`, the bucket validated as
 //!   a client's and the props by [`BucketProps::validate`], then `ttl_s
-//!   u64` only when the bucket has a default TTL (issue 14; an older node
-//!   refuses it as trailing bytes rather than drop it). The datatype
+//!   u64` only when the bucket has a default TTL (issue 14), which bit 3
+//!   of the mode byte flags (an older node refuses the mode rather than
+//!   drop the TTL). The datatype
 //!   (issue 12) rides in the high four bits of the mode byte, which were
 //!   zero before: a bucket without one encodes as in the first layout, and
 //!   an older node refuses (rather than misreads) one with a datatype;
@@ -25,13 +26,16 @@ use crate::props::{BucketProps, DataType};
 /// Where the datatype starts in the mode byte.
 const DATATYPE_SHIFT: u8 = 4;
 /// The conflict mode's bits of the mode byte.
-const MODE_MASK: u8 = 0x0f;
+const MODE_MASK: u8 = 0x07;
+/// The mode byte's flag that a default TTL follows the version (issue 14).
+const TTL_FLAG: u8 = 0x08;
 
 /// Appends the fields of [`Request::SetProps`].
 pub(super) fn encode_set_props(bucket: &str, props: &BucketProps, version: u64, out: &mut Vec<u8>) {
     // Validation keeps the bucket within its length byte.
     encode_bucket(bucket, out);
-    let mode = mode_byte(props.conflict) | (props.datatype.byte() << DATATYPE_SHIFT);
+    let ttl_flag = if props.ttl_s > 0 { TTL_FLAG } else { 0 };
+    let mode = mode_byte(props.conflict) | ttl_flag | (props.datatype.byte() << DATATYPE_SHIFT);
     out.extend_from_slice(&[props.n, props.r, props.w, props.dw, mode]);
     out.extend_from_slice(&version.to_be_bytes());
     if props.ttl_s > 0 {
@@ -64,11 +68,15 @@ pub(super) fn decode_set_props(reader: &mut Reader<'_>) -> Result<Request, Messa
     let conflict = decode_mode(&mut Reader::new(&[mode & MODE_MASK]))?;
     let datatype = DataType::from_byte(mode >> DATATYPE_SHIFT).ok_or(MessageError::Invalid("unknown datatype"))?;
     let version = reader.u64("props version")?;
-    // The default TTL (issue 14) follows the version, and only when set:
-    // props without one encode as before.
-    let ttl_s = match reader.remaining() {
+    // The default TTL (issue 14) follows the version when the mode byte
+    // says so: props without one encode as before, and a message cut
+    // before it is refused, never read as "no TTL".
+    let ttl_s = match mode & TTL_FLAG {
         0 => 0,
-        _ => reader.u64("default ttl_s")?,
+        _ => match reader.u64("default ttl_s")? {
+            0 => return Err(MessageError::Invalid("a default TTL flagged but zero")),
+            ttl_s => ttl_s,
+        },
     };
     let props = BucketProps { n, r, w, dw, conflict, datatype, ttl_s };
     props.validate().map_err(|_| MessageError::Invalid("bucket props out of range"))?;
