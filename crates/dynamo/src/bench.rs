@@ -25,7 +25,8 @@
 //! per-worker causal contexts), [`stats`] (histograms and error counts),
 //! [`link`] (a connection that reopens itself), [`worker`] (one client
 //! connection's loop), [`driver`] (phases and progress), [`load`]
-//! (`--load`), [`report`] (text and JSON), [`fsync_probe`], [`table`]
+//! (`--load`), [`report`] (text and JSON), [`fsync_probe`],
+//! [`visibility_probe`] (the PBS read-after-write curve), [`table`]
 //! (Markdown summary of result files).
 
 mod context_cache;
@@ -40,6 +41,7 @@ mod stats;
 mod table;
 #[cfg(test)]
 mod testing;
+mod visibility_probe;
 mod worker;
 mod workload;
 mod zipfian;
@@ -171,6 +173,18 @@ pub struct BenchArgs {
     /// (1 KiB appends, each followed by fdatasync) for --duration seconds.
     #[arg(long, value_name = "DIR")]
     pub fsync_probe: Option<PathBuf>,
+    /// Instead of a load test, measure the read-after-write probability
+    /// (PBS): write a fresh key through one node, wait, read it through
+    /// the next, for each of --probe-delays-ms (uses --nodes, --w, --r,
+    /// --bucket).
+    #[arg(long)]
+    pub visibility_probe: bool,
+    /// Delays (ms) between write and read of --visibility-probe.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,5,10,20,50,100")]
+    pub probe_delays_ms: Vec<u64>,
+    /// Samples per delay of --visibility-probe.
+    #[arg(long, default_value_t = 200)]
+    pub probe_samples: usize,
 }
 
 /// A validated benchmark configuration; also the `config` object of the
@@ -347,6 +361,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.fsync_probe {
         let duration_s = positive_seconds("--duration", args.duration.unwrap_or(DEFAULT_PROBE_DURATION_S))?;
         let probe = fsync_probe::run(dir, duration_s, info)?;
+        print!("{}", probe.to_text());
+        write_json(args.json.as_deref(), &probe)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.visibility_probe {
+        let config = visibility_probe::ProbeConfig {
+            nodes: parse_nodes(&args.nodes)?,
+            delays_ms: args.probe_delays_ms.clone(),
+            samples: args.probe_samples,
+            bucket: args.bucket.clone(),
+            write_query: query(&[("w", &args.w), ("dw", &args.dw)], args.timeout_ms),
+            read_query: query(&[("r", &args.r)], args.timeout_ms),
+        };
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+        let probe = runtime.block_on(visibility_probe::run(&config, info))?;
         print!("{}", probe.to_text());
         write_json(args.json.as_deref(), &probe)?;
         return Ok(ExitCode::SUCCESS);

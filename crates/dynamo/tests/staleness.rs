@@ -100,3 +100,28 @@ fn a_replica_that_missed_writes_gives_stale_answers_to_r1_reads_and_they_are_cou
         assert!(report["stale_replica_replies"].as_u64().expect("count") >= stale, "{report}");
     });
 }
+
+#[test]
+fn the_visibility_probe_sees_every_write_at_every_delay_when_r_plus_w_exceeds_n() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[]);
+    let nodes: Vec<String> = cluster.nodes.iter().map(|node| node.addr()).collect();
+    let json = dir.path().join("probe.json");
+    let output = std::process::Command::new(common::dynamo_bin())
+        .args(["bench", "--visibility-probe", "--probe-samples", "20", "--probe-delays-ms", "0,5"])
+        .arg("--nodes")
+        .arg(nodes.join(","))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("dynamo bench runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let delays = report["delays"].as_array().expect("delays");
+    assert_eq!(delays.len(), 2, "{report}");
+    for delay in delays {
+        assert_eq!(delay["samples"], 20, "{report}");
+        assert_eq!(delay["probability"], 1.0, "W=2, R=2, N=3: every read overlaps the write's quorum: {report}");
+    }
+    assert!(String::from_utf8_lossy(&output.stdout).contains("P(consistent)"));
+}
