@@ -35,6 +35,9 @@
 //!   section 4.7): incremental updates, top-down comparison, listing diffs.
 //! - [`crdt`]: convergent data types (delta-state CRDTs): so far the
 //!   PN-counter, with the laws every type obeys stated on its trait.
+//! - [`admission`]: the feedback controller that sets how much of its
+//!   rate background work may use from the foreground's p99 (paper
+//!   section 6.5, issue 16).
 //! - [`rng`]: the seeded SplitMix64 generator every reproducible choice
 //!   uses (simulation, gossip peers, chaos schedule, benchmark keys).
 //! - [`messages`]: node-to-node requests and responses behind one
@@ -43,6 +46,7 @@
 //!   bucket props, hints, Merkle exchange, membership, transfers). Their
 //!   golden bytes are pinned by `tests/wire_format.rs`.
 
+pub mod admission;
 pub mod codec;
 pub mod context;
 pub mod crdt;

@@ -67,6 +67,15 @@ pub const MAX_ANTI_ENTROPY_KEYS_PER_SEC: u32 = 1_000_000;
 pub const DEFAULT_LISTING_MAX_KEYS_PER_SEC: u32 = 50_000;
 /// Highest listing rate accepted.
 pub const MAX_LISTING_KEYS_PER_SEC: u32 = 10_000_000;
+/// Default foreground p99 the admission controller keeps background work
+/// under (issue 16): well above a healthy node's p99 on two cores at half
+/// load (64 ms in docs/benchmarks.md), so background work slows only when
+/// the foreground is in trouble.
+pub const DEFAULT_FOREGROUND_P99_TARGET_MS: u64 = 100;
+/// Highest target accepted.
+pub const MAX_FOREGROUND_P99_TARGET_MS: u64 = 60_000;
+/// How often the admission controller looks at the foreground.
+pub const ADMISSION_WINDOW: Duration = Duration::from_secs(1);
 /// Default time between two gossip rounds: the paper's one second. A
 /// round in sync costs one round trip of about 50 bytes each way.
 pub const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 1_000;
@@ -172,6 +181,9 @@ pub struct Settings {
     pub anti_entropy_max_keys_per_sec: Option<u32>,
     /// Most keys per second this node's key listings gather.
     pub listing_max_keys_per_sec: Option<u32>,
+    /// Foreground p99 (ms) admission control keeps background work under;
+    /// 0 turns it off (fixed rates).
+    pub foreground_p99_target_ms: Option<u64>,
     /// Most bytes per second this node copies in partition transfers.
     pub transfer_max_bytes_per_sec: Option<u64>,
     /// Milliseconds between two gossip rounds; 0 disables gossip.
@@ -297,6 +309,7 @@ impl Settings {
             anti_entropy_interval_ms: over.anti_entropy_interval_ms.or(self.anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec: over.anti_entropy_max_keys_per_sec.or(self.anti_entropy_max_keys_per_sec),
             listing_max_keys_per_sec: over.listing_max_keys_per_sec.or(self.listing_max_keys_per_sec),
+            foreground_p99_target_ms: over.foreground_p99_target_ms.or(self.foreground_p99_target_ms),
             transfer_max_bytes_per_sec: over.transfer_max_bytes_per_sec.or(self.transfer_max_bytes_per_sec),
             gossip_interval_ms: over.gossip_interval_ms.or(self.gossip_interval_ms),
             seeds: over.seeds.or(self.seeds),
@@ -391,6 +404,13 @@ impl Settings {
                 format!("{listing_max_keys_per_sec} is out of range 1..={MAX_LISTING_KEYS_PER_SEC}"),
             ));
         }
+        let foreground_p99_target_ms = self.foreground_p99_target_ms.unwrap_or(DEFAULT_FOREGROUND_P99_TARGET_MS);
+        if foreground_p99_target_ms > MAX_FOREGROUND_P99_TARGET_MS {
+            return Err(invalid(
+                "foreground_p99_target_ms",
+                format!("{foreground_p99_target_ms} is out of range 0..={MAX_FOREGROUND_P99_TARGET_MS} (0 disables)"),
+            ));
+        }
         let gossip_interval_ms = self.gossip_interval_ms.unwrap_or(DEFAULT_GOSSIP_INTERVAL_MS);
         if gossip_interval_ms != 0 && !(10..=3_600_000).contains(&gossip_interval_ms) {
             return Err(invalid(
@@ -466,6 +486,7 @@ impl Settings {
             anti_entropy_interval: Duration::from_millis(anti_entropy_interval_ms),
             anti_entropy_max_keys_per_sec,
             listing_max_keys_per_sec,
+            foreground_p99_target_ms,
             transfer_max_bytes_per_sec,
             gossip_interval: Duration::from_millis(gossip_interval_ms),
             seeds,
@@ -600,6 +621,9 @@ pub struct NodeConfig {
     pub anti_entropy_max_keys_per_sec: u32,
     /// Most keys per second this node's key listings gather.
     pub listing_max_keys_per_sec: u32,
+    /// Foreground p99 (ms) admission control keeps background work under;
+    /// 0: off.
+    pub foreground_p99_target_ms: u64,
     /// Most bytes per second copied by partition transfers.
     pub transfer_max_bytes_per_sec: u64,
     /// Time between gossip rounds; zero: no gossip rounds (the node still
@@ -649,6 +673,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("anti_entropy_interval", &self.anti_entropy_interval)
             .field("anti_entropy_max_keys_per_sec", &self.anti_entropy_max_keys_per_sec)
             .field("listing_max_keys_per_sec", &self.listing_max_keys_per_sec)
+            .field("foreground_p99_target_ms", &self.foreground_p99_target_ms)
             .field("transfer_max_bytes_per_sec", &self.transfer_max_bytes_per_sec)
             .field("gossip_interval", &self.gossip_interval)
             .field("seeds", &self.seeds)
@@ -779,6 +804,9 @@ mod tests {
             Settings::default().resolve().expect("valid").listing_max_keys_per_sec,
             DEFAULT_LISTING_MAX_KEYS_PER_SEC
         );
+        let too_patient =
+            Settings { foreground_p99_target_ms: Some(MAX_FOREGROUND_P99_TARGET_MS + 1), ..Settings::default() };
+        assert!(too_patient.resolve().expect_err("too long").to_string().contains("foreground_p99_target_ms"));
         let no_listing = Settings { listing_max_keys_per_sec: Some(0), ..Settings::default() };
         assert!(no_listing.resolve().expect_err("zero rate").to_string().contains("listing_max_keys_per_sec"));
         let too_slow =

@@ -53,6 +53,7 @@
 //! CI. A module uses only the floors below it.
 
 mod accept;
+pub mod admission;
 pub mod anti_entropy;
 pub mod buckets;
 pub mod clock;

@@ -23,6 +23,11 @@ const LATENCY_BUCKETS_S: [f64; 20] = [
     0.5, 1.0, 2.5, 10.0,
 ];
 
+/// The latency buckets' upper bounds, in milliseconds.
+pub fn latency_bounds_ms() -> Vec<f64> {
+    LATENCY_BUCKETS_S.iter().map(|bound| bound * 1000.0).collect()
+}
+
 /// Client operations that are measured separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -119,6 +124,22 @@ impl Metrics {
         self.siblings_returned.fetch_add(count as u64, Ordering::Relaxed);
     }
 
+    /// The latency bucket counts of every client data request (get, put,
+    /// delete) finished so far, summed; bucket `i` holds latencies up to
+    /// [`latency_bounds_ms`]`[i]`. Two snapshots give a window's p99
+    /// ([`dynamo_core::admission::window_quantile`]).
+    pub fn foreground_latency_counts(&self) -> Vec<u64> {
+        let foreground = [Operation::Get, Operation::Put, Operation::Delete];
+        (0..LATENCY_BUCKETS_S.len())
+            .map(|bucket| {
+                foreground
+                    .iter()
+                    .map(|op| self.operations[op.index()].latency.buckets[bucket].load(Ordering::Relaxed))
+                    .sum()
+            })
+            .collect()
+    }
+
     /// Records a write refused for its size.
     pub fn record_value_too_large(&self) {
         self.values_too_large.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +228,18 @@ impl Metrics {
 }
 
 /// Renders the failure-handling metrics: each peer's reachability as this
+/// The admission controller's current budget (`crate::admission`): the
+/// share of their configured rates background work may use.
+pub fn render_background_budget(out: &mut String, node_id: &str, budget: f64) {
+    let node = escape_label(node_id);
+    let _ = writeln!(
+        out,
+        "# HELP dynamo_background_budget Share of its configured rate background work (repair, transfers, listing) may \
+         use now; admission control lowers it while the foreground p99 is over target.\n# TYPE \
+         dynamo_background_budget gauge\ndynamo_background_budget{{node=\"{node}\"}} {budget}"
+    );
+}
+
 /// node's failure detector sees it, and the hint store.
 pub fn render_failure_handling(node_id: &str, peers: &[PeerReport], hints: HintStats) -> String {
     let mut out = String::with_capacity(2 * 1024);

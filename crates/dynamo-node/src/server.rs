@@ -249,7 +249,8 @@ pub fn assemble<T: Transport>(
     let buckets = Arc::new(
         BucketRegistry::new(store.clone(), config.default_props).with_bucket_default(&config.resp_bucket, resp_props),
     );
-    let services = NodeServices { replica, cluster, peers, detector, buckets, hints };
+    let background = Arc::new(crate::pacer::BackgroundBudget::default());
+    let services = NodeServices { replica, cluster, peers, detector, buckets, hints, background };
     let coordinator = Arc::new(
         Coordinator::new(services.clone(), config.request_timeout).with_listing_rate(config.listing_max_keys_per_sec),
     );
@@ -331,6 +332,8 @@ pub struct Node {
     rpc_listener: TcpRpcListener,
     api: Arc<Api>,
     parts: NodeParts,
+    /// The request metrics admission control reads the foreground from.
+    foreground: Arc<Metrics>,
 }
 
 impl Node {
@@ -352,6 +355,7 @@ impl Node {
         };
         let parts = assemble(&config, store, wall, transport, Arc::new(OsNonce), fresh_actor_id())?;
         let metrics = Arc::new(Metrics::default());
+        let foreground = metrics.clone();
         let api_parts = ApiParts {
             coordinator: parts.coordinator.clone(),
             services: parts.services.clone(),
@@ -371,7 +375,15 @@ impl Node {
             None => None,
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?),
         };
-        Ok(Node { config, listener, resp_listener, rpc_listener: TcpRpcListener::from(rpc_listener), api, parts })
+        Ok(Node {
+            config,
+            listener,
+            resp_listener,
+            rpc_listener: TcpRpcListener::from(rpc_listener),
+            api,
+            parts,
+            foreground,
+        })
     }
 
     /// The address the HTTP API listens on (useful with port 0).
@@ -386,8 +398,18 @@ impl Node {
 
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Node { config, listener, resp_listener, rpc_listener, api, parts } = self;
+        let Node { config, listener, resp_listener, rpc_listener, api, parts, foreground } = self;
         let mut parts = parts;
+        let (stop_admission, admission_stopped) = tokio::sync::watch::channel(false);
+        let admission_task = (config.foreground_p99_target_ms > 0).then(|| {
+            tokio::spawn(crate::admission::run(
+                foreground,
+                parts.services.background.clone(),
+                config.foreground_p99_target_ms,
+                crate::config::ADMISSION_WINDOW,
+                stopped(admission_stopped),
+            ))
+        });
         let background = parts.spawn_background();
         let NodeParts { handler, rpc_config, store, actor, anti_entropy, membership, transfers, coordinator, .. } =
             parts;
@@ -434,6 +456,10 @@ impl Node {
             task.abort();
         }
         let _ = anti_entropy_task.await;
+        let _ = stop_admission.send(true);
+        if let Some(task) = admission_task {
+            let _ = task.await;
+        }
         let dir = config.data_dir.display().to_string();
         store.close().map_err(|source| ServerError::Storage { dir, source })?;
         info!("storage closed; node stopped");

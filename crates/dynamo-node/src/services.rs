@@ -33,4 +33,7 @@ pub struct NodeServices {
     pub buckets: Arc<BucketRegistry>,
     /// Writes held here for unreachable replicas.
     pub hints: Arc<HintStore>,
+    /// The share of their rates background work may use now (admission
+    /// control, `crate::admission`).
+    pub background: Arc<crate::pacer::BackgroundBudget>,
 }

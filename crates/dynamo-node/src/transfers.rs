@@ -480,7 +480,9 @@ impl Transfers {
     /// Sleeps as long as copying `bytes` takes at the configured rate.
     async fn throttle(&self, bytes: u64) {
         let rate = self.config.max_bytes_per_sec.max(1);
-        let wait = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        // Admission control (`crate::admission`) stretches the pause when
+        // the foreground is slow.
+        let wait = self.services.background.stretch(Duration::from_secs_f64(bytes as f64 / rate as f64));
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }

@@ -133,7 +133,8 @@ fn cluster(stores: [Store; 2]) -> (TestNode, TestNode, Arc<DirectPeers>) {
             cluster.ring().nodes().map(|spec| spec.id.clone()).filter(|node| node != cluster.local()).collect();
         let detector = Arc::new(FailureDetector::new(LivenessPolicy::default(), others));
         let hints = Arc::new(HintStore::open(store_for_hints, Q, 1 << 20).expect("hint store"));
-        let services = NodeServices { replica, cluster, peers: peers.clone(), detector, buckets, hints };
+        let background = Arc::default();
+        let services = NodeServices { replica, cluster, peers: peers.clone(), detector, buckets, hints, background };
         let coordinator = Arc::new(Coordinator::new(services.clone(), Duration::from_secs(5)));
         let settings = AntiEntropyConfig {
             interval: Duration::ZERO,

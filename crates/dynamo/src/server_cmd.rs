@@ -114,6 +114,9 @@ pub struct ServerArgs {
     /// Most keys per second this node's key listings (GET /buckets/{b}/keys, SCAN) gather [default: 50000].
     #[arg(long)]
     pub listing_max_keys_per_sec: Option<u32>,
+    /// Foreground p99 in ms that admission control keeps background work (repair, transfers, listing) under; 0 turns it off [default: 100].
+    #[arg(long)]
+    pub foreground_p99_target_ms: Option<u64>,
     /// Most bytes per second this node copies in partition transfers after a membership change [default: 20971520].
     #[arg(long)]
     pub transfer_max_bytes_per_sec: Option<u64>,
@@ -174,6 +177,7 @@ impl ServerArgs {
             anti_entropy_interval_ms: self.anti_entropy_interval_ms,
             anti_entropy_max_keys_per_sec: self.anti_entropy_max_keys_per_sec,
             listing_max_keys_per_sec: self.listing_max_keys_per_sec,
+            foreground_p99_target_ms: self.foreground_p99_target_ms,
             transfer_max_bytes_per_sec: self.transfer_max_bytes_per_sec,
             gossip_interval_ms: self.gossip_interval_ms,
             seeds: if self.seeds.is_empty() { None } else { Some(self.seeds) },

@@ -99,12 +99,14 @@ enum StepError {
 pub(super) struct RepairPacer {
     spacing: Duration,
     next: Option<Instant>,
+    budget: std::sync::Arc<crate::pacer::BackgroundBudget>,
 }
 
 impl RepairPacer {
-    /// A pacer allowing `max_keys_per_sec` repairs per second (at least 1).
-    pub(super) fn new(max_keys_per_sec: u32) -> Self {
-        Self { spacing: Duration::from_secs(1) / max_keys_per_sec.max(1), next: None }
+    /// A pacer allowing `max_keys_per_sec` repairs per second (at least 1)
+    /// at the full `budget` (admission control scales it).
+    pub(super) fn new(max_keys_per_sec: u32, budget: std::sync::Arc<crate::pacer::BackgroundBudget>) -> Self {
+        Self { spacing: Duration::from_secs(1) / max_keys_per_sec.max(1), next: None, budget }
     }
 
     /// Waits until the next repair may start.
@@ -114,7 +116,7 @@ impl RepairPacer {
         if turn > now {
             tokio::time::sleep_until(turn).await;
         }
-        self.next = Some(turn + self.spacing);
+        self.next = Some(turn + self.budget.stretch(self.spacing));
     }
 }
 

@@ -204,10 +204,11 @@ pub struct AntiEntropy {
 impl AntiEntropy {
     /// The service over the node's replica, cluster view and peers.
     pub fn new(services: NodeServices, wall: Arc<dyn WallClock>, config: AntiEntropyConfig) -> Self {
+        let pacer = RepairPacer::new(config.max_keys_per_sec, services.background.clone());
         Self {
             services,
             wall,
-            running: tokio::sync::Mutex::new(RepairPacer::new(config.max_keys_per_sec)),
+            running: tokio::sync::Mutex::new(pacer),
             config,
             next_partition: AtomicU32::new(0),
             status: Mutex::new(StatusBook::default()),

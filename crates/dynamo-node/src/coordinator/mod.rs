@@ -76,11 +76,13 @@ impl Coordinator {
     /// A coordinator over the node's `services`; requests that set no
     /// timeout get `default_timeout`.
     pub fn new(services: NodeServices, default_timeout: Duration) -> Self {
+        let listing_pacer =
+            crate::pacer::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC, services.background.clone());
         Self {
             services,
             default_timeout,
             fastest_reader: Mutex::new(HashMap::new()),
-            listing_pacer: crate::pacer::Pacer::new(crate::config::DEFAULT_LISTING_MAX_KEYS_PER_SEC),
+            listing_pacer,
             staleness: Arc::default(),
         }
     }
@@ -94,7 +96,7 @@ impl Coordinator {
     /// This coordinator with its listings capped at `keys_per_sec`, shared
     /// by every listing it serves.
     pub fn with_listing_rate(mut self, keys_per_sec: u32) -> Self {
-        self.listing_pacer = crate::pacer::Pacer::new(keys_per_sec);
+        self.listing_pacer = crate::pacer::Pacer::new(keys_per_sec, self.services.background.clone());
         self
     }
 

@@ -360,6 +360,7 @@ impl AdminApi {
         );
         crate::metrics::render_transfers(&mut body, &self.node_id, &self.transfers.report());
         self.staleness.render(&mut body, &crate::metrics::escape_label(&self.node_id));
+        crate::metrics::render_background_budget(&mut body, &self.node_id, self.services.background.get());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response
