@@ -2,6 +2,8 @@
 # and restart one of its nodes (source it; it sets `set -euo pipefail`).
 #
 #   start_dev_cluster NODES PORT   build (unless DYNAMO_BIN), start the
+#                                  cluster (every node also gets each of
+#                                  the space-separated DEV_SERVER_ARGS),
 #                                  cluster in a temporary $data directory,
 #                                  wait until every node answers /ping;
 #                                  everything is stopped and removed on exit
@@ -33,7 +35,9 @@ start_dev_cluster() { # nodes port
   fi
   data=$(mktemp -d)
   trap cleanup_dev_cluster EXIT
-  "$DYNAMO_BIN" dev --nodes "$nodes" --http-port-base "$port" --data-dir "$data" >"$data/dev.log" 2>&1 &
+  local extra=() arg
+  for arg in ${DEV_SERVER_ARGS:-}; do extra+=("--server-arg=$arg"); done
+  "$DYNAMO_BIN" dev --nodes "$nodes" --http-port-base "$port" --data-dir "$data" "${extra[@]}" >"$data/dev.log" 2>&1 &
   dev_pid=$!
   for ((i = 0; i < nodes; i++)); do
     until curl -sf "http://127.0.0.1:$((port + i))/ping" >/dev/null; do sleep 0.1; done
