@@ -75,3 +75,77 @@ pub(crate) fn ring_response(view: &ClusterView, node: &str, request: &ApiRequest
     }
     json_response(StatusCode::OK, &routing_json(view, node))
 }
+
+#[cfg(test)]
+mod tests {
+    use dynamo_client::RingView;
+    use dynamo_core::keys::ObjectKey;
+    use dynamo_core::membership::{Announcement, ClusterState};
+    use dynamo_core::ring::{NodeId, NodeSpec};
+
+    use super::*;
+    use crate::cluster::Cluster;
+
+    fn announcement(index: usize) -> Announcement {
+        Announcement {
+            id: NodeId::new(format!("node{index}")),
+            rpc_addr: format!("127.0.0.1:{}", 9080 + index),
+            http_addr: Some(format!("127.0.0.1:{}", 8080 + index)),
+            capacity: 1,
+            zone: None,
+        }
+    }
+
+    /// Three members with their HTTP addresses announced, then a fourth
+    /// joined and the plan committed: every moved partition is unsettled.
+    fn states() -> (ClusterState, ClusterState) {
+        let members: Vec<(NodeSpec, String)> = (0..3)
+            .map(|index| (NodeSpec::new(format!("node{index}"), 1), format!("127.0.0.1:{}", 9080 + index)))
+            .collect();
+        let mut state = ClusterState::from_static(64, &members).expect("static state");
+        for index in 0..3 {
+            state = state.with_announcement(&announcement(index)).unwrap_or(state);
+        }
+        let joined = state.with_joining(&announcement(3), 64).expect("join");
+        let plan = joined.plan().expect("plan");
+        let committed = joined.commit(&plan, &[1, 3]).expect("commit");
+        (state, committed)
+    }
+
+    /// Whether the client's view of `view`'s document routes every
+    /// partition as `view` does, for each n in use.
+    fn assert_same_routing(view: &ClusterView) {
+        let document = routing_json(view, "node0").to_string();
+        let client = RingView::from_json(document.as_bytes()).expect("the client parses GET /ring");
+        assert_eq!(client.epoch(), view.state().epoch());
+        assert_eq!(client.routing(), view.routing());
+        for index in 0..300 {
+            let key = format!("key-{index}");
+            let object = ObjectKey::new("b", key.as_bytes()).expect("key");
+            let partition = object.partition(view.ring().partitions());
+            for n in [1, 3] {
+                assert_eq!(client.read_list("b", key.as_bytes(), n).expect("reads"), view.read_list(partition, n));
+                assert_eq!(client.write_lists("b", key.as_bytes(), n).expect("writes"), view.write_lists(partition, n));
+                assert_eq!(
+                    client.preference_list("b", key.as_bytes(), n).expect("list"),
+                    view.ring().key_preference_list(&object, usize::from(n))
+                );
+            }
+        }
+        for member in view.state().members() {
+            assert_eq!(client.http_addr(&member.id), member.http_addr.as_deref());
+        }
+    }
+
+    #[test]
+    fn the_ring_document_rebuilds_the_nodes_routing_before_and_during_a_move() {
+        let (settled, moving) = states();
+        let before = Cluster::new(NodeId::new("node0"), settled).view();
+        assert!(before.moving().is_none());
+        assert_same_routing(&before);
+        let during = Cluster::new(NodeId::new("node0"), moving).view();
+        assert!(during.moving().is_some_and(|(_, partitions)| !partitions.is_empty()), "the commit moves partitions");
+        assert_same_routing(&during);
+        assert_eq!(routing_json(&during, "node0")["members"].as_array().map(Vec::len), Some(4));
+    }
+}
