@@ -85,7 +85,7 @@ impl ReplicaApi {
             Ok(props) => props,
             Err(problem) => return props_error(problem),
         };
-        if let Err(refusal) = self.check_replica(key, &props, Access::Read) {
+        if let Some(refusal) = self.misdirected(key, &props, Access::Read) {
             return refusal;
         }
         match self.services.replica.read(key) {
@@ -113,7 +113,7 @@ impl ReplicaApi {
             Ok(props) => props,
             Err(problem) => return props_error(problem),
         };
-        if let Err(refusal) = self.check_replica(key, &props, Access::Write) {
+        if let Some(refusal) = self.misdirected(key, &props, Access::Write) {
             return refusal;
         }
         let object = match self.read_object(request).await {
@@ -129,9 +129,9 @@ impl ReplicaApi {
         }
     }
 
-    /// `Ok` when this node replicates `key` for `access` by its own ring,
-    /// else the `421` that says who does.
-    fn check_replica(&self, key: &ObjectKey, props: &BucketProps, access: Access) -> Result<(), HttpResponse> {
+    /// `None` when this node replicates `key` for `access` by its own
+    /// ring, else the `421` that says who does.
+    fn misdirected(&self, key: &ObjectKey, props: &BucketProps, access: Access) -> Option<HttpResponse> {
         let view = self.services.cluster.view();
         let partition = key.partition(view.ring().partitions());
         let replicas = match access {
@@ -140,7 +140,7 @@ impl ReplicaApi {
         };
         let local = self.services.cluster.local();
         if replicas.contains(local) {
-            return Ok(());
+            return None;
         }
         let (what, list) = match access {
             Access::Read => ("read", "read list"),
@@ -161,7 +161,7 @@ impl ReplicaApi {
             "partition": partition,
             "replicas": replicas.iter().map(ToString::to_string).collect::<Vec<_>>(),
         });
-        Err(json_response(StatusCode::MISDIRECTED_REQUEST, &body))
+        Some(json_response(StatusCode::MISDIRECTED_REQUEST, &body))
     }
 
     /// Reads and decodes the posted object, refusing a body over the limit
