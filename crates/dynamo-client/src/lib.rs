@@ -5,10 +5,14 @@
 //! context between a read and the write that follows it.
 //!
 //! Map: [`connection`] (requests and typed results), [`multipart`] (parsing
-//! sibling bodies), [`encode`] (percent-encoding of path segments).
+//! sibling bodies), [`encode`] (percent-encoding of path segments), [`ring`]
+//! (the ring a node's `GET /ring` describes, and which nodes replicate a
+//! key: the pure model of the partition-aware client, paper section 6.4).
 
 pub mod connection;
 pub mod encode;
 pub mod multipart;
+pub mod ring;
 
 pub use connection::{ClientError, Connection, GetResult, RawResponse, Sibling, WriteOptions, connect};
+pub use ring::{RingView, RingViewError};

@@ -25,6 +25,9 @@
 //!   (paper section 4.8).
 //! - [`transition`]: a ring change in progress: which nodes copy which
 //!   partitions before the new ring alone is trusted (paper section 4.9).
+//! - [`routing`]: the replica lists reads and writes of a partition go to,
+//!   by the committed ring and the ring change in progress; shared by the
+//!   nodes and the partition-aware client (paper section 6.4).
 //! - [`quorum`]: counting W/DW acknowledgements and R replies, the targets of
 //!   read repair, and the diagnostics of a `503` (paper sections 4.5 and 5).
 //! - [`failure_detector`]: the pure rules of local failure detection: which
@@ -62,6 +65,7 @@ pub mod props;
 pub mod quorum;
 pub mod ring;
 pub mod rng;
+pub mod routing;
 pub mod transition;
 pub mod version;
 

@@ -16,7 +16,9 @@
 //! replicas under the ring being left ([`Cluster::read_list`]), writes to
 //! the replicas under both ([`Cluster::write_lists`]). Settled partitions
 //! use the committed ring alone. The set of moving partitions is computed
-//! once per view, not per request.
+//! once per view, not per request. The rules themselves are
+//! [`dynamo_core::routing`]'s, the same the partition-aware client routes
+//! by once it has learned the ring from `GET /ring`.
 //!
 //! With a static member list and no membership change, the view is the
 //! first state computed from the configuration and never changes: the ring
@@ -29,6 +31,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use dynamo_core::keys::ObjectKey;
 use dynamo_core::membership::{Announcement, ClusterState, MemberStatus, MembershipError, StateDigest};
 use dynamo_core::ring::{NodeId, NodeSpec, Ring};
+use dynamo_core::routing::Routing;
 
 use crate::config::NodeConfig;
 
@@ -37,13 +40,11 @@ use crate::config::NodeConfig;
 pub struct ClusterView {
     version: u64,
     state: ClusterState,
-    ring: Arc<Ring>,
+    /// The committed ring and, while partitions move, the ring being left
+    /// (the same rules the partition-aware client routes by).
+    routing: Routing,
     rpc_addrs: BTreeMap<NodeId, String>,
     digest: StateDigest,
-    /// The ring being left, while some partition still moves.
-    moving_from: Option<Ring>,
-    /// The partitions still moving (a pull pending).
-    unsettled: BTreeSet<u32>,
 }
 
 impl ClusterView {
@@ -51,14 +52,15 @@ impl ClusterView {
         let ring = Arc::new(state.ring().clone());
         let mut rpc_addrs = state.rpc_addrs();
         let digest = state.digest();
-        let unsettled = state.unsettled_partitions();
-        let moving_from = match state.transition() {
-            Some(transition) if !unsettled.is_empty() => Some(transition.from_ring().clone()),
-            _ => None,
+        let routing = match state.transition() {
+            Some(transition) => {
+                Routing::in_transition(ring, transition.from_ring().clone(), state.unsettled_partitions())
+            }
+            None => Routing::settled(ring),
         };
         // Nodes of the ring being left stay reachable while data moves off
         // them, whatever their status.
-        if let Some(from) = &moving_from {
+        if let Some((from, _)) = routing.moving() {
             for spec in from.nodes() {
                 if let Some(member) = state.member(&spec.id)
                     && member.status != MemberStatus::Removed
@@ -67,38 +69,29 @@ impl ClusterView {
                 }
             }
         }
-        Self { version, state, ring, rpc_addrs, digest, moving_from, unsettled }
+        Self { version, state, routing, rpc_addrs, digest }
     }
 
     /// The ring being left and the partitions still moving off it, while
     /// a ring change is in progress.
     pub fn moving(&self) -> Option<(&Ring, &BTreeSet<u32>)> {
-        self.moving_from.as_ref().map(|from| (from, &self.unsettled))
+        self.routing.moving()
     }
 
-    /// The ring being left, if `partition` is still moving off it.
-    fn moving_from(&self, partition: u32) -> Option<&Ring> {
-        self.moving_from.as_ref().filter(|_| self.unsettled.contains(&partition))
+    /// The routing rules of this view: what `GET /ring` hands a
+    /// partition-aware client, so it computes the same lists.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
-    /// Where reads of `partition` go: its first `n` nodes under the ring
-    /// being left while it moves, else under the committed ring.
+    /// Where reads of `partition` go (see [`Routing::read_list`]).
     pub fn read_list(&self, partition: u32, n: u8) -> Vec<NodeId> {
-        self.moving_from(partition).unwrap_or(&self.ring).preference_list(partition, usize::from(n))
+        self.routing.read_list(partition, n)
     }
 
-    /// Where writes of `partition` go: its first `n` nodes under the ring
-    /// being left and under the committed ring while it moves (each list
-    /// must reach W), else under the committed ring alone.
+    /// Where writes of `partition` go (see [`Routing::write_lists`]).
     pub fn write_lists(&self, partition: u32, n: u8) -> Vec<Vec<NodeId>> {
-        let new = self.ring.preference_list(partition, usize::from(n));
-        match self.moving_from(partition) {
-            Some(from) => {
-                let old = from.preference_list(partition, usize::from(n));
-                if old == new { vec![new] } else { vec![old, new] }
-            }
-            None => vec![new],
-        }
+        self.routing.write_lists(partition, n)
     }
 
     /// Version of this view on this node: 1 for the first, one more on
@@ -114,7 +107,7 @@ impl ClusterView {
 
     /// The committed ring.
     pub fn ring(&self) -> &Arc<Ring> {
-        &self.ring
+        self.routing.ring()
     }
 
     /// Digest of the state (what gossip compares).
@@ -166,13 +159,13 @@ impl Cluster {
 
     /// The committed ring of the current view.
     pub fn ring(&self) -> Arc<Ring> {
-        self.view().ring.clone()
+        self.view().ring().clone()
     }
 
     /// Number of nodes in the committed ring (the nodes that can be
     /// replicas and fallbacks).
     pub fn size(&self) -> usize {
-        self.view().ring.nodes().count()
+        self.view().ring().nodes().count()
     }
 
     /// Where `node`'s RPC listener is reached.
@@ -183,26 +176,26 @@ impl Cluster {
     /// The first `n` distinct nodes for `key` under the committed ring
     /// (fewer when the ring has fewer nodes than `n`).
     pub fn preference_list(&self, key: &ObjectKey, n: u8) -> Vec<NodeId> {
-        self.view().ring.key_preference_list(key, usize::from(n))
+        self.view().ring().key_preference_list(key, usize::from(n))
     }
 
     /// The nodes that serve reads of `key` (see [`ClusterView::read_list`]).
     pub fn read_list(&self, key: &ObjectKey, n: u8) -> Vec<NodeId> {
         let view = self.view();
-        view.read_list(key.partition(view.ring.partitions()), n)
+        view.read_list(key.partition(view.ring().partitions()), n)
     }
 
     /// The replica lists writes of `key` must each reach W in (see
     /// [`ClusterView::write_lists`]).
     pub fn write_lists(&self, key: &ObjectKey, n: u8) -> Vec<Vec<NodeId>> {
         let view = self.view();
-        view.write_lists(key.partition(view.ring.partitions()), n)
+        view.write_lists(key.partition(view.ring().partitions()), n)
     }
 
     /// Whether `key`'s partition is moving between rings.
     pub fn is_moving(&self, key: &ObjectKey) -> bool {
         let view = self.view();
-        view.moving_from(key.partition(view.ring.partitions())).is_some()
+        view.routing.moving_from(key.partition(view.ring().partitions())).is_some()
     }
 
     /// The other nodes this node may call: every member not removed, and

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::anti_entropy::{AntiEntropy, AntiEntropyTotals, TriggerError};
 use crate::gossip::Gossip;
 use crate::http::responses::{ApiRequest, HttpResponse, error, json_response, props_error, set_header};
-use crate::http::{multipart, params};
+use crate::http::{multipart, params, ring};
 use crate::membership::{ChangeError, CommitError, JoinError, shares};
 use crate::metrics::{Metrics, render_failure_handling, render_membership};
 use crate::services::NodeServices;
@@ -93,12 +93,12 @@ impl AdminApi {
                 } else {
                     peers.iter().find(|peer| peer.node == member.id.as_str()).map_or("unknown", |peer| peer.state)
                 };
-                json!({
-                    "id": member.id.to_string(),
-                    "status": member.status,
-                    "rpc_addr": member.rpc_addr,
-                    "http_addr": member.http_addr,
-                    "capacity": member.capacity,
+                // What `GET /ring` says of the member, and what an operator
+                // wants beside it.
+                let mut entry = ring::member_json(member);
+                entry["rpc_addr"] = json!(member.rpc_addr);
+                entry["capacity"] = json!(member.capacity);
+                let more = json!({
                     "zone": member.zone,
                     "version": member.version,
                     "in_ring": ring.node(&member.id).is_some(),
@@ -106,7 +106,11 @@ impl AdminApi {
                     "share": share.map_or(0.0, |share| share.fraction),
                     "ideal": share.map_or(0.0, |share| share.ideal),
                     "reachable": reachable,
-                })
+                });
+                if let (Some(fields), serde_json::Value::Object(more)) = (entry.as_object_mut(), more) {
+                    fields.extend(more);
+                }
+                entry
             })
             .collect();
         let gossip = self.gossip.stats();
@@ -131,24 +135,19 @@ impl AdminApi {
         )
     }
 
-    /// The committed ring: each partition's owner and each node's share.
+    /// The committed ring (as `GET /ring` renders it): each partition's
+    /// owner, each node's spec, and each node's share.
     pub(crate) fn admin_ring(&self, request: &ApiRequest) -> HttpResponse {
         if let Err(message) = params::parse_query(request.uri().query(), &[]) {
             return error(StatusCode::BAD_REQUEST, message);
         }
         let view = self.gossip.membership().cluster().view();
         let ring = view.ring();
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "node": self.node_id,
-                "epoch": ring.version(),
-                "partitions": ring.partitions(),
-                "owners": ring.owners().iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "shares": shares(ring),
-                "max_imbalance": ring.max_imbalance(),
-            }),
-        )
+        let mut body = ring::ring_json(ring);
+        body["node"] = json!(self.node_id);
+        body["shares"] = json!(shares(ring));
+        body["max_imbalance"] = json!(ring.max_imbalance());
+        json_response(StatusCode::OK, &body)
     }
 
     /// The plan: the ring the current members would have, its moves,

@@ -8,6 +8,10 @@
 //! - [`objects`]: get, put and delete of a key, bucket props;
 //! - [`datatypes`]: reads and operations of counters and sets (issue 12).
 //! - [`listing`]: the buckets, and a bucket's keys page by page (issue 14).
+//! - [`ring`]: `GET /ring`, the ring a partition-aware client routes by,
+//!   and the ring epoch header on every answer (issue 15).
+//! - [`replicas`]: this node's own copy of a key, read and merged, for a
+//!   client that coordinates by itself (issue 15).
 //! - [`admin`]: membership, replicas of a key, peers, hints,
 //!   anti-entropy, metrics.
 //! - [`params`]: the query string and percent-encoding.
@@ -15,7 +19,9 @@
 //! - [`body`]: the request body, and draining one that was refused.
 //! - [`responses`]: response types, JSON errors and status codes.
 //!
-//! This module routes a request to its handler and records its metrics.
+//! This module routes a request to its handler, records its metrics and
+//! stamps every answer with the node's ring epoch
+//! ([`ring::RING_EPOCH_HEADER`]).
 
 pub mod admin;
 pub mod body;
@@ -26,7 +32,9 @@ pub mod multipart;
 pub mod objects;
 pub mod op_json;
 pub mod params;
+pub mod replicas;
 pub mod responses;
+pub mod ring;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,8 +54,10 @@ use admin::{AdminApi, AdminParts};
 use body::TrackedBody;
 pub use objects::CONTEXT_HEADER;
 use objects::ObjectApi;
+use replicas::ReplicaApi;
 pub use responses::HttpResponse;
-use responses::{ApiRequest, error, method_not_allowed, text};
+use responses::{ApiRequest, error, method_not_allowed, set_header, text};
+pub use ring::RING_EPOCH_HEADER;
 
 /// The node parts the HTTP front end serves.
 pub struct ApiParts {
@@ -68,10 +78,13 @@ pub struct Api {
     objects: ObjectApi,
     datatypes: datatypes::DatatypeApi,
     listing: listing::ListingApi,
+    replicas: ReplicaApi,
     admin: AdminApi,
     /// Whether this node serves data yet (not during a start-up join).
     gossip: Arc<Gossip>,
     metrics: Arc<Metrics>,
+    /// This node's id, named in `GET /ring`.
+    node_id: String,
 }
 
 impl Api {
@@ -89,12 +102,14 @@ impl Api {
         let listing = listing::ListingApi::new(coordinator.clone());
         let staleness = coordinator.staleness();
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
+        let replicas = ReplicaApi::new(services.clone(), max_value_bytes);
         let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness };
-        let admin = AdminApi::new(admin_parts, metrics.clone(), node_id, partitions);
-        Self { objects, datatypes, listing, admin, gossip, metrics }
+        let admin = AdminApi::new(admin_parts, metrics.clone(), node_id.clone(), partitions);
+        Self { objects, datatypes, listing, replicas, admin, gossip, metrics, node_id }
     }
 
-    /// Serves one request, recording its metrics.
+    /// Serves one request, recording its metrics; the answer carries this
+    /// node's ring epoch, whatever it is.
     pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
@@ -107,6 +122,8 @@ impl Api {
             // See `body`: hyper closes this connection after the answer.
             response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        let epoch = self.gossip.membership().cluster().ring().version();
+        set_header(&mut response, RING_EPOCH_HEADER, &epoch.to_string());
         response
     }
 
@@ -117,6 +134,30 @@ impl Api {
         match (method, segments.as_slice()) {
             (Method::GET, ["ping"]) => (Operation::Other, text(StatusCode::OK, "OK")),
             (Method::GET, ["metrics"]) => (Operation::Other, self.admin.metrics_response()),
+            (method, ["ring"]) => {
+                if method != Method::GET {
+                    return (Operation::Other, method_not_allowed("GET"));
+                }
+                let membership = self.gossip.membership();
+                if let Some(reason) = membership.not_serving_reason() {
+                    return (Operation::Other, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
+                (Operation::Other, ring::ring_response(&membership.cluster().view(), &self.node_id, &request))
+            }
+            (method, ["replica", bucket, key]) => {
+                if method != Method::GET && method != Method::PUT {
+                    return (Operation::Other, method_not_allowed("GET, PUT"));
+                }
+                if let Some(reason) = self.gossip.membership().not_serving_reason() {
+                    return (Operation::Other, error(StatusCode::SERVICE_UNAVAILABLE, reason));
+                }
+                let response = match objects::object_key(bucket, key) {
+                    Err(problem) => problem.into_response(),
+                    Ok(key) if method == Method::GET => self.replicas.get_replica(&key, request).await,
+                    Ok(key) => self.replicas.put_replica(&key, request).await,
+                };
+                (Operation::Other, response)
+            }
             (method, ["buckets", bucket, "keys", key]) => {
                 let operation = match method {
                     Method::GET => Operation::Get,
