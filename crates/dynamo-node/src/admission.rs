@@ -4,7 +4,8 @@
 //! ([`dynamo_core::admission::AdmissionController`]), and publishes the
 //! resulting budget, the share of its configured rate that each kind of
 //! background work may use: key listings ([`crate::pacer::Pacer`]),
-//! anti-entropy repairs and partition transfers scale their pace by it.
+//! anti-entropy repairs and partition transfers scale their pace by it,
+//! and hint delivery rests between batches in proportion.
 //!
 //! Only HTTP data requests (get, put, delete) count as foreground: the
 //! Redis front end's commands are not measured yet.

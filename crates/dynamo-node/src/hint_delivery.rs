@@ -14,7 +14,9 @@
 //!
 //! Delivery is paced: batches of [`DELIVERY_BATCH`] hints, at most
 //! [`DELIVERY_CONCURRENCY`] in flight per owner, one owner at a time, so
-//! catching a returning node up does not starve client requests.
+//! catching a returning node up does not starve client requests; while
+//! admission control has lowered the background budget
+//! (`crate::admission`), each batch is followed by a rest in proportion.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +147,16 @@ impl HintDelivery {
             let Some(last) = batch.last() else { return round };
             after = last.record_key.clone();
             let failed_before = round.failed;
+            let started = tokio::time::Instant::now();
             self.deliver_batch(owner, batch, &mut round).await;
+            // Admission control: at budget b, delivery runs a share b of
+            // the time (a batch that took t is followed by t(1/b - 1) of
+            // rest); at the full budget, back to back as before.
+            let busy = started.elapsed();
+            let rest = self.services.background.stretch(busy).saturating_sub(busy);
+            if !rest.is_zero() {
+                tokio::time::sleep(rest).await;
+            }
             let in_ring = self.services.cluster.ring().node(owner).is_some();
             if round.failed > failed_before || (in_ring && !self.services.detector.is_up(owner)) {
                 return round;
