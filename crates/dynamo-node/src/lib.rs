@@ -73,6 +73,7 @@ pub mod pacer;
 pub mod peers;
 pub mod replica;
 pub mod resp;
+pub mod series;
 pub mod server;
 pub mod services;
 pub mod staleness;

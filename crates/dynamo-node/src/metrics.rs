@@ -140,6 +140,18 @@ impl Metrics {
             .collect()
     }
 
+    /// The latency bucket counts of `operation` so far (bounds:
+    /// [`latency_bounds_ms`]).
+    pub fn latency_counts(&self, operation: Operation) -> Vec<u64> {
+        let latency = &self.operations[operation.index()].latency;
+        latency.buckets.iter().map(|count| count.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Reads answered with siblings so far.
+    pub fn reads_with_siblings(&self) -> u64 {
+        self.reads_with_siblings.load(Ordering::Relaxed)
+    }
+
     /// Records a write refused for its size.
     pub fn record_value_too_large(&self) {
         self.values_too_large.fetch_add(1, Ordering::Relaxed);

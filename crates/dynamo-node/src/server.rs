@@ -334,6 +334,10 @@ pub struct Node {
     parts: NodeParts,
     /// The request metrics admission control reads the foreground from.
     foreground: Arc<Metrics>,
+    /// The dashboard's history, sampled while the node runs.
+    series: Arc<crate::series::Series>,
+    /// The node's wall clock.
+    wall: Arc<dyn WallClock>,
 }
 
 impl Node {
@@ -353,15 +357,18 @@ impl Node {
             Some(ip) => TcpTransport::with_outgoing_ip(ip),
             None => TcpTransport::new(),
         };
+        let clock = wall.clone();
         let parts = assemble(&config, store, wall, transport, Arc::new(OsNonce), fresh_actor_id())?;
         let metrics = Arc::new(Metrics::default());
         let foreground = metrics.clone();
+        let series = Arc::new(crate::series::Series::default());
         let api_parts = ApiParts {
             coordinator: parts.coordinator.clone(),
             services: parts.services.clone(),
             anti_entropy: parts.anti_entropy.clone(),
             gossip: parts.gossip.clone(),
             transfers: parts.transfers.clone(),
+            series: series.clone(),
         };
         let api =
             Arc::new(Api::new(api_parts, metrics, config.node_id.clone(), config.max_value_bytes, config.partitions));
@@ -383,6 +390,8 @@ impl Node {
             api,
             parts,
             foreground,
+            series,
+            wall: clock,
         })
     }
 
@@ -398,8 +407,16 @@ impl Node {
 
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Node { config, listener, resp_listener, rpc_listener, api, parts, foreground } = self;
+        let Node { config, listener, resp_listener, rpc_listener, api, parts, foreground, series, wall } = self;
         let mut parts = parts;
+        let sources = crate::series::Sources {
+            metrics: foreground.clone(),
+            services: parts.services.clone(),
+            anti_entropy: parts.anti_entropy.clone(),
+            staleness: parts.coordinator.staleness(),
+        };
+        let (stop_series, series_stopped) = tokio::sync::watch::channel(false);
+        let series_task = tokio::spawn(series.run(sources, move || wall.now_ms(), stopped(series_stopped)));
         let (stop_admission, admission_stopped) = tokio::sync::watch::channel(false);
         let admission_task = (config.foreground_p99_target_ms > 0).then(|| {
             tokio::spawn(crate::admission::run(
@@ -457,6 +474,8 @@ impl Node {
         }
         let _ = anti_entropy_task.await;
         let _ = stop_admission.send(true);
+        let _ = stop_series.send(true);
+        let _ = series_task.await;
         if let Some(task) = admission_task {
             let _ = task.await;
         }

@@ -113,7 +113,9 @@ impl Staleness {
         self.stale_replica_replies.fetch_add(stale_replies as u64, Ordering::Relaxed);
     }
 
-    fn visibility_counts(&self) -> Vec<u64> {
+    /// The visibility histogram's counts so far (bounds:
+    /// [`VISIBILITY_BUCKETS_MS`], then one bucket above the last).
+    pub fn visibility_counts(&self) -> Vec<u64> {
         self.visibility.iter().map(|count| count.load(Ordering::Relaxed)).collect()
     }
 

@@ -49,6 +49,8 @@ pub struct AdminParts {
     pub transfers: Arc<Transfers>,
     /// `/admin/staleness`, and its metrics.
     pub staleness: Arc<Staleness>,
+    /// `/admin/series`.
+    pub series: Arc<crate::series::Series>,
 }
 
 /// The admin routes, over the node's parts.
@@ -58,6 +60,7 @@ pub(crate) struct AdminApi {
     gossip: Arc<Gossip>,
     transfers: Arc<Transfers>,
     staleness: Arc<Staleness>,
+    series: Arc<crate::series::Series>,
     metrics: Arc<Metrics>,
     node_id: String,
     partitions: u32,
@@ -67,8 +70,8 @@ impl AdminApi {
     /// The routes over these parts of node `node_id`, whose ring has
     /// `partitions` partitions.
     pub(crate) fn new(parts: AdminParts, metrics: Arc<Metrics>, node_id: String, partitions: u32) -> Self {
-        let AdminParts { services, anti_entropy, gossip, transfers, staleness } = parts;
-        Self { services, anti_entropy, gossip, transfers, staleness, metrics, node_id, partitions }
+        let AdminParts { services, anti_entropy, gossip, transfers, staleness, series } = parts;
+        Self { services, anti_entropy, gossip, transfers, staleness, series, metrics, node_id, partitions }
     }
 
     /// The cluster as this node sees it: members, their status, addresses,
@@ -341,6 +344,17 @@ impl AdminApi {
     /// and stale reads; see [`crate::staleness`]).
     pub(crate) fn admin_staleness(&self) -> HttpResponse {
         json_response(StatusCode::OK, &self.staleness.report())
+    }
+
+    /// The last 15 minutes of this node, one sample a second (see
+    /// [`crate::series`]): what the dashboard's charts draw.
+    pub(crate) fn admin_series(&self) -> HttpResponse {
+        let body = json!({
+            "node": self.node_id,
+            "interval_ms": crate::series::INTERVAL.as_millis() as u64,
+            "samples": self.series.samples(),
+        });
+        json_response(StatusCode::OK, &body)
     }
 
     pub(crate) fn metrics_response(&self) -> HttpResponse {

@@ -35,6 +35,7 @@ pub mod params;
 pub mod replicas;
 pub mod responses;
 pub mod ring;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,6 +72,8 @@ pub struct ApiParts {
     pub gossip: Arc<Gossip>,
     /// `/admin/transfers`.
     pub transfers: Arc<Transfers>,
+    /// `/admin/series`: the last 15 minutes, for the dashboard.
+    pub series: Arc<crate::series::Series>,
 }
 
 /// Everything the HTTP layer needs, shared by all connections.
@@ -97,13 +100,13 @@ impl Api {
         max_value_bytes: usize,
         partitions: u32,
     ) -> Self {
-        let ApiParts { coordinator, services, anti_entropy, gossip, transfers } = parts;
+        let ApiParts { coordinator, services, anti_entropy, gossip, transfers, series } = parts;
         let datatypes = datatypes::DatatypeApi::new(coordinator.clone());
         let listing = listing::ListingApi::new(coordinator.clone());
         let staleness = coordinator.staleness();
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
         let replicas = ReplicaApi::new(services.clone(), max_value_bytes);
-        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness };
+        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness, series };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id.clone(), partitions);
         Self { objects, datatypes, listing, replicas, admin, gossip, metrics, node_id }
     }
@@ -222,6 +225,8 @@ impl Api {
             }
             (Method::GET, ["admin", "peers"]) => (Operation::Other, self.admin.admin_peers()),
             (Method::GET, ["admin", "staleness"]) => (Operation::Other, self.admin.admin_staleness()),
+            (Method::GET, ["admin", "series"]) => (Operation::Other, self.admin.admin_series()),
+            (Method::GET, ["ui"]) => (Operation::Other, ui::page()),
             (Method::GET, ["admin", "hints"]) => (Operation::Other, self.admin.admin_hints()),
             (Method::GET, ["admin", "replicas", bucket, key]) => {
                 let response = match objects::object_key(bucket, key) {
