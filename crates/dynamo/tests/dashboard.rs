@@ -1,10 +1,14 @@
-//! The dashboard's server side on real processes (issue 16): `GET /ui`
-//! serves the embedded page, and `/admin/series` fills with one sample a
-//! second that counts the requests made. (The page itself, in a real
-//! browser, is not driven here yet.)
+//! The dashboard on real processes (issue 16): `GET /ui` serves the
+//! embedded page, `/admin/series` fills with one sample a second that
+//! counts the requests made, and real headless Chromium (Debian's
+//! `chromium`, installed by `tests/clients/install_chromium.sh`) runs the
+//! page: the ring's partitions split among the owners, charts with points,
+//! and a killed node shown down within 10 s.
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -48,4 +52,62 @@ fn the_ui_is_served_and_the_series_counts_requests_second_by_second() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+}
+
+/// The page at `url` after headless Chromium ran its script for a while:
+/// the DOM it built.
+fn rendered_dom(url: &str) -> String {
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", "--dump-dom", url])
+        .output()
+        .expect("chromium runs");
+    assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of every `attribute="..."` in `html`.
+fn attribute_values<'a>(html: &'a str, attribute: &str) -> Vec<&'a str> {
+    let needle = format!("{attribute}=\"");
+    html.match_indices(&needle).filter_map(|(at, _)| html[at + needle.len()..].split('"').next()).collect()
+}
+
+#[test]
+fn headless_chromium_draws_the_ring_the_charts_and_a_killed_node_down() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install_chromium.sh");
+    let installed = Command::new("bash").arg(&script).output().expect("bash runs");
+    assert!(installed.status.success(), "installing chromium: {}", String::from_utf8_lossy(&installed.stderr));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let partitions = block_on(async {
+        let mut http = cluster.nodes[0].connect().await;
+        for index in 0..30 {
+            let key = format!("k{index}");
+            http.put("b", key.as_bytes(), Bytes::from("v"), &WriteOptions::default()).await.expect("put");
+        }
+        let raw = http.request(Method::GET, "/ring", &[], Bytes::new()).await.expect("ring");
+        let ring: serde_json::Value = serde_json::from_slice(&raw.body).expect("json");
+        ring["partitions"].as_u64().expect("partitions") as usize
+    });
+    // Let the series take a sample with the puts in it.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let url = format!("http://{}/ui", cluster.nodes[0].addr());
+    let dom = rendered_dom(&url);
+    assert_eq!(attribute_values(&dom, "data-partition").len(), partitions, "one arc per partition");
+    let mut owners = attribute_values(&dom, "data-owner");
+    owners.sort_unstable();
+    owners.dedup();
+    assert_eq!(owners, ["node0", "node1", "node2"], "the ring split among three owners");
+    let points: Vec<usize> = attribute_values(&dom, "data-points").iter().filter_map(|n| n.parse().ok()).collect();
+    assert!(points.iter().any(|count| *count > 0), "the charts have points: {points:?}");
+    assert!(dom.contains("reachable up"), "the peers show up");
+
+    cluster.nodes[2].kill_9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dom = rendered_dom(&url);
+        if dom.contains("reachable down") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node2 not shown down within 10 s");
+    }
 }
