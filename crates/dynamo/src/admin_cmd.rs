@@ -87,6 +87,18 @@ enum AdminCommand {
     Peers(ViewArgs),
     /// The hints the node holds for unreachable replicas.
     Hints(ViewArgs),
+    /// The dashboard in the terminal: members and the node's last seconds, refreshed every second.
+    Top(TopArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TopArgs {
+    /// Node HTTP address (host:port).
+    #[arg(long, env = "DYNAMO_NODE", default_value = "127.0.0.1:8080")]
+    node: String,
+    /// Print one frame and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -251,6 +263,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         }
         AdminCommand::Peers(args) => show(&args.target, Method::GET, "/admin/peers", render_peers),
         AdminCommand::Hints(args) => show(&args.target, Method::GET, "/admin/hints", render_hints),
+        AdminCommand::Top(args) => {
+            crate::admin_top::run(args.once, |path| call(&args.node, Method::GET, path, MEMBERSHIP_TIMEOUT))
+        }
     }
 }
 

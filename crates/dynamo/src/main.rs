@@ -21,6 +21,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin_cmd;
+mod admin_top;
 mod bench;
 mod client_cmd;
 mod dev;

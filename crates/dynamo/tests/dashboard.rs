@@ -52,6 +52,14 @@ fn the_ui_is_served_and_the_series_counts_requests_second_by_second() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+    // The same data in the terminal.
+    let top = Command::new(common::dynamo_bin())
+        .args(["admin", "top", "--once", "--node", &cluster.nodes[1].addr()])
+        .output()
+        .expect("dynamo admin top runs");
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    let frame = String::from_utf8_lossy(&top.stdout);
+    assert!(frame.contains("node node1") && frame.contains("PUT/S") && frame.contains("node2"), "{frame}");
 }
 
 /// The page at `url` after headless Chromium ran its script for a while:
