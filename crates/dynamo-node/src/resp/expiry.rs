@@ -21,7 +21,7 @@ use bytes::Bytes;
 use dynamo_core::crdt::map::MapOp;
 
 use super::keyspace::{Keyspace, Refusal, integer_argument, refusal_reply};
-use super::model::{self, RedisValue};
+use super::model::RedisValue;
 use super::reply::Reply;
 
 /// How an expiry argument counts.
@@ -144,8 +144,8 @@ fn allowed(only: Only, current: Option<u64>, target: i128) -> bool {
 }
 
 /// `EXPIRE key amount [NX|XX|GT|LT]` and its family: 1 when the expiry was
-/// set (or the key deleted, for a time already past), 0 when the key is
-/// absent or the option did not hold.
+/// set (a time already past expires the key at once), 0 when the read
+/// found the key absent or the option did not hold.
 async fn expire(keyspace: &Keyspace, args: &[Bytes], unit: Unit, command: &str) -> Result<Reply, Reply> {
     let name = &args[0];
     let target = target_ms(&args[1], unit, keyspace.now_ms(), command)?;
@@ -154,12 +154,14 @@ async fn expire(keyspace: &Keyspace, args: &[Bytes], unit: Unit, command: &str) 
     if read.value == RedisValue::Absent || !allowed(only, read.map.expires_ms(), target) {
         return Ok(Reply::Integer(0));
     }
-    let ops = match u64::try_from(target) {
-        Ok(at) if at > keyspace.now_ms() => vec![model::require_present(), MapOp::expire_at(at)],
-        // A time already past deletes the key, as in Redis.
-        _ => model::delete(),
-    };
-    changed(keyspace.update(name, ops, None).await)
+    // No condition at the acting replica: the read saw the key, and the
+    // acting replica may not have received its last write yet (W < N). A
+    // time already past expires the key at once (Redis deletes it): it
+    // reads as absent everywhere and is collected like any expired key.
+    // Should a DEL race this, the map is left holding only an expiry,
+    // which reads as absent and is collected too.
+    let at = u64::try_from(target).unwrap_or(0).max(1);
+    changed(keyspace.update(name, vec![MapOp::expire_at(at)], None).await)
 }
 
 /// 1 for an update stored, 0 for one whose condition (the key present)
@@ -209,8 +211,10 @@ async fn persist(keyspace: &Keyspace, name: &Bytes) -> Result<Reply, Reply> {
     if read.value == RedisValue::Absent || read.map.expires_ms().is_none() {
         return Ok(Reply::Integer(0));
     }
+    // The remove acts on what the read saw (deferred on a replica that
+    // has not received the EXPIRE yet), with no condition there.
     let observed = read.map.context().clone();
-    changed(keyspace.update(name, vec![model::require_present(), MapOp::persist()], Some(observed)).await)
+    changed(keyspace.update(name, vec![MapOp::persist()], Some(observed)).await)
 }
 
 #[cfg(test)]
