@@ -9,10 +9,12 @@
 //! (the ring a node's `GET /ring` describes, and which nodes replicate a
 //! key: the pure model of the partition-aware client, paper section 6.4).
 
+pub mod client;
 pub mod connection;
 pub mod encode;
 pub mod multipart;
 pub mod ring;
 
+pub use client::{Client, ClientBuilder, Error};
 pub use connection::{ClientError, Connection, GetResult, RawResponse, Sibling, WriteOptions, connect};
 pub use ring::{RingView, RingViewError};

@@ -49,6 +49,8 @@ pub struct AdminParts {
     pub transfers: Arc<Transfers>,
     /// `/admin/staleness`, and its metrics.
     pub staleness: Arc<Staleness>,
+    /// Requests the coordinator forwarded to another node, for the metrics.
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The admin routes, over the node's parts.
@@ -58,6 +60,7 @@ pub(crate) struct AdminApi {
     gossip: Arc<Gossip>,
     transfers: Arc<Transfers>,
     staleness: Arc<Staleness>,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
     metrics: Arc<Metrics>,
     node_id: String,
     partitions: u32,
@@ -67,8 +70,8 @@ impl AdminApi {
     /// The routes over these parts of node `node_id`, whose ring has
     /// `partitions` partitions.
     pub(crate) fn new(parts: AdminParts, metrics: Arc<Metrics>, node_id: String, partitions: u32) -> Self {
-        let AdminParts { services, anti_entropy, gossip, transfers, staleness } = parts;
-        Self { services, anti_entropy, gossip, transfers, staleness, metrics, node_id, partitions }
+        let AdminParts { services, anti_entropy, gossip, transfers, staleness, forwarded } = parts;
+        Self { services, anti_entropy, gossip, transfers, staleness, forwarded, metrics, node_id, partitions }
     }
 
     /// The cluster as this node sees it: members, their status, addresses,
@@ -360,6 +363,11 @@ impl AdminApi {
         crate::metrics::render_transfers(&mut body, &self.node_id, &self.transfers.report());
         self.staleness.render(&mut body, &crate::metrics::escape_label(&self.node_id));
         crate::metrics::render_background_budget(&mut body, &self.node_id, self.services.background.get());
+        crate::metrics::render_forwarded(
+            &mut body,
+            &self.node_id,
+            self.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        );
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response
