@@ -243,6 +243,12 @@ impl Client {
         ring.clone().expect("a built client always has a ring")
     }
 
+    /// The epoch of the ring in use; `None` while `build` fetches the first.
+    fn epoch_in_use(&self) -> Option<u64> {
+        let ring = self.inner.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ring.as_ref().map(|view| view.epoch())
+    }
+
     /// Fetches the ring now from its members (then the seeds) and installs
     /// it if newer; the old ring stays when none answers.
     pub async fn refresh_ring(&self) -> Result<(), Error> {
@@ -493,7 +499,7 @@ impl Client {
             Ok(response) => {
                 self.checkin(connection);
                 if let Some(epoch) = ring_epoch(&response)
-                    && epoch > self.ring().epoch()
+                    && self.epoch_in_use().is_some_and(|current| epoch > current)
                 {
                     self.refresh_in_background();
                 }
@@ -505,6 +511,12 @@ impl Client {
             Err(problem @ ClientError::Connect { .. }) => {
                 self.mark_down(addr);
                 Attempt::NotSent(problem)
+            }
+            // The node may have the request: not resent, but routed
+            // around for the next ones if the connection itself broke.
+            Err(problem @ ClientError::Http { .. }) => {
+                self.mark_down(addr);
+                Attempt::MaybeSent(problem)
             }
             Err(problem) => Attempt::MaybeSent(problem),
         }
@@ -518,6 +530,14 @@ impl Client {
             pools.get_mut(addr).and_then(Vec::pop)
         };
         if let Some(connection) = pooled {
+            // Lets the connection's task run once, so a close the node
+            // sent while the connection sat idle (it restarted, or was
+            // killed) is seen now: `request` then reopens, and a refused
+            // reopen proves nothing was sent. Without this the request
+            // could be written into the dead socket, an ambiguous failure
+            // that a write may not retry. (It narrows that race; a close
+            // arriving during the request stays ambiguous.)
+            tokio::task::yield_now().await;
             return Ok(connection);
         }
         let timeout = self.inner.config.connect_timeout;
