@@ -541,9 +541,8 @@ impl Client {
             return Ok(connection);
         }
         let timeout = self.inner.config.connect_timeout;
-        let mut connection = tokio::time::timeout(timeout, connect(addr))
-            .await
-            .map_err(|_| ClientError::Connect {
+        let mut connection =
+            tokio::time::timeout(timeout, connect(addr)).await.map_err(|_| ClientError::Connect {
                 addr: addr.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
             })??;

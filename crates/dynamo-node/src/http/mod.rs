@@ -104,7 +104,8 @@ impl Api {
         let forwarded = coordinator.forwarded_counter();
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
         let replicas = ReplicaApi::new(services.clone(), max_value_bytes);
-        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness, forwarded };
+        let admin_parts =
+            AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness, forwarded };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id.clone(), partitions);
         Self { objects, datatypes, listing, replicas, admin, gossip, metrics, node_id }
     }
