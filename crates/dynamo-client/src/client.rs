@@ -665,3 +665,68 @@ pub fn render_read(bucket: &str, key: &[u8], object: &VersionedObject, now_ms: u
         Err(siblings) => Ok(GetResult::Siblings { siblings, context }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dynamo_core::hlc::Hlc;
+    use dynamo_core::props::ConflictMode;
+    use dynamo_core::version::{ActorId, VersionVector};
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn a_client_whose_seeds_all_fail_says_why_for_each() {
+        runtime().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let closed = listener.local_addr().expect("addr").to_string();
+            drop(listener);
+            let problem = Client::builder([closed.clone(), closed.clone()])
+                .connect_timeout(Duration::from_millis(200))
+                .build()
+                .await
+                .err()
+                .expect("no seed answers");
+            match &problem {
+                Error::NoSeed { failures } => assert_eq!(failures.len(), 2, "{problem}"),
+                other => panic!("expected NoSeed, got {other}"),
+            }
+            assert!(matches!(Client::builder(Vec::<String>::new()).build().await, Err(Error::Seeds(0))));
+        });
+    }
+
+    #[test]
+    fn a_read_renders_like_the_nodes_get_nothing_one_value_siblings_and_a_tombstone() {
+        assert_eq!(
+            render_read("b", b"k", &VersionedObject::new(), 0).expect("empty"),
+            GetResult::NotFound { context: None }
+        );
+        let value = |data: &'static [u8]| Payload::Value {
+            data: Bytes::from_static(data),
+            content_type: None,
+            expires_ms: None,
+        };
+        let mut object = VersionedObject::new();
+        object.put(&VersionVector::new(), ActorId(1), Hlc(10), value(b"a"), ConflictMode::Siblings);
+        match render_read("b", b"k", &object, 0).expect("one") {
+            GetResult::Found { sibling, context } => {
+                assert_eq!(&sibling.value[..], b"a");
+                assert_eq!(sibling.content_type.as_deref(), Some(DEFAULT_CONTENT_TYPE));
+                assert_eq!(context, encode_client_context(object.context(), object.latest_timestamp()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A concurrent delete: two siblings, the tombstone marked deleted.
+        object.put(&VersionVector::new(), ActorId(2), Hlc(11), Payload::Tombstone, ConflictMode::Siblings);
+        match render_read("b", b"k", &object, 0).expect("two") {
+            GetResult::Siblings { siblings, .. } => {
+                assert_eq!(siblings.len(), 2);
+                assert_eq!(siblings.iter().filter(|sibling| sibling.deleted).count(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
