@@ -26,15 +26,23 @@
 //!   waits (bounded) for the other replicas and sends the merge of all with
 //!   `PUT /replica` to those whose copy lacked it (read repair), without
 //!   delaying the answer.
-//! - **Failures.** A node whose connect failed is marked down for
-//!   [`ClientBuilder::down_interval`]: requests try it last. After the
-//!   interval it is tried in its place again, which is the probe: one
-//!   failed connect marks it down once more.
+//! - **Failures.** A node whose connect failed (or whose connection broke
+//!   mid-request) is marked down for [`ClientBuilder::down_interval`]:
+//!   writes try it last. After the interval it is tried in its place
+//!   again, which is the probe: a failed connect marks it down once more,
+//!   any answer clears the mark. Reads still ask it in parallel (they are
+//!   idempotent and wait only for R), and an answer there clears it too.
+//! - **Deadlines.** Each request to one node has
+//!   [`ClientBuilder::request_timeout`] (a connect,
+//!   [`ClientBuilder::connect_timeout`]); a write that moves on after
+//!   refused connects can take up to one connect timeout per replica more.
+//!   A read waits at most the request timeout for R answers.
 //! - **Bucket props** (`n`, `r`, conflict mode) are fetched once per bucket
 //!   with `GET /buckets/{b}/props` and cached for the client's lifetime.
 //!
 //! Connections are kept alive, at most [`ClientBuilder::pool_size`] idle
-//! ones per node.
+//! ones per node; concurrent requests beyond that open (and then close)
+//! extra connections rather than queue.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -498,6 +506,8 @@ impl Client {
         match connection.request(method, path, headers, body).await {
             Ok(response) => {
                 self.checkin(connection);
+                // An answer is the probe succeeding: no longer routed around.
+                self.mark_up(addr);
                 if let Some(epoch) = ring_epoch(&response)
                     && self.epoch_in_use().is_some_and(|current| epoch > current)
                 {
@@ -564,6 +574,13 @@ impl Client {
         self.inner.down.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(addr.to_string(), until);
         // Its idle connections are dead too.
         self.inner.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(addr);
+    }
+
+    fn mark_up(&self, addr: &str) {
+        let mut down = self.inner.down.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !down.is_empty() {
+            down.remove(addr);
+        }
     }
 
     /// Starts a background ring refresh unless one is running.

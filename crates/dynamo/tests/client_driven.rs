@@ -20,11 +20,17 @@ const SPREAD_DEADLINE: Duration = Duration::from_secs(15);
 /// A client over every node as seeds, once its ring knows every member's
 /// HTTP address (they arrive by gossip).
 async fn client_of(cluster: &TestCluster) -> Client {
+    client_with(cluster, dynamo_client::client::DEFAULT_DOWN_INTERVAL).await
+}
+
+/// [`client_of`], routing around an unreachable node for `down_interval`.
+async fn client_with(cluster: &TestCluster, down_interval: Duration) -> Client {
     let seeds: Vec<String> = cluster.nodes.iter().map(|node| node.addr()).collect();
     let started = Instant::now();
     loop {
         let client = Client::builder(seeds.clone())
             .request_timeout(Duration::from_secs(5))
+            .down_interval(down_interval)
             .build()
             .await
             .expect("a seed answers GET /ring");
@@ -36,15 +42,18 @@ async fn client_of(cluster: &TestCluster) -> Client {
     }
 }
 
-/// `dynamo_forwarded_requests_total` in `http`'s node's `/metrics`.
-async fn forwarded(http: &mut Connection) -> u64 {
+/// The value of the first `/metrics` line of `http`'s node that starts
+/// with `prefix`.
+async fn metric(http: &mut Connection, prefix: &str) -> u64 {
     let answer = http.request(Method::GET, "/metrics", &[], Bytes::new()).await.expect("GET /metrics");
     let text = String::from_utf8_lossy(&answer.body).into_owned();
-    let line = text
-        .lines()
-        .find(|line| line.starts_with("dynamo_forwarded_requests_total{"))
-        .unwrap_or_else(|| panic!("no dynamo_forwarded_requests_total in /metrics"));
+    let line = text.lines().find(|line| line.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in /metrics"));
     line.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a counter value")
+}
+
+/// `dynamo_forwarded_requests_total` of `http`'s node.
+async fn forwarded(http: &mut Connection) -> u64 {
+    metric(http, "dynamo_forwarded_requests_total{").await
 }
 
 fn value_of(read: &GetResult) -> &[u8] {
@@ -142,11 +151,11 @@ fn client_coordinated_reads_answer_the_same_siblings_and_context_as_the_nodes() 
 }
 
 #[test]
-fn with_one_node_killed_puts_and_gets_through_the_client_keep_succeeding() {
+fn with_one_node_killed_puts_and_gets_through_the_client_keep_succeeding_and_it_is_probed_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
     block_on(async {
-        let client = client_of(&cluster).await;
+        let client = client_with(&cluster, Duration::from_millis(300)).await;
         for index in 0..20 {
             let key = format!("before-{index}");
             client.put("cart", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await.expect("put");
@@ -169,5 +178,19 @@ fn with_one_node_killed_puts_and_gets_through_the_client_keep_succeeding() {
         // Routing around it costs no timeouts: a refused connect is
         // immediate.
         assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+
+        // Back up: once the down interval is over, the next write whose
+        // preference list starts with it probes it, and it coordinates
+        // writes again.
+        cluster.nodes[2].restart();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for index in 0..30 {
+            let key = format!("back-{index}");
+            client.put("cart", key.as_bytes(), Bytes::from(key.clone()), &WriteOptions::default()).await.expect("put");
+        }
+        assert!(!client.is_marked_down(&killed_addr), "the restarted node answered its probe");
+        let mut restarted = cluster.nodes[2].connect().await;
+        let puts = metric(&mut restarted, "dynamo_requests_total{node=\"node2\",op=\"put\",status=\"2xx\"}").await;
+        assert!(puts > 0, "the restarted node coordinated none of 30 writes");
     });
 }
