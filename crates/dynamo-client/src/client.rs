@@ -128,6 +128,10 @@ pub enum Error {
     /// may have been sent: a write is not retried then).
     #[error(transparent)]
     Node(#[from] ClientError),
+    /// A per-request quorum the bucket cannot meet (as the nodes refuse
+    /// it with `400`).
+    #[error("bad quorum: {0}")]
+    Quorum(String),
     /// The key holds a data type, which has its own endpoint.
     #[error("{0}/{1} holds a data type; this client reads opaque values only")]
     DataType(String, String),
@@ -307,7 +311,10 @@ impl Client {
         let props = self.props(bucket, key).await?;
         let ring = self.ring();
         let replicas = ring.read_list(bucket, key, props.n)?;
-        let r = r.unwrap_or(props.r).clamp(1, props.n);
+        let r = r.unwrap_or(props.r);
+        if r == 0 || r > props.n {
+            return Err(Error::Quorum(format!("r={r}: bucket {bucket} has n={}; use 1..={}", props.n, props.n)));
+        }
         let mut quorum = ReadQuorum::new(replicas.clone(), r, props.conflict);
         let path = replica_path(bucket, key);
         let (sender, mut replies) = mpsc::channel(replicas.len().max(1));
@@ -745,5 +752,78 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A one-node "cluster" whose ring epoch the test sets: `GET /ring`
+    /// answers the ring at that epoch, props the defaults, `GET /replica`
+    /// 404, and every answer carries the epoch header.
+    async fn fake_node(epoch: Arc<std::sync::atomic::AtomicU64>) -> (String, tokio::task::JoinHandle<()>) {
+        use http_body_util::Full;
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let http_addr = addr.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (epoch, http_addr) = (epoch.clone(), http_addr.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let current = epoch.load(Ordering::SeqCst);
+                        let (status, body) = match request.uri().path() {
+                            "/ring" => (
+                                200,
+                                serde_json::json!({
+                                    "epoch": current, "partitions": 8, "owners": vec!["node0"; 8],
+                                    "nodes": [{"id": "node0", "capacity": 1, "zone": null}],
+                                    "members": [{"id": "node0", "status": "member", "http_addr": http_addr}],
+                                    "moving": null,
+                                })
+                                .to_string(),
+                            ),
+                            path if path.ends_with("/props") => {
+                                (200, serde_json::json!(BucketProps::default()).to_string())
+                            }
+                            _ => (404, r#"{"error":"nothing"}"#.to_string()),
+                        };
+                        let response = hyper::Response::builder()
+                            .status(status)
+                            .header(crate::ring::RING_EPOCH_HEADER, current.to_string())
+                            .body(Full::new(Bytes::from(body)));
+                        async move { response }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn a_newer_epoch_on_any_answer_refreshes_the_ring_and_the_last_ring_survives_an_unanswered_refresh() {
+        runtime().block_on(async {
+            let epoch = Arc::new(std::sync::atomic::AtomicU64::new(1));
+            let (addr, server) = fake_node(epoch.clone()).await;
+            let client = Client::builder([addr]).build().await.expect("client");
+            assert_eq!(client.ring().epoch(), 1);
+            epoch.store(2, Ordering::SeqCst);
+            let read = client.get("b", b"k", Some(1)).await.expect("get");
+            assert_eq!(read, GetResult::NotFound { context: None });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while client.ring().epoch() < 2 {
+                assert!(Instant::now() < deadline, "the newer epoch was not fetched");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // No node answers any more: the refresh fails, the ring stays.
+            server.abort();
+            let _ = server.await;
+            client.inner.pools.lock().expect("pools").clear();
+            assert!(client.refresh_ring().await.is_err());
+            assert_eq!(client.ring().epoch(), 2);
+        });
     }
 }
