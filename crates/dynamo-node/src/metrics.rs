@@ -397,6 +397,19 @@ pub fn render_transfers(out: &mut String, node_id: &str, report: &crate::transfe
     );
 }
 
+/// Renders the count of requests this node forwarded to another node to
+/// coordinate (writes and data-type updates sent to a node outside the
+/// key's preference list). A partition-aware client keeps it at 0.
+pub fn render_forwarded(out: &mut String, node_id: &str, forwarded: u64) {
+    counter(
+        out,
+        "dynamo_forwarded_requests_total",
+        "Requests this node forwarded to another node to coordinate (one per attempt).",
+        &escape_label(node_id),
+        forwarded,
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, node: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");

@@ -38,6 +38,7 @@ mod read;
 mod write;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +71,11 @@ pub struct Coordinator {
     fastest_reader: Mutex<HashMap<ObjectKey, NodeId>>,
     listing_pacer: crate::pacer::Pacer,
     staleness: Arc<crate::staleness::Staleness>,
+    /// Requests this node sent to another node to coordinate (a write or
+    /// data-type update reaching a node outside the key's preference
+    /// list): `dynamo_forwarded_requests_total`, which a partition-aware
+    /// client keeps at 0.
+    forwarded: Arc<AtomicU64>,
 }
 
 impl Coordinator {
@@ -84,7 +90,14 @@ impl Coordinator {
             fastest_reader: Mutex::new(HashMap::new()),
             listing_pacer,
             staleness: Arc::default(),
+            forwarded: Arc::default(),
         }
+    }
+
+    /// The count of requests this coordinator forwarded to another node
+    /// to coordinate (one per attempt), shared with the metrics.
+    pub fn forwarded_counter(&self) -> Arc<AtomicU64> {
+        self.forwarded.clone()
     }
 
     /// The staleness this coordinator has measured: write visibility and

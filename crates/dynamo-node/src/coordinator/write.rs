@@ -480,6 +480,7 @@ impl Coordinator {
                 deadline_ms: self.services.replica.wall_ms().saturating_add(share.as_millis() as u64),
                 ..ForwardOptions::default()
             };
+            self.forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match self.services.peers.call(&node, request(forwarded), share).await.map(&outcome) {
                 Ok(Ok(Ok(answer))) => return Ok(answer),
                 Ok(Ok(Err(error))) => {

@@ -51,6 +51,8 @@ pub struct AdminParts {
     pub staleness: Arc<Staleness>,
     /// `/admin/series`.
     pub series: Arc<crate::series::Series>,
+    /// Requests the coordinator forwarded to another node, for the metrics.
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The admin routes, over the node's parts.
@@ -61,6 +63,7 @@ pub(crate) struct AdminApi {
     transfers: Arc<Transfers>,
     staleness: Arc<Staleness>,
     series: Arc<crate::series::Series>,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
     metrics: Arc<Metrics>,
     node_id: String,
     partitions: u32,
@@ -70,8 +73,8 @@ impl AdminApi {
     /// The routes over these parts of node `node_id`, whose ring has
     /// `partitions` partitions.
     pub(crate) fn new(parts: AdminParts, metrics: Arc<Metrics>, node_id: String, partitions: u32) -> Self {
-        let AdminParts { services, anti_entropy, gossip, transfers, staleness, series } = parts;
-        Self { services, anti_entropy, gossip, transfers, staleness, series, metrics, node_id, partitions }
+        let AdminParts { services, anti_entropy, gossip, transfers, staleness, series, forwarded } = parts;
+        Self { services, anti_entropy, gossip, transfers, staleness, series, forwarded, metrics, node_id, partitions }
     }
 
     /// The cluster as this node sees it: members, their status, addresses,
@@ -374,6 +377,11 @@ impl AdminApi {
         crate::metrics::render_transfers(&mut body, &self.node_id, &self.transfers.report());
         self.staleness.render(&mut body, &crate::metrics::escape_label(&self.node_id));
         crate::metrics::render_background_budget(&mut body, &self.node_id, self.services.background.get());
+        crate::metrics::render_forwarded(
+            &mut body,
+            &self.node_id,
+            self.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        );
         let mut response = Response::new(Full::new(Bytes::from(body)));
         set_header(&mut response, CONTENT_TYPE.as_str(), "text/plain; version=0.0.4");
         response

@@ -104,9 +104,11 @@ impl Api {
         let datatypes = datatypes::DatatypeApi::new(coordinator.clone());
         let listing = listing::ListingApi::new(coordinator.clone());
         let staleness = coordinator.staleness();
+        let forwarded = coordinator.forwarded_counter();
         let objects = ObjectApi::new(coordinator, metrics.clone(), max_value_bytes);
         let replicas = ReplicaApi::new(services.clone(), max_value_bytes);
-        let admin_parts = AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness, series };
+        let admin_parts =
+            AdminParts { services, anti_entropy, gossip: gossip.clone(), transfers, staleness, series, forwarded };
         let admin = AdminApi::new(admin_parts, metrics.clone(), node_id.clone(), partitions);
         Self { objects, datatypes, listing, replicas, admin, gossip, metrics, node_id }
     }
