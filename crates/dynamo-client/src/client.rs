@@ -132,6 +132,19 @@ pub enum Error {
     /// it with `400`).
     #[error("bad quorum: {0}")]
     Quorum(String),
+    /// [`Client::update`] merged and wrote `attempts` times and concurrent
+    /// writes still left siblings beside its own.
+    #[error("update {bucket}/{key}: still {siblings} siblings after {attempts} read-merge-write rounds")]
+    StillConcurrent {
+        /// The bucket.
+        bucket: String,
+        /// The key, lossily printed.
+        key: String,
+        /// Rounds made.
+        attempts: usize,
+        /// Versions the last read found.
+        siblings: usize,
+    },
     /// The key holds a data type, which has its own endpoint.
     #[error("{0}/{1} holds a data type; this client reads opaque values only")]
     DataType(String, String),
@@ -302,6 +315,66 @@ impl Client {
     /// reachable replica.
     pub async fn delete(&self, bucket: &str, key: &[u8], options: &WriteOptions) -> Result<Option<String>, Error> {
         self.write("delete", Method::DELETE, bucket, key, Bytes::new(), options).await
+    }
+
+    /// Read, merge, write: reads `bucket`/`key`, hands its live values (none
+    /// when it is absent or deleted) to `merge`, which returns the value to
+    /// store, and writes that with the read's context, so the write
+    /// supersedes every version it merged. A write that raced it leaves a
+    /// sibling beside it, so `update` reads again and, while siblings
+    /// remain, merges them again, at most `attempts` rounds in all (then
+    /// [`Error::StillConcurrent`]). Each round is a new write with a new
+    /// context, never a resend of the last one. `options` carries `w`,
+    /// `dw` and the content type; its context is replaced by each read's.
+    /// Returns the context of the last write.
+    ///
+    /// ```no_run
+    /// # async fn cart(client: &dynamo_client::Client) -> Result<(), dynamo_client::client::Error> {
+    /// use std::collections::BTreeSet;
+    /// let options = dynamo_client::WriteOptions::default();
+    /// client
+    ///     .update("carts", b"alice", &options, 5, |versions| {
+    ///         // A cart is a set of items: the merge of versions is their union.
+    ///         let mut items = BTreeSet::new();
+    ///         for version in versions {
+    ///             items.extend(version.value.split(|byte| *byte == b',').map(<[u8]>::to_vec));
+    ///         }
+    ///         items.insert(b"fig".to_vec());
+    ///         bytes::Bytes::from(items.into_iter().collect::<Vec<_>>().join(&b','))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<F>(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: &WriteOptions,
+        attempts: usize,
+        mut merge: F,
+    ) -> Result<Option<String>, Error>
+    where
+        F: FnMut(&[Sibling]) -> Bytes,
+    {
+        let mut read = self.get(bucket, key, None).await?;
+        let mut written = None;
+        for _ in 0..attempts.max(1) {
+            let versions = live_versions(&read);
+            let value = merge(&versions);
+            let write = WriteOptions { context: read.context().map(str::to_string), ..options.clone() };
+            written = self.put(bucket, key, value, &write).await?;
+            read = self.get(bucket, key, None).await?;
+            if !matches!(read, GetResult::Siblings { .. }) {
+                return Ok(written);
+            }
+        }
+        let siblings = live_versions(&read).len();
+        Err(Error::StillConcurrent {
+            bucket: bucket.to_string(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            attempts: attempts.max(1),
+            siblings,
+        })
     }
 
     /// Reads `bucket`/`key`, coordinated by the client: waits for `r`
@@ -651,6 +724,16 @@ fn vtag(sibling: &dynamo_core::object::Sibling) -> String {
 /// `object_response`), at wall time `now_ms`: nothing stored is a 404
 /// without context; a dead object (deleted or expired) a 404 with one;
 /// one live value a 200; otherwise every sibling, dead ones marked deleted
+/// The values of a read that are not deletes, as `update` merges them.
+fn live_versions(read: &GetResult) -> Vec<Sibling> {
+    match read {
+        GetResult::Found { sibling, .. } if !sibling.deleted => vec![sibling.clone()],
+        GetResult::Found { .. } => Vec::new(),
+        GetResult::Siblings { siblings, .. } => siblings.iter().filter(|sibling| !sibling.deleted).cloned().collect(),
+        GetResult::NotFound { .. } => Vec::new(),
+    }
+}
+
 /// and emptied, as a 300.
 pub fn render_read(bucket: &str, key: &[u8], object: &VersionedObject, now_ms: u64) -> Result<GetResult, Error> {
     if object.is_convergent() {

@@ -194,3 +194,42 @@ fn with_one_node_killed_puts_and_gets_through_the_client_keep_succeeding_and_it_
         assert!(puts > 0, "the restarted node coordinated none of 30 writes");
     });
 }
+
+#[test]
+fn update_merges_the_siblings_of_a_cart_into_one_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = TestCluster::start(dir.path(), 3, &[GOSSIP]);
+    block_on(async {
+        let client = client_of(&cluster).await;
+        let blind = WriteOptions::default();
+        // Two shoppers add at once, through two nodes: two siblings.
+        let mut node0 = cluster.nodes[0].connect().await;
+        let mut node1 = cluster.nodes[1].connect().await;
+        node0.put("carts", b"ann", Bytes::from("apple"), &blind).await.expect("put");
+        node1.put("carts", b"ann", Bytes::from("pear"), &blind).await.expect("put");
+        let union = |versions: &[dynamo_client::Sibling]| {
+            let mut items: Vec<Vec<u8>> = versions
+                .iter()
+                .flat_map(|version| version.value.split(|byte| *byte == b',').map(<[u8]>::to_vec))
+                .collect();
+            items.push(b"fig".to_vec());
+            items.sort();
+            items.dedup();
+            Bytes::from(items.join(&b','))
+        };
+        let mut seen = Vec::new();
+        client
+            .update("carts", b"ann", &blind, 5, |versions| {
+                seen.push(versions.len());
+                union(versions)
+            })
+            .await
+            .expect("update");
+        assert_eq!(seen.first(), Some(&2), "the merge saw both siblings");
+        let read = client.get("carts", b"ann", Some(3)).await.expect("get");
+        assert_eq!(value_of(&read), b"apple,fig,pear", "one version holding every item: {read:?}");
+        // An absent key: the merge gets no version.
+        client.update("carts", b"bob", &blind, 1, |versions| union(versions)).await.expect("update of nothing");
+        assert_eq!(value_of(&client.get("carts", b"bob", None).await.expect("get")), b"fig");
+    });
+}
