@@ -357,12 +357,11 @@ impl Client {
         F: FnMut(&[Sibling]) -> Bytes,
     {
         let mut read = self.get(bucket, key, None).await?;
-        let mut written = None;
         for _ in 0..attempts.max(1) {
             let versions = live_versions(&read);
             let value = merge(&versions);
             let write = WriteOptions { context: read.context().map(str::to_string), ..options.clone() };
-            written = self.put(bucket, key, value, &write).await?;
+            let written = self.put(bucket, key, value, &write).await?;
             read = self.get(bucket, key, None).await?;
             if !matches!(read, GetResult::Siblings { .. }) {
                 return Ok(written);
