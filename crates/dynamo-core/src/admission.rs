@@ -71,19 +71,23 @@ impl AdmissionController {
 /// that last bound.
 pub fn window_quantile(before: &[u64], after: &[u64], bounds_ms: &[f64], quantile: f64) -> Option<f64> {
     let window: Vec<u64> = after.iter().zip(before).map(|(now, then)| now.saturating_sub(*then)).collect();
-    let total: u64 = window.iter().sum();
+    let index = quantile_bucket(&window, quantile)?;
+    bounds_ms.get(index).or(bounds_ms.last()).copied()
+}
+
+/// The index of the bucket of `counts` (a histogram's per-bucket counts)
+/// that holds its `quantile`; `None` when it counts nothing.
+pub fn quantile_bucket(counts: &[u64], quantile: f64) -> Option<usize> {
+    let total: u64 = counts.iter().sum();
     if total == 0 {
         return None;
     }
     let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
     let mut seen = 0;
-    for (index, count) in window.iter().enumerate() {
+    counts.iter().position(|count| {
         seen += count;
-        if seen >= rank {
-            return bounds_ms.get(index).or(bounds_ms.last()).copied();
-        }
-    }
-    bounds_ms.last().copied()
+        seen >= rank
+    })
 }
 
 #[cfg(test)]

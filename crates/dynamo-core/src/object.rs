@@ -82,8 +82,7 @@ impl Sibling {
     pub fn dead_from_ms(&self) -> Option<u64> {
         match &self.payload {
             Payload::Tombstone => Some(self.timestamp.wall_ms()),
-            Payload::Value { expires_ms, .. } => *expires_ms,
-            Payload::Datatype(value) => value.expires_ms(),
+            _ => self.expires_ms(),
         }
     }
 
@@ -92,8 +91,7 @@ impl Sibling {
     pub fn is_dead_at(&self, now_ms: u64) -> bool {
         match &self.payload {
             Payload::Tombstone => true,
-            Payload::Value { expires_ms, .. } => expires_ms.is_some_and(|expires| expires <= now_ms),
-            Payload::Datatype(value) => value.expires_ms().is_some_and(|expires| expires <= now_ms),
+            _ => self.expires_ms().is_some_and(|expires| expires <= now_ms),
         }
     }
 

@@ -70,19 +70,8 @@ fn bucket_of(elapsed: Duration) -> usize {
 /// The bound (ms) of the bucket the `quantile` of `counts` falls in;
 /// `None` without samples, infinity for the overflow bucket.
 fn quantile_ms(counts: &[u64], quantile: f64) -> Option<f64> {
-    let total: u64 = counts.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
-    let mut seen = 0;
-    for (index, count) in counts.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            return Some(VISIBILITY_BUCKETS_MS.get(index).copied().unwrap_or(f64::INFINITY));
-        }
-    }
-    unreachable!("the rank is at most the total")
+    let index = dynamo_core::admission::quantile_bucket(counts, quantile)?;
+    Some(VISIBILITY_BUCKETS_MS.get(index).copied().unwrap_or(f64::INFINITY))
 }
 
 impl Staleness {

@@ -79,7 +79,7 @@ impl DatatypeApi {
         // that gives none (validation keeps it off counters and sets).
         let ttl_s = objects::request_ttl(&request, UPDATE_PARAMS)
             .and_then(|ttl_s| ttl_for(datatype, ttl_s))
-            .and_then(|_| objects::write_ttl(&self.coordinator, key.bucket(), &request, UPDATE_PARAMS));
+            .and_then(|ttl_s| objects::write_ttl(&self.coordinator, key.bucket(), ttl_s));
         let ttl_s = match ttl_s {
             Ok(ttl_s) => ttl_s,
             Err(problem) => return problem.into_response(),

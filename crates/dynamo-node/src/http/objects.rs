@@ -134,7 +134,9 @@ impl ObjectApi {
             Ok(parts) => parts,
             Err(problem) => return problem.into_response(),
         };
-        let expires_ms = match write_ttl(&self.coordinator, key.bucket(), &request, PUT_PARAMS) {
+        let ttl_s =
+            request_ttl(&request, PUT_PARAMS).and_then(|ttl_s| write_ttl(&self.coordinator, key.bucket(), ttl_s));
+        let expires_ms = match ttl_s {
             Ok(ttl_s) => ttl_s.map(|ttl_s| self.coordinator.wall_ms().saturating_add(ttl_s.saturating_mul(1000))),
             Err(problem) => return problem.into_response(),
         };
@@ -296,16 +298,15 @@ pub(crate) fn request_ttl(request: &ApiRequest, allowed: &[&str]) -> Result<Opti
     }
 }
 
-/// The TTL a write gets: its own `ttl_s`, else the bucket's default
-/// (props `ttl_s`), else none.
+/// The TTL a write gets: its own `ttl_s` (`requested`), else the bucket's
+/// default (props `ttl_s`), else none.
 pub(crate) fn write_ttl(
     coordinator: &Coordinator,
     bucket: &str,
-    request: &ApiRequest,
-    allowed: &[&str],
+    requested: Option<u64>,
 ) -> Result<Option<u64>, ApiError> {
-    if let Some(ttl_s) = request_ttl(request, allowed)? {
-        return Ok(Some(ttl_s));
+    if requested.is_some() {
+        return Ok(requested);
     }
     let props = coordinator
         .props(bucket)
