@@ -12,22 +12,7 @@ import sys
 
 import redis
 
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message)
-
-
-def refused(call, expected):
-    try:
-        result = call()
-    except redis.ResponseError as error:
-        check(expected in str(error), f"error {error!r} should mention {expected!r}")
-        return
-    check(False, f"expected an error mentioning {expected!r}, got {result!r}")
+from checks import check, failures, refused
 
 
 def counters(a, b, c):
